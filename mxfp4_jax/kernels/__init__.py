@@ -1,0 +1,100 @@
+"""The MXFP4 grouped matmul: one entry point, a Pallas kernel on GPU and a jnp reference.
+
+``grouped_matmul(x, w, group_sizes)`` computes, for rows sorted by expert,
+``out[p] = act(x[p] @ W[e(p)] + bias[e(p)]) * row_weights[p]`` where ``e(p)`` is the expert whose
+group holds row ``p``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mxfp4_jax.kernels.reference import grouped_matmul_reference
+from mxfp4_jax.kernels.schedule import clip_group_sizes
+from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT, swiglu
+from mxfp4_jax.kernels.tuning import KernelConfig, pick_config
+from mxfp4_jax.mxfp4.layout import PackedMXFP4, check_packed
+
+BACKENDS = ("auto", "pallas", "reference")
+ACTIVATIONS = (None, "swiglu")
+
+
+def default_backend() -> str:
+  return "pallas" if jax.default_backend() == "gpu" else "reference"
+
+
+def _check_args(x, w, group_sizes, row_weights, activation, backend):
+  check_packed(w, "w")
+  if backend not in BACKENDS:
+    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+  if activation not in ACTIVATIONS:
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+  if (activation == "swiglu") != w.swiglu_halves:
+    raise ValueError(f"activation={activation!r} needs a weight packed with "
+                     f"swiglu_halves={activation == 'swiglu'}, got swiglu_halves={w.swiglu_halves}")
+  if x.ndim != 2 or x.shape[1] != w.in_features:
+    raise ValueError(f"x must have shape [P, {w.in_features}] to match w, got {tuple(x.shape)}")
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(f"x must be a float array, got {x.dtype}")
+  if group_sizes.shape != (w.num_experts,) or not jnp.issubdtype(group_sizes.dtype, jnp.integer):
+    raise ValueError(f"group_sizes must be an integer array of shape [{w.num_experts}] "
+                     f"(one per expert), got {group_sizes.dtype}{list(group_sizes.shape)}")
+  if row_weights is not None and row_weights.shape != (x.shape[0],):
+    raise ValueError(f"row_weights must have shape [{x.shape[0]}], got {tuple(row_weights.shape)}")
+  if not isinstance(group_sizes, jax.core.Tracer):
+    sizes = np.asarray(group_sizes)
+    if (sizes < 0).any() or sizes.sum() > x.shape[0]:
+      raise ValueError(f"group_sizes must be >= 0 and sum to at most P={x.shape[0]}, "
+                       f"got sum {sizes.sum()} and min {sizes.min()}")
+
+
+def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array,
+                   row_weights: jax.Array | None = None, *, activation: str | None = None,
+                   backend: str = "auto", out_dtype=None, config: KernelConfig | None = None,
+                   interpret: bool = False, swiglu_alpha: float = SWIGLU_ALPHA,
+                   swiglu_limit: float = SWIGLU_LIMIT) -> jax.Array:
+  """MXFP4 grouped matmul with the MoE epilogues fused.
+
+  Args:
+    x: ``[P, K]`` rows sorted by expert (bf16 for the kernel; other floats are cast).
+    w: `PackedMXFP4` weights of E experts, ``[K, N]`` each, with an optional bias.
+    group_sizes: ``[E]`` int; rows ``[sum(g[:e]), sum(g[:e + 1]))`` use expert ``e``. Rows past
+      ``sum(group_sizes)`` are ignored and their output is zero. Under ``jit`` the sizes are
+      clipped to fit ``P``; with concrete sizes a bad sum is an error.
+    row_weights: optional ``[P]`` factor per row (the router weight), applied last.
+    activation: ``None``, or ``"swiglu"`` for a gate_up weight packed with ``swiglu_halves``:
+      the output is GPT-OSS's clamped SwiGLU of the glu and linear halves, ``[P, N / 2]``.
+    backend: ``"pallas"`` (the kernel), ``"reference"`` (jnp), or ``"auto"``: pallas on GPU.
+    out_dtype: defaults to ``x.dtype``.
+    config: kernel block sizes; default from `tuning.pick_config`.
+    interpret: run the Pallas kernel in interpret mode (any platform; slow but exact).
+  Returns:
+    ``[P, N]`` (``[P, N / 2]`` with SwiGLU) of ``out_dtype``.
+  """
+  x, group_sizes = jnp.asarray(x), jnp.asarray(group_sizes)
+  row_weights = None if row_weights is None else jnp.asarray(row_weights)
+  _check_args(x, w, group_sizes, row_weights, activation, backend)
+  group_sizes = clip_group_sizes(group_sizes, x.shape[0])
+  out_dtype = jnp.dtype(out_dtype or x.dtype)
+  if backend == "auto":
+    backend = "pallas" if interpret else default_backend()
+  epilogue = dict(activation=activation, out_dtype=out_dtype, swiglu_alpha=swiglu_alpha,
+                  swiglu_limit=swiglu_limit)
+  if backend == "reference":
+    return grouped_matmul_reference(x, w, group_sizes, row_weights, **epilogue)
+
+  from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas  # noqa: PLC0415
+
+  out_cols = w.out_features // 2 if activation == "swiglu" else w.out_features
+  if out_cols < 16:
+    raise ValueError(f"the Pallas kernel needs at least 16 output features, got {out_cols}")
+  if x.shape[0] == 0:
+    return jnp.zeros((0, out_cols), out_dtype)
+  config = config or pick_config(x.shape[0], w.num_experts, out_cols)
+  return grouped_matmul_pallas(x, w, group_sizes, row_weights, cfg=config, interpret=interpret,
+                               **epilogue)
+
+
+__all__ = ["KernelConfig", "grouped_matmul", "grouped_matmul_reference", "pick_config", "swiglu"]

@@ -1,0 +1,121 @@
+"""The Pallas (Triton lowering) MXFP4 grouped matmul: weights stay 4-bit in HBM and are decoded
+to bf16 in registers, one ``[block_n, 64]`` tile at a time, right before the tensor-core dot.
+
+Operands are swapped (``out^T = W^T x^T``): the decoded weight tile is the dot's A operand, so
+Triton can feed wgmma from registers, and ``block_m`` (rows per expert) can stay as small as 16.
+Layout: `mxfp4_jax.mxfp4.layout`; ragged groups: `schedule`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
+
+from mxfp4_jax.kernels import schedule as sched
+from mxfp4_jax.kernels.swiglu import swiglu
+from mxfp4_jax.kernels.tuning import KernelConfig
+from mxfp4_jax.mxfp4 import format as fmt
+from mxfp4_jax.mxfp4.layout import BYTES_PER_K_TILE, K_TILE, PackedMXFP4
+
+HALF_TILE = K_TILE // 2  # values under one scale: the low (or high) nibbles of a tile row
+
+
+def _decode_half(codes, scales):
+  """[block_n, 32] int32 codes, [block_n] uint8 scales -> [block_n, 32] bf16 (exact)."""
+  bits = fmt.e2m1_to_bf16_bits(codes, scales.astype(jnp.int32)[:, None])
+  return lax.bitcast_convert_type(bits, jnp.bfloat16)
+
+
+def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales_ref, *refs,
+            cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_cols: int, swiglu_half: int,
+            has_bias: bool, has_row_weights: bool, swiglu_alpha: float, swiglu_limit: float):
+  bias_ref = refs[0] if has_bias else None
+  row_weights_ref = refs[has_bias] if has_row_weights else None
+  out_ref = refs[-1]
+  bm, bn = cfg.block_m, cfg.block_n
+
+  tile, col_tile = pl.program_id(0), pl.program_id(1)
+  group, start, end, window = group_ref[tile], start_ref[tile], end_ref[tile], window_ref[tile]
+  rows = window + lax.broadcasted_iota(jnp.int32, (bm,), 0)
+  # The last column tile slides back to stay in bounds; it writes only the columns it owns.
+  col0 = jnp.minimum(col_tile * bn, out_cols - bn)
+  cols = col0 + lax.broadcasted_iota(jnp.int32, (bn,), 0)
+  mask = (((rows >= start) & (rows < end))[:, None]) & ((cols >= col_tile * bn)[None, :])
+  out_block = out_ref.at[pl.ds(window, bm), pl.ds(col0, bn)]
+
+  # Weight rows that feed this output tile: one tile, or (glu, linear) for the fused SwiGLU.
+  weight_rows = (col0,) if not swiglu_half else (col0, col0 + swiglu_half)
+
+  def k_step(kt, accs):
+    k0 = pl.multiple_of(kt * K_TILE, K_TILE)
+    x_low = x_ref[pl.ds(window, bm), pl.ds(k0, HALF_TILE)]  # [bm, 32] bf16
+    x_high = x_ref[pl.ds(window, bm), pl.ds(k0 + HALF_TILE, HALF_TILE)]
+    new_accs = []
+    for acc, row0 in zip(accs, weight_rows):
+      packed = values_ref[group, kt, pl.ds(row0, bn), :].astype(jnp.int32)  # [bn, 32]
+      w_low = _decode_half(packed & 0xF, scales_ref[group, 2 * kt, pl.ds(row0, bn)])
+      w_high = _decode_half(packed >> 4, scales_ref[group, 2 * kt + 1, pl.ds(row0, bn)])
+      acc += pltriton.dot(w_low, x_low, trans_b=True)  # [bn, bm] f32
+      acc += pltriton.dot(w_high, x_high, trans_b=True)
+      new_accs.append(acc)
+    return tuple(new_accs)
+
+  @pl.when((group < num_experts) & (start < end))
+  def _expert_tile():
+    accs = tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
+    accs = lax.fori_loop(0, num_k_tiles, k_step, accs)
+    if has_bias:
+      accs = tuple(acc + bias_ref[group, pl.ds(row0, bn)][:, None]
+                   for acc, row0 in zip(accs, weight_rows))
+    out = swiglu(*accs, alpha=swiglu_alpha, limit=swiglu_limit) if swiglu_half else accs[0]
+    if has_row_weights:
+      out = out * row_weights_ref[pl.ds(window, bm)].astype(jnp.float32)[None, :]
+    pltriton.store(out_block, out.T.astype(out_ref.dtype), mask=mask)
+
+  @pl.when((group == num_experts) & (start < end))
+  def _tail_tile():  # rows past sum(group_sizes): defined as zero
+    pltriton.store(out_block, jnp.zeros((bm, bn), out_ref.dtype), mask=mask)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "activation", "out_dtype", "interpret",
+                                             "swiglu_alpha", "swiglu_limit"))
+def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, *, cfg: KernelConfig,
+                          activation: str | None, out_dtype, interpret: bool,
+                          swiglu_alpha: float, swiglu_limit: float):
+  """Arguments already checked by `mxfp4_jax.kernels.grouped_matmul`; see there."""
+  num_rows = x.shape[0]
+  out_cols = w.out_features // 2 if activation == "swiglu" else w.out_features
+  # Tiny row counts: pad up to one tile so that every read stays in bounds.
+  padded_rows = max(num_rows, cfg.block_m)
+  x = x.astype(jnp.bfloat16)
+  x = jnp.pad(x, ((0, padded_rows - num_rows), (0, w.padded_in_features - x.shape[1])))
+  if row_weights is not None:
+    row_weights = jnp.pad(row_weights.astype(jnp.float32), (0, padded_rows - num_rows))
+
+  tiles = sched.tile_schedule(group_sizes, padded_rows, cfg.block_m)
+  num_tiles = tiles.group.shape[0]
+  operands = [tiles.group, tiles.start, tiles.end, tiles.window, x, w.values, w.scales]
+  if w.bias is not None:
+    operands.append(w.bias)
+  if row_weights is not None:
+    operands.append(row_weights)
+
+  kernel = functools.partial(
+      _kernel, cfg=cfg, num_experts=w.num_experts, num_k_tiles=w.values.shape[1],
+      out_cols=out_cols, swiglu_half=out_cols if activation == "swiglu" else 0,
+      has_bias=w.bias is not None, has_row_weights=row_weights is not None,
+      swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit)
+  out = pl.pallas_call(
+      kernel,
+      out_shape=jax.ShapeDtypeStruct((padded_rows, out_cols), out_dtype),
+      grid=(num_tiles, pl.cdiv(out_cols, cfg.block_n)),
+      compiler_params=pltriton.CompilerParams(num_warps=cfg.num_warps, num_stages=cfg.num_stages),
+      interpret=interpret,
+      name="mxfp4_grouped_matmul" + ("_swiglu" if activation == "swiglu" else ""),
+  )(*operands)
+  return out[:num_rows] if padded_rows != num_rows else out

@@ -1,0 +1,58 @@
+"""Static-size tile schedule for ragged groups (the Triton lowering has no scalar prefetch).
+
+Rows ``[P, K]`` are sorted by expert; ``group_sizes[e]`` rows belong to expert ``e``, and the rows
+past ``sum(group_sizes)`` form one more "tail" group whose output is zero. Each group is cut into
+tiles of at most ``block_m`` rows; a tile never spans two groups. The number of tiles is at most
+``cdiv(P, block_m) + E`` (E + 1 groups, each adding at most one partial tile), a static bound, so
+the grid is static and programs past the real tile count exit at once.
+
+A tile reads the ``block_m`` rows starting at ``window`` and writes only rows in ``[start, end)``;
+``window = min(start, P - block_m)`` keeps every read in bounds without padding ``x``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TileSchedule:
+  group: jax.Array  # [T] int32: expert index, E for the tail group, E + 1 past the last tile
+  start: jax.Array  # [T] int32: first row the tile writes
+  end: jax.Array  # [T] int32: one past the last row the tile writes (== start when empty)
+  window: jax.Array  # [T] int32: first row the tile reads
+
+
+def max_tiles(num_rows: int, num_experts: int, block_m: int) -> int:
+  return -(-num_rows // block_m) + num_experts
+
+
+def clip_group_sizes(group_sizes: jax.Array, num_rows: int) -> jax.Array:
+  """Group sizes that end within ``num_rows``: negative sizes count as 0, rows past the end drop."""
+  ends = jnp.minimum(jnp.cumsum(jnp.maximum(group_sizes.astype(jnp.int32), 0)), num_rows)
+  return jnp.diff(ends, prepend=0)
+
+
+def tile_schedule(group_sizes: jax.Array, num_rows: int, block_m: int) -> TileSchedule:
+  """Tiles for ``group_sizes`` [E] (clipped, see `clip_group_sizes`) over ``num_rows >= block_m``."""
+  num_experts = group_sizes.shape[0]
+  expert_ends = jnp.cumsum(clip_group_sizes(group_sizes, num_rows))
+  group_ends = jnp.append(expert_ends, num_rows)  # [E + 1], the tail group last
+  group_starts = group_ends - jnp.diff(group_ends, prepend=0)
+  tiles = -(-(group_ends - group_starts) // block_m)
+  tile_ends = jnp.cumsum(tiles)
+  tile_starts = tile_ends - tiles
+
+  t = jnp.arange(max_tiles(num_rows, num_experts, block_m), dtype=jnp.int32)
+  group = jnp.searchsorted(tile_ends, t, side="right").astype(jnp.int32)
+  in_range = group <= num_experts
+  g = jnp.minimum(group, num_experts)
+  start = group_starts[g] + (t - tile_starts[g]) * block_m
+  end = jnp.minimum(start + block_m, group_ends[g])
+  start, end = jnp.where(in_range, start, 0), jnp.where(in_range, end, 0)
+  window = jnp.clip(start, 0, num_rows - block_m)
+  return TileSchedule(group=group, start=start, end=end, window=window)

@@ -1,0 +1,15 @@
+"""GPT-OSS's clamped SwiGLU, shared by the kernel epilogue, the reference and the model."""
+
+import jax
+import jax.numpy as jnp
+
+SWIGLU_ALPHA = 1.702
+SWIGLU_LIMIT = 7.0
+
+
+def swiglu(glu: jax.Array, linear: jax.Array, alpha: float = SWIGLU_ALPHA,
+           limit: float = SWIGLU_LIMIT) -> jax.Array:
+  """``min(glu, limit) * sigmoid(alpha * min(glu, limit)) * (clip(linear, -limit, limit) + 1)``."""
+  glu = jnp.minimum(glu, limit)
+  linear = jnp.clip(linear, -limit, limit)
+  return glu * jax.nn.sigmoid(alpha * glu) * (linear + 1)

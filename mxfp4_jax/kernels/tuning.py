@@ -1,0 +1,46 @@
+"""Block sizes and launch parameters of the grouped matmul, by regime (rows per active expert).
+
+The table is the output of ``python -m experiments.tune_kernel --config=configs/tune_kernel.py``
+on the H100; BENCHMARKS.md records the sweep that produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelConfig:
+  block_m: int  # rows of x per tile (tensor-core N side after the operand swap)
+  block_n: int  # output features per tile
+  num_warps: int
+  num_stages: int
+
+  def __post_init__(self):
+    for name in ("block_m", "block_n"):
+      value = getattr(self, name)
+      if value < 16 or value & (value - 1):
+        raise ValueError(f"KernelConfig.{name}={value} must be a power of two >= 16")
+
+
+# (largest expected rows per active expert, config); the last row covers everything larger.
+TABLE: tuple[tuple[int, KernelConfig], ...] = (
+    (16, KernelConfig(block_m=16, block_n=64, num_warps=4, num_stages=4)),
+    (32, KernelConfig(block_m=32, block_n=64, num_warps=4, num_stages=4)),
+    (64, KernelConfig(block_m=64, block_n=128, num_warps=4, num_stages=3)),
+    (1 << 62, KernelConfig(block_m=128, block_n=128, num_warps=8, num_stages=3)),
+)
+
+
+def rows_per_expert(num_rows: int, num_experts: int) -> float:
+  """Expected rows per expert that gets any: every row lands on one of min(E, P) experts."""
+  return num_rows / max(1, min(num_experts, num_rows))
+
+
+def pick_config(num_rows: int, num_experts: int, out_cols: int) -> KernelConfig:
+  m = rows_per_expert(num_rows, num_experts)
+  cfg = next(c for limit, c in TABLE if m <= limit)
+  block_n = cfg.block_n
+  while block_n > 16 and block_n > out_cols:
+    block_n //= 2
+  return dataclasses.replace(cfg, block_n=block_n)

@@ -1,0 +1,181 @@
+"""The MXFP4 format (OCP Microscaling v1.0): E2M1 values in blocks of 32 with one E8M0 scale.
+
+This module is the only place that knows the E2M1 code table and the nibble order.
+
+Checkpoint convention (GPT-OSS, both the HF and the ``original/`` layouts):
+  * a weight ``W[..., N, K]`` (K = input dim) is cut into blocks of 32 along K;
+  * ``blocks[..., N, K // 32, 16]`` uint8: byte ``j`` of a block holds element ``2j`` in its LOW
+    nibble and element ``2j + 1`` in its HIGH nibble;
+  * ``scales[..., N, K // 32]`` uint8, E8M0: value ``2 ** (s - 127)``; ``0xFF`` is NaN and rejected.
+  * element value = ``E2M1[code] * 2 ** (s - 127)``.
+
+Everything here is written with ``jnp`` so that it runs on host arrays, on device, under ``jit``
+and (for ``e2m1_to_bf16_bits``) inside Pallas kernels.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+BLOCK_SIZE = 32  # values that share one scale
+BYTES_PER_BLOCK = BLOCK_SIZE // 2
+SCALE_BIAS = 127
+SCALE_NAN = 0xFF
+BITS_PER_WEIGHT = 4 + 8 / BLOCK_SIZE  # 4.25: the byte count every roofline uses
+
+# Code -> value. Bit 3 is the sign, bits 2..1 the exponent (bias 1), bit 0 the mantissa.
+E2M1_VALUES = np.array(
+    [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0],
+    dtype=np.float32,
+)
+E2M1_MAX = 6.0
+E2M1_EMAX = 2  # exponent of the largest E2M1 value: 6 = 1.5 * 2**2
+
+# Rounding thresholds between consecutive magnitudes 0, .5, 1, 1.5, 2, 3, 4, 6. A tie rounds to the
+# code whose mantissa bit is 0 (round-to-nearest-even): down from an even code, up from an odd one.
+_MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
+
+# Scale bytes for which `e2m1_to_bf16_bits` is exact: every value of the block is a normal bf16.
+KERNEL_SCALE_MIN = 2
+KERNEL_SCALE_MAX = 252
+
+
+def _is_concrete(x) -> bool:
+  return not isinstance(x, jax.core.Tracer)
+
+
+def _check_dtype(name: str, x, dtype) -> None:
+  if jnp.dtype(x.dtype) != jnp.dtype(dtype):
+    raise TypeError(f"{name} must be {jnp.dtype(dtype).name}, got {jnp.dtype(x.dtype).name}")
+
+
+# --- E8M0 scales --------------------------------------------------------------------------------
+
+
+def check_scales(scales, name: str = "scales") -> None:
+  """Rejects E8M0 NaN (0xFF) when the values are known (not under a trace)."""
+  _check_dtype(name, scales, jnp.uint8)
+  if _is_concrete(scales) and bool(np.any(np.asarray(scales) == SCALE_NAN)):
+    raise ValueError(f"{name} holds 0xFF, the E8M0 NaN encoding")
+
+
+def decode_scales(scales, dtype=jnp.float32) -> jax.Array:
+  """E8M0 bytes -> ``2 ** (s - 127)`` (exact in float32 for every byte but 0xFF)."""
+  check_scales(scales)
+  return jnp.ldexp(jnp.ones((), jnp.float32), scales.astype(jnp.int32) - SCALE_BIAS).astype(dtype)
+
+
+def encode_scale_exponents(exponents) -> jax.Array:
+  """Power-of-two exponents -> E8M0 bytes, clamped to the finite range [2**-127, 2**127]."""
+  return (jnp.clip(exponents, -SCALE_BIAS, SCALE_BIAS) + SCALE_BIAS).astype(jnp.uint8)
+
+
+# --- E2M1 codes and nibbles ---------------------------------------------------------------------
+
+
+def split_nibbles(packed) -> tuple[jax.Array, jax.Array]:
+  """Bytes -> (low-nibble codes, high-nibble codes), each in [0, 16)."""
+  return packed & 0xF, packed >> 4
+
+
+def join_nibbles(low_codes, high_codes) -> jax.Array:
+  """(low-nibble codes, high-nibble codes) -> uint8 bytes; the inverse of `split_nibbles`."""
+  return (low_codes.astype(jnp.uint8) & 0xF) | (high_codes.astype(jnp.uint8) << 4)
+
+
+def blocks_to_codes(blocks) -> jax.Array:
+  """``[..., K/32, 16]`` bytes -> ``[..., K/32, 32]`` codes in element order."""
+  even, odd = split_nibbles(blocks)  # checkpoint order: low nibble = even element
+  return jnp.stack([even, odd], axis=-1).reshape(*blocks.shape[:-1], BLOCK_SIZE)
+
+
+def codes_to_blocks(codes) -> jax.Array:
+  """``[..., K/32, 32]`` codes in element order -> ``[..., K/32, 16]`` bytes."""
+  return join_nibbles(codes[..., 0::2], codes[..., 1::2])
+
+
+def decode_codes(codes, dtype=jnp.float32) -> jax.Array:
+  return jnp.asarray(E2M1_VALUES)[codes.astype(jnp.int32)].astype(dtype)
+
+
+def e2m1_to_bf16_bits(codes, scales):
+  """Bit patterns of ``E2M1[code] * 2**(scale - 127)`` as bf16, with integer ops only.
+
+  ``codes`` and ``scales`` are int32 arrays that broadcast together. Exact for scale bytes in
+  [KERNEL_SCALE_MIN, KERNEL_SCALE_MAX], where every value is a normal bf16; no float arithmetic, so
+  the GPU and the CPU (which flushes subnormals) give the same bits. Kernels call this on tiles in
+  registers. Returns uint16 bits; `lax.bitcast_convert_type` turns them into bf16.
+
+  Magnitude code c = 2e + m: c >= 2 is (1 + m/2) * 2**(e - 1), c == 1 is 0.5, c == 0 is 0.
+  """
+  magnitude = codes & 7
+  exponent = scales - 1 + (magnitude >> 1)  # biased bf16 exponent of the scaled value
+  normal = (exponent << 7) | ((magnitude & 1) << 6)
+  half = (scales - 1) << 7
+  bits = jnp.where(magnitude >= 2, normal, jnp.where(magnitude == 1, half, 0))
+  return (bits | ((codes & 8) << 12)).astype(jnp.uint16)
+
+
+# --- quantize / dequantize ----------------------------------------------------------------------
+
+
+def _round_to_e2m1_codes(scaled) -> jax.Array:
+  """Float values already divided by their block scale -> E2M1 codes (RNE, saturating at 6)."""
+  magnitude = jnp.abs(scaled)
+  code = jnp.zeros(scaled.shape, jnp.uint8)
+  for index, midpoint in enumerate(_MIDPOINTS):
+    passed = magnitude > midpoint if index % 2 == 0 else magnitude >= midpoint
+    code = code + passed.astype(jnp.uint8)
+  return code | (jnp.signbit(scaled).astype(jnp.uint8) << 3)
+
+
+def quantize(w, axis: int = -1) -> tuple[jax.Array, jax.Array]:
+  """Float weights -> (blocks uint8, scales uint8), blocked along ``axis`` (the input dim).
+
+  OCP MX rounding: the block's shared exponent is ``floor(log2(max |w|)) - 2`` (2 = E2M1's largest
+  exponent), values are rounded to nearest-even on the E2M1 grid and saturate at +-6 * scale.
+  An all-zero block gets scale byte 127. ``axis`` is moved last: for ``w[N, K]`` with ``axis=-1``
+  the result is ``blocks[N, K/32, 16]``, ``scales[N, K/32]``.
+  """
+  w = jnp.asarray(w)
+  if not jnp.issubdtype(w.dtype, jnp.floating):
+    raise TypeError(f"quantize: w must be a float array, got {w.dtype}")
+  if w.ndim == 0:
+    raise ValueError("quantize: w must have at least one dimension")
+  w = jnp.moveaxis(w, axis, -1)
+  k = w.shape[-1]
+  if k % BLOCK_SIZE:
+    raise ValueError(f"quantize: the blocked axis has size {k}, not a multiple of {BLOCK_SIZE}")
+  if _is_concrete(w) and not bool(jnp.all(jnp.isfinite(w))):
+    raise ValueError("quantize: w holds NaN or infinity")
+
+  w = w.astype(jnp.float32).reshape(*w.shape[:-1], k // BLOCK_SIZE, BLOCK_SIZE)
+  amax = jnp.max(jnp.abs(w), axis=-1)
+  _, amax_exponent = jnp.frexp(amax)  # amax = f * 2**e with f in [0.5, 1): floor(log2) = e - 1
+  shared_exponent = jnp.where(amax > 0, amax_exponent - 1 - E2M1_EMAX, 0)
+  scales = encode_scale_exponents(shared_exponent)
+  scaled = w / decode_scales(scales)[..., None]
+  return codes_to_blocks(_round_to_e2m1_codes(scaled)), scales
+
+
+def check_blocks_and_scales(blocks, scales, where: str = "mxfp4") -> None:
+  """Shape and dtype contract of the checkpoint layout; one-line errors naming the tensor."""
+  _check_dtype(f"{where} blocks", blocks, jnp.uint8)
+  _check_dtype(f"{where} scales", scales, jnp.uint8)
+  if blocks.ndim < 2 or blocks.shape[-1] != BYTES_PER_BLOCK:
+    raise ValueError(
+        f"{where} blocks must have shape (..., K/32, {BYTES_PER_BLOCK}), got {tuple(blocks.shape)}")
+  if tuple(scales.shape) != tuple(blocks.shape[:-1]):
+    raise ValueError(f"{where} scales shape {tuple(scales.shape)} does not match blocks shape "
+                     f"{tuple(blocks.shape)} (expected {tuple(blocks.shape[:-1])})")
+  check_scales(scales, f"{where} scales")
+
+
+def dequantize(blocks, scales, dtype=jnp.float32) -> jax.Array:
+  """(blocks ``[..., N, K/32, 16]``, scales ``[..., N, K/32]``) -> ``[..., N, K]`` of ``dtype``."""
+  blocks, scales = jnp.asarray(blocks), jnp.asarray(scales)
+  check_blocks_and_scales(blocks, scales, "dequantize:")
+  values = decode_codes(blocks_to_codes(blocks)) * decode_scales(scales)[..., None]
+  return values.reshape(*blocks.shape[:-2], -1).astype(dtype)

@@ -1,0 +1,193 @@
+"""The kernel layout: how MXFP4 expert weights are stored for the grouped matmul.
+
+This is the one contract shared by the packer, the Pallas kernel, the reference and the tests, and
+it is what checkpoints of packed parameters persist. Weights are packed once, at load time.
+
+For expert ``e``, output feature ``n`` and input feature ``k`` (the math is ``out = x @ W[e]``):
+
+* ``values[e, t, n, j]`` (uint8, shape ``[E, K_pad / 64, N, 32]``) holds the codes of
+  ``k = 64 t + j`` in its LOW nibble and ``k = 64 t + 32 + j`` in its HIGH nibble, ``j < 32``.
+  One kernel K step reads a ``[block_n, 32]`` byte tile that is contiguous in memory; its low
+  nibbles are one 32-value scale block and its high nibbles the next, so each half needs a single
+  scale per row and no in-register interleave.
+* ``scales[e, b, n]`` (uint8, shape ``[E, K_pad / 32, N]``): the E8M0 scale of ``k`` in
+  ``[32 b, 32 b + 32)``; a ``[block_n]`` row of them is one contiguous load.
+* ``K_pad`` is ``K`` rounded up to 64; the padding holds zero codes with scale 127.
+* ``bias[e, n]`` (float32, optional): the layer's bias, in the same row order as the weights.
+* ``swiglu_halves``: for the fused gate_up kernel the checkpoint's interleaved columns
+  (glu = even ``n``, linear = odd ``n``) are reordered so that ``n < N/2`` is glu and ``n >= N/2``
+  is linear (`deinterleave_swiglu`), for weights and bias alike.
+
+In-kernel decoding uses `format.e2m1_to_bf16_bits`, exact for scale bytes in
+``[KERNEL_SCALE_MIN, KERNEL_SCALE_MAX]`` on blocks that hold a non-zero value; `pack` checks it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mxfp4_jax.mxfp4 import format as fmt
+
+K_TILE = 2 * fmt.BLOCK_SIZE  # values per packed K step
+BYTES_PER_K_TILE = K_TILE // 2
+NEUTRAL_SCALE = fmt.SCALE_BIAS  # scale byte of padding blocks (2**0)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class PackedMXFP4:
+  """MXFP4 weights of ``E`` experts, each ``[K, N]``, in the kernel layout (module docstring)."""
+
+  values: jax.Array  # [E, K_pad / 64, N, 32] uint8
+  scales: jax.Array  # [E, K_pad / 32, N] uint8
+  bias: jax.Array | None  # [E, N] float32 in the packed row order, or None
+  in_features: int = dataclasses.field(metadata=dict(static=True))
+  swiglu_halves: bool = dataclasses.field(default=False, metadata=dict(static=True))
+
+  @property
+  def num_experts(self) -> int:
+    return self.values.shape[0]
+
+  @property
+  def out_features(self) -> int:
+    return self.values.shape[2]
+
+  @property
+  def padded_in_features(self) -> int:
+    return self.values.shape[1] * K_TILE
+
+  @property
+  def nbytes(self) -> int:
+    return self.values.size + self.scales.size
+
+  def expert_nbytes(self) -> int:
+    """HBM bytes of one expert's weights: what a kernel reads per expert that gets rows."""
+    return self.nbytes // self.num_experts
+
+  def __repr__(self) -> str:
+    return (f"PackedMXFP4(experts={self.num_experts}, in={self.in_features}, "
+            f"out={self.out_features}, swiglu_halves={self.swiglu_halves})")
+
+
+def check_packed(w: PackedMXFP4, name: str = "w") -> None:
+  """One-line errors for a packed weight whose arrays break the contract."""
+  if not isinstance(w, PackedMXFP4):
+    raise TypeError(f"{name} must be a PackedMXFP4 (see mxfp4_jax.mxfp4.pack), got {type(w).__name__}")
+  v, s = w.values, w.scales
+  if v.dtype != jnp.uint8 or s.dtype != jnp.uint8:
+    raise TypeError(f"{name}.values and {name}.scales must be uint8, got {v.dtype} and {s.dtype}")
+  if v.ndim != 4 or v.shape[-1] != BYTES_PER_K_TILE:
+    raise ValueError(f"{name}.values must have shape [E, K_pad/64, N, 32], got {tuple(v.shape)}")
+  expected = (v.shape[0], 2 * v.shape[1], v.shape[2])
+  if tuple(s.shape) != expected:
+    raise ValueError(f"{name}.scales must have shape {expected}, got {tuple(s.shape)}")
+  if w.bias is not None and tuple(w.bias.shape) != (v.shape[0], v.shape[2]):
+    raise ValueError(f"{name}.bias must have shape {(v.shape[0], v.shape[2])}, got {tuple(w.bias.shape)}")
+  if not 0 < w.in_features <= w.padded_in_features or w.in_features % fmt.BLOCK_SIZE:
+    raise ValueError(f"{name}.in_features={w.in_features} does not fit values of shape {tuple(v.shape)}")
+
+
+def _check_kernel_scale_range(codes, scales, where: str) -> None:
+  if not fmt._is_concrete(codes):
+    return
+  nonzero_block = np.asarray(jnp.any((codes & 7) != 0, axis=-1))
+  s = np.asarray(scales)
+  bad = nonzero_block & ((s < fmt.KERNEL_SCALE_MIN) | (s > fmt.KERNEL_SCALE_MAX))
+  if bad.any():
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise ValueError(
+        f"{where}: scale byte {int(s[index])} at {index} is outside [{fmt.KERNEL_SCALE_MIN}, "
+        f"{fmt.KERNEL_SCALE_MAX}], the range the kernel decodes exactly (|w| within 2**-125..2**127)")
+
+
+def pack(blocks, scales, bias=None, *, swiglu_halves: bool = False) -> PackedMXFP4:
+  """Checkpoint layout (``blocks[E, N, K/32, 16]``, ``scales[E, N, K/32]``, ``bias[E, N]``)
+  -> `PackedMXFP4`.
+
+  Runs on host or device arrays and under ``jit`` (the scale-range check needs concrete values
+  and is skipped under a trace). With ``swiglu_halves`` the rows are first reordered by
+  `deinterleave_swiglu`.
+  """
+  blocks, scales = jnp.asarray(blocks), jnp.asarray(scales)
+  fmt.check_blocks_and_scales(blocks, scales, "pack:")
+  if blocks.ndim != 4:
+    raise ValueError(f"pack: blocks must have shape [E, N, K/32, 16], got {tuple(blocks.shape)}")
+  num_experts, n, num_blocks, _ = blocks.shape
+  if swiglu_halves:
+    if n % 2:
+      raise ValueError(f"pack: a SwiGLU gate_up weight needs an even N, got {n}")
+    blocks, scales = deinterleave_swiglu(blocks, axis=1), deinterleave_swiglu(scales, axis=1)
+  if bias is not None:
+    bias = jnp.asarray(bias)
+    if tuple(bias.shape) != (num_experts, n):
+      raise ValueError(f"pack: bias must have shape {(num_experts, n)}, got {tuple(bias.shape)}")
+    bias = (deinterleave_swiglu(bias, axis=1) if swiglu_halves else bias).astype(jnp.float32)
+  codes = fmt.blocks_to_codes(blocks)  # [E, N, K/32, 32]
+  _check_kernel_scale_range(codes, scales, "pack")
+
+  pad = (-num_blocks) % 2
+  if pad:
+    codes = jnp.pad(codes, ((0, 0), (0, 0), (0, pad), (0, 0)))
+    scales = jnp.pad(scales, ((0, 0), (0, 0), (0, pad)), constant_values=NEUTRAL_SCALE)
+  codes = codes.reshape(num_experts, n, -1, 2, fmt.BLOCK_SIZE)
+  values = fmt.join_nibbles(codes[..., 0, :], codes[..., 1, :])  # [E, N, K_pad/64, 32]
+  return PackedMXFP4(
+      values=jnp.transpose(values, (0, 2, 1, 3)),
+      scales=jnp.transpose(scales, (0, 2, 1)),
+      bias=bias,
+      in_features=num_blocks * fmt.BLOCK_SIZE,
+      swiglu_halves=swiglu_halves,
+  )
+
+
+def unpack(w: PackedMXFP4) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+  """`PackedMXFP4` -> checkpoint layout (blocks, scales, bias); the exact inverse of `pack`."""
+  check_packed(w)
+  low, high = fmt.split_nibbles(jnp.transpose(w.values, (0, 2, 1, 3)))  # [E, N, K_pad/64, 32]
+  codes = jnp.stack([low, high], axis=3).reshape(w.num_experts, w.out_features, -1, fmt.BLOCK_SIZE)
+  num_blocks = w.in_features // fmt.BLOCK_SIZE
+  blocks = fmt.codes_to_blocks(codes[:, :, :num_blocks])
+  scales = jnp.transpose(w.scales, (0, 2, 1))[:, :, :num_blocks]
+  bias = w.bias
+  if w.swiglu_halves:
+    blocks, scales = interleave_swiglu(blocks, axis=1), interleave_swiglu(scales, axis=1)
+    bias = None if bias is None else interleave_swiglu(bias, axis=1)
+  return blocks, scales, bias
+
+
+def dequantize_packed(w: PackedMXFP4, dtype=jnp.float32) -> jax.Array:
+  """`PackedMXFP4` -> dense ``[E, K, N]`` in the packed row order (glu half first if so packed)."""
+  check_packed(w)
+  low, high = fmt.split_nibbles(w.values)  # [E, K_pad/64, N, 32]
+  codes = jnp.stack([low, high], axis=3)  # [E, K_pad/64, N, 2, 32]
+  values = fmt.decode_codes(codes) * fmt.decode_scales(
+      w.scales.reshape(w.num_experts, -1, 2, w.out_features).transpose(0, 1, 3, 2))[..., None]
+  dense = values.transpose(0, 1, 3, 4, 2).reshape(w.num_experts, w.padded_in_features, w.out_features)
+  return dense[:, : w.in_features].astype(dtype)
+
+
+def deinterleave_swiglu(a, axis: int = -1):
+  """Interleaved (glu, linear, glu, linear, ...) along ``axis`` -> (all glu, then all linear)."""
+  a = jnp.asarray(a)
+  return jnp.concatenate([jnp.take(a, jnp.arange(0, a.shape[axis], 2), axis=axis),
+                          jnp.take(a, jnp.arange(1, a.shape[axis], 2), axis=axis)], axis=axis)
+
+
+def interleave_swiglu(a, axis: int = -1):
+  """The inverse of `deinterleave_swiglu`."""
+  a = jnp.moveaxis(jnp.asarray(a), axis, 0)
+  half = a.shape[0] // 2
+  out = jnp.stack([a[:half], a[half:]], axis=1).reshape(a.shape)
+  return jnp.moveaxis(out, 0, axis)
+
+
+def packed_shapes(num_experts: int, in_features: int, out_features: int) -> dict[str, tuple[int, ...]]:
+  """Array shapes of a packed weight, for building weights directly on a device."""
+  k_tiles = math.ceil(in_features / K_TILE)
+  return dict(values=(num_experts, k_tiles, out_features, BYTES_PER_K_TILE),
+              scales=(num_experts, 2 * k_tiles, out_features))
