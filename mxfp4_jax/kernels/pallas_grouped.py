@@ -51,7 +51,7 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
   # Weight rows that feed this output tile: one tile, or (glu, linear) for the fused SwiGLU.
   weight_rows = (col0,) if not swiglu_half else (col0, col0 + swiglu_half)
 
-  def k_step(kt, accs):
+  def k_tile(kt, accs):
     k0 = pl.multiple_of(kt * K_TILE, K_TILE)
     x_low = x_ref[pl.ds(window, bm), pl.ds(k0, HALF_TILE)]  # [bm, 32] bf16
     x_high = x_ref[pl.ds(window, bm), pl.ds(k0 + HALF_TILE, HALF_TILE)]
@@ -65,21 +65,28 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
       new_accs.append(acc)
     return tuple(new_accs)
 
-  @pl.when((group < num_experts) & (start < end))
-  def _expert_tile():
-    accs = tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
-    accs = lax.fori_loop(0, num_k_tiles, k_step, accs)
-    if has_bias:
-      accs = tuple(acc + bias_ref[group, pl.ds(row0, bn)][:, None]
-                   for acc, row0 in zip(accs, weight_rows))
-    out = swiglu(*accs, alpha=swiglu_alpha, limit=swiglu_limit) if swiglu_half else accs[0]
-    if has_row_weights:
-      out = out * row_weights_ref[pl.ds(window, bm)].astype(jnp.float32)[None, :]
-    pltriton.store(out_block, out.T.astype(out_ref.dtype), mask=mask)
+  unroll = cfg.k_unroll if num_k_tiles % cfg.k_unroll == 0 else 1
 
-  @pl.when((group == num_experts) & (start < end))
-  def _tail_tile():  # rows past sum(group_sizes): defined as zero
-    pltriton.store(out_block, jnp.zeros((bm, bn), out_ref.dtype), mask=mask)
+  def k_step(step, accs):  # `unroll` K tiles per loop iteration
+    for u in range(unroll):
+      accs = k_tile(step * unroll + u, accs)
+    return accs
+
+  # No branch around the K loop (Triton pipelines a loop only outside scf.if): tiles with no
+  # rows, and tail tiles (rows past sum(group_sizes), defined as zero), run it zero times.
+  is_expert = group < num_experts
+  group = jnp.minimum(group, num_experts - 1)  # keeps the epilogue's loads in bounds
+  num_steps = (is_expert & (start < end)).astype(jnp.int32) * (num_k_tiles // unroll)
+  accs = tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
+  accs = lax.fori_loop(0, num_steps, k_step, accs)
+  if has_bias:
+    accs = tuple(acc + bias_ref[group, pl.ds(row0, bn)][:, None]
+                 for acc, row0 in zip(accs, weight_rows))
+  out = swiglu(*accs, alpha=swiglu_alpha, limit=swiglu_limit) if swiglu_half else accs[0]
+  if has_row_weights:
+    out = out * row_weights_ref[pl.ds(window, bm)].astype(jnp.float32)[None, :]
+  out = jnp.where(is_expert, out, 0.0)
+  pltriton.store(out_block, out.T.astype(out_ref.dtype), mask=mask)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "activation", "out_dtype", "interpret",

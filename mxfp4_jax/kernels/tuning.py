@@ -15,6 +15,7 @@ class KernelConfig:
   block_n: int  # output features per tile
   num_warps: int
   num_stages: int
+  k_unroll: int = 1  # 64-value K tiles per loop iteration (1 when it does not divide K / 64)
 
   def __post_init__(self):
     for name in ("block_m", "block_n"):
@@ -25,10 +26,10 @@ class KernelConfig:
 
 # (largest expected rows per active expert, config); the last row covers everything larger.
 TABLE: tuple[tuple[int, KernelConfig], ...] = (
-    (16, KernelConfig(block_m=16, block_n=64, num_warps=4, num_stages=4)),
-    (32, KernelConfig(block_m=32, block_n=64, num_warps=4, num_stages=4)),
-    (64, KernelConfig(block_m=64, block_n=128, num_warps=4, num_stages=3)),
-    (1 << 62, KernelConfig(block_m=128, block_n=128, num_warps=8, num_stages=3)),
+    (16, KernelConfig(block_m=16, block_n=64, num_warps=4, num_stages=5)),  # swept: P=4
+    (32, KernelConfig(block_m=32, block_n=64, num_warps=4, num_stages=4)),  # not swept yet
+    (64, KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=3)),  # not swept yet
+    (1 << 62, KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=3)),  # swept: P=16384
 )
 
 

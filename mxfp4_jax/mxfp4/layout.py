@@ -191,3 +191,24 @@ def packed_shapes(num_experts: int, in_features: int, out_features: int) -> dict
   k_tiles = math.ceil(in_features / K_TILE)
   return dict(values=(num_experts, k_tiles, out_features, BYTES_PER_K_TILE),
               scales=(num_experts, 2 * k_tiles, out_features))
+
+
+def random_packed(key: jax.Array, num_experts: int, in_features: int, out_features: int, *,
+                  swiglu_halves: bool = False, with_bias: bool = True,
+                  scale_range: tuple[int, int] = (118, 124)) -> PackedMXFP4:
+  """Random weights built directly in the packed layout, on the default device.
+
+  Codes are uniform over all 16 E2M1 codes and scale bytes uniform in ``scale_range`` (about
+  GPT-OSS's range); speed does not depend on the values. Nothing passes through host memory.
+  """
+  if in_features % K_TILE:
+    raise ValueError(f"random_packed: in_features={in_features} must be a multiple of {K_TILE}")
+  shapes = packed_shapes(num_experts, in_features, out_features)
+  k_values, k_scales, k_bias = jax.random.split(key, 3)
+  values = jax.random.randint(k_values, shapes["values"], 0, 256, jnp.int32).astype(jnp.uint8)
+  scales = jax.random.randint(k_scales, shapes["scales"], scale_range[0], scale_range[1] + 1,
+                              jnp.int32).astype(jnp.uint8)
+  bias = (jax.random.normal(k_bias, (num_experts, out_features), jnp.float32) * 0.1
+          if with_bias else None)
+  return PackedMXFP4(values=values, scales=scales, bias=bias, in_features=in_features,
+                     swiglu_halves=swiglu_halves)

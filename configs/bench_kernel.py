@@ -1,0 +1,36 @@
+"""Benchmark of the MXFP4 grouped matmul at GPT-OSS shapes, with XLA baselines.
+
+  python -m experiments.bench_kernel --config=configs/bench_kernel.py
+  python -m experiments.bench_kernel --config=configs/bench_kernel.py --config.mode=eager_smoke
+  python -m experiments.bench_kernel --config=configs/bench_kernel.py \
+      --config.shapes=20b_down --config.rows=4,4096 --config.baselines=
+"""
+
+import ml_collections
+
+# name: (experts, in_features K, out_features N, activation)
+SHAPES = {
+    "20b_gate_up": (32, 2880, 5760, "swiglu"),
+    "20b_down": (32, 2880, 2880, None),
+    "120b_gate_up": (128, 2880, 5760, "swiglu"),
+}
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.mode = "bench"  # or "eager_smoke": one small kernel call checked against the reference
+  c.shapes = "20b_gate_up,20b_down,120b_gate_up"
+  c.rows = "1,4,16,64,256,1024,4096,16384"  # token-expert rows P
+  c.top_k = 4
+  c.baselines = "ragged_dot,dense"  # XLA bf16 baselines timed in the same run ('' for none)
+  c.weight_copies = 8  # MXFP4 copies rotated per timed chain: more than the 50 MB L2 holds
+  c.max_weight_bytes = 12e9  # cap on all copies of one weight (fewer copies for 120b)
+  c.calls = (4, 20)  # calls per timed chain (two lengths; the slope is the time per call)
+  c.repeats = 5
+  c.seed = 0
+  # Measured ceilings of the H100 here: copy bandwidth (read + write) and bf16 cuBLAS on 8192^3.
+  c.hbm_bytes_per_s = 2.95e12
+  c.bf16_flops_per_s = 804e12
+  c.output_dir = ""  # default: results/bench_kernel/<timestamp>
+  c.plot = True
+  return c

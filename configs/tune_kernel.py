@@ -1,0 +1,29 @@
+"""Sweep of the grouped matmul's block sizes and launch parameters; picks the best per P.
+
+  python -m experiments.tune_kernel --config=configs/tune_kernel.py
+  python -m experiments.tune_kernel --config=configs/tune_kernel.py --config.rows=4,64
+
+The winners go into `mxfp4_jax/kernels/tuning.py` (TABLE) by hand, with this command recorded
+in BENCHMARKS.md.
+"""
+
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.shapes = "20b_gate_up"
+  c.rows = "4,64,1024,16384"
+  c.block_m = "16,32,64,128"  # only values <= 2 * rows per active expert are tried (min 16)
+  c.block_n = "32,64,128"
+  c.num_warps = "4,8"
+  c.num_stages = "3,4"
+  c.k_unroll = "1"
+  c.top_k = 4
+  c.weight_copies = 8
+  c.max_weight_bytes = 6e9
+  c.calls = (2, 8)
+  c.repeats = 3
+  c.seed = 0
+  c.output_dir = ""
+  return c

@@ -1,0 +1,172 @@
+"""Benchmark the MXFP4 grouped matmul against XLA's bf16 ragged_dot and dense matmuls.
+
+  python -m experiments.bench_kernel --config=configs/bench_kernel.py
+
+Writes ``results.json``, ``results.csv`` and ``roofline.png`` to the output folder and prints a
+table. Timing: `mxfp4_jax.benchmarking.time_per_call` (device time, dispatch cancelled, weight
+copies rotated past L2). Roofline bytes count the MXFP4 weights of the experts that get rows
+(4.25 bits per weight) plus the activations read and written.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, logging
+
+from configs.bench_kernel import SHAPES
+from experiments import common
+from experiments.kernel_problems import kernel_problem, weight_copies
+from mxfp4_jax import benchmarking
+from mxfp4_jax.kernels import grouped_matmul
+from mxfp4_jax.mxfp4.layout import dequantize_packed, random_packed
+
+_CONFIG = common.define_config("bench_kernel.py")
+
+
+def smoke(config) -> None:
+  """One kernel call on a small shape, checked against the float32 reference."""
+  key = jax.random.PRNGKey(config.seed)
+  w = random_packed(key, 3, 256, 128, swiglu_halves=True)
+  x = jax.random.normal(key, (40, 256), jnp.bfloat16)
+  group_sizes = jnp.array([17, 0, 20], jnp.int32)
+  out = grouped_matmul(x, w, group_sizes, activation="swiglu", out_dtype=jnp.float32,
+                       backend="pallas", interpret=jax.default_backend() != "gpu")
+  ref = grouped_matmul(x.astype(jnp.float32), w, group_sizes, activation="swiglu",
+                       backend="reference")
+  err = float(jnp.linalg.norm(out - ref) / jnp.linalg.norm(ref))
+  print(f"eager smoke on {common.device_description()}: out {out.shape}, rel err {err:.2e}, "
+        f"tail rows zero: {bool(jnp.all(out[37:] == 0))}")
+
+
+def bench(config) -> list[dict]:
+  rows_list = common.csv_list(config.rows, int)
+  results = []
+  key = jax.random.PRNGKey(config.seed)
+  for shape_name in common.csv_list(config.shapes):
+    num_experts, k, n, activation = SHAPES[shape_name]
+    for num_rows in rows_list:
+      key, sub = jax.random.split(key)
+      copies = weight_copies(shape_name, config)
+      group_sizes, weights, xs, row_weights, activation = kernel_problem(
+          sub, shape_name, num_rows, copies, config.top_k)
+      active = int(jnp.sum(group_sizes > 0))
+      out_cols = n // 2 if activation else n
+      flops = 2 * num_rows * k * n
+      act_bytes = num_rows * k * 2 + num_rows * out_cols * 2
+
+      kernel = functools.partial(grouped_matmul, activation=activation, backend="pallas")
+      args = [(x, w, group_sizes, row_weights) for x, w in zip(xs, weights)]
+      ref = grouped_matmul(xs[0].astype(jnp.float32), weights[0], group_sizes, row_weights,
+                           activation=activation, backend="reference")
+      out = kernel(*args[0]).astype(jnp.float32)
+      rel_err = float(jnp.linalg.norm(out - ref) / jnp.linalg.norm(ref))
+      del ref, out
+
+      row = dict(shape=shape_name, rows=num_rows, active_experts=active, copies=copies,
+                 rel_err=rel_err)
+      seconds = benchmarking.time_per_call(kernel, args, calls=tuple(config.calls),
+                                           repeats=config.repeats)
+      weight_bytes = active * weights[0].expert_nbytes()
+      row.update(_rates("mxfp4", seconds, weight_bytes + act_bytes, flops, config))
+
+      baselines = common.csv_list(config.baselines)
+      if baselines:
+        dense = [dequantize_packed(w, jnp.bfloat16) for w in weights[:2]]
+        bf16_bytes = active * k * n * 2 + act_bytes
+        if "ragged_dot" in baselines:
+          ragged = lambda x, w, g: jax.lax.ragged_dot(x, w, g)
+          s = benchmarking.time_per_call(
+              ragged, [(x, w, group_sizes) for x, w in zip(xs, dense)],
+              calls=tuple(config.calls), repeats=config.repeats)
+          row.update(_rates("ragged_dot", s, bf16_bytes, flops, config))
+        if "dense" in baselines:
+          m = int(jnp.max(group_sizes))  # every active expert padded to the largest group
+          per_expert = [(jax.random.normal(jax.random.fold_in(sub, i), (active, m, k), jnp.bfloat16),
+                         w[:active]) for i, w in enumerate(dense)]
+          batched = lambda x, w: jnp.einsum("amk,akn->amn", x, w)
+          # The dependency between calls rides on x: one extra elementwise pass over x per call.
+          s = benchmarking.time_per_call(batched, per_expert, calls=tuple(config.calls),
+                                         repeats=config.repeats, perturb=0)
+          row.update(_rates("dense", s, bf16_bytes, 2 * active * m * k * n, config))
+        del dense
+      del weights, xs
+      logging.info("%s", row)
+      print(_format_row(row), flush=True)
+      results.append(row)
+  return results
+
+
+def _rates(prefix: str, seconds: float, nbytes: float, flops: float, config) -> dict:
+  return {
+      f"{prefix}_ms": seconds * 1e3,
+      f"{prefix}_tb_per_s": nbytes / seconds / 1e12,
+      f"{prefix}_tflop_per_s": flops / seconds / 1e12,
+      f"{prefix}_hbm_roofline": nbytes / config.hbm_bytes_per_s / seconds,
+      f"{prefix}_tc_roofline": flops / config.bf16_flops_per_s / seconds,
+  }
+
+
+def _format_row(row: dict) -> str:
+  text = (f"{row['shape']:>13} P={row['rows']:>6} E_act={row['active_experts']:>3} "
+          f"err={row['rel_err']:.1e} | mxfp4 {row['mxfp4_ms']:8.4f} ms "
+          f"{row['mxfp4_tb_per_s']:5.2f} TB/s {row['mxfp4_tflop_per_s']:6.1f} TF/s "
+          f"hbm {row['mxfp4_hbm_roofline']:4.0%} tc {row['mxfp4_tc_roofline']:4.0%}")
+  for base in ("ragged_dot", "dense"):
+    if f"{base}_ms" in row:
+      text += f" | {base} {row[f'{base}_ms']:8.4f} ms (x{row[f'{base}_ms'] / row['mxfp4_ms']:.1f})"
+  return text
+
+
+def _plot(results: list[dict], path) -> None:
+  import matplotlib  # noqa: PLC0415
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for shape in sorted({r["shape"] for r in results}):
+    rs = [r for r in results if r["shape"] == shape]
+    roof = [max(r["mxfp4_hbm_roofline"], r["mxfp4_tc_roofline"]) for r in rs]
+    ax.plot([r["rows"] for r in rs], roof, marker="o", label=f"{shape} MXFP4 kernel")
+    if "ragged_dot_ms" in rs[0]:
+      ax.plot([r["rows"] for r in rs],
+              [max(r["ragged_dot_hbm_roofline"], r["ragged_dot_tc_roofline"]) for r in rs],
+              ls="--", marker="x", label=f"{shape} XLA ragged_dot bf16")
+  ax.set_xscale("log", base=2)
+  ax.set_xlabel("token-expert rows P")
+  ax.set_ylabel("fraction of roofline (max of HBM, tensor core)")
+  ax.set_ylim(0, 1.05)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+
+
+def main(argv) -> None:
+  del argv
+  config = _CONFIG.value
+  if config.mode == "eager_smoke":
+    smoke(config)
+    return
+  if config.mode != "bench":
+    raise app.UsageError(f"--config.mode must be 'bench' or 'eager_smoke', got {config.mode!r}")
+  print(f"device: {common.device_description()}")
+  results = bench(config)
+  out = common.output_dir(config, "bench_kernel")
+  common.write_json(out / "results.json", dict(device=common.device_description(),
+                                               config=config.to_dict(), results=results))
+  with open(out / "results.csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=sorted({k for r in results for k in r}))
+    writer.writeheader()
+    writer.writerows(results)
+  if config.plot and results:
+    _plot(results, out / "roofline.png")
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,50 @@
+"""What every experiment shares: the ``--config`` flag, the results folder, the device summary.
+
+Each experiment is an absl program whose settings come from one ml_collections ``get_config()``
+file under ``configs/``; any field can be overridden on the command line::
+
+    python -m experiments.bench_kernel --config=configs/bench_kernel.py --config.rows=16,64
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pathlib
+
+import jax
+from ml_collections import config_flags
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+
+def define_config(default: str, help_string: str = "ml_collections config file."):
+  """The ``--config`` flag, defaulting to ``configs/<default>``; returns its FlagHolder."""
+  return config_flags.DEFINE_config_file("config", str(CONFIGS / default), help_string,
+                                         lock_config=True)
+
+
+def output_dir(config, name: str) -> pathlib.Path:
+  """``config.output_dir`` if set, else ``results/<name>/<UTC timestamp>``; created."""
+  path = config.get("output_dir") or ""
+  if not path:
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    path = REPO / "results" / name / stamp
+  path = pathlib.Path(path)
+  path.mkdir(parents=True, exist_ok=True)
+  return path
+
+
+def device_description() -> str:
+  device = jax.devices()[0]
+  return f"{device.platform}:{device.device_kind} (jax {jax.__version__})"
+
+
+def write_json(path: pathlib.Path, payload) -> None:
+  path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def csv_list(text, cast=str) -> list:
+  """``"1,4,16"`` (how list-valued config fields are written on the command line) -> a list."""
+  return [cast(item) for item in str(text).split(",") if item.strip()]

@@ -1,0 +1,30 @@
+"""Grouped-matmul problems at GPT-OSS shapes, shared by the kernel benchmark and the tuning sweep."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from configs.bench_kernel import SHAPES
+from mxfp4_jax import benchmarking
+from mxfp4_jax.mxfp4.format import BITS_PER_WEIGHT
+from mxfp4_jax.mxfp4.layout import random_packed
+
+
+def weight_copies(shape_name: str, config) -> int:
+  """How many weight copies to rotate: config.weight_copies, fewer if they exceed the byte cap."""
+  num_experts, k, n, _ = SHAPES[shape_name]
+  one_copy = num_experts * k * n * BITS_PER_WEIGHT / 8
+  return int(max(2, min(config.weight_copies, config.max_weight_bytes // one_copy)))
+
+
+def kernel_problem(key, shape_name: str, num_rows: int, copies: int, top_k: int):
+  """(group_sizes, weight copies, x copies, row_weights or None, activation) on the device."""
+  num_experts, k, n, activation = SHAPES[shape_name]
+  k_route, k_x, k_w, k_rw = jax.random.split(key, 4)
+  group_sizes = benchmarking.random_routing(k_route, num_rows, num_experts, top_k)
+  weights = [random_packed(kw, num_experts, k, n, swiglu_halves=activation == "swiglu")
+             for kw in jax.random.split(k_w, copies)]
+  xs = [jax.random.normal(kx, (num_rows, k), jnp.bfloat16) for kx in jax.random.split(k_x, copies)]
+  row_weights = None if activation else jax.random.uniform(k_rw, (num_rows,), jnp.float32)
+  return group_sizes, weights, xs, row_weights, activation

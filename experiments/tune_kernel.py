@@ -1,0 +1,67 @@
+"""Sweep KernelConfig candidates for the grouped matmul and print the fastest per (shape, P).
+
+  python -m experiments.tune_kernel --config=configs/tune_kernel.py
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import jax
+from absl import app
+
+from configs.bench_kernel import SHAPES
+from experiments import common
+from experiments.kernel_problems import kernel_problem, weight_copies
+from mxfp4_jax import benchmarking
+from mxfp4_jax.kernels import KernelConfig, grouped_matmul
+from mxfp4_jax.kernels.tuning import rows_per_expert
+
+_CONFIG = common.define_config("tune_kernel.py")
+
+
+def main(argv) -> None:
+  del argv
+  config = _CONFIG.value
+  print(f"device: {common.device_description()}")
+  key = jax.random.PRNGKey(config.seed)
+  results = []
+  for shape_name, num_rows in itertools.product(common.csv_list(config.shapes),
+                                                common.csv_list(config.rows, int)):
+    num_experts = SHAPES[shape_name][0]
+    copies = weight_copies(shape_name, config)
+    group_sizes, weights, xs, row_weights, activation = kernel_problem(
+        key, shape_name, num_rows, copies, config.top_k)
+    args = [(x, w, group_sizes, row_weights) for x, w in zip(xs, weights)]
+    m_limit = max(16, 2 * rows_per_expert(num_rows, num_experts))
+    timings = []
+    for bm, bn, warps, stages, unroll in itertools.product(
+        *(common.csv_list(getattr(config, f), int)
+          for f in ("block_m", "block_n", "num_warps", "num_stages", "k_unroll"))):
+      if bm > m_limit:
+        continue
+      cfg = KernelConfig(block_m=bm, block_n=bn, num_warps=warps, num_stages=stages,
+                         k_unroll=unroll)
+      fn = functools.partial(grouped_matmul, activation=activation, backend="pallas", config=cfg)
+      try:
+        seconds = benchmarking.time_per_call(fn, args, calls=tuple(config.calls),
+                                             repeats=config.repeats)
+      except Exception as e:  # noqa: BLE001 - a config the compiler rejects is a result too
+        print(f"  {cfg}: failed: {str(e).splitlines()[0][:120]}")
+        continue
+      timings.append((seconds, cfg))
+      print(f"  {shape_name} P={num_rows} {cfg}: {seconds * 1e3:.4f} ms", flush=True)
+    best_seconds, best = min(timings, key=lambda t: t[0])
+    print(f"BEST {shape_name} P={num_rows}: {best} {best_seconds * 1e3:.4f} ms", flush=True)
+    results.append(dict(shape=shape_name, rows=num_rows, best=best.__dict__,
+                        ms=best_seconds * 1e3,
+                        all=[dict(ms=s * 1e3, **c.__dict__) for s, c in timings]))
+  out = common.output_dir(config, "tune_kernel")
+  common.write_json(out / "results.json", dict(device=common.device_description(),
+                                               config=config.to_dict(), results=results))
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  app.run(main)

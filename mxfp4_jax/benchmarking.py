@@ -1,0 +1,73 @@
+"""Timing on the device without timing dispatch, and realistic MoE routing.
+
+One jitted call costs tens of microseconds of host dispatch, more than a decode-sized kernel.
+`time_per_call` therefore runs ``n`` calls inside ONE jitted function, each on its own copy of the
+inputs (rotated so that weights do not sit in L2), for two values of ``n``; the slope between them
+is the device time of one call, with the fixed costs (dispatch, launch of the jit) cancelled.
+Each call's smallest argument (group sizes, a scalar) gets ``previous output * zero`` added, with
+``zero`` a run-time argument that XLA cannot fold away, so it can neither merge repeated identical calls nor reorder them; each output
+passes an optimization barrier whole, so XLA cannot shrink a call to the one element kept.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+def _chain(fn: Callable, copies: Sequence, n: int, perturb: int | None = None):
+  """A jitted function making n dependent calls of fn over the rotated copies."""
+
+  def run(copies, zero):
+    token, kept = jnp.zeros((), jnp.float32), []
+    for i in range(n):
+      args = list(copies[i % len(copies)])
+      j = perturb if perturb is not None else min(
+          (a.size, j) for j, a in enumerate(args) if isinstance(a, jax.Array))[1]
+      args[j] = args[j] + (token * zero).astype(args[j].dtype)
+      out = jax.lax.optimization_barrier(fn(*args))  # whole output: no slice-of-dot rewrite
+      token = jnp.ravel(out)[-1].astype(jnp.float32)
+      kept.append(token)
+    return jnp.stack(kept)
+
+  jitted = jax.jit(run)
+  zero = jnp.zeros((), jnp.float32)  # a run-time value, so XLA cannot fold token * zero away
+  return lambda copies: jitted(copies, zero)
+
+
+def time_per_call(fn: Callable, copies: Sequence[tuple], *, calls: tuple[int, int] = (8, 40),
+                  repeats: int = 5, perturb: int | None = None) -> float:
+  """Median seconds of device time per ``fn(*copy)`` call.
+
+  ``perturb``: index of the argument that carries the dependency on the previous call (default:
+  the smallest). It must feed the expensive part of ``fn``; its update is one elementwise pass.
+  """
+  low, high = (_chain(fn, copies, n, perturb) for n in calls)
+  for f in (low, high):  # compile and warm up
+    jax.block_until_ready(f(copies))
+  slopes = []
+  for _ in range(repeats):
+    times = []
+    for f in (low, high):
+      start = time.perf_counter()
+      jax.block_until_ready(f(copies))
+      times.append(time.perf_counter() - start)
+    slopes.append((times[1] - times[0]) / (calls[1] - calls[0]))
+  return statistics.median(slopes)
+
+
+def random_routing(key: jax.Array, num_rows: int, num_experts: int, top_k: int = 4):
+  """Group sizes [E] for ``num_rows`` token-expert rows: each token picks top_k distinct experts.
+
+  Router logits are Gaussian, so experts are picked uniformly; the rows are those of
+  ``ceil(num_rows / top_k)`` tokens, the last token cut short when top_k does not divide.
+  """
+  tokens = -(-num_rows // top_k)
+  logits = jax.random.normal(key, (tokens, num_experts))
+  _, experts = jax.lax.top_k(logits, min(top_k, num_experts))
+  experts = experts.reshape(-1)[:num_rows]
+  return jnp.bincount(experts, length=num_experts).astype(jnp.int32)
