@@ -1,0 +1,87 @@
+"""Quantize a matrix to MXFP4 and print error statistics and bytes saved.
+
+  python -m experiments.mxfp4_demo --config=configs/mxfp4_demo.py
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import numpy as np
+from absl import app
+
+from experiments import common
+from mxfp4_jax import mxfp4
+
+_CONFIG = common.define_config("mxfp4_demo.py")
+
+
+def _matrix(config) -> np.ndarray:
+  if config.input:
+    w = np.load(config.input)
+    if w.ndim != 2:
+      raise app.UsageError(f"--config.input must hold a 2-D matrix, got shape {w.shape}")
+    return w.astype(np.float32)
+  if config.cols % mxfp4.BLOCK_SIZE:
+    raise app.UsageError(f"--config.cols={config.cols} must be a multiple of {mxfp4.BLOCK_SIZE}")
+  rng = np.random.default_rng(config.seed)
+  shape = (config.rows, config.cols)
+  if config.distribution == "normal":
+    return rng.standard_normal(shape).astype(np.float32) * 0.02
+  if config.distribution == "student_t":
+    return rng.standard_t(3, shape).astype(np.float32) * 0.02
+  raise app.UsageError(f"--config.distribution must be 'normal' or 'student_t', "
+                       f"got {config.distribution!r}")
+
+
+def report(w: np.ndarray) -> dict:
+  """Error statistics of MXFP4 round-tripping ``w`` along its last axis."""
+  blocks, scales = mxfp4.quantize(w)
+  restored = np.asarray(mxfp4.dequantize(blocks, scales))
+  error = restored - w
+  return dict(
+      shape=w.shape,
+      rel_frobenius_error=float(np.linalg.norm(error) / np.linalg.norm(w)),
+      max_abs_error=float(np.abs(error).max()),
+      mean_abs_error=float(np.abs(error).mean()),
+      exact_fraction=float(np.mean(error == 0)),
+      bf16_bytes=w.size * 2,
+      mxfp4_bytes=int(blocks.size + scales.size),
+      error=error,
+  )
+
+
+def main(argv) -> None:
+  del argv
+  config = _CONFIG.value
+  w = _matrix(config)
+  stats = report(w)
+  print(f"MXFP4 round trip of a {stats['shape'][0]}x{stats['shape'][1]} matrix "
+        f"({'from ' + config.input if config.input else config.distribution + ' random'}) "
+        f"on {jax.default_backend()}:")
+  print(f"  relative error (Frobenius) {stats['rel_frobenius_error']:.4f}")
+  print(f"  max |error| {stats['max_abs_error']:.3e}, mean |error| {stats['mean_abs_error']:.3e}, "
+        f"exact {stats['exact_fraction']:.1%}")
+  print(f"  bytes: bf16 {stats['bf16_bytes']:,} -> MXFP4 {stats['mxfp4_bytes']:,} "
+        f"({stats['bf16_bytes'] / stats['mxfp4_bytes']:.2f}x smaller, "
+        f"{mxfp4.BITS_PER_WEIGHT} bits per weight)")
+  if config.histogram:
+    import matplotlib  # noqa: PLC0415
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    path = pathlib.Path(config.histogram)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(stats["error"].ravel(), bins=200, log=True)
+    ax.set_xlabel("quantization error (dequantized - original)")
+    ax.set_ylabel("count")
+    ax.set_title("MXFP4 round-trip error")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"  histogram: {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)
