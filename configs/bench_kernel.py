@@ -2,6 +2,8 @@
 
   python -m experiments.bench_kernel --config=configs/bench_kernel.py
   python -m experiments.bench_kernel --config=configs/bench_kernel.py --config.mode=eager_smoke
+  ncu --clock-control none -k regex:mxfp4 python -m experiments.bench_kernel --config.mode=once \
+      --config.shapes=20b_gate_up --config.rows=4
   python -m experiments.bench_kernel --config=configs/bench_kernel.py \
       --config.shapes=20b_down --config.rows=4,4096 --config.baselines=
 """
@@ -18,7 +20,7 @@ SHAPES = {
 
 def get_config():
   c = ml_collections.ConfigDict()
-  c.mode = "bench"  # or "eager_smoke": one small kernel call checked against the reference
+  c.mode = "bench"  # "eager_smoke": one small call checked against the reference; "once": for ncu
   c.shapes = "20b_gate_up,20b_down,120b_gate_up"
   c.rows = "1,4,16,64,256,1024,4096,16384"  # token-expert rows P
   c.top_k = 4

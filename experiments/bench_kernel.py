@@ -43,6 +43,19 @@ def smoke(config) -> None:
         f"tail rows zero: {bool(jnp.all(out[37:] == 0))}")
 
 
+def once(config) -> None:
+  """One kernel call per (shape, P), nothing else: the mode to run under ``ncu``."""
+  key = jax.random.PRNGKey(config.seed)
+  for shape_name in common.csv_list(config.shapes):
+    for num_rows in common.csv_list(config.rows, int):
+      group_sizes, weights, xs, row_weights, activation = kernel_problem(
+          key, shape_name, num_rows, 1, config.top_k)
+      out = grouped_matmul(xs[0], weights[0], group_sizes, row_weights, activation=activation,
+                           backend="pallas")
+      print(f"once: {shape_name} P={num_rows} -> {out.shape}, finite: "
+            f"{bool(jnp.all(jnp.isfinite(out)))}")
+
+
 def bench(config) -> list[dict]:
   rows_list = common.csv_list(config.rows, int)
   results = []
@@ -149,11 +162,12 @@ def _plot(results: list[dict], path) -> None:
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
-  if config.mode == "eager_smoke":
-    smoke(config)
+  if config.mode in ("eager_smoke", "once"):
+    (smoke if config.mode == "eager_smoke" else once)(config)
     return
   if config.mode != "bench":
-    raise app.UsageError(f"--config.mode must be 'bench' or 'eager_smoke', got {config.mode!r}")
+    raise app.UsageError(
+        f"--config.mode must be 'bench', 'eager_smoke' or 'once', got {config.mode!r}")
   print(f"device: {common.device_description()}")
   results = bench(config)
   out = common.output_dir(config, "bench_kernel")
