@@ -62,7 +62,8 @@ def check_scales(scales, name: str = "scales") -> None:
 
 
 def decode_scales(scales, dtype=jnp.float32) -> jax.Array:
-  """E8M0 bytes -> ``2 ** (s - 127)`` (exact in float32 for every byte but 0xFF)."""
+  """E8M0 bytes -> ``2 ** (s - 127)``: exact in float32 for bytes 1..254 (byte 0, 2**-127, is a
+  float32 subnormal, which XLA on CPU flushes to zero)."""
   check_scales(scales)
   return jnp.ldexp(jnp.ones((), jnp.float32), scales.astype(jnp.int32) - SCALE_BIAS).astype(dtype)
 
@@ -136,7 +137,9 @@ def quantize(w, axis: int = -1) -> tuple[jax.Array, jax.Array]:
 
   OCP MX rounding: the block's shared exponent is ``floor(log2(max |w|)) - 2`` (2 = E2M1's largest
   exponent), values are rounded to nearest-even on the E2M1 grid and saturate at +-6 * scale.
-  An all-zero block gets scale byte 127. ``axis`` is moved last: for ``w[N, K]`` with ``axis=-1``
+  An all-zero block gets scale byte 127. The shared exponent is at least ``KERNEL_SCALE_MIN - 127``
+  (2**-125) so that every scale is one the kernel decodes exactly; blocks below that magnitude
+  round toward zero. ``axis`` is moved last: for ``w[N, K]`` with ``axis=-1``
   the result is ``blocks[N, K/32, 16]``, ``scales[N, K/32]``.
   """
   w = jnp.asarray(w)
@@ -155,6 +158,7 @@ def quantize(w, axis: int = -1) -> tuple[jax.Array, jax.Array]:
   amax = jnp.max(jnp.abs(w), axis=-1)
   _, amax_exponent = jnp.frexp(amax)  # amax = f * 2**e with f in [0.5, 1): floor(log2) = e - 1
   shared_exponent = jnp.where(amax > 0, amax_exponent - 1 - E2M1_EMAX, 0)
+  shared_exponent = jnp.maximum(shared_exponent, KERNEL_SCALE_MIN - SCALE_BIAS)
   scales = encode_scale_exponents(shared_exponent)
   scaled = w / decode_scales(scales)[..., None]
   return codes_to_blocks(_round_to_e2m1_codes(scaled)), scales

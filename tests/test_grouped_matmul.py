@@ -1,0 +1,327 @@
+"""The grouped matmul (Pallas kernel in interpret mode, and the jnp reference) against a float64
+numpy oracle, its argument checks, and its Triton lowering for an H100."""
+
+import dataclasses
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mxfp4_jax import mxfp4
+from mxfp4_jax.kernels import KernelConfig, grouped_matmul, pick_config
+from mxfp4_jax.kernels import tuning
+from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas
+from mxfp4_jax.kernels.schedule import max_tiles
+from mxfp4_jax.kernels.swiglu import swiglu as gpt_oss_swiglu
+
+CFG = KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2)
+BACKENDS = ["pallas", "reference"]
+ALPHA, LIMIT = 1.702, 7.0
+
+
+# --- the oracle -----------------------------------------------------------------------------------
+
+
+def oracle(x, blocks, scales, bias, group_sizes, row_weights, swiglu):
+  """float64 numpy, from the checkpoint layout (interleaved glu/linear columns when SwiGLU).
+
+  Returns (out, pre-activation) with rows past sum(group_sizes) zero.
+  """
+  x = np.asarray(jnp.asarray(x).astype(jnp.float32), np.float64)
+  w = np.asarray(mxfp4.dequantize(blocks, scales), np.float64)  # [E, N, K]
+  num_rows, n = x.shape[0], w.shape[1]
+  pre = np.zeros((num_rows, n))
+  ends = np.cumsum(group_sizes)
+  for e, (start, end) in enumerate(zip(ends - group_sizes, ends)):
+    pre[start:end] = x[start:end] @ w[e].T
+    if bias is not None:
+      pre[start:end] += bias[e]
+  out = pre.copy()
+  if swiglu:
+    glu = np.minimum(pre[:, 0::2], LIMIT)
+    lin = np.clip(pre[:, 1::2], -LIMIT, LIMIT)
+    out = glu / (1 + np.exp(-ALPHA * glu)) * (lin + 1)
+  if row_weights is not None:
+    out = out * np.asarray(row_weights, np.float64)[:, None]
+  out[ends[-1] if len(ends) else 0:] = 0
+  return out, pre
+
+
+def make_case(rng, e, k, n, p, group_sizes, bias=False, row_weights=False, swiglu=False,
+              scale_range=(119, 123), x_scale=1.0):
+  blocks = rng.integers(0, 256, (e, n, k // 32, 16), dtype=np.uint8)
+  scales = rng.integers(*scale_range, (e, n, k // 32), endpoint=True, dtype=np.uint8)
+  b = rng.standard_normal((e, n)).astype(np.float32) if bias else None
+  # Normalise by sqrt(K) so that pre-activations stay O(1) whatever K is.
+  x = jnp.asarray(rng.standard_normal((p, k)) * x_scale * 8 / np.sqrt(k), jnp.bfloat16)
+  rw = rng.uniform(0.1, 1.0, p).astype(np.float32) if row_weights else None
+  group_sizes = np.asarray(group_sizes, np.int32)
+  w = mxfp4.pack(blocks, scales, b, swiglu_halves=swiglu)
+  ref, pre = oracle(x, blocks, scales, b, group_sizes, rw, swiglu)
+  return dict(x=x, w=w, group_sizes=group_sizes, row_weights=rw, swiglu=swiglu), ref, pre
+
+
+def run(case, backend, config=CFG, out_dtype=None):
+  return grouped_matmul(case["x"], case["w"], jnp.asarray(case["group_sizes"]), case["row_weights"],
+                        activation="swiglu" if case["swiglu"] else None, backend=backend,
+                        interpret=backend == "pallas", config=config, out_dtype=out_dtype)
+
+
+def check(out, ref, group_sizes, rtol=1e-2):
+  """Relative Frobenius error, plus exact zeros in the rows past sum(group_sizes).
+
+  Interpret mode fills the kernel's output with NaN before it runs, so a finite output also
+  shows that the kernel wrote every element.
+  """
+  out = np.asarray(jnp.asarray(out).astype(jnp.float32), np.float64)
+  assert out.shape == ref.shape
+  assert np.isfinite(out).all()
+  used = int(np.sum(group_sizes))
+  np.testing.assert_array_equal(out[used:], 0)
+  norm = np.linalg.norm(ref)
+  if norm == 0:
+    np.testing.assert_array_equal(out, 0)
+  else:
+    assert np.linalg.norm(out - ref) / norm <= rtol
+
+
+# --- against the oracle ---------------------------------------------------------------------------
+
+CASES = {
+    # id: (E, K, N, P, group_sizes, options)
+    "p0": (3, 64, 32, 0, [0, 0, 0], dict(bias=True)),
+    "p1": (1, 64, 32, 1, [1], dict(bias=True, row_weights=True)),
+    "p1_tail_only": (3, 64, 32, 1, [0, 0, 0], dict(bias=True)),
+    "p7_padded_k": (3, 96, 32, 7, [3, 0, 2], dict(bias=True, row_weights=True)),
+    "p7_swiglu": (3, 64, 64, 7, [0, 4, 3], dict(bias=True, swiglu=True)),
+    "p33_e32": (32, 64, 48, 33, "random", dict(bias=True, row_weights=True)),
+    "p33_e32_swiglu": (32, 64, 96, 33, "random", dict(bias=True, row_weights=True, swiglu=True)),
+    "single_row_groups": (32, 64, 32, 7, "singles", dict(bias=True, swiglu=False)),
+    "one_expert": (3, 128, 32, 33, [0, 33, 0], dict(row_weights=True)),
+    "tail_rows": (3, 64, 64, 33, [4, 0, 9], dict(bias=True, row_weights=True, swiglu=True)),
+    "p512": (3, 64, 32, 512, [200, 0, 300], dict(bias=True, row_weights=True)),
+}
+
+
+def group_sizes_for(rng, spec, e, p):
+  if spec == "random":  # about a third of the experts empty, 3 tail rows
+    keep = rng.random(e) > 0.3
+    keep[rng.integers(e)] = True
+    probs = rng.dirichlet(np.ones(e)) * keep
+    return rng.multinomial(p - 3, probs / probs.sum())
+  if spec == "singles":
+    sizes = np.zeros(e, np.int64)
+    sizes[rng.choice(e, p, replace=False)] = 1
+    return sizes
+  return spec
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(CASES))
+def test_matches_oracle(rng, name, backend):
+  e, k, n, p, spec, options = CASES[name]
+  sizes = group_sizes_for(rng, spec, e, p)
+  case, ref, _ = make_case(rng, e, k, n, p, sizes, **options)
+  check(run(case, backend), ref, sizes)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("swiglu", [False, True])
+def test_gpt_oss_k(rng, backend, swiglu):
+  """K = 2880, GPT-OSS's hidden size: 45 packed K steps, no K padding."""
+  case, ref, _ = make_case(rng, 2, 2880, 32, 5, [2, 2], bias=True, row_weights=True, swiglu=swiglu)
+  config = KernelConfig(block_m=16, block_n=16, num_warps=4, num_stages=2)  # N / 2 = 16 outputs
+  check(run(case, backend, config=config), ref, case["group_sizes"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32_output_is_tight(rng, backend):
+  """With an f32 output only the accumulation order differs from the oracle."""
+  case, ref, _ = make_case(rng, 4, 128, 48, 37, [9, 0, 17, 5], bias=True, row_weights=True)
+  out = run(case, backend, out_dtype=jnp.float32)
+  assert out.dtype == jnp.float32
+  check(out, ref, case["group_sizes"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_swiglu_clamp_active(rng, backend):
+  """Pre-activations well past +-7, so both clamps (glu above, linear both sides) matter."""
+  case, ref, pre = make_case(rng, 2, 64, 64, 40, [25, 10], bias=True, swiglu=True,
+                             scale_range=(124, 126), x_scale=2.0)
+  glu, lin = pre[:35, 0::2], pre[:35, 1::2]
+  assert (glu > LIMIT).mean() > 0.1 and (glu < -LIMIT).mean() > 0.1
+  assert (lin > LIMIT).mean() > 0.1 and (lin < -LIMIT).mean() > 0.1
+  check(run(case, backend), ref, case["group_sizes"])
+
+
+def test_swiglu_formula():
+  """GPT-OSS's SwiGLU at points on both sides of both clamps; glu is clamped from above only."""
+  glu = np.array([-20, -7.5, -7, -1, 0, 0.5, 6.9, 7, 7.5, 20], np.float32)
+  lin = glu[::-1].copy()
+  g = np.minimum(glu.astype(np.float64), 7)
+  expected = g / (1 + np.exp(-1.702 * g)) * (np.clip(lin, -7, 7) + 1)
+  got = gpt_oss_swiglu(jnp.asarray(glu), jnp.asarray(lin))
+  np.testing.assert_allclose(np.asarray(got, np.float64), expected, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("k,k_unroll", [(256, 2), (256, 4), (192, 3), (192, 2)])
+def test_k_unroll(rng, k, k_unroll):
+  """Unrolled K loops give the same result; an unroll that does not divide K / 64 falls back to 1."""
+  case, ref, _ = make_case(rng, 3, k, 64, 21, [7, 0, 10], bias=True, row_weights=True, swiglu=True)
+  config = dataclasses.replace(CFG, k_unroll=k_unroll)
+  check(run(case, "pallas", config=config, out_dtype=jnp.float32), ref, case["group_sizes"],
+        rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ragged_edges_exact_zeros(rng, backend):
+  """P = 37 is not a multiple of block_m and N = 48 not one of block_n: the last row tile and the
+  last column tile slide back, yet every element is written and the tail rows are exactly 0."""
+  case, ref, _ = make_case(rng, 3, 64, 48, 37, [11, 0, 9], bias=True, row_weights=True)
+  out = np.asarray(run(case, backend).astype(jnp.float32))
+  assert np.isfinite(out).all()
+  assert not out[20:].any()
+  check(out, ref, case["group_sizes"])
+
+
+@pytest.mark.parametrize("p,e,block_m", [(5, 32, 16), (120, 4, 32), (300, 2, 128)])
+def test_picked_config(rng, p, e, block_m):
+  """The kernel with pick_config's choice for each regime of rows per expert."""
+  sizes = rng.multinomial(p - 2, np.ones(e) / e)
+  case, ref, _ = make_case(rng, e, 64, 64, p, sizes, bias=True, row_weights=True, swiglu=True)
+  config = pick_config(p, e, 32)
+  assert (config.block_m, config.block_n) == (block_m, 32)
+  check(run(case, "pallas", config=None), ref, sizes)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_traced_group_sizes_are_clipped(rng, backend):
+  """Under jit the sizes cannot be checked, so they are clipped to fit P instead."""
+  case, _, _ = make_case(rng, 3, 64, 32, 20, [0, 0, 0], bias=True)
+  fn = jax.jit(lambda x, w, g: grouped_matmul(x, w, g, backend=backend, config=CFG,
+                                              interpret=backend == "pallas"))
+  out = fn(case["x"], case["w"], jnp.array([12, -3, 30], jnp.int32))
+  clipped = dict(case, group_sizes=np.array([12, 0, 8], np.int32))
+  np.testing.assert_array_equal(out, run(clipped, backend))
+
+
+# --- argument checks ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def args(rng):
+  case, _, _ = make_case(rng, 3, 64, 32, 7, [3, 0, 2], bias=True)
+  return case
+
+
+def call(args, **overrides):
+  kwargs = dict(x=args["x"], w=args["w"], group_sizes=jnp.asarray(args["group_sizes"]),
+                backend="reference")
+  kwargs.update(overrides)
+  return grouped_matmul(**kwargs)
+
+
+@pytest.mark.parametrize("bad,error,match", [
+    (dict(x=jnp.zeros((7, 96), jnp.bfloat16)), ValueError, r"x must have shape \[P, 64\]"),
+    (dict(x=jnp.zeros((64,), jnp.bfloat16)), ValueError, r"x must have shape \[P, 64\]"),
+    (dict(x=jnp.zeros((7, 64), jnp.int32)), TypeError, "x must be a float array"),
+    (dict(group_sizes=jnp.array([3, 4], jnp.int32)), ValueError, r"group_sizes .* shape \[3\]"),
+    (dict(group_sizes=jnp.array([3.0, 0.0, 2.0])), ValueError, "group_sizes must be an integer"),
+    (dict(group_sizes=jnp.array([3, 0, 5], jnp.int32)), ValueError,
+     "group_sizes must be >= 0 and sum to at most P=7"),
+    (dict(group_sizes=jnp.array([3, -1, 2], jnp.int32)), ValueError, "group_sizes must be >= 0"),
+    (dict(row_weights=jnp.ones((6,))), ValueError, r"row_weights must have shape \[7\]"),
+    (dict(activation="swiglu"), ValueError, "needs a weight packed with swiglu_halves=True"),
+    (dict(activation="gelu"), ValueError, "activation must be one of"),
+    (dict(backend="triton"), ValueError, "backend must be one of"),
+    (dict(w=np.zeros((3, 1, 32, 32), np.uint8)), TypeError, "w must be a PackedMXFP4"),
+])
+def test_bad_arguments(args, bad, error, match):
+  with pytest.raises(error, match=match):
+    call(args, **bad)
+
+
+def test_swiglu_weight_needs_swiglu_activation(rng):
+  case, _, _ = make_case(rng, 3, 64, 64, 7, [3, 0, 2], swiglu=True)
+  with pytest.raises(ValueError, match=r"activation=None needs a weight packed with swiglu_halves=False"):
+    call(case)
+
+
+def test_pallas_needs_16_output_features(rng):
+  case, _, _ = make_case(rng, 1, 64, 16, 4, [4], swiglu=True)
+  with pytest.raises(ValueError, match="at least 16 output features, got 8"):
+    call(case, activation="swiglu", backend="pallas", interpret=True)
+
+
+def test_kernel_config_rejects_bad_blocks():
+  with pytest.raises(ValueError, match="block_n=48 must be a power of two >= 16"):
+    KernelConfig(block_m=16, block_n=48, num_warps=4, num_stages=2)
+  with pytest.raises(ValueError, match="block_m=8 must be a power of two >= 16"):
+    KernelConfig(block_m=8, block_n=32, num_warps=4, num_stages=2)
+
+
+@pytest.mark.parametrize("swiglu", [False, True])
+def test_config_wider_than_output_is_rejected(rng, swiglu):
+  """With block_n > out_cols the last column tile starts at out_cols - block_n < 0: reads before
+  the weights and an output tile wider than the output. It should be refused up front."""
+  case, _, _ = make_case(rng, 2, 64, 32 if swiglu else 16, 20, [8, 8], swiglu=swiglu)
+  with pytest.raises(ValueError, match="block_n"):
+    call(case, activation="swiglu" if swiglu else None, backend="pallas", interpret=True,
+         config=CFG)
+
+
+# --- Triton lowering ------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:The Pallas Triton backend is deprecated:DeprecationWarning")
+@pytest.mark.parametrize(
+    "config", [c for _, c in tuning.TABLE] + [dataclasses.replace(tuning.TABLE[0][1], k_unroll=5)],
+    ids=lambda c: f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}")
+@pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
+def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
+  """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.
+
+  Interpret mode accepts ops that the Pallas -> Triton lowering rejects (and the other way
+  round); lowering on this CPU-only machine catches those without a GPU. The GPU query that the
+  lowering makes is answered as an H100.
+  """
+  from jax._src.pallas.triton import gpu_info, pallas_call_registration  # noqa: PLC0415
+
+  monkeypatch.setattr(pallas_call_registration.gpu_info_lib, "get_gpu_info",
+                      lambda: gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100))
+  # Verify the Triton module as the GPU compiler will: an invalid op (e.g. an scf.for whose
+  # bounds differ in type) otherwise surfaces only at compile time on the GPU.
+  verified = []
+  lower_module = pallas_call_registration.lowering.lower_jaxpr_to_triton_module
+
+  def lower_and_verify(*args, **kwargs):
+    result = lower_module(*args, **kwargs)
+    verified.append(result.module.operation.verify())
+    return result
+
+  monkeypatch.setattr(pallas_call_registration.lowering, "lower_jaxpr_to_triton_module",
+                      lower_and_verify)
+  e, k, p = 32, 2880, 256
+  n = 5760 if swiglu else 2880
+  out_cols = n // 2 if swiglu else n
+  sds = jax.ShapeDtypeStruct
+  w = mxfp4.PackedMXFP4(
+      values=sds((e, k // 64, n, 32), jnp.uint8), scales=sds((e, k // 32, n), jnp.uint8),
+      bias=sds((e, n), jnp.float32), in_features=k, swiglu_halves=swiglu)
+  x, group_sizes = sds((p, k), jnp.bfloat16), sds((e,), jnp.int32)
+  row_weights = None if swiglu else sds((p,), jnp.float32)
+
+  def f(x, w, group_sizes, row_weights):
+    return grouped_matmul_pallas(x, w, group_sizes, row_weights, cfg=config,
+                                 activation="swiglu" if swiglu else None, out_dtype=jnp.bfloat16,
+                                 interpret=False, swiglu_alpha=ALPHA, swiglu_limit=LIMIT)
+
+  text = jax.jit(f).trace(x, w, group_sizes, row_weights).lower(
+      lowering_platforms=("cuda",)).as_text()
+  assert verified == [True]
+  assert "__gpu$xla.gpu.triton" in text
+  assert "mxfp4_grouped_matmul" + ("_swiglu" if swiglu else "") in text
+  grid = (max_tiles(p, e, config.block_m), -(-out_cols // config.block_n))
+  assert re.search(rf"grid_x = {grid[0]} : i32, grid_y = {grid[1]} : i32", text)

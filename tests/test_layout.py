@@ -1,0 +1,221 @@
+"""The kernel layout contract: pack/unpack, nibble placement, padding and the scale-range check."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mxfp4_jax import mxfp4
+from mxfp4_jax.mxfp4 import format as fmt
+from mxfp4_jax.mxfp4 import layout
+
+
+def random_checkpoint(rng, e, n, num_blocks, with_bias=True, scale_range=(100, 140)):
+  blocks = rng.integers(0, 256, (e, n, num_blocks, 16), dtype=np.uint8)
+  scales = rng.integers(*scale_range, (e, n, num_blocks), endpoint=True, dtype=np.uint8)
+  bias = rng.standard_normal((e, n)).astype(np.float32) if with_bias else None
+  return blocks, scales, bias
+
+
+def checkpoint_codes(blocks):
+  """[..., K/32, 16] bytes -> [..., K] codes, written out independently of the library."""
+  codes = np.stack([blocks & 0xF, blocks >> 4], axis=-1)
+  return codes.reshape(*blocks.shape[:-2], -1)
+
+
+def dequantize_np(blocks, scales):
+  """Checkpoint layout -> [..., N, K] float32 values with the E2M1 table and 2**(s - 127)."""
+  values = fmt.E2M1_VALUES[checkpoint_codes(blocks)]
+  return values * np.repeat(np.ldexp(np.float32(1), scales.astype(np.int32) - 127), 32, axis=-1)
+
+
+def deinterleave_np(a, axis):
+  a = np.moveaxis(a, axis, 0)
+  return np.moveaxis(np.concatenate([a[0::2], a[1::2]]), 0, axis)
+
+
+checkpoints = st.tuples(
+    st.integers(0, 2**32 - 1),  # seed
+    st.integers(1, 4),  # E
+    st.sampled_from([16, 32, 48]),  # N
+    st.integers(1, 5),  # K / 32: odd counts need a padding block
+    st.booleans(),  # swiglu_halves
+    st.booleans(),  # with bias
+)
+
+
+def pack_and_back(blocks, scales, bias, swiglu_halves):
+  packed = mxfp4.pack(blocks, scales, bias, swiglu_halves=swiglu_halves)
+  return packed, mxfp4.unpack(packed), mxfp4.dequantize_packed(packed)
+
+
+# Eager JAX compiles every op once per new shape; one jit per example keeps the property tests fast.
+pack_and_back_jit = jax.jit(pack_and_back, static_argnames="swiglu_halves")
+
+
+def check_pack_properties(case, fn):
+  seed, e, n, num_blocks, swiglu_halves, with_bias = case
+  blocks, scales, bias = random_checkpoint(np.random.default_rng(seed), e, n, num_blocks, with_bias)
+  packed, (blocks2, scales2, bias2), dense = fn(blocks, scales, bias, swiglu_halves=swiglu_halves)
+
+  k_pad = -(-num_blocks // 2) * 64
+  assert packed.num_experts == e and packed.out_features == n
+  assert packed.in_features == 32 * num_blocks and packed.padded_in_features == k_pad
+  shapes = layout.packed_shapes(e, 32 * num_blocks, n)
+  assert packed.values.shape == shapes["values"] == (e, k_pad // 64, n, 32)
+  assert packed.scales.shape == shapes["scales"] == (e, k_pad // 32, n)
+  assert packed.nbytes == packed.values.size + packed.scales.size
+
+  # unpack is the exact inverse of pack.
+  np.testing.assert_array_equal(blocks2, blocks)
+  np.testing.assert_array_equal(scales2, scales)
+  if with_bias:
+    np.testing.assert_array_equal(bias2, bias)
+    expected_bias = deinterleave_np(bias, 1) if swiglu_halves else bias
+    np.testing.assert_array_equal(packed.bias, expected_bias)
+  else:
+    assert bias2 is None and packed.bias is None
+
+  # The packed weight is the checkpoint's W[e].T ([K, N]), glu half first with SwiGLU.
+  expected = dequantize_np(blocks, scales)  # [E, N, K]
+  if swiglu_halves:
+    expected = deinterleave_np(expected, 1)
+  assert dense.shape == (e, 32 * num_blocks, n)
+  np.testing.assert_array_equal(dense, expected.transpose(0, 2, 1))
+
+
+@given(checkpoints)
+def test_pack_properties(case):
+  check_pack_properties(case, pack_and_back_jit)
+
+
+@pytest.mark.parametrize("case", [(0, 1, 16, 1, False, False), (1, 3, 48, 5, True, True),
+                                  (2, 2, 32, 2, False, True)])
+def test_pack_properties_eager(case):
+  """The same properties outside jit, where pack also runs its scale-range check."""
+  check_pack_properties(case, pack_and_back)
+
+
+@pytest.mark.parametrize("num_blocks", [3, 4])
+def test_layout_contract_by_hand(rng, num_blocks):
+  """values[e, t, n, j]: low nibble is k = 64 t + j, high nibble k = 64 t + 32 + j; padding is
+  zero codes under scale 127; scales[e, b, n] is the checkpoint's scales[e, n, b]."""
+  e, n = 2, 16
+  blocks, scales, _ = random_checkpoint(rng, e, n, num_blocks, False)
+  codes = checkpoint_codes(blocks)  # [E, N, K]
+  k = codes.shape[-1]
+  packed = mxfp4.pack(blocks, scales)
+  values, packed_scales = np.asarray(packed.values), np.asarray(packed.scales)
+  k_tiles = values.shape[1]
+  for t in range(k_tiles):
+    for j in range(32):
+      for half, nibble in ((0, values[:, t, :, j] & 0xF), (1, values[:, t, :, j] >> 4)):
+        kk = 64 * t + 32 * half + j
+        expected = codes[:, :, kk] if kk < k else np.zeros((e, n), np.uint8)
+        np.testing.assert_array_equal(nibble, expected, err_msg=f"t={t} j={j} half={half}")
+  for b in range(2 * k_tiles):
+    expected = scales[:, :, b] if b < num_blocks else np.full((e, n), 127, np.uint8)
+    np.testing.assert_array_equal(packed_scales[:, b, :], expected)
+
+
+def test_swiglu_halves_reorder_rows(rng):
+  """With swiglu_halves, packed row r < N/2 is checkpoint row 2 r (glu), r >= N/2 is 2 (r - N/2) + 1."""
+  blocks, scales, bias = random_checkpoint(rng, 1, 32, 2)
+  plain = np.asarray(mxfp4.pack(blocks, scales).values)
+  halves = mxfp4.pack(blocks, scales, bias, swiglu_halves=True)
+  for r in range(32):
+    source = 2 * r if r < 16 else 2 * (r - 16) + 1
+    np.testing.assert_array_equal(np.asarray(halves.values)[:, :, r], plain[:, :, source])
+    assert halves.bias[0, r] == bias[0, source]
+
+
+@jax.jit(static_argnames="axis")
+def swiglu_orders(a, axis):
+  d = mxfp4.deinterleave_swiglu(a, axis=axis)
+  i = mxfp4.interleave_swiglu(a, axis=axis)
+  return d, mxfp4.interleave_swiglu(d, axis=axis), mxfp4.deinterleave_swiglu(i, axis=axis)
+
+
+@given(st.integers(1, 4), st.integers(1, 6), st.integers(-3, 2), st.integers(0, 2**32 - 1))
+def test_deinterleave_interleave_inverse(rows, half, axis, seed):
+  shape = [rows, rows + 1, rows + 2]
+  shape[axis] = 2 * half
+  a = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+  d, back, back2 = swiglu_orders(a, axis)
+  np.testing.assert_array_equal(d, deinterleave_np(a, axis))
+  np.testing.assert_array_equal(back, a)
+  np.testing.assert_array_equal(back2, a)
+
+
+def test_pack_under_jit_matches_eager(rng):
+  blocks, scales, bias = random_checkpoint(rng, 2, 32, 3)
+  pack = jax.jit(mxfp4.pack, static_argnames="swiglu_halves")
+  for halves in (False, True):
+    a, b = pack(blocks, scales, bias, swiglu_halves=halves), mxfp4.pack(blocks, scales, bias,
+                                                                         swiglu_halves=halves)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+      np.testing.assert_array_equal(x, y)
+
+
+# --- the kernel's scale range -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [0, 1, 253, 254])
+def test_pack_rejects_scales_the_kernel_cannot_decode(rng, bad):
+  blocks, scales, _ = random_checkpoint(rng, 2, 16, 3, False)
+  blocks[1, 5, 2, 7] |= 0x01  # a non-zero code in the block
+  scales[1, 5, 2] = bad
+  with pytest.raises(ValueError, match=rf"scale byte {bad} at \(1, 5, 2\) is outside \[2, 252\]"):
+    mxfp4.pack(blocks, scales)
+
+
+@pytest.mark.parametrize("bad", [0, 1, 253, 254])
+def test_pack_accepts_any_scale_on_zero_blocks(rng, bad):
+  """A block of +-0 codes decodes to zeros whatever its scale, so its scale is not checked."""
+  blocks, scales, _ = random_checkpoint(rng, 2, 16, 3, False)
+  blocks[1, 5, 2] = rng.choice([0x00, 0x08, 0x80, 0x88], 16)
+  scales[1, 5, 2] = bad
+  packed = mxfp4.pack(blocks, scales)
+  dense = np.asarray(mxfp4.dequantize_packed(packed))
+  assert not dense[1, 64:96, 5].any()
+  np.testing.assert_array_equal(mxfp4.unpack(packed)[1], scales)
+
+
+def test_pack_rejects_nan_scale_even_on_zero_blocks():
+  blocks = np.zeros((1, 16, 2, 16), np.uint8)
+  scales = np.full((1, 16, 2), 127, np.uint8)
+  scales[0, 3, 1] = 0xFF
+  with pytest.raises(ValueError, match="0xFF"):
+    mxfp4.pack(blocks, scales)
+
+
+def test_pack_rejects_bad_shapes(rng):
+  blocks, scales, bias = random_checkpoint(rng, 2, 18, 2)
+  with pytest.raises(ValueError, match=r"pack: blocks must have shape \[E, N, K/32, 16\]"):
+    mxfp4.pack(blocks[0], scales[0])
+  with pytest.raises(ValueError, match="needs an even N, got 17"):
+    mxfp4.pack(blocks[:, :17], scales[:, :17], swiglu_halves=True)
+  with pytest.raises(ValueError, match=r"bias must have shape \(2, 18\), got \(2, 17\)"):
+    mxfp4.pack(blocks, scales, bias[:, :17])
+  with pytest.raises(ValueError, match="scales shape"):
+    mxfp4.pack(blocks, scales[:, :, :1])
+  with pytest.raises(TypeError, match="blocks must be uint8"):
+    mxfp4.pack(blocks.astype(np.int8), scales)
+
+
+def test_unpack_rejects_non_packed():
+  with pytest.raises(TypeError, match="w must be a PackedMXFP4"):
+    mxfp4.unpack((np.zeros((1, 1, 16, 32), np.uint8), np.zeros((1, 2, 16), np.uint8)))
+
+
+def test_packed_is_a_pytree(rng):
+  """Packed weights pass through jit with in_features and swiglu_halves kept static."""
+  blocks, scales, bias = random_checkpoint(rng, 2, 16, 3)
+  packed = mxfp4.pack(blocks, scales, bias, swiglu_halves=True)
+  assert len(jax.tree.leaves(packed)) == 3
+  out = jax.jit(lambda w: w)(packed)
+  assert out.in_features == 96 and out.swiglu_halves
+  np.testing.assert_array_equal(mxfp4.dequantize_packed(out), mxfp4.dequantize_packed(packed))
+  assert jnp.asarray(out.values).dtype == jnp.uint8

@@ -1,0 +1,77 @@
+"""The static tile schedule for ragged groups: every row written once, by a tile of its group."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mxfp4_jax.kernels import schedule as sched
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def tile_schedule(group_sizes, num_rows, block_m):
+  return sched.tile_schedule(group_sizes, num_rows, block_m)
+
+
+def row_groups(group_sizes, num_rows):
+  """[P]: the group of each row after clipping (negative sizes are 0, rows past P drop); E = tail."""
+  ends = np.minimum(np.cumsum(np.maximum(group_sizes, 0)), num_rows)
+  return np.searchsorted(ends, np.arange(num_rows), side="right")
+
+
+@st.composite
+def schedules(draw):
+  block_m = draw(st.sampled_from([16, 32, 64]))
+  num_rows = draw(st.integers(block_m, 300))
+  sizes = draw(st.lists(st.one_of(st.just(0), st.integers(-2, 90)), min_size=1, max_size=9))
+  return np.array(sizes, np.int32), num_rows, block_m
+
+
+@given(schedules())
+def test_every_row_written_once_by_its_group(case):
+  group_sizes, num_rows, block_m = case
+  num_experts = len(group_sizes)
+  tiles = jax.tree.map(np.asarray, tile_schedule(jnp.asarray(group_sizes), num_rows, block_m))
+  group, start, end, window = tiles.group, tiles.start, tiles.end, tiles.window
+
+  # A static number of tiles; the ones not needed come last, empty, with group E + 1.
+  assert group.shape == (sched.max_tiles(num_rows, num_experts, block_m),)
+  used = start < end
+  np.testing.assert_array_equal(used, group <= num_experts)
+  num_used = int(used.sum())
+  assert used[:num_used].all() and not used[num_used:].any()
+  assert (group[num_used:] == num_experts + 1).all()
+  assert (start[num_used:] == 0).all() and (end[num_used:] == 0).all()
+
+  expected_group = row_groups(group_sizes, num_rows)
+  writes = np.zeros(num_rows, np.int64)
+  for g, s, e, w in zip(group[used], start[used], end[used], window[used]):
+    assert e - s <= block_m
+    # A tile never spans two groups, and writes only rows of its own group (E: the tail).
+    np.testing.assert_array_equal(expected_group[s:e], g)
+    # It reads [window, window + block_m), in bounds and covering the rows it writes.
+    assert 0 <= w <= num_rows - block_m
+    assert w <= s and e <= w + block_m
+    writes[s:e] += 1
+  np.testing.assert_array_equal(writes, 1)
+  # Tiles come in row order.
+  assert (np.diff(start[used]) > 0).all()
+
+
+def test_small_example():
+  """Experts of 5, 0 and 20 rows and 7 tail rows, in tiles of 16: 4 tiles used of cdiv(32, 16) + 3."""
+  tiles = tile_schedule(jnp.array([5, 0, 20], jnp.int32), 32, 16)
+  assert tiles.group.tolist() == [0, 2, 2, 3, 4]
+  assert tiles.start.tolist() == [0, 5, 21, 25, 0]
+  assert tiles.end.tolist() == [5, 21, 25, 32, 0]
+  assert tiles.window.tolist() == [0, 5, 16, 16, 0]
+
+
+def test_clip_group_sizes():
+  clip = jax.jit(sched.clip_group_sizes, static_argnums=1)
+  assert clip(jnp.array([3, -4, 10, 5]), 12).tolist() == [3, 0, 9, 0]
+  assert clip(jnp.array([0, 0]), 4).tolist() == [0, 0]
+  assert clip(jnp.array([2, 2]), 4).tolist() == [2, 2]
