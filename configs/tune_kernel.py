@@ -19,6 +19,7 @@ def get_config():
   c.num_warps = "4,8"
   c.num_stages = "3,4"
   c.k_unroll = "1"
+  c.k_splits = "1"
   c.top_k = 4
   c.weight_copies = 8
   c.max_weight_bytes = 6e9

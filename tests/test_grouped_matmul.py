@@ -175,6 +175,19 @@ def test_k_unroll(rng, k, k_unroll):
         rtol=1e-5)
 
 
+@pytest.mark.parametrize("swiglu", [False, True])
+@pytest.mark.parametrize("k,k_splits", [(320, 2), (320, 3), (128, 2), (192, 5)])
+def test_split_k(rng, swiglu, k, k_splits):
+  """Split K sums the shares of 2..5 programs (uneven when the splits do not divide K / 64, and
+  some programs with no K tiles at all) and applies the epilogue to the sum."""
+  case, ref, _ = make_case(rng, 3, k, 64, 37, [11, 0, 20], bias=True, row_weights=not swiglu,
+                           swiglu=swiglu)
+  config = dataclasses.replace(CFG, k_splits=k_splits)
+  out = np.asarray(run(case, "pallas", config=config, out_dtype=jnp.float32))
+  assert np.isfinite(out).all() and not out[31:].any()
+  check(out, ref, case["group_sizes"], rtol=1e-5)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ragged_edges_exact_zeros(rng, backend):
   """P = 37 is not a multiple of block_m and N = 48 not one of block_n: the last row tile and the
@@ -191,7 +204,7 @@ def test_picked_config(rng, p, e, block_m):
   """The kernel with pick_config's choice for each regime of rows per expert."""
   sizes = rng.multinomial(p - 2, np.ones(e) / e)
   case, ref, _ = make_case(rng, e, 64, 64, p, sizes, bias=True, row_weights=True, swiglu=True)
-  config = pick_config(p, e, 32)
+  config = pick_config(p, e, 32, 1)
   assert (config.block_m, config.block_n) == (block_m, 32)
   check(run(case, "pallas", config=None), ref, sizes)
 
@@ -277,8 +290,9 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
 
 @pytest.mark.filterwarnings("ignore:The Pallas Triton backend is deprecated:DeprecationWarning")
 @pytest.mark.parametrize(
-    "config", [c for _, c in tuning.TABLE] + [dataclasses.replace(tuning.TABLE[0][1], k_unroll=5)],
-    ids=lambda c: f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}")
+    "config", [c for _, c in tuning.TABLE] + [dataclasses.replace(tuning.TABLE[0][1], k_unroll=5),
+                                              dataclasses.replace(tuning.TABLE[0][1], k_splits=3)],
+    ids=lambda c: f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}")
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.
@@ -323,5 +337,14 @@ def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   assert verified == [True]
   assert "__gpu$xla.gpu.triton" in text
   assert "mxfp4_grouped_matmul" + ("_swiglu" if swiglu else "") in text
-  grid = (max_tiles(p, e, config.block_m), -(-out_cols // config.block_n))
-  assert re.search(rf"grid_x = {grid[0]} : i32, grid_y = {grid[1]} : i32", text)
+  grid = (max_tiles(p, e, config.block_m), -(-out_cols // config.block_n), config.k_splits)
+  assert re.search(rf"grid_x = {grid[0]} : i32, grid_y = {grid[1]} : i32, grid_z = {grid[2]}",
+                   text)
+
+
+def test_decode_sized_problems_split_k():
+  """At decode sizes few tiles have rows, so pick_config splits K to keep the GPU busy."""
+  decode = pick_config(4, 32, 2880, 45)
+  assert decode.block_m == 16 and decode.k_splits > 1
+  assert pick_config(16384, 32, 2880, 45).k_splits == 1
+  assert pick_config(4, 32, 2880, 2).k_splits == 1  # too few K tiles to share

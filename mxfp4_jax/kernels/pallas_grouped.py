@@ -17,6 +17,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 from mxfp4_jax.kernels import schedule as sched
+from mxfp4_jax.kernels.reference import moe_epilogue
 from mxfp4_jax.kernels.swiglu import swiglu
 from mxfp4_jax.kernels.tuning import KernelConfig
 from mxfp4_jax.mxfp4 import format as fmt
@@ -46,7 +47,6 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
   col0 = jnp.minimum(col_tile * bn, out_cols - bn)
   cols = col0 + lax.broadcasted_iota(jnp.int32, (bn,), 0)
   mask = (((rows >= start) & (rows < end))[:, None]) & ((cols >= col_tile * bn)[None, :])
-  out_block = out_ref.at[pl.ds(window, bm), pl.ds(col0, bn)]
 
   # Weight rows that feed this output tile: one tile, or (glu, linear) for the fused SwiGLU.
   weight_rows = (col0,) if not swiglu_half else (col0, col0 + swiglu_half)
@@ -64,6 +64,22 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
       acc += pltriton.dot(w_high, x_high, trans_b=True)
       new_accs.append(acc)
     return tuple(new_accs)
+  is_expert = group < num_experts
+  group = jnp.minimum(group, num_experts - 1)  # keeps the epilogue's loads in bounds
+  has_work = (is_expert & (start < end)).astype(jnp.int32)
+  accs = tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
+
+  if cfg.k_splits > 1:
+    # Split K: this program sums its share of the K tiles and stores the raw float32 sums for
+    # every weight row it read; the caller adds the shares and applies the epilogue.
+    split = pl.program_id(2)
+    per_split = pl.cdiv(num_k_tiles, cfg.k_splits)
+    first = split * per_split
+    last = first + has_work * (jnp.minimum(first + per_split, num_k_tiles) - first)
+    accs = lax.fori_loop(first, last, k_tile, accs)
+    for acc, row0 in zip(accs, weight_rows):
+      pltriton.store(out_ref.at[split, pl.ds(window, bm), pl.ds(row0, bn)], acc.T, mask=mask)
+    return
 
   unroll = cfg.k_unroll if num_k_tiles % cfg.k_unroll == 0 else 1
 
@@ -74,11 +90,7 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
 
   # No branch around the K loop (Triton pipelines a loop only outside scf.if): tiles with no
   # rows, and tail tiles (rows past sum(group_sizes), defined as zero), run it zero times.
-  is_expert = group < num_experts
-  group = jnp.minimum(group, num_experts - 1)  # keeps the epilogue's loads in bounds
-  num_steps = (is_expert & (start < end)).astype(jnp.int32) * (num_k_tiles // unroll)
-  accs = tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
-  accs = lax.fori_loop(0, num_steps, k_step, accs)
+  accs = lax.fori_loop(0, has_work * (num_k_tiles // unroll), k_step, accs)
   if has_bias:
     accs = tuple(acc + bias_ref[group, pl.ds(row0, bn)][:, None]
                  for acc, row0 in zip(accs, weight_rows))
@@ -86,7 +98,8 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
   if has_row_weights:
     out = out * row_weights_ref[pl.ds(window, bm)].astype(jnp.float32)[None, :]
   out = jnp.where(is_expert, out, 0.0)
-  pltriton.store(out_block, out.T.astype(out_ref.dtype), mask=mask)
+  pltriton.store(out_ref.at[pl.ds(window, bm), pl.ds(col0, bn)], out.T.astype(out_ref.dtype),
+                 mask=mask)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "activation", "out_dtype", "interpret",
@@ -112,17 +125,32 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, *, c
   if row_weights is not None:
     operands.append(row_weights)
 
+  split_k = cfg.k_splits > 1
   kernel = functools.partial(
       _kernel, cfg=cfg, num_experts=w.num_experts, num_k_tiles=w.values.shape[1],
       out_cols=out_cols, swiglu_half=out_cols if activation == "swiglu" else 0,
-      has_bias=w.bias is not None, has_row_weights=row_weights is not None,
+      has_bias=w.bias is not None and not split_k,
+      has_row_weights=row_weights is not None and not split_k,
       swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit)
+  if split_k:  # the kernel reads neither: the epilogue runs on the summed shares
+    operands = operands[:7]
+  grid = (num_tiles, pl.cdiv(out_cols, cfg.block_n))
+  out_shape = jax.ShapeDtypeStruct((padded_rows, out_cols), out_dtype)
+  if split_k:
+    grid += (cfg.k_splits,)
+    out_shape = jax.ShapeDtypeStruct((cfg.k_splits, padded_rows, w.out_features), jnp.float32)
   out = pl.pallas_call(
       kernel,
-      out_shape=jax.ShapeDtypeStruct((padded_rows, out_cols), out_dtype),
-      grid=(num_tiles, pl.cdiv(out_cols, cfg.block_n)),
+      out_shape=out_shape,
+      grid=grid,
       compiler_params=pltriton.CompilerParams(num_warps=cfg.num_warps, num_stages=cfg.num_stages),
       interpret=interpret,
-      name="mxfp4_grouped_matmul" + ("_swiglu" if activation == "swiglu" else ""),
+      name="mxfp4_grouped_matmul" + ("_swiglu" if activation == "swiglu" else "")
+      + ("_split_k" if split_k else ""),
   )(*operands)
+  if split_k:
+    return moe_epilogue(out.sum(axis=0)[:num_rows], w, group_sizes,
+                        None if row_weights is None else row_weights[:num_rows],
+                        activation=activation, out_dtype=out_dtype, swiglu_alpha=swiglu_alpha,
+                        swiglu_limit=swiglu_limit)
   return out[:num_rows] if padded_rows != num_rows else out

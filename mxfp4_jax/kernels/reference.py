@@ -14,18 +14,12 @@ def expert_of_row(group_sizes: jax.Array, num_rows: int) -> jax.Array:
   return jnp.searchsorted(jnp.cumsum(group_sizes), jnp.arange(num_rows), side="right").astype(jnp.int32)
 
 
-def grouped_matmul_reference(x, w: PackedMXFP4, group_sizes, row_weights=None, *,
-                             activation: str | None, out_dtype, swiglu_alpha: float,
-                             swiglu_limit: float):
-  """Same contract as `mxfp4_jax.kernels.grouped_matmul`; computes in x's dtype, accumulates in f32."""
-  num_rows = x.shape[0]
-  compute_dtype = jnp.float32 if x.dtype == jnp.float32 else jnp.bfloat16
-  dense = dequantize_packed(w, compute_dtype)  # [E, K, N]
-  h = jax.lax.ragged_dot(x.astype(compute_dtype), dense, group_sizes,
-                         precision=jax.lax.Precision.HIGHEST,
-                         preferred_element_type=jnp.float32)  # [P, N]
+def moe_epilogue(h, w: PackedMXFP4, group_sizes, row_weights=None, *, activation: str | None,
+                 out_dtype, swiglu_alpha: float, swiglu_limit: float):
+  """``[P, N]`` float32 sums ``x @ W[e]`` -> the grouped matmul's output: bias, activation, row
+  weights, zero rows past the groups, cast. Shared by the reference and the split-K kernel path."""
+  num_rows = h.shape[0]
   expert = expert_of_row(group_sizes, num_rows)
-  valid = expert < w.num_experts
   if w.bias is not None:
     h = h + jnp.take(w.bias, jnp.minimum(expert, w.num_experts - 1), axis=0)
   if activation == "swiglu":
@@ -33,4 +27,14 @@ def grouped_matmul_reference(x, w: PackedMXFP4, group_sizes, row_weights=None, *
     h = swiglu(h[:, :half], h[:, half:], alpha=swiglu_alpha, limit=swiglu_limit)
   if row_weights is not None:
     h = h * row_weights.astype(jnp.float32)[:, None]
-  return jnp.where(valid[:, None], h, 0).astype(out_dtype)
+  return jnp.where((expert < w.num_experts)[:, None], h, 0).astype(out_dtype)
+
+
+def grouped_matmul_reference(x, w: PackedMXFP4, group_sizes, row_weights=None, **epilogue):
+  """Same contract as `mxfp4_jax.kernels.grouped_matmul`; computes in x's dtype, accumulates in f32."""
+  compute_dtype = jnp.float32 if x.dtype == jnp.float32 else jnp.bfloat16
+  dense = dequantize_packed(w, compute_dtype)  # [E, K, N]
+  h = jax.lax.ragged_dot(x.astype(compute_dtype), dense, group_sizes,
+                         precision=jax.lax.Precision.HIGHEST,
+                         preferred_element_type=jnp.float32)  # [P, N]
+  return moe_epilogue(h, w, group_sizes, row_weights, **epilogue)

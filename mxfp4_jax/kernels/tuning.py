@@ -16,6 +16,7 @@ class KernelConfig:
   num_warps: int
   num_stages: int
   k_unroll: int = 1  # 64-value K tiles per loop iteration (1 when it does not divide K / 64)
+  k_splits: int = 1  # programs sharing one output tile's K range; their f32 sums add up after
 
   def __post_init__(self):
     for name in ("block_m", "block_n"):
@@ -38,10 +39,21 @@ def rows_per_expert(num_rows: int, num_experts: int) -> float:
   return num_rows / max(1, min(num_experts, num_rows))
 
 
-def pick_config(num_rows: int, num_experts: int, out_cols: int) -> KernelConfig:
+# Programs with rows to work on that keep the H100's 132 SMs busy; decode-sized problems have
+# few (4 experts x 45 column tiles at P = 4) and split K until they reach this many.
+PROGRAMS_IN_FLIGHT = 8 * 132
+MIN_K_TILES_PER_SPLIT = 4
+
+
+def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int) -> KernelConfig:
   m = rows_per_expert(num_rows, num_experts)
   cfg = next(c for limit, c in TABLE if m <= limit)
   block_n = cfg.block_n
   while block_n > 16 and block_n > out_cols:
     block_n //= 2
-  return dataclasses.replace(cfg, block_n=block_n)
+  busy_tiles = min(num_experts, num_rows) * -(-out_cols // block_n)
+  k_splits = 1
+  if cfg.block_m == TABLE[0][1].block_m:  # the decode regime: few rows, weights dominate
+    k_splits = -(-PROGRAMS_IN_FLIGHT // busy_tiles)
+    k_splits = max(1, min(k_splits, k_tiles // MIN_K_TILES_PER_SPLIT))
+  return dataclasses.replace(cfg, block_n=block_n, k_splits=k_splits)
