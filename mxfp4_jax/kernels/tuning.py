@@ -39,21 +39,15 @@ def rows_per_expert(num_rows: int, num_experts: int) -> float:
   return num_rows / max(1, min(num_experts, num_rows))
 
 
-# Programs with rows to work on that keep the H100's 132 SMs busy; decode-sized problems have
-# few (4 experts x 45 column tiles at P = 4) and split K until they reach this many.
-PROGRAMS_IN_FLIGHT = 8 * 132
-MIN_K_TILES_PER_SPLIT = 4
+def pick_config(num_rows: int, num_experts: int, out_cols: int) -> KernelConfig:
+  """The TABLE row for the expected rows per active expert, block_n narrowed to the output.
 
-
-def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int) -> KernelConfig:
+  Split K stays off: on the H100 it lost at P = 4 (0.19 ms unsplit, 0.25-0.27 ms with 3-15
+  splits) and won only 10% at P = 64 (BENCHMARKS.md); pass a config to use it.
+  """
   m = rows_per_expert(num_rows, num_experts)
   cfg = next(c for limit, c in TABLE if m <= limit)
   block_n = cfg.block_n
   while block_n > 16 and block_n > out_cols:
     block_n //= 2
-  busy_tiles = min(num_experts, num_rows) * -(-out_cols // block_n)
-  k_splits = 1
-  if cfg.block_m == TABLE[0][1].block_m:  # the decode regime: few rows, weights dominate
-    k_splits = -(-PROGRAMS_IN_FLIGHT // busy_tiles)
-    k_splits = max(1, min(k_splits, k_tiles // MIN_K_TILES_PER_SPLIT))
-  return dataclasses.replace(cfg, block_n=block_n, k_splits=k_splits)
+  return dataclasses.replace(cfg, block_n=block_n)
