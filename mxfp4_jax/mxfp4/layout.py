@@ -70,8 +70,9 @@ class PackedMXFP4:
     return self.nbytes // self.num_experts
 
   def __repr__(self) -> str:
-    return (f"PackedMXFP4(experts={self.num_experts}, in={self.in_features}, "
-            f"out={self.out_features}, swiglu_halves={self.swiglu_halves})")
+    shape = getattr(self.values, "shape", None)  # leaves may be anything under tree_map
+    return (f"PackedMXFP4(values{list(shape) if shape else '=?'}, in={self.in_features}, "
+            f"swiglu_halves={self.swiglu_halves}, bias={self.bias is not None})")
 
 
 def check_packed(w: PackedMXFP4, name: str = "w") -> None:

@@ -1,0 +1,12 @@
+"""GPT-OSS-120B: 36 layers, 128 experts (top 4), 117B parameters, 5.1B active.
+
+  cfg = mxfp4_jax.model.GptOssConfig.from_dict(get_config().model)
+"""
+
+from configs import gpt_oss_20b
+
+
+def get_config():
+  c = gpt_oss_20b.get_config()
+  c.model = gpt_oss_20b.model_config(num_layers=36, num_experts=128)
+  return c

@@ -1,0 +1,24 @@
+"""GPT-OSS-20B: 24 layers, 32 experts (top 4), 21B parameters, 3.6B active.
+
+  from configs import gpt_oss_20b
+  cfg = mxfp4_jax.model.GptOssConfig.from_dict(gpt_oss_20b.get_config().model)
+"""
+
+import ml_collections
+
+
+def model_config(num_layers: int = 24, num_experts: int = 32) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      vocab_size=201088, hidden_size=2880, num_layers=num_layers, num_experts=num_experts,
+      experts_per_token=4, intermediate_size=2880, num_heads=64, num_kv_heads=8, head_dim=64,
+      sliding_window=128, rope_theta=150000.0, rope_scaling_factor=32.0,
+      rope_original_context=4096, rope_beta_fast=32.0, rope_beta_slow=1.0, rms_norm_eps=1e-5,
+      swiglu_limit=7.0, dtype="bfloat16", moe_backend="auto", moe_interpret=False))
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.model = model_config()
+  c.checkpoint = ""  # empty: random weights of the real shapes
+  c.seed = 0
+  return c

@@ -1,0 +1,90 @@
+"""GPT-OSS hyperparameters: one dataclass, read from configs/ files or a checkpoint's config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+
+from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA
+
+
+@dataclasses.dataclass(frozen=True)
+class GptOssConfig:
+  vocab_size: int
+  hidden_size: int
+  num_layers: int
+  num_experts: int
+  experts_per_token: int
+  intermediate_size: int
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  sliding_window: int
+  rope_theta: float
+  rope_scaling_factor: float
+  rope_original_context: int
+  rope_beta_fast: float
+  rope_beta_slow: float
+  rms_norm_eps: float = 1e-5
+  swiglu_limit: float = 7.0
+  swiglu_alpha: float = SWIGLU_ALPHA
+  # How to run it (not part of the checkpoint):
+  dtype: str = "bfloat16"  # activations and dense weights; "float32" for exact comparisons
+  moe_backend: str = "auto"  # "pallas" (GPU), "reference" (jnp), "auto": pallas on GPU
+  moe_interpret: bool = False  # run the Pallas kernel in interpret mode (CPU tests)
+
+  HPARAMS = ("vocab_size", "hidden_size", "num_layers", "num_experts", "experts_per_token",
+             "intermediate_size", "num_heads", "num_kv_heads", "head_dim", "sliding_window",
+             "rope_theta", "rope_scaling_factor", "rope_original_context", "rope_beta_fast",
+             "rope_beta_slow", "rms_norm_eps", "swiglu_limit")
+
+  def __post_init__(self):
+    if self.num_heads % self.num_kv_heads:
+      raise ValueError(f"num_heads={self.num_heads} must be a multiple of "
+                       f"num_kv_heads={self.num_kv_heads}")
+    if not 0 < self.experts_per_token <= self.num_experts:
+      raise ValueError(f"experts_per_token={self.experts_per_token} must be in "
+                       f"[1, num_experts={self.num_experts}]")
+    for name in ("hidden_size", "intermediate_size"):
+      if getattr(self, name) % 32:
+        raise ValueError(f"{name}={getattr(self, name)} must be a multiple of 32 (MXFP4 blocks)")
+    if self.dtype not in ("bfloat16", "float32"):
+      raise ValueError(f"dtype must be 'bfloat16' or 'float32', got {self.dtype!r}")
+    if self.moe_backend not in ("auto", "pallas", "reference"):
+      raise ValueError(f"moe_backend must be 'auto', 'pallas' or 'reference', got {self.moe_backend!r}")
+
+  @property
+  def jnp_dtype(self):
+    return jnp.dtype(self.dtype)
+
+  @property
+  def q_size(self) -> int:
+    return self.num_heads * self.head_dim
+
+  @property
+  def kv_size(self) -> int:
+    return self.num_kv_heads * self.head_dim
+
+  def is_sliding(self, layer: int) -> bool:
+    """Even layers attend within a window of `sliding_window` keys; odd layers to all."""
+    return layer % 2 == 0
+
+  def hparams(self) -> dict:
+    return {name: getattr(self, name) for name in self.HPARAMS}
+
+  @classmethod
+  def from_dict(cls, values) -> GptOssConfig:
+    """From a dict or ConfigDict with the fields above (extra keys are an error)."""
+    values = dict(values)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ValueError(f"unknown model config key(s): {', '.join(unknown)}")
+    missing = sorted(name for name in cls.HPARAMS if name not in values)
+    if missing:
+      raise ValueError(f"model config is missing: {', '.join(missing)}")
+    return cls(**values)
+
+  def replace(self, **changes) -> GptOssConfig:
+    return dataclasses.replace(self, **changes)

@@ -1,0 +1,203 @@
+"""The NNX model against an independent float64 numpy GPT-OSS written from the architecture notes,
+piece by piece (YaRN, attention with sinks and sliding window, MoE) and whole."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import tiny
+from mxfp4_jax import mxfp4
+from mxfp4_jax.model import GptOss, GptOssConfig
+from mxfp4_jax.model.rope import rope_tables
+
+CFG = GptOssConfig.from_dict(tiny.model_config()).replace(dtype="float32",
+                                                          moe_backend="reference")
+
+
+def rel_err(a, b):
+  return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
+
+
+# --- the numpy oracle -----------------------------------------------------------------------------
+
+
+def np_yarn(cfg, positions):
+  """OpenAI's reference formulation of YaRN (concentration and blended inverse frequencies)."""
+  d_half = cfg.head_dim / 2
+  freq = cfg.rope_theta ** (np.arange(0, cfg.head_dim, 2, dtype=np.float64) / cfg.head_dim)
+  concentration = 0.1 * math.log(cfg.rope_scaling_factor) + 1.0
+  low = d_half * math.log(cfg.rope_original_context / (cfg.rope_beta_fast * 2 * math.pi)) / math.log(cfg.rope_theta)
+  high = d_half * math.log(cfg.rope_original_context / (cfg.rope_beta_slow * 2 * math.pi)) / math.log(cfg.rope_theta)
+  mask = 1 - np.clip((np.arange(d_half) - low) / (high - low), 0, 1)
+  inv_freq = 1 / (cfg.rope_scaling_factor * freq) * (1 - mask) + 1 / freq * mask
+  angles = np.outer(positions, inv_freq)
+  return np.cos(angles) * concentration, np.sin(angles) * concentration
+
+
+def np_rope(x, cos, sin):  # x [T, heads, hd]
+  half = x.shape[-1] // 2
+  x1, x2 = x[..., :half], x[..., half:]
+  c, s = cos[:, None], sin[:, None]
+  return np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], -1)
+
+
+def np_attention(cfg, layer, p, x):  # x [T, D] float64
+  t = x.shape[0]
+  qkv = x @ p["qkv_w"] + p["qkv_b"]
+  q = qkv[:, :cfg.q_size].reshape(t, cfg.num_heads, cfg.head_dim)
+  k = qkv[:, cfg.q_size:cfg.q_size + cfg.kv_size].reshape(t, cfg.num_kv_heads, cfg.head_dim)
+  v = qkv[:, cfg.q_size + cfg.kv_size:].reshape(t, cfg.num_kv_heads, cfg.head_dim)
+  cos, sin = np_yarn(cfg, np.arange(t))
+  q, k = np_rope(q, cos, sin), np_rope(k, cos, sin)
+  out = np.zeros((t, cfg.num_heads, cfg.head_dim))
+  for h in range(cfg.num_heads):
+    kv = h // (cfg.num_heads // cfg.num_kv_heads)
+    for i in range(t):
+      keys = [j for j in range(i + 1) if layer % 2 or i - j < cfg.sliding_window]
+      logits = np.array([q[i, h] @ k[j, kv] / math.sqrt(cfg.head_dim) for j in keys] + [p["sinks"][h]])
+      w = np.exp(logits - logits.max())
+      w = w[:-1] / w.sum()
+      out[i, h] = sum(wj * v[j, kv] for wj, j in zip(w, keys))
+  return out.reshape(t, -1) @ p["out_w"] + p["out_b"]
+
+
+def np_moe(cfg, p, x):  # x [T, D]
+  logits = x @ p["router_w"] + p["router_b"]
+  out = np.zeros_like(x)
+  for t in range(x.shape[0]):
+    top = np.argsort(-logits[t], kind="stable")[:cfg.experts_per_token]
+    w = np.exp(logits[t, top] - logits[t, top].max())
+    w /= w.sum()
+    for e, we in zip(top, w):
+      h = p["gate_up_w"][e] @ x[t] + p["gate_up_b"][e]  # checkpoint order: glu, linear interleaved
+      glu, lin = np.minimum(h[0::2], 7.0), np.clip(h[1::2], -7.0, 7.0)
+      act = glu / (1 + np.exp(-1.702 * glu)) * (lin + 1)
+      out[t] += we * (p["down_w"][e] @ act + p["down_b"][e])
+  return out
+
+
+def np_rms(x, scale, eps):
+  return x / np.sqrt(np.mean(x * x, -1, keepdims=True) + eps) * scale
+
+
+def layer_params(block):
+  f64 = lambda v: np.asarray(v[...], np.float64)
+  gate_up = mxfp4.unpack(block.mlp.gate_up.get_value())  # back to the checkpoint layout and order
+  down = mxfp4.unpack(block.mlp.down.get_value())
+  return dict(
+      attn_norm=f64(block.attn_norm.scale), mlp_norm=f64(block.mlp_norm.scale),
+      qkv_w=f64(block.attn.qkv_weight), qkv_b=f64(block.attn.qkv_bias),
+      out_w=f64(block.attn.out_weight), out_b=f64(block.attn.out_bias),
+      sinks=f64(block.attn.sinks), router_w=f64(block.mlp.router_weight),
+      router_b=f64(block.mlp.router_bias),
+      gate_up_w=np.asarray(mxfp4.dequantize(*gate_up[:2]), np.float64),  # [E, 2I, D]
+      gate_up_b=np.asarray(gate_up[2], np.float64),
+      down_w=np.asarray(mxfp4.dequantize(*down[:2]), np.float64),  # [E, D, I]
+      down_b=np.asarray(down[2], np.float64))
+
+
+def np_forward(model, tokens):  # tokens [T]
+  cfg = model.cfg
+  x = np.asarray(model.embedding[...], np.float64)[tokens]
+  for layer, block in enumerate(model.layers):
+    p = layer_params(block)
+    x = x + np_attention(cfg, layer, p, np_rms(x, p["attn_norm"], cfg.rms_norm_eps))
+    x = x + np_moe(cfg, p, np_rms(x, p["mlp_norm"], cfg.rms_norm_eps))
+  x = np_rms(x, np.asarray(model.norm.scale[...], np.float64), cfg.rms_norm_eps)
+  return x @ np.asarray(model.unembedding[...], np.float64).T
+
+
+# --- tests ------------------------------------------------------------------------------------------
+
+
+def randomize(model, rng):
+  """Non-zero biases, sinks and norm scales, so that none of them can be silently ignored."""
+  for block in model.layers:
+    for var in (block.attn.qkv_bias, block.attn.out_bias, block.mlp.router_bias):
+      var[...] = jnp.asarray(rng.normal(0, 0.1, var.shape), var.dtype)
+    block.attn.sinks[...] = jnp.asarray(rng.normal(0, 1.0, block.attn.sinks.shape), jnp.float32)
+    for norm in (block.attn_norm, block.mlp_norm):
+      norm.scale[...] = jnp.asarray(1 + rng.normal(0, 0.1, norm.scale.shape), jnp.float32)
+  return model
+
+
+@pytest.fixture(scope="module")
+def model():
+  return randomize(GptOss(CFG, rngs=nnx.Rngs(0)), np.random.default_rng(0))
+
+
+def test_yarn_tables_match_reference():
+  cfg = GptOssConfig.from_dict(tiny.model_config()).replace(head_dim=64)
+  cos, sin = rope_tables(cfg, jnp.arange(300)[None])
+  ref_cos, ref_sin = np_yarn(cfg, np.arange(300))
+  np.testing.assert_allclose(np.asarray(cos[0]), ref_cos, rtol=0, atol=2e-5)
+  np.testing.assert_allclose(np.asarray(sin[0]), ref_sin, rtol=0, atol=2e-5)
+
+
+def test_attention_sinks_and_sliding_window(model):
+  """T = 20 > sliding_window = 8, so the even layer's window is exercised."""
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(1, 20, CFG.hidden_size))
+  cos, sin = rope_tables(CFG, jnp.arange(20)[None])
+  for layer in (0, 1):
+    block = model.layers[layer]
+    got = block.attn(jnp.asarray(x, jnp.float32), cos, sin)[0]
+    assert rel_err(got, np_attention(CFG, layer, layer_params(block), x[0])) < 1e-5
+
+
+def test_sliding_window_changes_even_layers_only(model):
+  """Attention to keys beyond the window matters: widening it changes layer 0, not layer 1."""
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(1, 20, CFG.hidden_size)), jnp.float32)
+  cos, sin = rope_tables(CFG, jnp.arange(20)[None])
+  for layer, should_change in ((0, True), (1, False)):
+    attn = model.layers[layer].attn
+    base = attn(x, cos, sin)
+    attn.cfg = CFG.replace(sliding_window=64)
+    try:
+      wide = attn(x, cos, sin)
+    finally:
+      attn.cfg = CFG
+    assert bool(jnp.any(jnp.abs(wide - base) > 1e-4)) == should_change
+    assert not bool(jnp.any(jnp.abs(wide[:, :8] - base[:, :8]) > 1e-6))  # inside the window
+
+
+@pytest.mark.parametrize("backend,interpret,tol", [("reference", False, 1e-5),
+                                                   ("pallas", True, 2e-2)])
+def test_moe_matches_reference(model, backend, interpret, tol):
+  """Router top-k + softmax over the chosen, sort by expert, fused SwiGLU with the clamp active
+  (inputs scaled up), weighted combine; the Pallas path runs bf16 operands."""
+  x = np.random.default_rng(3).normal(size=(2, 9, CFG.hidden_size)) * 30
+  moe = model.layers[0].mlp
+  moe.cfg = CFG.replace(moe_backend=backend, moe_interpret=interpret)
+  try:
+    got = moe(jnp.asarray(x, jnp.float32))
+  finally:
+    moe.cfg = CFG
+  want = np_moe(CFG, layer_params(model.layers[0]), x.reshape(-1, CFG.hidden_size))
+  assert rel_err(got.reshape(-1, CFG.hidden_size), want) < tol
+
+
+def test_full_forward_matches_numpy_in_float32(model):
+  tokens = np.random.default_rng(4).integers(0, CFG.vocab_size, (1, 24))
+  logits = model(jnp.asarray(tokens, jnp.int32))
+  assert logits.shape == (1, 24, CFG.vocab_size) and logits.dtype == jnp.float32
+  want = np_forward(model, tokens[0])
+  assert rel_err(logits[0], want) < 1e-4
+  assert np.array_equal(np.asarray(logits[0]).argmax(-1), want.argmax(-1))
+
+
+def test_bad_tokens_error():
+  model = GptOss(CFG, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="tokens must be an int array"):
+    model(jnp.zeros((3,), jnp.float32))
+
+
+def test_config_errors():
+  with pytest.raises(ValueError, match="unknown model config key"):
+    GptOssConfig.from_dict({**tiny.model_config().to_dict(), "hiden_size": 3})
+  with pytest.raises(ValueError, match="num_heads=6 must be a multiple of num_kv_heads=4"):
+    GptOssConfig.from_dict({**tiny.model_config().to_dict(), "num_heads": 6, "num_kv_heads": 4})
