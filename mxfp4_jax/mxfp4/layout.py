@@ -93,10 +93,15 @@ def check_packed(w: PackedMXFP4, name: str = "w") -> None:
     raise ValueError(f"{name}.in_features={w.in_features} does not fit values of shape {tuple(v.shape)}")
 
 
-def _check_kernel_scale_range(codes, scales, where: str) -> None:
-  if not fmt._is_concrete(codes):
+def _check_kernel_scale_range(blocks, scales, where: str) -> None:
+  """Scale bytes of blocks holding a non-zero value must be ones the kernel decodes exactly.
+
+  Runs on the caller's arrays (host numpy when loading a checkpoint, so nothing crosses to the
+  device and back); skipped under a trace.
+  """
+  if not (fmt._is_concrete(blocks) and fmt._is_concrete(scales)):
     return
-  nonzero_block = np.asarray(jnp.any((codes & 7) != 0, axis=-1))
+  nonzero_block = np.any(np.asarray(blocks) & 0x77, axis=-1)  # a magnitude bit in either nibble
   s = np.asarray(scales)
   bad = nonzero_block & ((s < fmt.KERNEL_SCALE_MIN) | (s > fmt.KERNEL_SCALE_MAX))
   if bad.any():
@@ -114,8 +119,10 @@ def pack(blocks, scales, bias=None, *, swiglu_halves: bool = False) -> PackedMXF
   and is skipped under a trace). With ``swiglu_halves`` the rows are first reordered by
   `deinterleave_swiglu`.
   """
+  given = blocks, scales  # host arrays stay on the host for the range check
   blocks, scales = jnp.asarray(blocks), jnp.asarray(scales)
   fmt.check_blocks_and_scales(blocks, scales, "pack:")
+  _check_kernel_scale_range(*given, "pack")
   if blocks.ndim != 4:
     raise ValueError(f"pack: blocks must have shape [E, N, K/32, 16], got {tuple(blocks.shape)}")
   num_experts, n, num_blocks, _ = blocks.shape
@@ -129,7 +136,6 @@ def pack(blocks, scales, bias=None, *, swiglu_halves: bool = False) -> PackedMXF
       raise ValueError(f"pack: bias must have shape {(num_experts, n)}, got {tuple(bias.shape)}")
     bias = (deinterleave_swiglu(bias, axis=1) if swiglu_halves else bias).astype(jnp.float32)
   codes = fmt.blocks_to_codes(blocks)  # [E, N, K/32, 32]
-  _check_kernel_scale_range(codes, scales, "pack")
 
   pad = (-num_blocks) % 2
   if pad:

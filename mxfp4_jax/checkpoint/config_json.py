@@ -1,0 +1,219 @@
+"""``config.json`` of either checkpoint layout <-> one dict of canonical hyperparameters.
+
+The HF and ``original/`` configs name the same numbers differently (``num_local_experts`` vs
+``num_experts``, ``rope_scaling.beta_slow`` vs ``rope_ntk_alpha``, ...); the model reads only the
+canonical dict, so a config is validated once here, with one-line errors naming the file and key.
+The writers produce configs shaped like the published ones so that test checkpoints look real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from mxfp4_jax.checkpoint.errors import CheckpointError
+from mxfp4_jax.mxfp4 import format as fmt
+
+HPARAM_KEYS = (
+    "vocab_size", "hidden_size", "num_layers", "num_experts", "experts_per_token",
+    "intermediate_size", "num_heads", "num_kv_heads", "head_dim", "sliding_window", "rope_theta",
+    "rope_scaling_factor", "rope_original_context", "rope_beta_fast", "rope_beta_slow",
+    "rms_norm_eps", "swiglu_limit",
+)
+_INT_KEYS = frozenset({
+    "vocab_size", "hidden_size", "num_layers", "num_experts", "experts_per_token",
+    "intermediate_size", "num_heads", "num_kv_heads", "head_dim", "sliding_window",
+    "rope_original_context",
+})
+
+HF_ARCHITECTURE = "GptOssForCausalLM"
+HF_MODEL_TYPE = "gpt_oss"
+ORIGINAL_RMS_NORM_EPS = 1e-5  # the original config has no eps key; its code hard-codes this
+
+# canonical key -> HF key (rope keys live under "rope_scaling")
+_HF_KEYS = {
+    "vocab_size": "vocab_size", "hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
+    "num_experts": "num_local_experts", "experts_per_token": "num_experts_per_tok",
+    "intermediate_size": "intermediate_size", "num_heads": "num_attention_heads",
+    "num_kv_heads": "num_key_value_heads", "head_dim": "head_dim",
+    "sliding_window": "sliding_window", "rope_theta": "rope_theta",
+    "rms_norm_eps": "rms_norm_eps", "swiglu_limit": "swiglu_limit",
+}
+_HF_ROPE_KEYS = {
+    "rope_scaling_factor": "factor", "rope_original_context": "original_max_position_embeddings",
+    "rope_beta_fast": "beta_fast", "rope_beta_slow": "beta_slow",
+}
+_ORIGINAL_KEYS = {
+    "vocab_size": "vocab_size", "hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
+    "num_experts": "num_experts", "experts_per_token": "experts_per_token",
+    "intermediate_size": "intermediate_size", "num_heads": "num_attention_heads",
+    "num_kv_heads": "num_key_value_heads", "head_dim": "head_dim",
+    "sliding_window": "sliding_window", "rope_theta": "rope_theta",
+    "rope_scaling_factor": "rope_scaling_factor",
+    "rope_original_context": "initial_context_length", "rope_beta_fast": "rope_ntk_beta",
+    "rope_beta_slow": "rope_ntk_alpha", "swiglu_limit": "swiglu_limit",
+}
+# Attention and router stay bf16 in the published mxfp4 checkpoints; only the experts are MXFP4.
+HF_MODULES_NOT_CONVERTED = ("model.layers.*.self_attn", "model.layers.*.mlp.router",
+                            "model.embed_tokens", "lm_head")
+
+
+def _number(config: dict, key: str, canonical: str, source: str, where: str = ""):
+  if key not in config:
+    raise CheckpointError(f"{source}: missing key {where}{key}")
+  value = config[key]
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    raise CheckpointError(f"{source}: {where}{key} must be a number, got {value!r}")
+  if canonical in _INT_KEYS:
+    if not float(value).is_integer():
+      raise CheckpointError(f"{source}: {where}{key} must be an integer, got {value!r}")
+    return int(value)
+  return float(value)
+
+
+def config_layout(config: dict, source: str = "config.json") -> str:
+  """"hf" or "original", from the keys each layout has and the other lacks."""
+  if any(k in config for k in ("architectures", "model_type", "num_local_experts")):
+    return "hf"
+  if "num_experts" in config:
+    return "original"
+  raise CheckpointError(f"{source}: neither an HF config (architectures/model_type) "
+                        "nor an original one (num_experts)")
+
+
+def _check_hf(config: dict, source: str) -> None:
+  architectures = config.get("architectures") or []
+  if HF_ARCHITECTURE not in architectures and config.get("model_type") != HF_MODEL_TYPE:
+    raise CheckpointError(f"{source}: architectures {architectures!r} (model_type "
+                          f"{config.get('model_type')!r}) is not {HF_ARCHITECTURE}")
+  quant = config.get("quantization_config")
+  if quant is not None:
+    method = quant.get("quant_method") if isinstance(quant, dict) else None
+    if method != "mxfp4":
+      raise CheckpointError(
+          f"{source}: quantization_config.quant_method is {method!r}, expected 'mxfp4'")
+
+
+def _check_hf_rope(rope, source: str) -> dict:
+  if not isinstance(rope, dict):
+    raise CheckpointError(f"{source}: rope_scaling must be an object, got {rope!r}")
+  rope_type = rope.get("rope_type", rope.get("type"))
+  if rope_type != "yarn":
+    raise CheckpointError(f"{source}: rope_scaling.rope_type is {rope_type!r}, expected 'yarn'")
+  if rope.get("truncate", False):  # GPT-OSS's YaRN ramp is not rounded to whole dims
+    raise CheckpointError(
+        f"{source}: rope_scaling.truncate is true; GPT-OSS's YaRN does not truncate")
+  return rope
+
+
+def _check_layer_types(config: dict, num_layers: int, source: str) -> None:
+  """The model hard-codes sliding attention on even layers; a config saying otherwise is refused."""
+  layer_types = config.get("layer_types")
+  if layer_types is None:
+    return
+  if list(layer_types) != hf_layer_types(num_layers):
+    raise CheckpointError(
+        f"{source}: layer_types is not sliding on even layers and full on odd ones")
+
+
+def _validate(hp: dict, keys: dict, source: str) -> None:
+  for key in HPARAM_KEYS:
+    if hp[key] <= 0:
+      raise CheckpointError(f"{source}: {keys.get(key, key)} must be positive, got {hp[key]}")
+  for key in ("hidden_size", "intermediate_size"):
+    if hp[key] % fmt.BLOCK_SIZE:
+      raise CheckpointError(f"{source}: {keys.get(key, key)}={hp[key]} is not a multiple of "
+                            f"the MXFP4 block {fmt.BLOCK_SIZE}")
+  if hp["num_heads"] % hp["num_kv_heads"]:
+    raise CheckpointError(f"{source}: {keys['num_heads']}={hp['num_heads']} is not a multiple of "
+                          f"{keys['num_kv_heads']}={hp['num_kv_heads']}")
+  if hp["experts_per_token"] > hp["num_experts"]:
+    raise CheckpointError(f"{source}: {keys['experts_per_token']}={hp['experts_per_token']} "
+                          f"exceeds {keys['num_experts']}={hp['num_experts']}")
+
+
+def parse_config(config, source: str = "config.json") -> dict:
+  """A loaded config.json of either layout -> the canonical hyperparameter dict."""
+  if not isinstance(config, dict):
+    raise CheckpointError(f"{source}: expected a JSON object, got {type(config).__name__}")
+  if config_layout(config, source) == "hf":
+    _check_hf(config, source)
+    hp = {k: _number(config, key, k, source) for k, key in _HF_KEYS.items()}
+    if "rope_scaling" not in config:
+      raise CheckpointError(f"{source}: missing key rope_scaling")
+    rope = _check_hf_rope(config["rope_scaling"], source)
+    hp.update({k: _number(rope, key, k, source, "rope_scaling.")
+               for k, key in _HF_ROPE_KEYS.items()})
+    _check_layer_types(config, hp["num_layers"], source)
+    keys = {**_HF_KEYS, **{k: "rope_scaling." + v for k, v in _HF_ROPE_KEYS.items()}}
+  else:
+    hp = {k: _number(config, key, k, source) for k, key in _ORIGINAL_KEYS.items()}
+    hp["rms_norm_eps"] = (_number(config, "rms_norm_eps", "rms_norm_eps", source)
+                          if "rms_norm_eps" in config else ORIGINAL_RMS_NORM_EPS)
+    keys = _ORIGINAL_KEYS
+  hp = {k: hp[k] for k in HPARAM_KEYS}
+  _validate(hp, keys, source)
+  return hp
+
+
+def read_config(path: str | os.PathLike) -> dict:
+  """``config.json`` file of either layout -> the canonical hyperparameter dict."""
+  source = os.fspath(path)
+  try:
+    with open(path, encoding="utf-8") as f:
+      config = json.load(f)
+  except FileNotFoundError:
+    raise CheckpointError(f"{source}: no such file") from None
+  except OSError as e:
+    raise CheckpointError(f"{source}: unreadable ({e.strerror})") from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise CheckpointError(f"{source}: not valid JSON ({e})") from None
+  return parse_config(config, source)
+
+
+# --- writers ------------------------------------------------------------------------------------
+
+
+def hf_layer_types(num_layers: int) -> list[str]:
+  return ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(num_layers)]
+
+
+def to_hf_config(hparams: dict) -> dict:
+  """Canonical hyperparameters -> an HF ``config.json`` dict shaped like the published ones."""
+  hp = {k: hparams[k] for k in HPARAM_KEYS}
+  config = {_HF_KEYS[k]: hp[k] for k in _HF_KEYS}
+  config.update({
+      "architectures": [HF_ARCHITECTURE],
+      "model_type": HF_MODEL_TYPE,
+      "attention_bias": True,
+      "attention_dropout": 0.0,
+      "experts_per_token": hp["experts_per_token"],
+      "hidden_act": "silu",
+      "initial_context_length": hp["rope_original_context"],
+      "initializer_range": 0.02,
+      "layer_types": hf_layer_types(hp["num_layers"]),
+      "max_position_embeddings": int(hp["rope_original_context"] * hp["rope_scaling_factor"]),
+      "output_router_logits": False,
+      "quantization_config": {"quant_method": "mxfp4",
+                              "modules_to_not_convert": list(HF_MODULES_NOT_CONVERTED)},
+      "rope_scaling": {"rope_type": "yarn", "truncate": False,
+                       **{_HF_ROPE_KEYS[k]: hp[k] for k in _HF_ROPE_KEYS}},
+      "router_aux_loss_coef": 0.9,
+      "tie_word_embeddings": False,
+      "torch_dtype": "bfloat16",
+      "use_cache": True,
+  })
+  return dict(sorted(config.items()))
+
+
+def to_original_config(hparams: dict) -> dict:
+  """Canonical hyperparameters -> an ``original/config.json`` dict.
+
+  The original format has no eps key (its code hard-codes 1e-5); one is written only when the
+  hyperparameters differ from that, so that they still round-trip.
+  """
+  hp = {k: hparams[k] for k in HPARAM_KEYS}
+  config = {key: hp[k] for k, key in _ORIGINAL_KEYS.items()}
+  if hp["rms_norm_eps"] != ORIGINAL_RMS_NORM_EPS:
+    config["rms_norm_eps"] = hp["rms_norm_eps"]
+  return config

@@ -1,0 +1,121 @@
+"""`load_model`: a GPT-OSS checkpoint directory -> a `GptOss` on the default device.
+
+Three kinds of directory load: the HF layout, the ``original/`` layout (both safetensors, read
+tensor by tensor, experts packed into the kernel layout on the way) and a directory written by
+`save_packed` (orbax, already packed; the fastest to load).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from mxfp4_jax import checkpoint as ckpt
+from mxfp4_jax.mxfp4.layout import pack
+from mxfp4_jax.model.config import GptOssConfig
+from mxfp4_jax.model.gpt_oss import GptOss
+
+PACKED_MARKER = "mxfp4_jax.json"  # beside the orbax params of a packed checkpoint
+PACKED_FORMAT = 1
+
+
+def _abstract_model(cfg: GptOssConfig) -> GptOss:
+  return nnx.eval_shape(lambda: GptOss(cfg, rngs=nnx.Rngs(0)))
+
+
+def _dense_target(model: GptOss, name: str):
+  """The parameter a canonical dense tensor fills (see `mxfp4_jax.checkpoint.names`)."""
+  if not name.startswith("layers."):
+    return {"embedding": model.embedding, "norm": model.norm.scale,
+            "unembedding": model.unembedding}[name]
+  _, index, rest = name.split(".", 2)
+  block = model.layers[int(index)]
+  return {
+      "attn_norm": block.attn_norm.scale, "mlp_norm": block.mlp_norm.scale,
+      "qkv.weight": block.attn.qkv_weight, "qkv.bias": block.attn.qkv_bias,
+      "sinks": block.attn.sinks, "out.weight": block.attn.out_weight,
+      "out.bias": block.attn.out_bias, "router.weight": block.mlp.router_weight,
+      "router.bias": block.mlp.router_bias,
+  }[rest]
+
+
+def from_canonical(cfg: GptOssConfig, tensors) -> GptOss:
+  """Builds the model from ``(canonical name, host array)`` pairs, one tensor at a time.
+
+  Dense tensors go to the device in the parameter's dtype; each expert projection is packed
+  into the kernel layout as soon as its blocks, scales and bias have all arrived.
+  """
+  model = _abstract_model(cfg)
+  experts: dict[tuple[int, str], dict[str, np.ndarray]] = {}
+  for name, array in tensors:
+    parts = name.split(".")
+    if len(parts) == 4 and parts[2] in ("gate_up", "down"):
+      key = (int(parts[1]), parts[2])
+      pending = experts.setdefault(key, {})
+      pending[parts[3]] = array
+      if len(pending) == 3:
+        mlp = model.layers[key[0]].mlp
+        packed = pack(pending["blocks"], pending["scales"], pending["bias"].astype(np.float32),
+                      swiglu_halves=key[1] == "gate_up")
+        getattr(mlp, key[1]).set_value(packed)
+        del experts[key]
+      continue
+    target = _dense_target(model, name)
+    if tuple(array.shape) != tuple(target.shape):
+      raise ckpt.CheckpointError(f"{name}: shape {tuple(array.shape)}, the model expects "
+                                 f"{tuple(target.shape)}")
+    target.set_value(jnp.asarray(array, target.dtype))
+  missing = [f"{path}" for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(model))
+             if isinstance(leaf, jax.ShapeDtypeStruct)]
+  if missing or experts:
+    raise ckpt.CheckpointError(f"checkpoint left parameters unset: {missing[:3] or sorted(experts)}")
+  return model
+
+
+def save_packed(model: GptOss, path) -> pathlib.Path:
+  """Writes the packed parameters with orbax, and the config beside them."""
+  path = pathlib.Path(path).absolute()
+  path.mkdir(parents=True, exist_ok=True)
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(path / "params", nnx.state(model), force=True)
+  checkpointer.wait_until_finished()
+  meta = dict(format=PACKED_FORMAT, hparams=model.cfg.hparams())
+  (path / PACKED_MARKER).write_text(json.dumps(meta, indent=2) + "\n")
+  return path
+
+
+def _restore_packed(path: pathlib.Path, runtime: dict) -> GptOss:
+  try:
+    meta = json.loads((path / PACKED_MARKER).read_text())
+  except json.JSONDecodeError as e:
+    raise ckpt.CheckpointError(f"{path / PACKED_MARKER}: not valid JSON ({e})") from None
+  if meta.get("format") != PACKED_FORMAT:
+    raise ckpt.CheckpointError(f"{path / PACKED_MARKER}: format {meta.get('format')!r}, "
+                               f"this version reads {PACKED_FORMAT}")
+  cfg = GptOssConfig.from_dict({**meta["hparams"], **runtime})
+  graphdef, abstract_state = nnx.split(_abstract_model(cfg))
+  state = ocp.StandardCheckpointer().restore(path / "params", abstract_state)
+  return nnx.merge(graphdef, state)
+
+
+def load_model(path: str | os.PathLike, *, dtype: str = "bfloat16", moe_backend: str = "auto",
+               moe_interpret: bool = False, progress: bool = True) -> GptOss:
+  """Loads a GPT-OSS checkpoint: HF layout, ``original/`` layout, or one saved by `save_packed`.
+
+  ``dtype="float32"`` computes everything in float32 (with the jnp MoE on CPU): the mode in which
+  the model is proven against reference implementations. Problems in the checkpoint raise
+  `mxfp4_jax.checkpoint.CheckpointError` naming the file, key or tensor.
+  """
+  path = pathlib.Path(path)
+  runtime = dict(dtype=str(jnp.dtype(dtype)), moe_backend=moe_backend, moe_interpret=moe_interpret)
+  if (path / PACKED_MARKER).exists():
+    return _restore_packed(path, runtime)
+  cfg = GptOssConfig.from_dict({**ckpt.read_hparams(path), **runtime})
+  return from_canonical(cfg, ckpt.iter_canonical(path, progress=progress))

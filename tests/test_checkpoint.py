@@ -1,0 +1,284 @@
+"""Checkpoints: both GPT-OSS layouts load to one canonical dict, and every defect is named."""
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from mxfp4_jax import checkpoint as ckpt
+from mxfp4_jax.checkpoint import config_json
+
+SEED = 1234
+HPARAMS = dict(
+    vocab_size=256, hidden_size=64, num_layers=2, num_experts=4, experts_per_token=2,
+    intermediate_size=64, num_heads=4, num_kv_heads=2, head_dim=16, sliding_window=8,
+    rope_theta=150000.0, rope_scaling_factor=32.0, rope_original_context=4096, rope_beta_fast=32.0,
+    rope_beta_slow=1.0, rms_norm_eps=1e-5, swiglu_limit=7.0,
+)
+Q, KV = HPARAMS["num_heads"] * HPARAMS["head_dim"], HPARAMS["num_kv_heads"] * HPARAMS["head_dim"]
+
+
+def load(path, **kwargs):
+  return dict(ckpt.iter_canonical(path, progress=False, **kwargs))
+
+
+def assert_identical(a, b, name):
+  assert a.dtype == b.dtype, name
+  assert a.shape == b.shape, name
+  assert a.tobytes() == b.tobytes(), name
+
+
+def raises_naming(*fragments):
+  """A CheckpointError whose one-line message names every fragment."""
+  pattern = "".join(f"(?=.*{re.escape(f)})" for f in fragments)
+  return pytest.raises(ckpt.CheckpointError, match=pattern)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+  """One HF repo (2 shards) and one repo holding only original/, from the same seed."""
+  root = tmp_path_factory.mktemp("checkpoints")
+  hf = ckpt.write_random_checkpoint(root / "hf", HPARAMS, "hf", SEED, num_shards=2)
+  original = ckpt.write_random_checkpoint(root / "repo", HPARAMS, "original", SEED, nested=True)
+  return dict(hf=hf, original=original, repo=root / "repo", hf_dict=load(hf),
+              original_dict=load(root / "repo"))
+
+
+# --- round trip -----------------------------------------------------------------------------------
+
+
+def test_layouts_load_to_the_same_canonical_dict(written):
+  shapes = ckpt.canonical_shapes(HPARAMS)
+  hf, original = written["hf_dict"], written["original_dict"]
+  assert list(hf) == list(original) == list(shapes)
+  for name, (shape, kind) in shapes.items():
+    assert hf[name].shape == shape, name
+    assert (hf[name].dtype == np.uint8) == (kind == "mxfp4"), name
+    assert_identical(hf[name], original[name], name)
+
+
+def test_canonical_dict_is_the_written_one(written):
+  expected = ckpt.random_canonical(HPARAMS, SEED)
+  for name, array in written["hf_dict"].items():
+    assert_identical(array, expected[name], name)
+  assert written["hf_dict"]["norm"].dtype == np.float32
+  assert written["hf_dict"]["layers.0.qkv.weight"].dtype.name == "bfloat16"
+
+
+def test_dense_linears_compute_x_at_w_like_torch(written, rng):
+  """HF q/k/v/o and router are torch Linears (y = x W^T + b); canonical weights give y = x W + b."""
+  raw = {}
+  for file in written["hf"].glob("*.safetensors"):
+    raw.update({k: v.astype(np.float64) for k, v in load_file(file).items()})
+  c = {k: v.astype(np.float64) for k, v in written["hf_dict"].items()}
+  a, m = "model.layers.1.self_attn.", "model.layers.1.mlp."
+  x = rng.standard_normal((3, HPARAMS["hidden_size"]))
+  qkv = np.concatenate(
+      [x @ raw[f"{a}{p}_proj.weight"].T + raw[f"{a}{p}_proj.bias"] for p in "qkv"], axis=-1)
+  np.testing.assert_allclose(x @ c["layers.1.qkv.weight"] + c["layers.1.qkv.bias"], qkv,
+                             rtol=1e-12)
+  np.testing.assert_allclose(x @ c["layers.1.router.weight"], x @ raw[m + "router.weight"].T,
+                             rtol=1e-12)
+  h = rng.standard_normal((3, Q))
+  np.testing.assert_allclose(h @ c["layers.1.out.weight"], h @ raw[a + "o_proj.weight"].T,
+                             rtol=1e-12)
+  original = load_file(written["original"] / "model.safetensors")
+  np.testing.assert_array_equal(original["block.1.attn.qkv.weight"].T,
+                                written["hf_dict"]["layers.1.qkv.weight"])
+
+
+def test_mxfp4_bytes_pass_through_untouched(written):
+  original = load_file(written["original"] / "model.safetensors")
+  pairs = [("gate_up.blocks", "mlp1_weight.blocks"), ("gate_up.scales", "mlp1_weight.scales"),
+           ("down.blocks", "mlp2_weight.blocks"), ("down.scales", "mlp2_weight.scales")]
+  for canonical, disk in pairs:
+    for i in range(HPARAMS["num_layers"]):
+      assert_identical(written["hf_dict"][f"layers.{i}.{canonical}"],
+                       original[f"block.{i}.mlp.{disk}"], disk)
+
+
+def test_norm_scales_are_bf16_in_hf_and_float32_in_original(written):
+  original = load_file(written["original"] / "model.safetensors")
+  hf = {}
+  for file in written["hf"].glob("*.safetensors"):
+    hf.update(load_file(file))
+  assert original["block.0.attn.norm.scale"].dtype == np.float32
+  assert hf["model.layers.0.input_layernorm.weight"].dtype.name == "bfloat16"
+
+
+def test_hf_index_is_honored(written, tmp_path):
+  index = json.loads((written["hf"] / "model.safetensors.index.json").read_text())
+  files = sorted(written["hf"].glob("model-*-of-00002.safetensors"))
+  assert [f.name for f in files] == sorted(set(index["weight_map"].values()))
+  assert len(files) == 2 and all(load_file(f) for f in files)
+  # Move a tensor to the other shard and say so in the index: it still loads, to the same values.
+  moved = shutil.copytree(written["hf"], tmp_path / "moved")
+  name = "model.layers.0.self_attn.k_proj.weight"
+  source = moved / index["weight_map"][name]
+  target = next(f for f in (moved / f.name for f in files) if f != source)
+  source_tensors, target_tensors = load_file(source), load_file(target)
+  target_tensors[name] = source_tensors.pop(name)
+  save_file(source_tensors, source)
+  save_file(target_tensors, target)
+  index["weight_map"][name] = target.name
+  (moved / "model.safetensors.index.json").write_text(json.dumps(index))
+  for key, array in load(moved).items():
+    assert_identical(array, written["hf_dict"][key], key)
+  # An index that points elsewhere is refused, naming the tensor.
+  index["weight_map"][name] = source.name
+  (moved / "model.safetensors.index.json").write_text(json.dumps(index))
+  with raises_naming(name):
+    ckpt.iter_canonical(moved, progress=False)
+
+
+def test_hf_index_naming_a_missing_shard(written, tmp_path):
+  broken = shutil.copytree(written["hf"], tmp_path / "broken")
+  (broken / "model-00002-of-00002.safetensors").unlink()
+  with raises_naming("model-00002-of-00002.safetensors"):
+    ckpt.iter_canonical(broken, progress=False)
+
+
+def test_single_file_hf_checkpoint(written, tmp_path):
+  path = ckpt.write_random_checkpoint(tmp_path, HPARAMS, "hf", SEED, num_shards=1)
+  assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
+  assert ckpt.detect_layout(path) == "hf"
+  for key, array in load(path).items():
+    assert_identical(array, written["hf_dict"][key], key)
+
+
+def test_detect_layout(written, tmp_path):
+  assert ckpt.detect_layout(written["hf"]) == "hf"
+  assert ckpt.detect_layout(written["repo"]) == "original"
+  assert ckpt.detect_layout(written["original"]) == "original"
+  # A published repo: HF files at the top and original/ beside them; the HF files win.
+  repo = shutil.copytree(written["hf"], tmp_path / "repo")
+  shutil.copytree(written["original"], repo / "original")
+  assert ckpt.detect_layout(repo) == "hf"
+  (tmp_path / "empty").mkdir()
+  with raises_naming("empty", "safetensors"):
+    ckpt.detect_layout(tmp_path / "empty")
+
+
+def test_truncated_load_reads_only_the_first_layers(written):
+  partial = load(written["hf"], num_layers=1)
+  assert list(partial) == list(ckpt.canonical_shapes(HPARAMS, num_layers=1))
+  with raises_naming("num_layers=3"):
+    ckpt.iter_canonical(written["hf"], num_layers=3, progress=False)
+
+
+def test_progress_bar(written, capfd):
+  next(ckpt.iter_canonical(written["hf"], progress=True))
+  assert "loading hf checkpoint" in capfd.readouterr().err
+
+
+# --- config.json ----------------------------------------------------------------------------------
+
+
+def test_configs_of_both_layouts_parse_to_the_same_hparams(written):
+  hf, original = ckpt.read_hparams(written["hf"]), ckpt.read_hparams(written["repo"])
+  assert hf == original == HPARAMS
+  assert list(hf) == list(ckpt.HPARAM_KEYS)
+  assert {type(v) for k, v in hf.items() if k in ("num_layers", "rope_original_context")} == {int}
+
+
+def test_writers_round_trip_and_look_real():
+  hparams = dict(HPARAMS, rms_norm_eps=1e-6)
+  hf, original = config_json.to_hf_config(hparams), config_json.to_original_config(hparams)
+  assert ckpt.parse_config(hf) == ckpt.parse_config(original) == hparams
+  assert hf["layer_types"] == ["sliding_attention", "full_attention"]
+  assert hf["quantization_config"]["quant_method"] == "mxfp4"
+  assert hf["tie_word_embeddings"] is False and hf["model_type"] == "gpt_oss"
+  assert "rms_norm_eps" not in config_json.to_original_config(HPARAMS)
+  assert ckpt.parse_config(config_json.to_original_config(HPARAMS))["rms_norm_eps"] == 1e-5
+
+
+def _hf_config(**changes):
+  config = config_json.to_hf_config(HPARAMS)
+  for key, value in changes.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    if value is None:
+      del node[leaf]
+    else:
+      node[leaf] = value
+  return config
+
+
+@pytest.mark.parametrize("config, fragments", [
+    (_hf_config(architectures=["LlamaForCausalLM"], model_type="llama"), ["LlamaForCausalLM"]),
+    (_hf_config(**{"rope_scaling.rope_type": "linear"}), ["rope_scaling.rope_type", "linear"]),
+    (_hf_config(**{"quantization_config.quant_method": "gptq"}),
+     ["quantization_config.quant_method"]),
+    (_hf_config(num_local_experts=None), ["missing key num_local_experts"]),
+    (_hf_config(**{"rope_scaling.factor": None}), ["rope_scaling.factor"]),
+    (_hf_config(hidden_size=48), ["hidden_size=48", "32"]),
+    (_hf_config(num_attention_heads="4"), ["num_attention_heads"]),
+    (_hf_config(layer_types=["full_attention"] * 2), ["layer_types"]),
+    ({k: v for k, v in config_json.to_original_config(HPARAMS).items() if k != "rope_ntk_alpha"},
+     ["rope_ntk_alpha"]),
+    ({"hidden_size": 64}, ["neither an HF config"]),
+], ids=["architecture", "rope_type", "quant_method", "missing", "missing_rope", "block", "type",
+        "layer_types", "original_missing", "unknown_layout"])
+def test_bad_config_is_named(tmp_path, config, fragments):
+  path = tmp_path / "config.json"
+  path.write_text(json.dumps(config))
+  with raises_naming(str(path), *fragments):
+    ckpt.read_config(path)
+
+
+def test_bad_json_is_named(written, tmp_path):
+  repo = shutil.copytree(written["original"], tmp_path / "original")
+  (repo / "config.json").write_text('{"num_experts": 4,')
+  with raises_naming(str(repo / "config.json"), "not valid JSON"):
+    ckpt.read_hparams(repo)
+  with raises_naming("config.json", "not valid JSON"):
+    ckpt.iter_canonical(repo, progress=False)
+
+
+# --- bad tensors ----------------------------------------------------------------------------------
+
+
+def _drop(name):
+  return lambda tensors: tensors.pop(name)
+
+
+def _set(name, array):
+  return lambda tensors: tensors.__setitem__(name, array)
+
+
+@pytest.mark.parametrize("edit, fragments", [
+    (_drop("block.1.mlp.gate.bias"), ["missing tensor block.1.mlp.gate.bias"]),
+    (_set("block.0.attn.rotary.inv_freq", np.ones(8, np.float32)),
+     ["unexpected tensor block.0.attn.rotary.inv_freq"]),
+    (_set("block.0.attn.qkv.weight", np.ones((Q + 2 * KV, 32), np.float32)),
+     ["block.0.attn.qkv.weight", "(128, 32)", "(128, 64)"]),
+    (_set("block.1.mlp.mlp1_weight.blocks", np.ones((4, 128, 2, 16), np.float32)),
+     ["block.1.mlp.mlp1_weight.blocks", "F32", "U8"]),
+    (_set("block.0.attn.sinks", np.ones(4, np.int32)), ["block.0.attn.sinks", "I32"]),
+], ids=["missing", "unexpected", "shape", "float_blocks", "int_dense"])
+def test_bad_tensor_is_named(written, tmp_path, edit, fragments):
+  repo = shutil.copytree(written["original"], tmp_path / "original")
+  tensors = load_file(repo / "model.safetensors")
+  edit(tensors)
+  save_file(tensors, repo / "model.safetensors")
+  with raises_naming(*fragments) as error:
+    ckpt.iter_canonical(repo, progress=False)
+  assert "\n" not in str(error.value)
+
+
+def test_missing_hf_tensor_is_named(written, tmp_path):
+  repo = shutil.copytree(written["hf"], tmp_path / "hf")
+  index = json.loads((repo / "model.safetensors.index.json").read_text())
+  name = "model.layers.1.self_attn.v_proj.bias"
+  file = repo / index["weight_map"].pop(name)
+  tensors = load_file(file)
+  del tensors[name]
+  save_file(tensors, file)
+  (repo / "model.safetensors.index.json").write_text(json.dumps(index))
+  with raises_naming("missing tensor " + name):
+    ckpt.iter_canonical(repo, progress=False)
