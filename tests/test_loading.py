@@ -1,0 +1,87 @@
+"""load_model on both safetensors layouts and on packed orbax params; its errors."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mxfp4_jax
+from configs import tiny
+from mxfp4_jax.checkpoint import CheckpointError, write_random_checkpoint
+from mxfp4_jax.model import GptOssConfig
+from mxfp4_jax.model.loading import PACKED_MARKER
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+HPARAMS = GptOssConfig.from_dict(tiny.model_config()).hparams()
+TOKENS = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 24)), jnp.int32)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+  root = tmp_path_factory.mktemp("ckpt")
+  write_random_checkpoint(root / "hf", HPARAMS, "hf", seed=3)
+  write_random_checkpoint(root / "gpt-oss", HPARAMS, "original", seed=3, nested=True)
+  return root
+
+
+def test_both_layouts_load_to_the_same_model(checkpoints):
+  hf = mxfp4_jax.load_model(checkpoints / "hf", dtype="float32", progress=False)
+  original = mxfp4_jax.load_model(checkpoints / "gpt-oss", dtype="float32", progress=False)
+  assert hf.cfg == original.cfg
+  a, b = hf(TOKENS), original(TOKENS)
+  assert a.shape == (2, 24, 256) and a.dtype == jnp.float32
+  assert np.isfinite(np.asarray(a)).all()
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_convert_then_restore_packed(checkpoints, tmp_path):
+  out = tmp_path / "packed"
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.convert_checkpoint",
+       f"--config.checkpoint={checkpoints / 'hf'}", f"--config.output={out}",
+       "--config.dtype=float32"], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert (out / PACKED_MARKER).exists()
+  restored = mxfp4_jax.load_model(out, dtype="float32")
+  direct = mxfp4_jax.load_model(checkpoints / "hf", dtype="float32", progress=False)
+  np.testing.assert_array_equal(np.asarray(restored(TOKENS)), np.asarray(direct(TOKENS)))
+
+
+def test_pallas_and_reference_moe_agree(checkpoints):
+  """The whole tiny model with the Pallas kernel (interpret mode) against the jnp MoE, bf16."""
+  kernel = mxfp4_jax.load_model(checkpoints / "hf", moe_backend="pallas", moe_interpret=True,
+                                progress=False)
+  reference = mxfp4_jax.load_model(checkpoints / "hf", moe_backend="reference", progress=False)
+  tokens = TOKENS[:1, :12]
+  a, b = np.asarray(kernel(tokens), np.float64), np.asarray(reference(tokens), np.float64)
+  assert np.linalg.norm(a - b) / np.linalg.norm(b) < 2e-2
+  assert (a.argmax(-1) == b.argmax(-1)).mean() >= 0.9
+
+
+def test_missing_tensor_is_named(checkpoints, tmp_path):
+  import shutil
+  broken = tmp_path / "broken"
+  shutil.copytree(checkpoints / "hf", broken)
+  index = json.loads((broken / "model.safetensors.index.json").read_text())
+  del index["weight_map"]["model.layers.1.self_attn.sinks"]
+  (broken / "model.safetensors.index.json").write_text(json.dumps(index))
+  with pytest.raises(CheckpointError, match="model.layers.1.self_attn.sinks"):
+    mxfp4_jax.load_model(broken, progress=False)
+
+
+def test_bad_packed_marker(tmp_path):
+  (tmp_path / PACKED_MARKER).write_text("{not json")
+  with pytest.raises(CheckpointError, match="not valid JSON"):
+    mxfp4_jax.load_model(tmp_path)
+  (tmp_path / PACKED_MARKER).write_text(json.dumps({"format": 99}))
+  with pytest.raises(CheckpointError, match="format 99"):
+    mxfp4_jax.load_model(tmp_path)
+
+
+def test_not_a_checkpoint(tmp_path):
+  with pytest.raises(CheckpointError):
+    mxfp4_jax.load_model(tmp_path)
