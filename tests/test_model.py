@@ -145,7 +145,7 @@ def test_attention_sinks_and_sliding_window(model):
   cos, sin = rope_tables(CFG, jnp.arange(20)[None])
   for layer in (0, 1):
     block = model.layers[layer]
-    got = block.attn(jnp.asarray(x, jnp.float32), cos, sin)[0]
+    got = block.attn(jnp.asarray(x, jnp.float32), cos, sin, jnp.arange(20)[None])[0][0]
     assert rel_err(got, np_attention(CFG, layer, layer_params(block), x[0])) < 1e-5
 
 
@@ -155,10 +155,10 @@ def test_sliding_window_changes_even_layers_only(model):
   cos, sin = rope_tables(CFG, jnp.arange(20)[None])
   for layer, should_change in ((0, True), (1, False)):
     attn = model.layers[layer].attn
-    base = attn(x, cos, sin)
+    base = attn(x, cos, sin, jnp.arange(20)[None])[0]
     attn.cfg = CFG.replace(sliding_window=64)
     try:
-      wide = attn(x, cos, sin)
+      wide = attn(x, cos, sin, jnp.arange(20)[None])[0]
     finally:
       attn.cfg = CFG
     assert bool(jnp.any(jnp.abs(wide - base) > 1e-4)) == should_change

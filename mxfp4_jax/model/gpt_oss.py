@@ -7,6 +7,8 @@ KV head, hd head dim, E experts, k experts per token, N = B * T tokens, P = N * 
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -37,6 +39,55 @@ class RMSNorm(nnx.Module):
     return (xf * self.scale[...]).astype(x.dtype)
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class LayerCache:
+  """Keys and values of one layer for decoding: S slots, a ring of `sliding_window` slots on
+  sliding layers. ``positions`` is each slot's token position, -1 while empty or padding."""
+
+  k: jax.Array  # [B, S, K, hd]
+  v: jax.Array  # [B, S, K, hd]
+  positions: jax.Array  # [B, S] int32
+
+  @classmethod
+  def empty(cls, batch: int, slots: int, cfg: GptOssConfig) -> LayerCache:
+    shape = (batch, slots, cfg.num_kv_heads, cfg.head_dim)
+    return cls(jnp.zeros(shape, cfg.jnp_dtype), jnp.zeros(shape, cfg.jnp_dtype),
+               jnp.full((batch, slots), -1, jnp.int32))
+
+  def write(self, k, v, positions, start) -> LayerCache:
+    """Stores T new keys/values whose global step indices are ``start .. start + T - 1`` in slot
+    ``index % S``; when T > S only the last S are kept (the ring holds the newest)."""
+    slots, t = self.k.shape[1], k.shape[1]
+    if t > slots:
+      k, v, positions, start = k[:, -slots:], v[:, -slots:], positions[:, -slots:], start + t - slots
+      t = slots
+    index = (start + jnp.arange(t)) % slots
+    return LayerCache(self.k.at[:, index].set(k), self.v.at[:, index].set(v),
+                      self.positions.at[:, index].set(positions))
+
+
+def attend(q, k, v, q_pos, k_pos, sinks, window: int | None):
+  """Grouped-query attention with sinks over keys given by position (-1: no key).
+
+  q [B, T, K, G, hd]; k, v [B, S, K, hd]; q_pos [B, T]; k_pos [B, S]; sinks [K, G].
+  A key is visible when it exists, is not after the query, and on sliding layers is fewer than
+  ``window`` positions before it.
+  """
+  scores = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=jnp.float32)
+  scores = scores * q.shape[-1] ** -0.5  # [B, K, G, T, S]
+  delta = q_pos[:, :, None] - k_pos[:, None, :]  # [B, T, S]
+  visible = (k_pos[:, None, :] >= 0) & (delta >= 0)
+  if window is not None:
+    visible &= delta < window
+  scores = jnp.where(visible[:, None, None], scores, -jnp.inf)
+  # The sink is one more logit per head that takes probability mass and is then dropped; it also
+  # keeps a query with no visible key (padding) finite.
+  sink = jnp.broadcast_to(sinks[None, :, :, None, None], (*scores.shape[:-1], 1))
+  probs = jax.nn.softmax(jnp.concatenate([scores, sink], axis=-1), axis=-1)[..., :-1]
+  return jnp.einsum("bkgqs,bskd->bqkgd", probs.astype(v.dtype), v)  # [B, T, K, G, hd]
+
+
 class Attention(nnx.Module):
 
   def __init__(self, cfg: GptOssConfig, layer: int, rngs: nnx.Rngs):
@@ -49,7 +100,9 @@ class Attention(nnx.Module):
     self.sinks = nnx.Param(jnp.zeros((cfg.num_heads,), jnp.float32))  # one logit per head
     self.cfg, self.sliding = cfg, cfg.is_sliding(layer)
 
-  def __call__(self, x, cos, sin):  # x [B, T, D]
+  def __call__(self, x, cos, sin, positions, cache: LayerCache | None = None, start=0):
+    """x [B, T, D]; positions [B, T] (-1: padding). With a cache, the T new keys are added at
+    global step ``start`` and attention runs over the whole cache; returns (out, cache)."""
     cfg = self.cfg
     b, t, _ = x.shape
     qkv = x @ self.qkv_weight[...] + self.qkv_bias[...]  # [B, T, (H + 2K) hd]
@@ -59,20 +112,15 @@ class Attention(nnx.Module):
     v = v.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
     groups = cfg.num_heads // cfg.num_kv_heads
     q = q.reshape(b, t, cfg.num_kv_heads, groups, cfg.head_dim)  # head h uses KV head h // G
-
-    scores = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=jnp.float32)
-    scores = scores * cfg.head_dim ** -0.5  # [B, K, G, T, T]
-    query, key = jnp.arange(t)[:, None], jnp.arange(t)[None, :]
-    visible = key <= query
-    if self.sliding:
-      visible &= query - key < cfg.sliding_window
-    scores = jnp.where(visible, scores, -jnp.inf)
-    # The sink is one more logit per head that takes probability mass and is then dropped.
-    sinks = self.sinks[...].reshape(cfg.num_kv_heads, groups)[None, :, :, None, None]
-    logits = jnp.concatenate([scores, jnp.broadcast_to(sinks, (*scores.shape[:-1], 1))], axis=-1)
-    probs = jax.nn.softmax(logits, axis=-1)[..., :-1]
-    out = jnp.einsum("bkgqs,bskd->bqkgd", probs.astype(v.dtype), v)  # [B, T, K, G, hd]
-    return out.reshape(b, t, cfg.q_size) @ self.out_weight[...] + self.out_bias[...]
+    keys, values, key_pos = k, v, positions
+    if cache is not None:
+      cache = cache.write(k, v, positions, start)
+      keys, values, key_pos = cache.k, cache.v, cache.positions
+    out = attend(q, keys, values, positions, key_pos,
+                 self.sinks[...].reshape(cfg.num_kv_heads, groups),
+                 cfg.sliding_window if self.sliding else None)
+    out = out.reshape(b, t, cfg.q_size) @ self.out_weight[...] + self.out_bias[...]
+    return out, cache
 
 
 class MoE(nnx.Module):
@@ -116,13 +164,18 @@ class Block(nnx.Module):
     self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
     self.mlp = MoE(cfg, rngs)
 
-  def __call__(self, x, cos, sin):  # [B, T, D], the residual stream
-    x = x + self.attn(self.attn_norm(x), cos, sin)
-    return x + self.mlp(self.mlp_norm(x))
+  def __call__(self, x, cos, sin, positions, cache=None, start=0):  # x [B, T, D]: the residual
+    attn, cache = self.attn(self.attn_norm(x), cos, sin, positions, cache, start)
+    x = x + attn
+    return x + self.mlp(self.mlp_norm(x)), cache
 
 
 class GptOss(nnx.Module):
-  """``model(tokens [B, T] int32) -> logits [B, T, vocab] float32`` (full causal forward)."""
+  """``model(tokens [B, T] int32) -> logits [B, T, vocab] float32`` (full causal forward).
+
+  `forward` is the general form used for decoding: explicit positions (-1 marks padding) and
+  per-layer KV caches (`init_cache`).
+  """
 
   def __init__(self, cfg: GptOssConfig, *, rngs: nnx.Rngs):
     dt = cfg.jnp_dtype
@@ -135,10 +188,24 @@ class GptOss(nnx.Module):
   def __call__(self, tokens):  # [B, T] int32
     if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
       raise ValueError(f"tokens must be an int array [batch, seq], got {tokens.dtype}{list(tokens.shape)}")
+    positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+    return self.forward(tokens, positions)[0]
+
+  def init_cache(self, batch: int, max_len: int) -> list[LayerCache]:
+    """Empty caches: ``max_len`` slots on full-attention layers, the window on sliding ones."""
+    return [LayerCache.empty(batch, min(self.cfg.sliding_window, max_len)
+                             if self.cfg.is_sliding(i) else max_len, self.cfg)
+            for i in range(self.cfg.num_layers)]
+
+  def forward(self, tokens, positions, caches=None, start=0):
+    """tokens, positions [B, T] -> (logits [B, T, V] float32, caches or None)."""
     x = self.embedding[...][tokens]  # [B, T, D]
-    cos, sin = rope_tables(self.cfg, jnp.arange(tokens.shape[1])[None])  # [1, T, hd / 2]
-    for block in self.layers:
-      x = block(x, cos, sin)
+    cos, sin = rope_tables(self.cfg, jnp.maximum(positions, 0))  # [B, T, hd / 2]
+    new_caches = []
+    for i, block in enumerate(self.layers):
+      x, cache = block(x, cos, sin, positions, None if caches is None else caches[i], start)
+      new_caches.append(cache)
     x = self.norm(x)
-    return jnp.einsum("btd,vd->btv", x, self.unembedding[...],
-                      preferred_element_type=jnp.float32)
+    logits = jnp.einsum("btd,vd->btv", x, self.unembedding[...],
+                        preferred_element_type=jnp.float32)
+    return logits, (None if caches is None else new_caches)

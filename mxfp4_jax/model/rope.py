@@ -42,7 +42,7 @@ def rope_tables(cfg: GptOssConfig, positions: jax.Array) -> tuple[jax.Array, jax
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-  """x [B, T, heads, head_dim]; cos, sin [B or 1, T, head_dim / 2]. Computed in float32."""
+  """x [B, T, heads, head_dim]; cos, sin [B, T, head_dim / 2]. Computed in float32."""
   x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
   cos, sin = cos[:, :, None, :], sin[:, :, None, :]
   return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)

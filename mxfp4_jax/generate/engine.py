@@ -1,0 +1,159 @@
+"""Batched generation: one jitted prefill, then decoding in on-device loops of `chunk` steps.
+
+Prompts of different lengths are left-padded to the longest: every row then writes its KV cache
+slot at the same global step, and padding is marked by position -1, which attention never sees.
+Each step's sampling key is ``fold_in(seed, step)``, so samples do not depend on the chunk size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from mxfp4_jax.generate.sampling import SamplingParams, sample
+from mxfp4_jax.model.gpt_oss import GptOss
+
+
+@dataclasses.dataclass
+class GenerationStats:
+  prompt_tokens: int = 0
+  generated_tokens: int = 0
+  compile_s: float = 0.0
+  prefill_s: float = 0.0  # the first call of the compiled prefill, to the first token on host
+  decode_s: float = 0.0
+  peak_memory_bytes: int | None = None
+
+  @property
+  def prefill_tokens_per_s(self) -> float:
+    return self.prompt_tokens / self.prefill_s if self.prefill_s else 0.0
+
+  @property
+  def decode_tokens_per_s(self) -> float:
+    return self.generated_tokens / self.decode_s if self.decode_s else 0.0
+
+
+@dataclasses.dataclass
+class Generation:
+  tokens: list[list[int]]  # per prompt, the generated ids up to and including a stop token
+  stats: GenerationStats
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+  """-> tokens [B, T] and positions [B, T] (-1 on padding)."""
+  longest = max(len(p) for p in prompts)
+  tokens = np.full((len(prompts), longest), pad_id, np.int32)
+  positions = np.full((len(prompts), longest), -1, np.int32)
+  for row, prompt in enumerate(prompts):
+    if prompt:
+      tokens[row, longest - len(prompt):] = prompt
+      positions[row, longest - len(prompt):] = np.arange(len(prompt))
+  return tokens, positions
+
+
+class Generator:
+  """Generates from a `GptOss` with static KV caches of ``max_len`` slots."""
+
+  def __init__(self, model: GptOss, *, max_len: int, stop_ids: Sequence[int] = (),
+               pad_id: int = 0, chunk: int = 16):
+    self.graphdef, self.state = nnx.split(model)
+    self.cfg, self.max_len = model.cfg, max_len
+    self.stop_ids = jnp.asarray(sorted(set(stop_ids)) or [-1], jnp.int32)
+    self.pad_id, self.chunk = pad_id, chunk
+    self._prefill = jax.jit(self._prefill_fn)
+    self._decode = jax.jit(self._decode_fn, static_argnames=("steps", "params"), donate_argnums=(1,))
+
+  def _model(self, state) -> GptOss:
+    return nnx.merge(self.graphdef, state)
+
+  def _prefill_fn(self, state, tokens, positions):
+    model = self._model(state)
+    caches = model.init_cache(tokens.shape[0], self.max_len)
+    logits, caches = model.forward(tokens, positions, caches, start=0)
+    return logits[:, -1], caches
+
+  def _decode_fn(self, state, caches, token, position, done, step, key, *, steps: int,
+                 params: SamplingParams):
+    """``steps`` decode steps in one lax.while_loop; stops early once every row is done."""
+    model = self._model(state)
+    out = jnp.full((token.shape[0], steps), self.pad_id, jnp.int32)
+
+    def body(carry):
+      i, caches, token, position, done, out = carry
+      logits, caches = model.forward(token[:, None], position[:, None], caches, start=step + i)
+      next_token = sample(logits[:, 0], jax.random.fold_in(key, step + i), params)
+      next_token = jnp.where(done, self.pad_id, next_token)
+      out = out.at[:, i].set(next_token)
+      done = done | jnp.isin(next_token, self.stop_ids)
+      return i + 1, caches, next_token, position + 1, done, out
+
+    def cond(carry):
+      return (carry[0] < steps) & ~jnp.all(carry[4])
+
+    i, caches, token, position, done, out = jax.lax.while_loop(
+        cond, body, (jnp.int32(0), caches, token, position, done, out))
+    return caches, token, position, done, out, i
+
+  def generate(self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+               params: SamplingParams = SamplingParams(), seed: int = 0,
+               on_tokens: Callable[[list[list[int]]], None] | None = None) -> Generation:
+    """``on_tokens`` gets each chunk's new tokens per row (nothing after a row's stop token)."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+      raise ValueError("every prompt needs at least one token")
+    longest = max(len(p) for p in prompts)
+    if longest + max_new_tokens > self.max_len:
+      raise ValueError(f"prompt of {longest} tokens + max_new_tokens={max_new_tokens} exceeds "
+                       f"max_len={self.max_len}")
+    stats = GenerationStats(prompt_tokens=sum(len(p) for p in prompts))
+    tokens, positions = left_pad(prompts, self.pad_id)
+    key = jax.random.PRNGKey(seed)
+
+    start = time.perf_counter()
+    prefill = self._prefill.lower(self.state, tokens, positions).compile()
+    stats.compile_s += time.perf_counter() - start
+    start = time.perf_counter()
+    last_logits, caches = prefill(self.state, tokens, positions)
+    first = sample(last_logits, jax.random.fold_in(key, tokens.shape[1] - 1), params)
+    first = np.asarray(first)
+    stats.prefill_s = time.perf_counter() - start
+
+    batch = len(prompts)
+    generated = [[int(t)] for t in first]
+    done = np.isin(first, np.asarray(self.stop_ids))
+    if on_tokens:
+      on_tokens([list(g) for g in generated])
+    token, position = jnp.asarray(first), jnp.asarray(positions[:, -1] + 1)
+    step, remaining = tokens.shape[1], max_new_tokens - 1
+    decode = None
+    while remaining > 0 and not done.all():
+      steps = min(self.chunk, remaining)
+      if decode is None or steps != self.chunk:
+        start = time.perf_counter()
+        decode = self._decode.lower(self.state, caches, token, position, jnp.asarray(done),
+                                    jnp.int32(step), key, steps=steps, params=params).compile()
+        stats.compile_s += time.perf_counter() - start
+      start = time.perf_counter()
+      caches, token, position, done_dev, out, ran = decode(
+          self.state, caches, token, position, jnp.asarray(done), jnp.int32(step), key)
+      out, ran = np.asarray(out), int(ran)
+      stats.decode_s += time.perf_counter() - start
+      new = [[] for _ in range(batch)]
+      for row in range(batch):
+        if not done[row]:
+          for t in out[row, :ran]:
+            new[row].append(int(t))
+            if t in self.stop_ids:
+              break
+          generated[row].extend(new[row])
+      done = np.asarray(done_dev)
+      step, remaining = step + ran, remaining - ran
+      if on_tokens:
+        on_tokens(new)
+    stats.generated_tokens = sum(len(g) for g in generated)
+    stats.peak_memory_bytes = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
+    return Generation(tokens=generated, stats=stats)
