@@ -12,7 +12,7 @@ from configs import gpt_oss_20b
 def get_config():
   c = gpt_oss_20b.get_config()
   c.model.update(dict(
-      vocab_size=256, hidden_size=64, num_layers=2, num_experts=4, experts_per_token=2,
+      vocab_size=512, hidden_size=64, num_layers=2, num_experts=4, experts_per_token=2,
       intermediate_size=64, num_heads=4, num_kv_heads=2, head_dim=16, sliding_window=8))
   return c
 

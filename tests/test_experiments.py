@@ -48,3 +48,24 @@ def test_bench_kernel_eager_smoke_runs_the_kernel():
   line = next(l for l in result.stdout.splitlines() if l.startswith("eager smoke"))
   rel_err = float(line.split("rel err ")[1].split(",")[0])
   assert rel_err < 1e-2 and "tail rows zero: True" in line
+
+
+def test_generate_on_the_embedded_default_writes_a_trace(tmp_path):
+  trace = tmp_path / "trace"
+  result = _run("experiments.generate", "--max_new_tokens=12", "--prompt=Hi", "--prompt=Bye",
+                "--config.chunk=4", f"--profile_dir={trace}", "--show_reasoning")
+  assert result.returncode == 0, result.stderr
+  assert "RANDOM WEIGHTS (tiny, seed 0)" in result.stdout
+  summary = next(l for l in result.stdout.splitlines() if l.startswith("summary:"))
+  for field in ("load", "compile", "time to first token", "prefill", "decode",
+                "peak device memory"):
+    assert field in summary
+  assert "batch 2" in summary
+  assert list(trace.rglob("*.xplane.pb")) and list(trace.rglob("perfetto_trace.json.gz"))
+
+
+def test_generate_rejects_an_overlong_prompt_before_work():
+  result = _run("experiments.generate", "--config.max_len=32", "--max_new_tokens=8")
+  assert result.returncode != 0
+  assert "exceeds max_len=32" in result.stderr and "Traceback" not in result.stderr
+  assert "summary:" not in result.stdout

@@ -7,6 +7,7 @@ Each step's sampling key is ``fold_in(seed, step)``, so samples do not depend on
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -99,16 +100,24 @@ class Generator:
         cond, body, (jnp.int32(0), caches, token, position, done, out))
     return caches, token, position, done, out, i
 
-  def generate(self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
-               params: SamplingParams = SamplingParams(), seed: int = 0,
-               on_tokens: Callable[[list[list[int]]], None] | None = None) -> Generation:
-    """``on_tokens`` gets each chunk's new tokens per row (nothing after a row's stop token)."""
+  def check_lengths(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
+    """Raises ValueError, before any work, when the prompts cannot be generated from."""
     if not prompts or any(len(p) == 0 for p in prompts):
       raise ValueError("every prompt needs at least one token")
     longest = max(len(p) for p in prompts)
     if longest + max_new_tokens > self.max_len:
       raise ValueError(f"prompt of {longest} tokens + max_new_tokens={max_new_tokens} exceeds "
                        f"max_len={self.max_len}")
+
+  def generate(self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+               params: SamplingParams = SamplingParams(), seed: int = 0,
+               on_tokens: Callable[[list[list[int]]], None] | None = None,
+               trace: tuple[int, Callable[[], contextlib.AbstractContextManager]] | None = None,
+               ) -> Generation:
+    """``on_tokens`` gets each chunk's new tokens per row (nothing after a row's stop token).
+    ``trace=(chunk, context)`` runs decode chunk number ``chunk`` inside ``context()``, e.g. a
+    `jax.profiler.trace`."""
+    self.check_lengths(prompts, max_new_tokens)
     stats = GenerationStats(prompt_tokens=sum(len(p) for p in prompts))
     tokens, positions = left_pad(prompts, self.pad_id)
     key = jax.random.PRNGKey(seed)
@@ -129,7 +138,7 @@ class Generator:
       on_tokens([list(g) for g in generated])
     token, position = jnp.asarray(first), jnp.asarray(positions[:, -1] + 1)
     step, remaining = tokens.shape[1], max_new_tokens - 1
-    decode = None
+    decode, chunk_index = None, 0
     while remaining > 0 and not done.all():
       steps = min(self.chunk, remaining)
       if decode is None or steps != self.chunk:
@@ -137,11 +146,14 @@ class Generator:
         decode = self._decode.lower(self.state, caches, token, position, jnp.asarray(done),
                                     jnp.int32(step), key, steps=steps, params=params).compile()
         stats.compile_s += time.perf_counter() - start
-      start = time.perf_counter()
-      caches, token, position, done_dev, out, ran = decode(
-          self.state, caches, token, position, jnp.asarray(done), jnp.int32(step), key)
-      out, ran = np.asarray(out), int(ran)
-      stats.decode_s += time.perf_counter() - start
+      traced = trace is not None and trace[0] == chunk_index
+      with trace[1]() if traced else contextlib.nullcontext():
+        start = time.perf_counter()
+        caches, token, position, done_dev, out, ran = decode(
+            self.state, caches, token, position, jnp.asarray(done), jnp.int32(step), key)
+        out, ran = np.asarray(out), int(ran)
+        stats.decode_s += time.perf_counter() - start
+      chunk_index += 1
       new = [[] for _ in range(batch)]
       for row in range(batch):
         if not done[row]:

@@ -133,6 +133,7 @@ class MoE(nnx.Module):
     self.down = MXFP4Experts(random_packed(rngs.params(), e, i, d))
     self.cfg = cfg
 
+  @jax.named_scope("mxfp4_moe")  # the experts' grouped matmuls, findable in profiler traces
   def __call__(self, x):  # [B, T, D]
     cfg = self.cfg
     b, t, d = x.shape

@@ -1,0 +1,143 @@
+"""Generate text with GPT-OSS in the harmony chat format, streaming the final channel.
+
+  python -m experiments.generate --config=configs/generate.py [--checkpoint=DIR] [--prompt=...]
+
+See configs/generate.py for examples. Ends with a summary: load, compile, time to first token,
+prefill and decode throughput, peak device memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+import time
+
+import jax
+from absl import app, flags
+from flax import nnx
+
+import mxfp4_jax
+from experiments import common
+from mxfp4_jax.generate import harmony
+from mxfp4_jax.generate.engine import Generator
+from mxfp4_jax.generate.sampling import SamplingParams
+from mxfp4_jax.generate.tokenizer import load_tokenizer, tiny_tokenizer
+from mxfp4_jax.model import GptOss, GptOssConfig
+
+_CONFIG = common.define_config("generate.py")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "", "HF, original/ or packed checkpoint dir.")
+_PROMPT = flags.DEFINE_multi_string("prompt", ["What is MXFP4?"], "User message; repeat for a batch.")
+_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 64, "Tokens to generate per prompt.")
+_TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "0 is greedy.")
+_TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass.")
+_TOP_K = flags.DEFINE_integer("top_k", 0, "0 disables top-k.")
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed (and random weights' seed).")
+_EFFORT = flags.DEFINE_enum("reasoning_effort", "medium", ["low", "medium", "high"],
+                            "Harmony reasoning effort.")
+_SYSTEM = flags.DEFINE_string("system_message", None, "Replaces the default model identity line.")
+_DEVELOPER = flags.DEFINE_string("developer_message", None, "Developer instructions.")
+_STOP = flags.DEFINE_list("stop_tokens", [], "Extra stop tokens (special names or ids).")
+_SHOW_REASONING = flags.DEFINE_bool("show_reasoning", False, "Also print the analysis channel.")
+_PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Write a jax.profiler trace of one decode "
+                                   "chunk here (open in XProf or ui.perfetto.dev).")
+
+
+def _model_and_tokenizer(config):
+  runtime = dict(dtype=config.dtype, moe_backend=config.moe_backend)
+  if _CHECKPOINT.value:
+    model = mxfp4_jax.load_model(_CHECKPOINT.value, **runtime)
+    return model, load_tokenizer(_CHECKPOINT.value), f"checkpoint {_CHECKPOINT.value}"
+  if config.random_model == "tiny":
+    model_config = config.model
+  else:
+    model_config = importlib.import_module(f"configs.{config.random_model}").get_config().model
+  cfg = GptOssConfig.from_dict({**model_config.to_dict(), **runtime})
+  model = GptOss(cfg, rngs=nnx.Rngs(_SEED.value))
+  tokenizer = tiny_tokenizer()
+  if tokenizer.vocab_size > cfg.vocab_size:
+    raise app.UsageError(f"the built-in tokenizer has {tokenizer.vocab_size} tokens; "
+                         f"--config.model.vocab_size={cfg.vocab_size} is too small")
+  label = (f"RANDOM WEIGHTS ({config.random_model}, seed {_SEED.value}): the text is noise; "
+           f"pass --checkpoint for a real model")
+  return model, tokenizer, label
+
+
+def _stop_ids(tokenizer) -> list[int]:
+  ids = list(harmony.stop_token_ids(tokenizer))
+  for token in _STOP.value:
+    ids.append(int(token) if token.isdigit() else tokenizer.token_id(token))
+  return ids
+
+
+class _Printer:
+  """Streams each row's final-channel text as chunks of tokens arrive."""
+
+  def __init__(self, tokenizer, rows: int):
+    self.tokenizer, self.ids = tokenizer, [[] for _ in range(rows)]
+    self.text = ["" for _ in range(rows)]
+    self.streams = [harmony.ChannelStream(_SHOW_REASONING.value) for _ in range(rows)]
+
+  def __call__(self, new_tokens: list[list[int]]) -> None:
+    for row, tokens in enumerate(new_tokens):
+      if not tokens:
+        continue
+      self.ids[row].extend(tokens)
+      text = self.tokenizer.decode(self.ids[row])
+      if text.endswith("\ufffd"):  # an unfinished multi-byte character: wait for its rest
+        continue
+      piece, self.text[row] = text[len(self.text[row]):], text
+      shown = self.streams[row].feed(piece)
+      if shown:
+        prefix = f"[{row}] " if len(self.ids) > 1 else ""
+        sys.stdout.write(prefix + shown)
+        sys.stdout.flush()
+
+  def finish(self) -> None:
+    for row, stream in enumerate(self.streams):
+      stream.finish()
+      if not harmony.final_text(stream.messages):
+        raw = self.text[row][:200].replace("\n", "\\n")
+        print(f"\n[{row}] no final-channel text; the raw completion begins: {raw!r}")
+    print()
+
+
+def main(argv) -> None:
+  del argv
+  config = _CONFIG.value
+  start = time.perf_counter()
+  model, tokenizer, label = _model_and_tokenizer(config)
+  load_s = time.perf_counter() - start
+  print(f"model: {label}; device {common.device_description()}")
+
+  prompts = [tokenizer.encode(harmony.render_prompt(
+      [("user", text)], reasoning_effort=_EFFORT.value, system_message=_SYSTEM.value,
+      developer_message=_DEVELOPER.value)) for text in _PROMPT.value]
+  params = SamplingParams(temperature=_TEMPERATURE.value, top_k=_TOP_K.value, top_p=_TOP_P.value)
+  trace = None
+  if _PROFILE_DIR.value:
+    trace = (config.profile_chunk,
+             lambda: jax.profiler.trace(_PROFILE_DIR.value, create_perfetto_trace=True))
+  generator = Generator(model, max_len=config.max_len, stop_ids=_stop_ids(tokenizer),
+                        pad_id=tokenizer.token_id("<|endoftext|>"), chunk=config.chunk)
+  try:
+    generator.check_lengths(prompts, _MAX_NEW.value)
+  except ValueError as e:
+    raise app.UsageError(f"{e} (raise --config.max_len or shorten --prompt)") from None
+  printer = _Printer(tokenizer, len(prompts))
+  result = generator.generate(prompts, max_new_tokens=_MAX_NEW.value, params=params,
+                              seed=_SEED.value, on_tokens=printer, trace=trace)
+  printer.finish()
+
+  s = result.stats
+  memory = f"{s.peak_memory_bytes / 2**30:.2f} GiB" if s.peak_memory_bytes else "n/a on this device"
+  print(f"summary: load {load_s:.2f} s | compile {s.compile_s:.2f} s | time to first token "
+        f"{s.prefill_s * 1e3:.1f} ms | prefill {s.prefill_tokens_per_s:,.0f} tok/s "
+        f"({s.prompt_tokens} tokens) | decode {s.decode_tokens_per_s:,.1f} tok/s "
+        f"({s.generated_tokens} tokens, batch {len(prompts)}) | peak device memory {memory}")
+  if _PROFILE_DIR.value:
+    print(f"trace: {_PROFILE_DIR.value} (decode chunk {config.profile_chunk})")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,1 @@
+"""Text generation with GPT-OSS: tokenizer, the harmony chat format, sampling, the decode loop."""

@@ -1,0 +1,220 @@
+"""The harmony chat format GPT-OSS was trained on: prompts out, channelled messages back.
+
+GPT-OSS answers in several messages: chain of thought on the ``analysis`` channel, the answer on
+``final``. Users must see only ``final``, so parsing and streaming split text by channel; both
+run the same state machine, so a streamed answer is exactly the parsed one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+REASONING_EFFORTS = ("low", "medium", "high")
+MODEL_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
+VALID_CHANNELS = ("analysis", "commentary", "final")
+
+START, END, MESSAGE, CHANNEL = "<|start|>", "<|end|>", "<|message|>", "<|channel|>"
+CONSTRAIN, RETURN, CALL = "<|constrain|>", "<|return|>", "<|call|>"
+_MARKERS = (START, END, MESSAGE, CHANNEL, CONSTRAIN, RETURN, CALL,
+            "<|startoftext|>", "<|endoftext|>")
+_MARKER_RE = re.compile("|".join(re.escape(m) for m in _MARKERS))
+_STOPS = (RETURN, CALL, "<|endoftext|>")
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+  role: str
+  channel: str | None
+  content: str
+  recipient: str | None = None  # "functions.get_weather" in a tool call's header
+  content_type: str | None = None  # "json" after <|constrain|>
+
+
+def render_prompt(messages, *, reasoning_effort="medium", system_message=None,
+                  developer_message=None, knowledge_cutoff="2024-06", current_date=None) -> str:
+  """The prompt text for a conversation of (role, content), role user or assistant, ending in
+  ``<|start|>assistant`` for the model to continue. ``system_message`` replaces the model
+  identity line; the spec advises keeping it and giving instructions in ``developer_message``."""
+  if reasoning_effort not in REASONING_EFFORTS:
+    raise ValueError(f"reasoning_effort must be one of {REASONING_EFFORTS}, "
+                     f"got {reasoning_effort!r}")
+  top = [MODEL_IDENTITY if system_message is None else system_message]
+  if knowledge_cutoff:
+    top.append(f"Knowledge cutoff: {knowledge_cutoff}")
+  if current_date:
+    top.append(f"Current date: {current_date}")
+  system = "\n\n".join([
+      "\n".join(top), f"Reasoning: {reasoning_effort}",
+      f"# Valid channels: {', '.join(VALID_CHANNELS)}. Channel must be included for every message.",
+  ])
+  parts = [f"{START}system{MESSAGE}{system}{END}"]
+  if developer_message is not None:
+    parts.append(f"{START}developer{MESSAGE}# Instructions\n\n{developer_message}{END}")
+  for role, content in messages:
+    if role == "user":
+      parts.append(f"{START}user{MESSAGE}{content}{END}")
+    elif role == "assistant":
+      parts.append(f"{START}assistant{CHANNEL}final{MESSAGE}{content}{END}")
+    else:
+      raise ValueError(f"message role must be user or assistant, got {role!r}")
+  parts.append(f"{START}assistant")
+  return "".join(parts)
+
+
+def stop_token_ids(tokenizer) -> tuple[int, ...]:
+  """The ids that end the assistant's turn: ``<|return|>`` (done) and ``<|call|>`` (tool call)."""
+  return (tokenizer.token_id(RETURN), tokenizer.token_id(CALL))
+
+
+class _Machine:
+  """Harmony's message grammar over a stream of text and marker events."""
+
+  def __init__(self):
+    self.messages: list[Message] = []
+    self.state = "header"  # header | content | between | done
+    self.header, self.content, self.meta = [], [], None
+
+  def text(self, s: str) -> str | None:
+    """Feeds plain text; returns the channel when it is message content, else None."""
+    if self.state == "header":
+      self.header.append(s)
+    elif self.state == "content":
+      self.content.append(s)
+      return self.meta[1]
+    return None
+
+  def marker(self, m: str):
+    if self.state == "done":
+      return
+    if self.state == "header":
+      if m in (CHANNEL, CONSTRAIN):
+        self.header.append(m)
+      elif m == MESSAGE:
+        self.meta = _parse_header("".join(self.header))
+        self.state, self.content = "content", []
+      elif m == START:
+        self.header = []
+      elif m in _STOPS:
+        self.state = "done"
+      elif m == END:
+        self.state = "between"
+    elif self.state == "content":
+      if m in (END, START) or m in _STOPS:
+        self._close()
+        self.state = "done" if m in _STOPS else "header" if m == START else "between"
+    elif m == START:  # between
+      self.state, self.header = "header", []
+    elif m in _STOPS:
+      self.state = "done"
+
+  def finish(self) -> list[Message]:
+    """The messages so far, a truncated last one included."""
+    if self.state == "content":
+      self._close()
+      self.state = "done"
+    return self.messages
+
+  def _close(self):
+    role, channel, recipient, content_type = self.meta
+    self.messages.append(Message(role, channel, "".join(self.content), recipient, content_type))
+    self.header, self.content = [], []
+
+
+def _parse_header(header: str):
+  """(role, channel, recipient, content_type) of e.g. 'assistant<|channel|>commentary
+  to=functions.f <|constrain|>json'; the recipient may sit in the role or the channel part."""
+  head, _, content_type = header.partition(CONSTRAIN)
+  role_part, _, channel_part = head.partition(CHANNEL)
+  role_words, channel_words = role_part.split(), channel_part.split()
+  words = role_words + channel_words
+  recipient = next((w[3:] for w in words if w.startswith("to=")), None)
+  # The completion starts after "<|start|>assistant", so its first header has no role.
+  role = next((w for w in role_words if not w.startswith("to=")), "assistant")
+  channel = next((w for w in channel_words if not w.startswith("to=")), None)
+  return role, channel, recipient, content_type.strip() or None
+
+
+def parse_completion(text: str) -> list[Message]:
+  """The messages of what the model generated after ``<|start|>assistant``; a last message cut
+  off before its terminator is kept."""
+  stream = ChannelStream()
+  stream.feed(text)
+  stream.finish()
+  return stream.messages
+
+
+def final_text(messages) -> str:
+  """The answer: the content of the ``final`` channel ("" if the model gave none)."""
+  return "".join(m.content for m in messages if m.channel == "final")
+
+
+def reasoning_text(messages) -> str:
+  """The chain of thought: the content of the ``analysis`` channel."""
+  return "".join(m.content for m in messages if m.channel == "analysis")
+
+
+def _held_back(buffer: str) -> int:
+  """How many trailing chars of ``buffer`` could begin a marker and must wait for more text."""
+  for k in range(min(len(buffer), max(map(len, _MARKERS)) - 1), 0, -1):
+    tail = buffer[-k:]
+    if any(m.startswith(tail) for m in _MARKERS):
+      return k
+  return 0
+
+
+class ChannelStream:
+  """Turns generated text, fed piece by piece, into the text a user should see: the ``final``
+  channel only (plus ``analysis`` under a "[reasoning]" header with show_reasoning), never the
+  markup. Pieces may split markers anywhere; the output does not depend on where."""
+
+  def __init__(self, show_reasoning: bool = False):
+    self.show_reasoning = show_reasoning
+    self._machine = _Machine()
+    self._buffer = ""
+    self._shown = None  # channel of the last text shown
+
+  @property
+  def messages(self) -> list[Message]:
+    """The messages completed so far (after finish(), a truncated last one too)."""
+    return list(self._machine.messages)
+
+  @property
+  def done(self) -> bool:
+    """True once the model ended its turn (``<|return|>`` or ``<|call|>``)."""
+    return self._machine.state == "done"
+
+  def feed(self, piece: str) -> str:
+    """The visible text that ``piece`` completes (often "")."""
+    self._buffer += piece
+    out, pos = [], 0
+    for match in _MARKER_RE.finditer(self._buffer):
+      self._text(self._buffer[pos:match.start()], out)
+      self._machine.marker(match.group())
+      pos = match.end()
+    rest = self._buffer[pos:]
+    keep = _held_back(rest)
+    self._text(rest[:len(rest) - keep], out)
+    self._buffer = rest[len(rest) - keep:]
+    return "".join(out)
+
+  def finish(self) -> str:
+    """The visible text still held back at the end of generation."""
+    out = []
+    self._text(self._buffer, out)
+    self._buffer = ""
+    self._machine.finish()
+    return "".join(out)
+
+  def _text(self, s: str, out: list[str]):
+    if not s:
+      return
+    channel = self._machine.text(s)
+    visible = channel == "final" or (self.show_reasoning and channel == "analysis")
+    if not visible:
+      return
+    if self.show_reasoning and channel != self._shown:
+      out.append("[reasoning]\n" if channel == "analysis" else
+                 "\n[answer]\n" if self._shown == "analysis" else "")
+    self._shown = channel
+    out.append(s)
