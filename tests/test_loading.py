@@ -33,7 +33,7 @@ def test_both_layouts_load_to_the_same_model(checkpoints):
   original = mxfp4_jax.load_model(checkpoints / "gpt-oss", dtype="float32", progress=False)
   assert hf.cfg == original.cfg
   a, b = hf(TOKENS), original(TOKENS)
-  assert a.shape == (2, 24, 256) and a.dtype == jnp.float32
+  assert a.shape == (2, 24, HPARAMS["vocab_size"]) and a.dtype == jnp.float32
   assert np.isfinite(np.asarray(a)).all()
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
