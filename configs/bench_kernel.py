@@ -34,5 +34,6 @@ def get_config():
   c.hbm_bytes_per_s = 2.95e12
   c.bf16_flops_per_s = 804e12
   c.output_dir = ""  # default: results/bench_kernel/<timestamp>
+  c.profile_dir = ""  # if set: a jax.profiler trace of 3 kernel calls per (shape, P) under it
   c.plot = True
   return c

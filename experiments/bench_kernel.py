@@ -84,6 +84,11 @@ def bench(config) -> list[dict]:
                  rel_err=rel_err)
       seconds = benchmarking.time_per_call(kernel, args, calls=tuple(config.calls),
                                            repeats=config.repeats)
+      if config.profile_dir:  # a few more kernel calls, traced, after the timing
+        with jax.profiler.trace(f"{config.profile_dir}/{shape_name}_P{num_rows}",
+                                create_perfetto_trace=True):
+          for x, w in zip(xs[:3], weights[:3]):
+            jax.block_until_ready(kernel(x, w, group_sizes, row_weights))
       weight_bytes = active * weights[0].expert_nbytes()
       row.update(_rates("mxfp4", seconds, weight_bytes + act_bytes, flops, config))
 

@@ -85,3 +85,16 @@ def test_bad_packed_marker(tmp_path):
 def test_not_a_checkpoint(tmp_path):
   with pytest.raises(CheckpointError):
     mxfp4_jax.load_model(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["gpt_oss_20b", "gpt_oss_120b", "tiny"])
+@pytest.mark.parametrize("layout", ["hf", "original"])
+def test_config_json_gives_the_same_model_config(tmp_path, name, layout):
+  """configs/<name>.py -> config.json as the real checkpoints write it -> the same GptOssConfig."""
+  import importlib
+  from mxfp4_jax.checkpoint.config_json import read_config, to_hf_config, to_original_config
+
+  cfg = GptOssConfig.from_dict(importlib.import_module(f"configs.{name}").get_config().model)
+  write = to_hf_config if layout == "hf" else to_original_config
+  (tmp_path / "config.json").write_text(json.dumps(write(cfg.hparams())))
+  assert GptOssConfig.from_dict(read_config(tmp_path / "config.json")) == cfg
