@@ -12,14 +12,10 @@ import json
 import os
 
 from mxfp4_jax.checkpoint.errors import CheckpointError
+from mxfp4_jax.model.config import GptOssConfig
 from mxfp4_jax.mxfp4 import format as fmt
 
-HPARAM_KEYS = (
-    "vocab_size", "hidden_size", "num_layers", "num_experts", "experts_per_token",
-    "intermediate_size", "num_heads", "num_kv_heads", "head_dim", "sliding_window", "rope_theta",
-    "rope_scaling_factor", "rope_original_context", "rope_beta_fast", "rope_beta_slow",
-    "rms_norm_eps", "swiglu_limit",
-)
+HPARAM_KEYS = GptOssConfig.HPARAMS  # the model's hyperparameters: one list, in the model
 _INT_KEYS = frozenset({
     "vocab_size", "hidden_size", "num_layers", "num_experts", "experts_per_token",
     "intermediate_size", "num_heads", "num_kv_heads", "head_dim", "sliding_window",
