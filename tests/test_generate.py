@@ -27,15 +27,18 @@ def generator(model):
   return Generator(model, max_len=64, chunk=8)
 
 
-def test_cached_decode_logits_equal_full_forward(model):
-  """Prefill 5 tokens, then feed 20 more one at a time (past the 8-slot sliding ring)."""
+@pytest.mark.parametrize("prompt_len", [5, 13])
+def test_cached_decode_logits_equal_full_forward(model, prompt_len):
+  """Prefill a prompt shorter, then longer, than the 8-slot sliding ring, then feed the rest one
+  token at a time: every position's logits equal the full forward's."""
   tokens = np.random.default_rng(0).integers(0, CFG.vocab_size, (2, 25)).astype(np.int32)
   full = np.asarray(model(jnp.asarray(tokens)))
   positions = np.broadcast_to(np.arange(25, dtype=np.int32), (2, 25))
   caches = model.init_cache(2, 32)
-  logits, caches = model.forward(tokens[:, :5], positions[:, :5], caches, start=0)
+  logits, caches = model.forward(tokens[:, :prompt_len], positions[:, :prompt_len], caches,
+                                 start=0)
   stepped = [np.asarray(logits)]
-  for t in range(5, 25):
+  for t in range(prompt_len, 25):
     logits, caches = model.forward(tokens[:, t:t + 1], positions[:, t:t + 1], caches, start=t)
     stepped.append(np.asarray(logits))
   stepped = np.concatenate(stepped, axis=1)

@@ -101,8 +101,8 @@ class Attention(nnx.Module):
     self.cfg, self.sliding = cfg, cfg.is_sliding(layer)
 
   def __call__(self, x, cos, sin, positions, cache: LayerCache | None = None, start=0):
-    """x [B, T, D]; positions [B, T] (-1: padding). With a cache, the T new keys are added at
-    global step ``start`` and attention runs over the whole cache; returns (out, cache)."""
+    """x [B, T, D]; positions [B, T] (-1: padding). With a cache, attention runs over the cached
+    keys and the T new ones, which are then stored at global step ``start``; -> (out, cache)."""
     cfg = self.cfg
     b, t, _ = x.shape
     qkv = x @ self.qkv_weight[...] + self.qkv_bias[...]  # [B, T, (H + 2K) hd]
@@ -114,8 +114,12 @@ class Attention(nnx.Module):
     q = q.reshape(b, t, cfg.num_kv_heads, groups, cfg.head_dim)  # head h uses KV head h // G
     keys, values, key_pos = k, v, positions
     if cache is not None:
+      # Attend over the cache as it was plus the new keys, then store them: a prompt longer than
+      # a sliding layer's ring still sees, at every position, the keys of its own window.
+      keys = jnp.concatenate([cache.k, k], axis=1)
+      values = jnp.concatenate([cache.v, v], axis=1)
+      key_pos = jnp.concatenate([cache.positions, positions], axis=1)
       cache = cache.write(k, v, positions, start)
-      keys, values, key_pos = cache.k, cache.v, cache.positions
     out = attend(q, keys, values, positions, key_pos,
                  self.sinks[...].reshape(cfg.num_kv_heads, groups),
                  cfg.sliding_window if self.sliding else None)
