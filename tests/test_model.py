@@ -201,3 +201,20 @@ def test_config_errors():
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "hiden_size": 3})
   with pytest.raises(ValueError, match="num_heads=6 must be a multiple of num_kv_heads=4"):
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "num_heads": 6, "num_kv_heads": 4})
+
+
+@pytest.mark.parametrize("window", [None, 4])
+def test_attention_in_query_chunks_equals_all_at_once(window):
+  """Long prompts attend a chunk of queries at a time (padding the last chunk): same result."""
+  from mxfp4_jax.model.gpt_oss import attend
+  rng = np.random.default_rng(5)
+  b, t, s, k, g, d = 2, 13, 17, 2, 3, 8
+  q, keys, values = (jnp.asarray(rng.normal(size=shape), jnp.float32)
+                     for shape in ((b, t, k, g, d), (b, s, k, d), (b, s, k, d)))
+  q_pos = jnp.asarray(np.stack([np.arange(4, 17), np.r_[-1, -1, np.arange(11)]]), jnp.int32)
+  k_pos = jnp.asarray(np.stack([np.arange(17), np.r_[np.arange(15), -1, -1]]), jnp.int32)
+  sinks = jnp.asarray(rng.normal(size=(k, g)), jnp.float32)
+  whole = attend(q, keys, values, q_pos, k_pos, sinks, window, query_chunk=64)
+  chunked = attend(q, keys, values, q_pos, k_pos, sinks, window, query_chunk=4)
+  assert np.isfinite(np.asarray(whole)).all()
+  np.testing.assert_allclose(np.asarray(chunked), np.asarray(whole), rtol=1e-6, atol=1e-6)

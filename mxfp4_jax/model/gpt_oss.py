@@ -67,13 +67,29 @@ class LayerCache:
                       self.positions.at[:, index].set(positions))
 
 
-def attend(q, k, v, q_pos, k_pos, sinks, window: int | None):
+QUERY_CHUNK = 512  # queries per attention step: bounds the [B, K, G, T, S] scores of long prompts
+
+
+def attend(q, k, v, q_pos, k_pos, sinks, window: int | None, query_chunk: int = QUERY_CHUNK):
   """Grouped-query attention with sinks over keys given by position (-1: no key).
 
   q [B, T, K, G, hd]; k, v [B, S, K, hd]; q_pos [B, T]; k_pos [B, S]; sinks [K, G].
   A key is visible when it exists, is not after the query, and on sliding layers is fewer than
-  ``window`` positions before it.
+  ``window`` positions before it. Long query blocks run ``query_chunk`` queries at a time.
   """
+  t = q.shape[1]
+  if t <= query_chunk:
+    return _attend(q, k, v, q_pos, k_pos, sinks, window)
+  pad = -t % query_chunk  # padded queries have position -1: they see only the sink
+  q = jnp.pad(q, ((0, 0), (0, pad)) + ((0, 0),) * 3)
+  q_pos = jnp.pad(q_pos, ((0, 0), (0, pad)), constant_values=-1)
+  chunks = lambda a: jnp.moveaxis(a.reshape(a.shape[0], -1, query_chunk, *a.shape[2:]), 1, 0)
+  out = jax.lax.map(lambda c: _attend(c[0], k, v, c[1], k_pos, sinks, window),
+                    (chunks(q), chunks(q_pos)))  # [T / chunk, B, chunk, K, G, hd]
+  return jnp.moveaxis(out, 0, 1).reshape(q.shape)[:, :t]
+
+
+def _attend(q, k, v, q_pos, k_pos, sinks, window):
   scores = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=jnp.float32)
   scores = scores * q.shape[-1] ** -0.5  # [B, K, G, T, S]
   delta = q_pos[:, :, None] - k_pos[:, None, :]  # [B, T, S]
