@@ -1,6 +1,7 @@
 """GPT-OSS-20B: 24 layers, 32 experts (top 4), 21B parameters, 3.6B active.
 
-  from configs import gpt_oss_20b
+  python -m experiments.bench_e2e --config=configs/gpt_oss_20b.py
+  python -m experiments.bench_e2e --config=configs/gpt_oss_20b.py --config.bench.batch_sizes=1,8
   cfg = mxfp4_jax.model.GptOssConfig.from_dict(gpt_oss_20b.get_config().model)
 """
 
@@ -21,4 +22,17 @@ def get_config():
   c.model = model_config()
   c.checkpoint = ""  # empty: random weights of the real shapes
   c.seed = 0
+  c.bench = bench_config()
   return c
+
+
+def bench_config() -> ml_collections.ConfigDict:
+  """What experiments.bench_e2e measures."""
+  return ml_collections.ConfigDict(dict(
+      batch_sizes="1,8,64,256",  # decode batch sizes
+      context=1024,  # prompt tokens before decoding
+      decode_steps=64,  # timed decode steps (after one untimed chunk)
+      prefill_lengths="1024,8192",  # prompt lengths for prefill throughput (batch 1)
+      compilation_cache_dir="",  # set to measure warm starts: run twice, compare compile times
+      hbm_bytes_per_s=2.95e12, bf16_flops_per_s=804e12,  # H100 ceilings measured here
+      output_dir=""))

@@ -71,3 +71,39 @@ def random_routing(key: jax.Array, num_rows: int, num_experts: int, top_k: int =
   _, experts = jax.lax.top_k(logits, min(top_k, num_experts))
   experts = experts.reshape(-1)[:num_rows]
   return jnp.bincount(experts, length=num_experts).astype(jnp.int32)
+
+
+def expected_experts_hit(num_experts: int, top_k: int, tokens: int) -> float:
+  """Distinct experts that get rows when each of ``tokens`` tokens picks top_k of them uniformly."""
+  return num_experts * (1 - (1 - top_k / num_experts) ** tokens)
+
+
+def decode_step_bytes(cfg, batch: int, context: int) -> dict[str, float]:
+  """HBM bytes one decode step of ``batch`` tokens must read at least, by component.
+
+  Experts: MXFP4 (4.25 bits per weight) of the experts the batch is expected to route to, per
+  layer; attention and router weights and the unembedding: bf16; the KV cache: ``context`` keys
+  and values per sequence (at most the window on sliding layers).
+  """
+  from mxfp4_jax.mxfp4.format import BITS_PER_WEIGHT  # noqa: PLC0415
+
+  d, i, e, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_experts, cfg.num_layers
+  expert = (2 * i * d + d * i) * BITS_PER_WEIGHT / 8 + (2 * i + d) * 4  # weights + f32 biases
+  attention = (d * (cfg.q_size + 2 * cfg.kv_size) + cfg.q_size * d) * 2
+  kv_per_token = 2 * cfg.kv_size * 2  # keys and values, bf16
+  kv = sum(min(context, cfg.sliding_window) if cfg.is_sliding(layer) else context
+           for layer in range(layers)) * kv_per_token * batch
+  return dict(
+      experts=layers * expected_experts_hit(e, cfg.experts_per_token, batch) * expert,
+      attention=layers * attention, router=layers * d * e * 2, kv_cache=kv,
+      unembedding=cfg.vocab_size * d * 2)
+
+
+def flops_per_token(cfg, context: int) -> float:
+  """Matmul FLOPs of one token's forward: active weights and attention over ``context`` keys."""
+  d, i = cfg.hidden_size, cfg.intermediate_size
+  weights = (cfg.experts_per_token * 3 * i * d + d * (cfg.q_size + 2 * cfg.kv_size)
+             + cfg.q_size * d + d * cfg.num_experts)
+  keys = sum(min(context, cfg.sliding_window) if cfg.is_sliding(layer) else context
+             for layer in range(cfg.num_layers))
+  return 2 * (cfg.num_layers * weights + cfg.vocab_size * d) + 4 * keys * cfg.q_size

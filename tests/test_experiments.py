@@ -69,3 +69,24 @@ def test_generate_rejects_an_overlong_prompt_before_work():
   assert result.returncode != 0
   assert "exceeds max_len=32" in result.stderr and "Traceback" not in result.stderr
   assert "summary:" not in result.stdout
+
+
+def test_bench_e2e_on_the_tiny_model(tmp_path):
+  result = _run("experiments.bench_e2e", "--config=configs/tiny.py",
+                "--config.bench.batch_sizes=1,2", "--config.bench.prefill_lengths=16",
+                f"--config.bench.output_dir={tmp_path}")
+  assert result.returncode == 0, result.stderr
+  lines = [l for l in result.stdout.splitlines() if "tok/s" in l]
+  assert [l.split()[0] for l in lines] == ["decode", "decode", "prefill"]
+  assert (tmp_path / "results.json").exists() and (tmp_path / "decode.png").exists()
+
+
+def test_decode_roofline_of_20b_batch_1():
+  """About 3.7 GB a step (experts 1.27, attention 1.27, unembedding 1.16): ~790 tok/s at 2.95 TB/s."""
+  from configs import gpt_oss_20b
+  from mxfp4_jax import benchmarking
+  from mxfp4_jax.model import GptOssConfig
+  cfg = GptOssConfig.from_dict(gpt_oss_20b.get_config().model)
+  parts = benchmarking.decode_step_bytes(cfg, 1, 1024)
+  assert abs(parts["experts"] - 24 * 4 * 3 * 2880 * 2880 * 4.25 / 8) / parts["experts"] < 0.01
+  assert 3.6e9 < sum(parts.values()) < 3.8e9

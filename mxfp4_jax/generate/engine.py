@@ -26,7 +26,7 @@ class GenerationStats:
   prompt_tokens: int = 0
   generated_tokens: int = 0
   compile_s: float = 0.0
-  prefill_s: float = 0.0  # the first call of the compiled prefill, to the first token on host
+  prefill_s: float = 0.0  # the compiled prefill, up to the first token on the host
   decode_s: float = 0.0
   peak_memory_bytes: int | None = None
 
@@ -68,6 +68,15 @@ class Generator:
     self.pad_id, self.chunk = pad_id, chunk
     self._prefill = jax.jit(self._prefill_fn)
     self._decode = jax.jit(self._decode_fn, static_argnames=("steps", "params"), donate_argnums=(1,))
+    self._compiled: dict[tuple, Callable] = {}  # by shapes and static arguments
+
+  def _compile(self, stats: GenerationStats, key: tuple, jitted, *args, **static):
+    """Compiles once per key, timing the compilation into ``stats``."""
+    if key not in self._compiled:
+      start = time.perf_counter()
+      self._compiled[key] = jitted.lower(*args, **static).compile()
+      stats.compile_s += time.perf_counter() - start
+    return self._compiled[key]
 
   def _model(self, state) -> GptOss:
     return nnx.merge(self.graphdef, state)
@@ -122,9 +131,8 @@ class Generator:
     tokens, positions = left_pad(prompts, self.pad_id)
     key = jax.random.PRNGKey(seed)
 
-    start = time.perf_counter()
-    prefill = self._prefill.lower(self.state, tokens, positions).compile()
-    stats.compile_s += time.perf_counter() - start
+    prefill = self._compile(stats, ("prefill", tokens.shape), self._prefill, self.state, tokens,
+                            positions)
     start = time.perf_counter()
     last_logits, caches = prefill(self.state, tokens, positions)
     first = sample(last_logits, jax.random.fold_in(key, tokens.shape[1] - 1), params)
@@ -138,14 +146,12 @@ class Generator:
       on_tokens([list(g) for g in generated])
     token, position = jnp.asarray(first), jnp.asarray(positions[:, -1] + 1)
     step, remaining = tokens.shape[1], max_new_tokens - 1
-    decode, chunk_index = None, 0
+    chunk_index = 0
     while remaining > 0 and not done.all():
       steps = min(self.chunk, remaining)
-      if decode is None or steps != self.chunk:
-        start = time.perf_counter()
-        decode = self._decode.lower(self.state, caches, token, position, jnp.asarray(done),
-                                    jnp.int32(step), key, steps=steps, params=params).compile()
-        stats.compile_s += time.perf_counter() - start
+      decode = self._compile(stats, ("decode", batch, steps, params), self._decode, self.state,
+                             caches, token, position, jnp.asarray(done), jnp.int32(step), key,
+                             steps=steps, params=params)
       traced = trace is not None and trace[0] == chunk_index
       with trace[1]() if traced else contextlib.nullcontext():
         start = time.perf_counter()

@@ -1,0 +1,129 @@
+"""End-to-end speed of GPT-OSS: decode throughput by batch, prefill throughput, compile time,
+peak memory, each beside its roofline.
+
+  python -m experiments.bench_e2e --config=configs/gpt_oss_20b.py
+  python -m experiments.bench_e2e --config=configs/gpt_oss_120b.py
+  python -m experiments.bench_e2e --config=configs/tiny.py          # minutes on a CPU
+
+Without ``--config.checkpoint`` the weights are random, of the real shapes, generated on the
+device in the packed layout (speed does not depend on their values; routing of random weights
+spreads tokens over experts much as trained routers do). Decode roofline: HBM bytes a step must
+read (`benchmarking.decode_step_bytes`); prefill roofline: matmul FLOPs at the bf16 ceiling.
+Warm start: set ``--config.bench.compilation_cache_dir`` and run twice.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+from absl import app
+from flax import nnx
+
+import mxfp4_jax
+from experiments import common
+from mxfp4_jax import benchmarking
+from mxfp4_jax.generate.engine import Generator
+from mxfp4_jax.generate.sampling import SamplingParams
+from mxfp4_jax.model import GptOss, GptOssConfig
+
+_CONFIG = common.define_config("gpt_oss_20b.py")
+GREEDY = SamplingParams(temperature=0)
+
+
+def _build(config):
+  if config.checkpoint:
+    runtime = {k: config.model[k] for k in ("dtype", "moe_backend", "moe_interpret")}
+    return mxfp4_jax.load_model(config.checkpoint, **runtime)
+  return GptOss(GptOssConfig.from_dict(config.model), rngs=nnx.Rngs(config.seed))
+
+
+def _decode(model, bench, batch: int, rng) -> dict:
+  cfg = model.cfg
+  generator = Generator(model, max_len=bench.context + bench.decode_steps + 1,
+                        chunk=bench.decode_steps)
+  prompts = rng.integers(0, cfg.vocab_size, (batch, bench.context)).tolist()
+  stats = generator.generate(prompts, max_new_tokens=1 + bench.decode_steps, params=GREEDY).stats
+  step_bytes = sum(benchmarking.decode_step_bytes(
+      cfg, batch, bench.context + bench.decode_steps // 2).values())
+  roofline = batch / (step_bytes / bench.hbm_bytes_per_s)
+  return dict(kind="decode", batch=batch, context=bench.context,
+              tokens_per_s=stats.decode_tokens_per_s, roofline_tokens_per_s=roofline,
+              fraction_of_roofline=stats.decode_tokens_per_s / roofline,
+              step_ms=1e3 * stats.decode_s / bench.decode_steps, bytes_per_step=step_bytes,
+              compile_s=stats.compile_s, time_to_first_token_s=stats.prefill_s)
+
+
+def _prefill(model, bench, length: int, rng) -> dict:
+  cfg = model.cfg
+  generator = Generator(model, max_len=length + 1)
+  prompt = rng.integers(0, cfg.vocab_size, (1, length)).tolist()
+  generator.generate(prompt, max_new_tokens=1, params=GREEDY)  # compile, first run
+  stats = generator.generate(prompt, max_new_tokens=1, params=GREEDY).stats
+  flops = length * benchmarking.flops_per_token(cfg, length // 2)
+  roofline = length / (flops / bench.bf16_flops_per_s)
+  return dict(kind="prefill", batch=1, context=length, tokens_per_s=stats.prefill_tokens_per_s,
+              roofline_tokens_per_s=roofline,
+              fraction_of_roofline=stats.prefill_tokens_per_s / roofline)
+
+
+def _plot(rows: list[dict], path) -> None:
+  import matplotlib  # noqa: PLC0415
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  decode = [r for r in rows if r["kind"] == "decode"]
+  fig, ax = plt.subplots(figsize=(6, 4))
+  ax.plot([r["batch"] for r in decode], [r["tokens_per_s"] for r in decode], "o-", label="measured")
+  ax.plot([r["batch"] for r in decode], [r["roofline_tokens_per_s"] for r in decode], "x--",
+          label="HBM roofline")
+  ax.set(xscale="log", yscale="log", xlabel="batch", ylabel="decode tokens / s")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+
+
+def main(argv) -> None:
+  del argv
+  config = _CONFIG.value
+  bench = config.bench
+  if bench.compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", bench.compilation_cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  start = time.perf_counter()
+  model = _build(config)
+  jax.block_until_ready(nnx.state(model))
+  build_s = time.perf_counter() - start
+  cfg = model.cfg
+  print(f"{'checkpoint ' + config.checkpoint if config.checkpoint else 'random weights'}: "
+        f"{cfg.num_layers} layers, {cfg.num_experts} experts, built in {build_s:.1f} s on "
+        f"{common.device_description()}", flush=True)
+
+  rng = np.random.default_rng(config.seed)
+  rows = []
+  for batch in common.csv_list(bench.batch_sizes, int):
+    rows.append(_decode(model, bench, batch, rng))
+  for length in common.csv_list(bench.prefill_lengths, int):
+    rows.append(_prefill(model, bench, length, rng))
+  for r in rows:
+    print(f"{r['kind']:>7} batch {r['batch']:>4} context {r['context']:>6}: "
+          f"{r['tokens_per_s']:>12,.1f} tok/s | roofline {r['roofline_tokens_per_s']:>12,.1f} "
+          f"({r['fraction_of_roofline']:.1%})"
+          + (f" | step {r['step_ms']:.2f} ms | compile {r['compile_s']:.1f} s"
+             if r["kind"] == "decode" else ""), flush=True)
+  peak = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
+  print(f"peak device memory: {peak / 2**30:.2f} GiB" if peak else "peak device memory: n/a")
+
+  out = common.output_dir(bench, "bench_e2e")
+  common.write_json(out / "results.json", dict(
+      device=common.device_description(), config=config.to_dict(), build_s=build_s,
+      peak_memory_bytes=peak, results=rows))
+  _plot(rows, out / "decode.png")
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  app.run(main)
