@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+import shutil
 import time
 
 from absl import app
@@ -11,6 +13,7 @@ from experiments import common
 from mxfp4_jax.model.loading import save_packed
 
 _CONFIG = common.define_config("convert_checkpoint.py")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
 
 def main(argv) -> None:
@@ -23,11 +26,26 @@ def main(argv) -> None:
   model = mxfp4_jax.load_model(config.checkpoint, dtype=config.dtype, moe_backend="reference")
   loaded = time.perf_counter()
   path = save_packed(model, config.output)
+  copied = _copy_tokenizer(pathlib.Path(config.checkpoint), path)
   saved = time.perf_counter()
   restored_model = mxfp4_jax.load_model(path, dtype=config.dtype)
   del restored_model
   print(f"loaded {config.checkpoint} in {loaded - start:.2f} s, saved packed params to {path} in "
-        f"{saved - loaded:.2f} s; restoring them takes {time.perf_counter() - saved:.2f} s")
+        f"{saved - loaded:.2f} s ({', '.join(copied) or 'no tokenizer files'} copied); restoring "
+        f"them takes {time.perf_counter() - saved:.2f} s")
+
+
+def _copy_tokenizer(source: pathlib.Path, target: pathlib.Path) -> list[str]:
+  """The tokenizer and chat template travel with the packed params (an original/ dir keeps them
+  in its parent)."""
+  copied = []
+  for name in TOKENIZER_FILES:
+    for folder in (source, source.parent):
+      if (folder / name).is_file():
+        shutil.copy2(folder / name, target / name)
+        copied.append(name)
+        break
+  return copied
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ def test_both_layouts_load_to_the_same_model(checkpoints):
 
 
 def test_convert_then_restore_packed(checkpoints, tmp_path):
+  from mxfp4_jax.generate.tokenizer import load_tokenizer, tiny_tokenizer
+  tiny_tokenizer().hf.save(str(checkpoints / "hf" / "tokenizer.json"))
   out = tmp_path / "packed"
   result = subprocess.run(
       [sys.executable, "-m", "experiments.convert_checkpoint",
@@ -46,6 +48,7 @@ def test_convert_then_restore_packed(checkpoints, tmp_path):
        "--config.dtype=float32"], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
   assert (out / PACKED_MARKER).exists()
+  assert load_tokenizer(out).encode("<|start|>user") == tiny_tokenizer().encode("<|start|>user")
   restored = mxfp4_jax.load_model(out, dtype="float32")
   direct = mxfp4_jax.load_model(checkpoints / "hf", dtype="float32", progress=False)
   np.testing.assert_array_equal(np.asarray(restored(TOKENS)), np.asarray(direct(TOKENS)))
