@@ -21,7 +21,7 @@ from mxfp4_jax.kernels.reference import moe_epilogue
 from mxfp4_jax.kernels.swiglu import swiglu
 from mxfp4_jax.kernels.tuning import KernelConfig
 from mxfp4_jax.mxfp4 import format as fmt
-from mxfp4_jax.mxfp4.layout import BYTES_PER_K_TILE, K_TILE, PackedMXFP4
+from mxfp4_jax.mxfp4.layout import K_TILE, PackedMXFP4
 
 HALF_TILE = K_TILE // 2  # values under one scale: the low (or high) nibbles of a tile row
 
@@ -42,6 +42,9 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
 
   tile, col_tile = pl.program_id(0), pl.program_id(1)
   group, start, end, window = group_ref[tile], start_ref[tile], end_ref[tile], window_ref[tile]
+  is_expert = group < num_experts  # else a tail tile (rows past the groups) or an unused one
+  has_work = (is_expert & (start < end)).astype(jnp.int32)
+  group = jnp.minimum(group, num_experts - 1)  # keeps every load in bounds
   rows = window + lax.broadcasted_iota(jnp.int32, (bm,), 0)
   # The last column tile slides back to stay in bounds; it writes only the columns it owns.
   col0 = jnp.minimum(col_tile * bn, out_cols - bn)
@@ -64,9 +67,7 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
       acc += pltriton.dot(w_high, x_high, trans_b=True)
       new_accs.append(acc)
     return tuple(new_accs)
-  is_expert = group < num_experts
-  group = jnp.minimum(group, num_experts - 1)  # keeps the epilogue's loads in bounds
-  has_work = (is_expert & (start < end)).astype(jnp.int32)
+
   accs = tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
 
   if cfg.k_splits > 1:
@@ -120,20 +121,18 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, *, c
   tiles = sched.tile_schedule(group_sizes, padded_rows, cfg.block_m)
   num_tiles = tiles.group.shape[0]
   operands = [tiles.group, tiles.start, tiles.end, tiles.window, x, w.values, w.scales]
-  if w.bias is not None:
-    operands.append(w.bias)
-  if row_weights is not None:
-    operands.append(row_weights)
-
+  # Split K leaves bias and row weights to the epilogue that runs on the summed shares.
   split_k = cfg.k_splits > 1
+  has_bias = w.bias is not None and not split_k
+  has_row_weights = row_weights is not None and not split_k
+  operands += [w.bias] if has_bias else []
+  operands += [row_weights] if has_row_weights else []
+
   kernel = functools.partial(
       _kernel, cfg=cfg, num_experts=w.num_experts, num_k_tiles=w.values.shape[1],
       out_cols=out_cols, swiglu_half=out_cols if activation == "swiglu" else 0,
-      has_bias=w.bias is not None and not split_k,
-      has_row_weights=row_weights is not None and not split_k,
+      has_bias=has_bias, has_row_weights=has_row_weights,
       swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit)
-  if split_k:  # the kernel reads neither: the epilogue runs on the summed shares
-    operands = operands[:7]
   grid = (num_tiles, pl.cdiv(out_cols, cfg.block_n))
   out_shape = jax.ShapeDtypeStruct((padded_rows, out_cols), out_dtype)
   if split_k:
