@@ -15,7 +15,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import app, logging
 
 from configs.bench_kernel import SHAPES

@@ -8,7 +8,6 @@ prefill and decode throughput, peak device memory.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import sys
 import time

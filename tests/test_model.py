@@ -3,7 +3,6 @@ piece by piece (YaRN, attention with sinks and sliding window, MoE) and whole.""
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mxfp4_jax.kernels import grouped_matmul
-from mxfp4_jax.mxfp4.layout import PackedMXFP4, random_packed
+from mxfp4_jax.mxfp4.layout import random_packed
 from mxfp4_jax.model.config import GptOssConfig
 from mxfp4_jax.model.rope import apply_rope, rope_tables
 
