@@ -217,3 +217,11 @@ def test_attention_in_query_chunks_equals_all_at_once(window):
   chunked = attend(q, keys, values, q_pos, k_pos, sinks, window, query_chunk=4)
   assert np.isfinite(np.asarray(whole)).all()
   np.testing.assert_allclose(np.asarray(chunked), np.asarray(whole), rtol=1e-6, atol=1e-6)
+
+
+def test_float32_models_run_experts_in_float32():
+  """The kernel takes bf16 operands, so "auto" picks the jnp reference for a float32 model."""
+  base = GptOssConfig.from_dict(tiny.model_config())
+  assert base.replace(dtype="float32").resolved_moe_backend == "reference"
+  assert base.replace(dtype="bfloat16").resolved_moe_backend == "auto"
+  assert base.replace(dtype="float32", moe_backend="pallas").resolved_moe_backend == "pallas"

@@ -66,6 +66,14 @@ class GptOssConfig:
   def kv_size(self) -> int:
     return self.num_kv_heads * self.head_dim
 
+  @property
+  def resolved_moe_backend(self) -> str:
+    """"auto" means the Pallas kernel on GPU, except in float32, which the kernel (bf16 operands)
+    does not compute: a float32 model runs its experts through the jnp reference everywhere."""
+    if self.moe_backend == "auto" and self.dtype == "float32":
+      return "reference"
+    return self.moe_backend
+
   def is_sliding(self, layer: int) -> bool:
     """Even layers attend within a window of `sliding_window` keys; odd layers to all."""
     return layer % 2 == 0

@@ -167,7 +167,7 @@ class MoE(nnx.Module):
     order = jnp.argsort(flat_experts, stable=True)
     token_of_row = order // cfg.experts_per_token
     group_sizes = jnp.bincount(flat_experts, length=cfg.num_experts).astype(jnp.int32)
-    kernel_args = dict(backend=cfg.moe_backend, interpret=cfg.moe_interpret)
+    kernel_args = dict(backend=cfg.resolved_moe_backend, interpret=cfg.moe_interpret)
     h = grouped_matmul(tokens[token_of_row], self.gate_up.get_value(), group_sizes,
                        activation="swiglu", swiglu_alpha=cfg.swiglu_alpha,
                        swiglu_limit=cfg.swiglu_limit, **kernel_args)  # [P, I]
