@@ -9,8 +9,8 @@ and how the dequantized experts are laid out / used in HF's forward:
   * gate_up_proj ends up as [E, in=H, out=2I] (x @ W), down_proj as [E, in=I, out=H]
   * gate/up are interleaved along the output dim: gate = h[..., ::2], up = h[..., 1::2]
 
-Runs in /work/hfvenv (numpy, safetensors, torch, transformers); imports nothing from mxfp4_jax.
-Usage: /work/hfvenv/bin/python tests/golden/check_hf_mxfp4_convention.py --checkpoint DIR
+Runs in $HF_PYTHON (numpy, safetensors, torch, transformers); imports nothing from mxfp4_jax.
+Usage: $HF_PYTHON tests/golden/check_hf_mxfp4_convention.py --checkpoint DIR
 """
 
 from __future__ import annotations

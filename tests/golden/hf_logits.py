@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Reference logits for a GPT-OSS checkpoint from Hugging Face transformers (torch, CPU).
 
-Standalone: runs in the separate HF virtualenv (/work/hfvenv: torch 2.13.0+cpu,
+Standalone: runs in a separate Python ($HF_PYTHON, see regenerate.sh: torch 2.13.0+cpu,
 transformers 5.23.0) and imports nothing from mxfp4_jax. Produces golden fixtures
 for the JAX reimplementation.
 
@@ -24,7 +24,7 @@ Output .npz:
   seconds_f32, seconds_bf16                            (float, forward wall time)
 
 Usage:
-  /work/hfvenv/bin/python tests/golden/hf_logits.py --checkpoint DIR --tokens toks.npy --out ref.npz
+  $HF_PYTHON tests/golden/hf_logits.py --checkpoint DIR --tokens toks.npy --out ref.npz
 """
 
 from __future__ import annotations

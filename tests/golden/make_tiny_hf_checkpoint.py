@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Write a tiny random GPT-OSS checkpoint in Hugging Face layout (MXFP4 experts).
 
-Runs in the separate HF virtualenv (/work/hfvenv); needs only numpy, torch and
+Runs in a separate Python ($HF_PYTHON, see regenerate.sh); needs only numpy, torch and
 safetensors. Imports nothing from mxfp4_jax.
 
 The layout mirrors openai/gpt-oss-20b on the Hub:
@@ -19,7 +19,7 @@ Expert tensors per layer (E experts, H hidden, I intermediate):
   mlp.experts.down_proj_bias       bf16  (E, H)
 
 Usage:
-  /work/hfvenv/bin/python tests/golden/make_tiny_hf_checkpoint.py --out /tmp/tiny_ckpt [--seed 0]
+  $HF_PYTHON tests/golden/make_tiny_hf_checkpoint.py --out /tmp/tiny_ckpt [--seed 0]
 """
 
 from __future__ import annotations
