@@ -20,6 +20,7 @@ def get_config():
   c.num_stages = "3,4"
   c.k_unroll = "1"
   c.k_splits = "1"
+  c.decode = "integer"  # or "bf16x2", or "integer,bf16x2"
   c.top_k = 4
   c.weight_copies = 8
   c.max_weight_bytes = 6e9

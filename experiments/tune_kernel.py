@@ -36,13 +36,14 @@ def main(argv) -> None:
     args = [(x, w, group_sizes, row_weights) for x, w in zip(xs, weights)]
     m_limit = max(16, 2 * rows_per_expert(num_rows, num_experts))
     timings = []
-    for bm, bn, warps, stages, unroll, splits in itertools.product(
-        *(common.csv_list(getattr(config, f), int)
-          for f in ("block_m", "block_n", "num_warps", "num_stages", "k_unroll", "k_splits"))):
+    numbers = (common.csv_list(getattr(config, f), int)
+               for f in ("block_m", "block_n", "num_warps", "num_stages", "k_unroll", "k_splits"))
+    for bm, bn, warps, stages, unroll, splits, decode in itertools.product(
+        *numbers, common.csv_list(config.decode)):
       if bm > m_limit:
         continue
       cfg = KernelConfig(block_m=bm, block_n=bn, num_warps=warps, num_stages=stages,
-                         k_unroll=unroll, k_splits=splits)
+                         k_unroll=unroll, k_splits=splits, decode=decode)
       fn = functools.partial(grouped_matmul, activation=activation, backend="pallas", config=cfg)
       try:
         seconds = benchmarking.time_per_call(fn, args, calls=tuple(config.calls),

@@ -90,3 +90,19 @@ def test_decode_roofline_of_20b_batch_1():
   parts = benchmarking.decode_step_bytes(cfg, 1, 1024)
   assert abs(parts["experts"] - 24 * 4 * 3 * 2880 * 2880 * 4.25 / 8) / parts["experts"] < 0.01
   assert 3.6e9 < sum(parts.values()) < 3.8e9
+
+
+def test_kernel_sass_loop_stats_parses_the_disassembly():
+  """The loop finder of experiments.kernel_sass, on a hand-written cuobjdump excerpt."""
+  from experiments.kernel_sass import loop_stats
+  sass = """
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+        /*0010*/                   LOP3.LUT R2, R3, 0x7, RZ, 0xc0, !PT ;
+        /*0020*/                   IMAD.SHL.U32 R4, R2, 0x40, RZ ;
+        /*0030*/                   HGMMA.64x16x16.F32.BF16 R24, R4, gdesc[UR4], R24 ;
+        /*0040*/              @P0  BRA 0x10 ;
+        /*0050*/                   EXIT ;
+  """
+  [loop] = loop_stats(sass)
+  assert loop["instructions"] == 4
+  assert loop["opcodes"] == {"LOP3": 1, "IMAD": 1, "HGMMA": 1, "BRA": 1}

@@ -268,6 +268,16 @@ def test_pallas_needs_16_output_features(rng):
     call(case, activation="swiglu", backend="pallas", interpret=True)
 
 
+def test_ptx_decode_config_runs_the_integer_decode_in_interpret_mode(rng):
+  """Interpret mode cannot run inline PTX; decode="bf16x2" falls back to the same bits."""
+  case, ref, _ = make_case(rng, 3, 128, 64, 21, [7, 0, 10], bias=True, swiglu=True)
+  out = run(case, "pallas", config=dataclasses.replace(CFG, decode="bf16x2"),
+            out_dtype=jnp.float32)
+  check(out, ref, case["group_sizes"], rtol=1e-5)
+  with pytest.raises(ValueError, match="decode must be"):
+    dataclasses.replace(CFG, decode="fast")
+
+
 def test_kernel_config_rejects_bad_blocks():
   with pytest.raises(ValueError, match="block_n=48 must be a power of two >= 16"):
     KernelConfig(block_m=16, block_n=48, num_warps=4, num_stages=2)
@@ -291,8 +301,10 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
 @pytest.mark.filterwarnings("ignore:The Pallas Triton backend is deprecated:DeprecationWarning")
 @pytest.mark.parametrize(
     "config", [c for _, c in tuning.TABLE] + [dataclasses.replace(tuning.TABLE[0][1], k_unroll=5),
-                                              dataclasses.replace(tuning.TABLE[0][1], k_splits=3)],
-    ids=lambda c: f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}")
+                                              dataclasses.replace(tuning.TABLE[0][1], k_splits=3),
+                                              dataclasses.replace(tuning.TABLE[0][1], decode="bf16x2"),
+                                              dataclasses.replace(tuning.TABLE[-1][1], decode="bf16x2")],
+    ids=lambda c: f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_{c.decode}")
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.
@@ -310,9 +322,13 @@ def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   verified = []
   lower_module = pallas_call_registration.lowering.lower_jaxpr_to_triton_module
 
+  inline_asm = ""
+
   def lower_and_verify(*args, **kwargs):
+    nonlocal inline_asm
     result = lower_module(*args, **kwargs)
     verified.append(result.module.operation.verify())
+    inline_asm = result.module.operation.get_asm()
     return result
 
   monkeypatch.setattr(pallas_call_registration.lowering, "lower_jaxpr_to_triton_module",
@@ -336,6 +352,7 @@ def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
       lowering_platforms=("cuda",)).as_text()
   assert verified == [True]
   assert "__gpu$xla.gpu.triton" in text
+  assert ("mul.rn.bf16x2" in inline_asm) == (config.decode == "bf16x2")
   assert "mxfp4_grouped_matmul" + ("_swiglu" if swiglu else "") in text
   grid = (max_tiles(p, e, config.block_m), -(-out_cols // config.block_n), config.k_splits)
   assert re.search(rf"grid_x = {grid[0]} : i32, grid_y = {grid[1]} : i32, grid_z = {grid[2]}",

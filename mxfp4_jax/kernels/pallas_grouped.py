@@ -26,15 +26,31 @@ from mxfp4_jax.mxfp4.layout import K_TILE, PackedMXFP4
 HALF_TILE = K_TILE // 2  # values under one scale: the low (or high) nibbles of a tile row
 
 
-def _decode_half(codes, scales):
-  """[block_n, 32] int32 codes, [block_n] uint8 scales -> [block_n, 32] bf16 (exact)."""
-  bits = fmt.e2m1_to_bf16_bits(codes, scales.astype(jnp.int32)[:, None])
-  return lax.bitcast_convert_type(bits, jnp.bfloat16)
+def _decode_tile(packed, scale_low, scale_high, use_ptx: bool):
+  """[block_n, 32] packed bytes, two [block_n] uint8 scales -> low and high halves, each
+  [block_n, 32] bf16 (exact, the same bits either way)."""
+  if use_ptx:
+    def half(nibble, scales):
+      factor = lax.bitcast_convert_type((scales.astype(jnp.int32) << 7).astype(jnp.uint16),
+                                        jnp.bfloat16)  # 2**(scale - 127)
+      [out] = pltriton.elementwise_inline_asm(
+          fmt.e2m1_bf16x2_ptx(nibble),
+          args=[packed, jnp.broadcast_to(factor[:, None], packed.shape)],
+          constraints="=r,=r,r,r,r", pack=4,
+          result_shape_dtypes=[jax.ShapeDtypeStruct(packed.shape, jnp.bfloat16)])
+      return out
+    return half("low", scale_low), half("high", scale_high)
+
+  codes = packed.astype(jnp.int32)
+  half = lambda c, scales: lax.bitcast_convert_type(
+      fmt.e2m1_to_bf16_bits(c, scales.astype(jnp.int32)[:, None]), jnp.bfloat16)
+  return half(codes & 0xF, scale_low), half(codes >> 4, scale_high)
 
 
 def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales_ref, *refs,
             cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_cols: int, swiglu_half: int,
-            has_bias: bool, has_row_weights: bool, swiglu_alpha: float, swiglu_limit: float):
+            has_bias: bool, has_row_weights: bool, swiglu_alpha: float, swiglu_limit: float,
+            use_ptx: bool):
   bias_ref = refs[0] if has_bias else None
   row_weights_ref = refs[has_bias] if has_row_weights else None
   out_ref = refs[-1]
@@ -60,9 +76,9 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
     x_high = x_ref[pl.ds(window, bm), pl.ds(k0 + HALF_TILE, HALF_TILE)]
     new_accs = []
     for acc, row0 in zip(accs, weight_rows):
-      packed = values_ref[group, kt, pl.ds(row0, bn), :].astype(jnp.int32)  # [bn, 32]
-      w_low = _decode_half(packed & 0xF, scales_ref[group, 2 * kt, pl.ds(row0, bn)])
-      w_high = _decode_half(packed >> 4, scales_ref[group, 2 * kt + 1, pl.ds(row0, bn)])
+      w_low, w_high = _decode_tile(values_ref[group, kt, pl.ds(row0, bn), :],  # [bn, 32] u8
+                                   scales_ref[group, 2 * kt, pl.ds(row0, bn)],
+                                   scales_ref[group, 2 * kt + 1, pl.ds(row0, bn)], use_ptx)
       acc += pltriton.dot(w_low, x_low, trans_b=True)  # [bn, bm] f32
       acc += pltriton.dot(w_high, x_high, trans_b=True)
       new_accs.append(acc)
@@ -132,7 +148,8 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, *, c
       _kernel, cfg=cfg, num_experts=w.num_experts, num_k_tiles=w.values.shape[1],
       out_cols=out_cols, swiglu_half=out_cols if activation == "swiglu" else 0,
       has_bias=has_bias, has_row_weights=has_row_weights,
-      swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit)
+      swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
+      use_ptx=cfg.decode == "bf16x2" and not interpret)
   grid = (num_tiles, pl.cdiv(out_cols, cfg.block_n))
   out_shape = jax.ShapeDtypeStruct((padded_rows, out_cols), out_dtype)
   if split_k:

@@ -120,6 +120,28 @@ def e2m1_to_bf16_bits(codes, scales):
   return (bits | ((codes & 8) << 12)).astype(jnp.uint16)
 
 
+def e2m1_bf16x2_ptx(nibble: str) -> str:
+  """PTX that decodes the low (``nibble="low"``) or high nibbles of 4 bytes into 4 scaled bf16.
+
+  For `pltriton.elementwise_inline_asm` with ``pack=4``: ``$2`` holds 4 packed bytes, ``$3`` and
+  ``$4`` the bf16 scale factors ``2**(scale - 127)`` of elements (0, 1) and (2, 3); ``$0`` and
+  ``$1`` receive the bf16 pairs. Two values per 32-bit op: the nibble's sign and its three
+  magnitude bits are moved to a bf16's sign and lowest exponent / top mantissa bits, which reads
+  as ``value * 2**-126`` (a subnormal for 0 and 0.5), then multiplied by ``2**126`` and by the
+  scale, both exact in ``mul.rn.bf16x2``. The same bits as `e2m1_to_bf16_bits` for scale bytes in
+  [KERNEL_SCALE_MIN, KERNEL_SCALE_MAX]; CPU interpret mode cannot run it (and flushes subnormals),
+  so kernels use `e2m1_to_bf16_bits` there.
+  """
+  magnitude_shift, sign_shift = {"low": (6, 12), "high": (2, 8)}[nibble]
+  pair = lambda src, dst, scale: (
+      f"shl.b32 t, {src}, {magnitude_shift}; and.b32 t, t, 0x01C001C0; "
+      f"shl.b32 u, {src}, {sign_shift}; and.b32 u, u, 0x80008000; or.b32 {dst}, t, u; "
+      f"mul.rn.bf16x2 {dst}, {dst}, two126; mul.rn.bf16x2 {dst}, {dst}, {scale};")
+  return ("{ .reg .b32 lo, hi, zero, t, u, two126; mov.b32 zero, 0; mov.b32 two126, 0x7E807E80; "
+          "prmt.b32 lo, $2, zero, 0x4140; prmt.b32 hi, $2, zero, 0x4342; "  # bytes 0,1 | 2,3
+          + pair("lo", "$0", "$3") + " " + pair("hi", "$1", "$4") + " }")
+
+
 # --- quantize / dequantize ----------------------------------------------------------------------
 
 

@@ -1,0 +1,120 @@
+"""Instruction counts of the grouped matmul's K loop on sm_90, from the disassembly (no GPU).
+
+  python -m experiments.kernel_sass --config=configs/kernel_sass.py
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import shutil
+import subprocess
+
+import jax
+import jax.numpy as jnp
+from absl import app
+
+from configs.bench_kernel import SHAPES
+from experiments import common
+from mxfp4_jax.kernels import KernelConfig
+from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas
+from mxfp4_jax.mxfp4.layout import PackedMXFP4, packed_shapes
+
+_CONFIG = common.define_config("kernel_sass.py")
+_INSTRUCTION = re.compile(r"\s+/\*([0-9a-f]+)\*/\s+(.*?);")
+
+
+def lower_to_ttir(config, kernel_config: KernelConfig) -> str:
+  """The kernel's Triton IR for an H100, captured from the Pallas lowering."""
+  from jax._src.pallas.triton import gpu_info, pallas_call_registration  # noqa: PLC0415
+
+  num_experts, k, n, activation = SHAPES[config.shape]
+  captured = []
+  lower = pallas_call_registration.lowering.lower_jaxpr_to_triton_module
+
+  def capture(*args, **kwargs):
+    result = lower(*args, **kwargs)
+    captured.append(result.module.operation.get_asm(enable_debug_info=False))
+    return result
+
+  sds = jax.ShapeDtypeStruct
+  shapes = packed_shapes(num_experts, k, n)
+  w = PackedMXFP4(values=sds(shapes["values"], jnp.uint8), scales=sds(shapes["scales"], jnp.uint8),
+                  bias=sds((num_experts, n), jnp.float32), in_features=k,
+                  swiglu_halves=activation == "swiglu")
+  row_weights = None if activation else sds((config.rows,), jnp.float32)
+  kernel = lambda x, w, g, r: grouped_matmul_pallas(
+      x, w, g, r, cfg=kernel_config, activation=activation, out_dtype=jnp.bfloat16,
+      interpret=False, swiglu_alpha=1.702, swiglu_limit=7.0)
+  h100 = gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100)
+  original = (pallas_call_registration.gpu_info_lib.get_gpu_info,
+              pallas_call_registration.lowering.lower_jaxpr_to_triton_module)
+  pallas_call_registration.gpu_info_lib.get_gpu_info = lambda: h100
+  pallas_call_registration.lowering.lower_jaxpr_to_triton_module = capture
+  try:
+    jax.jit(kernel).trace(sds((config.rows, k), jnp.bfloat16), w,
+                          sds((num_experts,), jnp.int32), row_weights).lower(
+                              lowering_platforms=("cuda",))
+  finally:
+    (pallas_call_registration.gpu_info_lib.get_gpu_info,
+     pallas_call_registration.lowering.lower_jaxpr_to_triton_module) = original
+  return captured[0]
+
+
+def loop_stats(sass: str) -> list[dict]:
+  """Every backward branch's loop body: instruction count and the most frequent opcodes."""
+  instructions = [(int(m.group(1), 16), m.group(2).strip())
+                  for m in map(_INSTRUCTION.match, sass.splitlines()) if m]
+  loops = []
+  for address, text in instructions:
+    target = re.search(r"BRA[^0-9]*0x([0-9a-f]+)", text)
+    if target and int(target.group(1), 16) < address:
+      body = [t for a, t in instructions if int(target.group(1), 16) <= a <= address]
+      opcodes = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0].split(".")[0]
+                                    for t in body)
+      loops.append(dict(instructions=len(body), opcodes=dict(opcodes.most_common())))
+  return loops
+
+
+def main(argv) -> None:
+  del argv
+  config = _CONFIG.value
+  try:
+    import triton  # noqa: PLC0415
+    from triton.backends.compiler import GPUTarget  # noqa: PLC0415
+  except ImportError:
+    raise app.UsageError("needs the triton package: pip install triton==3.6.0") from None
+  kernel_config = KernelConfig(block_m=config.block_m, block_n=config.block_n,
+                               num_warps=config.num_warps, num_stages=config.num_stages,
+                               k_unroll=config.k_unroll, decode=config.decode)
+  out = common.output_dir(config, "kernel_sass")
+  ttir = out / "kernel.ttir"
+  ttir.write_text(lower_to_ttir(config, kernel_config))
+  compiled = triton.compile(str(ttir), target=GPUTarget("cuda", 90, 32),
+                            options=dict(num_warps=config.num_warps,
+                                         num_stages=config.num_stages))
+  (out / "kernel.ptx").write_text(compiled.asm["ptx"])
+  (out / "kernel.cubin").write_bytes(compiled.asm["cubin"])
+  cuobjdump = shutil.which("cuobjdump") or str(
+      next(iter(triton.__path__)) + "/backends/nvidia/bin/cuobjdump")
+  sass = subprocess.run([cuobjdump, "-sass", str(out / "kernel.cubin")], check=True,
+                        capture_output=True, text=True).stdout
+  (out / "kernel.sass").write_text(sass)
+
+  num_experts, k, n, activation = SHAPES[config.shape]
+  weights_per_iteration = (2 if activation else 1) * config.block_n * 64 * config.k_unroll
+  threads = 32 * config.num_warps
+  print(f"{config.shape} P={config.rows} {kernel_config}: shared memory "
+        f"{compiled.metadata.shared} bytes")
+  for loop in loop_stats(sass):
+    top = ", ".join(f"{op} {count}" for op, count in list(loop["opcodes"].items())[:10])
+    # Every thread runs the loop body once per iteration; the program decodes
+    # weights_per_iteration weights per iteration over `threads` threads.
+    print(f"loop: {loop['instructions']} instructions per iteration = "
+          f"{loop['instructions'] * threads / weights_per_iteration:.1f} per decoded weight; "
+          f"HGMMA {loop['opcodes'].get('HGMMA', 0)}; {top}")
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  app.run(main)
