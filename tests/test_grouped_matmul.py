@@ -268,6 +268,16 @@ def test_pallas_needs_16_output_features(rng):
     call(case, activation="swiglu", backend="pallas", interpret=True)
 
 
+@pytest.mark.parametrize("swiglu", [False, True])
+def test_accumulate_in_mma(rng, swiglu):
+  """The dot that accumulates into its accumulator computes the same sums."""
+  case, ref, _ = make_case(rng, 3, 192, 64, 37, [11, 0, 20], bias=True, row_weights=not swiglu,
+                           swiglu=swiglu)
+  out = run(case, "pallas", config=dataclasses.replace(CFG, accumulate_in_mma=True),
+            out_dtype=jnp.float32)
+  check(out, ref, case["group_sizes"], rtol=1e-5)
+
+
 def test_ptx_decode_config_runs_the_integer_decode_in_interpret_mode(rng):
   """Interpret mode cannot run inline PTX; decode="bf16x2" falls back to the same bits."""
   case, ref, _ = make_case(rng, 3, 128, 64, 21, [7, 0, 10], bias=True, swiglu=True)
@@ -303,8 +313,10 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
     "config", [c for _, c in tuning.TABLE] + [dataclasses.replace(tuning.TABLE[0][1], k_unroll=5),
                                               dataclasses.replace(tuning.TABLE[0][1], k_splits=3),
                                               dataclasses.replace(tuning.TABLE[0][1], decode="bf16x2"),
-                                              dataclasses.replace(tuning.TABLE[-1][1], decode="bf16x2")],
-    ids=lambda c: f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_{c.decode}")
+                                              dataclasses.replace(tuning.TABLE[-1][1], decode="bf16x2",
+                                                                  accumulate_in_mma=True)],
+    ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_"
+                   f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"))
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.

@@ -19,6 +19,7 @@ from jax.experimental.pallas import triton as pltriton
 from mxfp4_jax.kernels import schedule as sched
 from mxfp4_jax.kernels.reference import moe_epilogue
 from mxfp4_jax.kernels.swiglu import swiglu
+from mxfp4_jax.kernels.triton_ops import dot_accumulate
 from mxfp4_jax.kernels.tuning import KernelConfig
 from mxfp4_jax.mxfp4 import format as fmt
 from mxfp4_jax.mxfp4.layout import K_TILE, PackedMXFP4
@@ -79,8 +80,12 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
       w_low, w_high = _decode_tile(values_ref[group, kt, pl.ds(row0, bn), :],  # [bn, 32] u8
                                    scales_ref[group, 2 * kt, pl.ds(row0, bn)],
                                    scales_ref[group, 2 * kt + 1, pl.ds(row0, bn)], use_ptx)
-      acc += pltriton.dot(w_low, x_low, trans_b=True)  # [bn, bm] f32
-      acc += pltriton.dot(w_high, x_high, trans_b=True)
+      if cfg.accumulate_in_mma:
+        acc = dot_accumulate(acc, w_low, x_low, trans_b=True)  # [bn, bm] f32
+        acc = dot_accumulate(acc, w_high, x_high, trans_b=True)
+      else:
+        acc += pltriton.dot(w_low, x_low, trans_b=True)
+        acc += pltriton.dot(w_high, x_high, trans_b=True)
       new_accs.append(acc)
     return tuple(new_accs)
 

@@ -21,6 +21,9 @@ class KernelConfig:
   # (`format.e2m1_bf16x2_ptx`; about 45% fewer instructions in the K loop; GPU only, interpret
   # mode falls back to "integer", which gives the same bits).
   decode: str = "integer"
+  # Accumulate in the wgmma itself (`triton_ops.dot_accumulate`) rather than dot-then-add: no
+  # FADD pass per dot and no register spills at block_m=128 in the disassembly.
+  accumulate_in_mma: bool = False
 
   def __post_init__(self):
     if self.decode not in ("integer", "bf16x2"):

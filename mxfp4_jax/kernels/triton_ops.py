@@ -1,0 +1,51 @@
+"""`dot_accumulate(acc, a, b)`: ``acc + a @ b`` that Triton runs as one MMA into ``acc``.
+
+Pallas lowers ``acc + pltriton.dot(a, b)`` to a dot from a zero accumulator (a splat Triton does
+not fold) followed by adds: every K step of the grouped matmul paid one FADD per accumulator
+element per dot and waited on each wgmma. This primitive lowers to ``tt.dot(a, b, acc)``; off
+the Triton path (interpret mode, CPU) it is the plain ``acc + a @ b`` in float32.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.extend import core as jex_core
+from jax.interpreters import mlir
+
+dot_accumulate_p = jex_core.Primitive("mxfp4_dot_accumulate")
+
+
+def dot_accumulate(acc: jax.Array, a: jax.Array, b: jax.Array, *, trans_b: bool = False):
+  """acc [M, N] float32 + a [M, K] @ b [K, N] (b [N, K] with ``trans_b``), bf16 operands."""
+  if trans_b:
+    b = b.T
+  return dot_accumulate_p.bind(acc, a, b)
+
+
+@dot_accumulate_p.def_abstract_eval
+def _abstract(acc, a, b):
+  if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0] or acc.shape != (a.shape[0], b.shape[1]):
+    raise ValueError(f"dot_accumulate: shapes {acc.shape} + {a.shape} @ {b.shape} do not fit")
+  return jax.core.ShapedArray(acc.shape, acc.dtype)
+
+
+def _reference(acc, a, b):
+  return acc + jnp.dot(a, b, preferred_element_type=acc.dtype)
+
+
+dot_accumulate_p.def_impl(_reference)
+mlir.register_lowering(dot_accumulate_p, mlir.lower_fun(_reference, multiple_results=False))
+
+
+def _register_triton_lowering():
+  from jax._src.pallas.triton import lowering  # noqa: PLC0415 - the Pallas Triton backend
+  from jax._src.lib.triton import dialect as tt_dialect  # noqa: PLC0415
+
+  @lowering.register_lowering(dot_accumulate_p)
+  def _triton_rule(ctx, acc, a, b):
+    del ctx
+    return tt_dialect.dot(a, b, acc)
+
+
+_register_triton_lowering()
