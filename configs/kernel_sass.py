@@ -1,6 +1,6 @@
 """Static look at the grouped matmul's machine code for the H100, without a GPU.
 
-  pip install triton==3.6.0    # the Triton of the GPU image; brings ptxas and cuobjdump
+  pip install -e '.[sass]'     # triton 3.6.0, the GPU image's; brings ptxas and cuobjdump
   python -m experiments.kernel_sass --config=configs/kernel_sass.py
   python -m experiments.kernel_sass --config.rows=16384 --config.block_m=128 --config.num_warps=8
 
