@@ -43,6 +43,8 @@ def test_cached_decode_logits_equal_full_forward(model, prompt_len):
     stepped.append(np.asarray(logits))
   stepped = np.concatenate(stepped, axis=1)
   assert np.linalg.norm(stepped - full) / np.linalg.norm(full) < 1e-5
+  last, _ = model.forward(tokens, positions, model.init_cache(2, 32), start=0, last_only=True)
+  np.testing.assert_allclose(np.asarray(last)[:, 0], full[:, -1], rtol=1e-5, atol=1e-5)
 
 
 def test_prompt_alone_or_in_a_padded_batch_gives_the_same_tokens(generator):

@@ -84,7 +84,7 @@ class Generator:
   def _prefill_fn(self, state, tokens, positions):
     model = self._model(state)
     caches = model.init_cache(tokens.shape[0], self.max_len)
-    logits, caches = model.forward(tokens, positions, caches, start=0)
+    logits, caches = model.forward(tokens, positions, caches, start=0, last_only=True)
     return logits[:, -1], caches
 
   def _decode_fn(self, state, caches, token, position, done, step, key, *, steps: int,

@@ -218,14 +218,20 @@ class GptOss(nnx.Module):
                              if self.cfg.is_sliding(i) else max_len, self.cfg)
             for i in range(self.cfg.num_layers)]
 
-  def forward(self, tokens, positions, caches=None, start=0):
-    """tokens, positions [B, T] -> (logits [B, T, V] float32, caches or None)."""
+  def forward(self, tokens, positions, caches=None, start=0, last_only: bool = False):
+    """tokens, positions [B, T] -> (logits [B, T, V] float32, caches or None).
+
+    ``last_only``: logits of the last position only ([B, 1, V]); a prefill needs no more, and an
+    8k prompt's full logits would be 6.6 GB.
+    """
     x = self.embedding[...][tokens]  # [B, T, D]
     cos, sin = rope_tables(self.cfg, jnp.maximum(positions, 0))  # [B, T, hd / 2]
     new_caches = []
     for i, block in enumerate(self.layers):
       x, cache = block(x, cos, sin, positions, None if caches is None else caches[i], start)
       new_caches.append(cache)
+    if last_only:
+      x = x[:, -1:]
     x = self.norm(x)
     logits = jnp.einsum("btd,vd->btv", x, self.unembedding[...],
                         preferred_element_type=jnp.float32)
