@@ -131,10 +131,12 @@ class Attention(nnx.Module):
     keys, values, key_pos = k, v, positions
     if cache is not None:
       # Attend over the cache as it was plus the new keys, then store them: a prompt longer than
-      # a sliding layer's ring still sees, at every position, the keys of its own window.
-      keys = jnp.concatenate([cache.k, k], axis=1)
-      values = jnp.concatenate([cache.v, v], axis=1)
-      key_pos = jnp.concatenate([cache.positions, positions], axis=1)
+      # a sliding layer's ring still sees, at every position, the keys of its own window. A
+      # prefill (start 0, known when tracing) starts from an empty cache: nothing to attend there.
+      if not (isinstance(start, int) and start == 0):
+        keys = jnp.concatenate([cache.k, k], axis=1)
+        values = jnp.concatenate([cache.v, v], axis=1)
+        key_pos = jnp.concatenate([cache.positions, positions], axis=1)
       cache = cache.write(k, v, positions, start)
     out = attend(q, keys, values, positions, key_pos,
                  self.sinks[...].reshape(cfg.num_kv_heads, groups),
@@ -221,7 +223,8 @@ class GptOss(nnx.Module):
   def forward(self, tokens, positions, caches=None, start=0, last_only: bool = False):
     """tokens, positions [B, T] -> (logits [B, T, V] float32, caches or None).
 
-    ``last_only``: logits of the last position only ([B, 1, V]); a prefill needs no more, and an
+    ``start``: the global step of ``tokens[:, 0]`` in the caches; a Python 0 means a prefill into
+    empty caches. ``last_only``: logits of the last position only ([B, 1, V]); a prefill needs no more, and an
     8k prompt's full logits would be 6.6 GB.
     """
     x = self.embedding[...][tokens]  # [B, T, D]
