@@ -42,10 +42,10 @@ def _decode_tile(packed, scale_low, scale_high, use_ptx: bool):
       return out
     return half("low", scale_low), half("high", scale_high)
 
-  codes = packed.astype(jnp.int32)
-  half = lambda c, scales: lax.bitcast_convert_type(
-      fmt.e2m1_to_bf16_bits(c, scales.astype(jnp.int32)[:, None]), jnp.bfloat16)
-  return half(codes & 0xF, scale_low), half(codes >> 4, scale_high)
+  low, high = fmt.split_nibbles(packed.astype(jnp.int32))
+  half = lambda codes, scales: lax.bitcast_convert_type(
+      fmt.e2m1_to_bf16_bits(codes, scales.astype(jnp.int32)[:, None]), jnp.bfloat16)
+  return half(low, scale_low), half(high, scale_high)
 
 
 def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales_ref, *refs,
