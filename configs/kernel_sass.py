@@ -23,5 +23,6 @@ def get_config():
   c.k_unroll = 1
   c.decode = "integer"  # or "bf16x2"
   c.accumulate_in_mma = False
+  c.prefetch_scales = False
   c.output_dir = ""  # where the TTIR, PTX, cubin and SASS go; default results/kernel_sass/<time>
   return c

@@ -87,7 +87,8 @@ def main(argv) -> None:
   kernel_config = KernelConfig(block_m=config.block_m, block_n=config.block_n,
                                num_warps=config.num_warps, num_stages=config.num_stages,
                                k_unroll=config.k_unroll, decode=config.decode,
-                               accumulate_in_mma=config.accumulate_in_mma)
+                               accumulate_in_mma=config.accumulate_in_mma,
+                               prefetch_scales=config.prefetch_scales)
   out = common.output_dir(config, "kernel_sass")
   ttir = out / "kernel.ttir"
   ttir.write_text(lower_to_ttir(config, kernel_config))

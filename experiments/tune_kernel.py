@@ -38,14 +38,15 @@ def main(argv) -> None:
     timings = []
     numbers = (common.csv_list(getattr(config, f), int)
                for f in ("block_m", "block_n", "num_warps", "num_stages", "k_unroll", "k_splits"))
-    for bm, bn, warps, stages, unroll, splits, decode, in_mma in itertools.product(
-        *numbers, common.csv_list(config.decode),
-        common.csv_list(config.accumulate_in_mma, lambda v: bool(int(v)))):
+    flags = (common.csv_list(config[f], lambda v: bool(int(v)))
+             for f in ("accumulate_in_mma", "prefetch_scales"))
+    for bm, bn, warps, stages, unroll, splits, decode, in_mma, prefetch in itertools.product(
+        *numbers, common.csv_list(config.decode), *flags):
       if bm > m_limit:
         continue
       cfg = KernelConfig(block_m=bm, block_n=bn, num_warps=warps, num_stages=stages,
                          k_unroll=unroll, k_splits=splits, decode=decode,
-                         accumulate_in_mma=in_mma)
+                         accumulate_in_mma=in_mma, prefetch_scales=prefetch)
       fn = functools.partial(grouped_matmul, activation=activation, backend="pallas", config=cfg)
       try:
         seconds = benchmarking.time_per_call(fn, args, calls=tuple(config.calls),

@@ -269,12 +269,15 @@ def test_pallas_needs_16_output_features(rng):
 
 
 @pytest.mark.parametrize("swiglu", [False, True])
-def test_accumulate_in_mma(rng, swiglu):
-  """The dot that accumulates into its accumulator computes the same sums."""
+@pytest.mark.parametrize("options", [dict(accumulate_in_mma=True), dict(prefetch_scales=True),
+                                     dict(prefetch_scales=True, k_splits=2),
+                                     dict(prefetch_scales=True, k_unroll=3)])
+def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
+  """Accumulating in the MMA and prefetching scales (also with split K and unrolling) change how
+  the kernel runs, not what it computes; K = 192 is three tiles, so the last prefetch clamps."""
   case, ref, _ = make_case(rng, 3, 192, 64, 37, [11, 0, 20], bias=True, row_weights=not swiglu,
                            swiglu=swiglu)
-  out = run(case, "pallas", config=dataclasses.replace(CFG, accumulate_in_mma=True),
-            out_dtype=jnp.float32)
+  out = run(case, "pallas", config=dataclasses.replace(CFG, **options), out_dtype=jnp.float32)
   check(out, ref, case["group_sizes"], rtol=1e-5)
 
 
@@ -314,9 +317,13 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
                                               dataclasses.replace(tuning.TABLE[0][1], k_splits=3),
                                               dataclasses.replace(tuning.TABLE[0][1], decode="bf16x2"),
                                               dataclasses.replace(tuning.TABLE[-1][1], decode="bf16x2",
-                                                                  accumulate_in_mma=True)],
+                                                                  accumulate_in_mma=True),
+                                              dataclasses.replace(tuning.TABLE[0][1], decode="bf16x2",
+                                                                  accumulate_in_mma=True,
+                                                                  prefetch_scales=True)],
     ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_"
-                   f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"))
+                   f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"
+                   f"{'_prefetch' if c.prefetch_scales else ''}"))
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.

@@ -71,15 +71,25 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
   # Weight rows that feed this output tile: one tile, or (glu, linear) for the fused SwiGLU.
   weight_rows = (col0,) if not swiglu_half else (col0, col0 + swiglu_half)
 
-  def k_tile(kt, accs):
+  def row_scales(kt, row0):  # the [bn] uint8 scales of the low and the high half
+    return (scales_ref[group, 2 * kt, pl.ds(row0, bn)],
+            scales_ref[group, 2 * kt + 1, pl.ds(row0, bn)])
+
+  def scales_of(kt):
+    return tuple(row_scales(kt, row0) for row0 in weight_rows)
+
+  def k_tile(kt, carry):
+    accs, prefetched = carry
+    if cfg.prefetch_scales:  # load the next tile's scales now; they have a whole step to arrive
+      current, prefetched = prefetched, scales_of(jnp.minimum(kt + 1, num_k_tiles - 1))
     k0 = pl.multiple_of(kt * K_TILE, K_TILE)
     x_low = x_ref[pl.ds(window, bm), pl.ds(k0, HALF_TILE)]  # [bm, 32] bf16
     x_high = x_ref[pl.ds(window, bm), pl.ds(k0 + HALF_TILE, HALF_TILE)]
     new_accs = []
-    for acc, row0 in zip(accs, weight_rows):
-      w_low, w_high = _decode_tile(values_ref[group, kt, pl.ds(row0, bn), :],  # [bn, 32] u8
-                                   scales_ref[group, 2 * kt, pl.ds(row0, bn)],
-                                   scales_ref[group, 2 * kt + 1, pl.ds(row0, bn)], use_ptx)
+    for i, (acc, row0) in enumerate(zip(accs, weight_rows)):
+      packed = values_ref[group, kt, pl.ds(row0, bn), :]  # [bn, 32] u8
+      scales = current[i] if cfg.prefetch_scales else row_scales(kt, row0)
+      w_low, w_high = _decode_tile(packed, *scales, use_ptx)
       if cfg.accumulate_in_mma:
         acc = dot_accumulate(acc, w_low, x_low, trans_b=True)  # [bn, bm] f32
         acc = dot_accumulate(acc, w_high, x_high, trans_b=True)
@@ -87,9 +97,11 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
         acc += pltriton.dot(w_low, x_low, trans_b=True)
         acc += pltriton.dot(w_high, x_high, trans_b=True)
       new_accs.append(acc)
-    return tuple(new_accs)
+    return tuple(new_accs), prefetched
 
-  accs = tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
+  def initial(first_tile):
+    zeros = tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
+    return zeros, (scales_of(first_tile) if cfg.prefetch_scales else None)
 
   if cfg.k_splits > 1:
     # Split K: this program sums its share of the K tiles and stores the raw float32 sums for
@@ -98,21 +110,21 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
     per_split = pl.cdiv(num_k_tiles, cfg.k_splits)
     first = split * per_split
     last = first + has_work * (jnp.minimum(first + per_split, num_k_tiles) - first)
-    accs = lax.fori_loop(first, last, k_tile, accs)
+    accs, _ = lax.fori_loop(first, last, k_tile, initial(first))
     for acc, row0 in zip(accs, weight_rows):
       pltriton.store(out_ref.at[split, pl.ds(window, bm), pl.ds(row0, bn)], acc.T, mask=mask)
     return
 
   unroll = cfg.k_unroll if num_k_tiles % cfg.k_unroll == 0 else 1
 
-  def k_step(step, accs):  # `unroll` K tiles per loop iteration
+  def k_step(step, carry):  # `unroll` K tiles per loop iteration
     for u in range(unroll):
-      accs = k_tile(step * unroll + u, accs)
-    return accs
+      carry = k_tile(step * unroll + u, carry)
+    return carry
 
   # No branch around the K loop (Triton pipelines a loop only outside scf.if): tiles with no
   # rows, and tail tiles (rows past sum(group_sizes), defined as zero), run it zero times.
-  accs = lax.fori_loop(0, has_work * (num_k_tiles // unroll), k_step, accs)
+  accs, _ = lax.fori_loop(0, has_work * (num_k_tiles // unroll), k_step, initial(0))
   if has_bias:
     accs = tuple(acc + bias_ref[group, pl.ds(row0, bn)][:, None]
                  for acc, row0 in zip(accs, weight_rows))

@@ -24,6 +24,9 @@ class KernelConfig:
   # Accumulate in the wgmma itself (`triton_ops.dot_accumulate`) rather than dot-then-add: no
   # FADD pass per dot and no register spills at block_m=128 in the disassembly.
   accumulate_in_mma: bool = False
+  # Load the next K tile's scales one step ahead: the values come through Triton's cp.async
+  # pipeline, the scale bytes as plain loads whose latency each step otherwise waits out.
+  prefetch_scales: bool = False
 
   def __post_init__(self):
     if self.decode not in ("integer", "bf16x2"):
