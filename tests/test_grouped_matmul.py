@@ -271,6 +271,7 @@ def test_pallas_needs_16_output_features(rng):
 @pytest.mark.parametrize("swiglu", [False, True])
 @pytest.mark.parametrize("options", [dict(accumulate_in_mma=True), dict(prefetch_scales=True),
                                      dict(prefetch_scales=True, k_splits=2),
+                                     dict(prefetch_scales=True, k_splits=5),
                                      dict(prefetch_scales=True, k_unroll=3)])
 def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
   """Accumulating in the MMA and prefetching scales (also with split K and unrolling) change how

@@ -110,7 +110,8 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
     per_split = pl.cdiv(num_k_tiles, cfg.k_splits)
     first = split * per_split
     last = first + has_work * (jnp.minimum(first + per_split, num_k_tiles) - first)
-    accs, _ = lax.fori_loop(first, last, k_tile, initial(first))
+    # A split past the last tile (more splits than tiles) runs no step; its prefetch stays in bounds.
+    accs, _ = lax.fori_loop(first, last, k_tile, initial(jnp.minimum(first, num_k_tiles - 1)))
     for acc, row0 in zip(accs, weight_rows):
       pltriton.store(out_ref.at[split, pl.ds(window, bm), pl.ds(row0, bn)], acc.T, mask=mask)
     return
