@@ -85,6 +85,14 @@ def _plot(rows: list[dict], path) -> None:
   fig.savefig(path, dpi=120)
 
 
+def _print_row(r: dict) -> None:
+  print(f"{r['kind']:>7} batch {r['batch']:>4} context {r['context']:>6}: "
+        f"{r['tokens_per_s']:>12,.1f} tok/s | roofline {r['roofline_tokens_per_s']:>12,.1f} "
+        f"({r['fraction_of_roofline']:.1%})"
+        + (f" | step {r['step_ms']:.2f} ms | compile {r['compile_s']:.1f} s"
+           if r["kind"] == "decode" else ""), flush=True)
+
+
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
@@ -106,14 +114,10 @@ def main(argv) -> None:
   rows = []
   for batch in common.csv_list(bench.batch_sizes, int):
     rows.append(_decode(model, bench, batch, rng))
+    _print_row(rows[-1])
   for length in common.csv_list(bench.prefill_lengths, int):
     rows.append(_prefill(model, bench, length, rng))
-  for r in rows:
-    print(f"{r['kind']:>7} batch {r['batch']:>4} context {r['context']:>6}: "
-          f"{r['tokens_per_s']:>12,.1f} tok/s | roofline {r['roofline_tokens_per_s']:>12,.1f} "
-          f"({r['fraction_of_roofline']:.1%})"
-          + (f" | step {r['step_ms']:.2f} ms | compile {r['compile_s']:.1f} s"
-             if r["kind"] == "decode" else ""), flush=True)
+    _print_row(rows[-1])
   peak = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
   print(f"peak device memory: {peak / 2**30:.2f} GiB" if peak else "peak device memory: n/a")
 

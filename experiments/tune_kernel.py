@@ -9,6 +9,7 @@ import functools
 import itertools
 
 import jax
+import jax.numpy as jnp
 from absl import app
 
 from configs.bench_kernel import SHAPES
@@ -19,6 +20,11 @@ from mxfp4_jax.kernels import KernelConfig, grouped_matmul
 from mxfp4_jax.kernels.tuning import rows_per_expert
 
 _CONFIG = common.define_config("tune_kernel.py")
+
+
+def _rel_err(out: jax.Array, reference: jax.Array) -> float:
+  out = out.astype(jnp.float32)
+  return float(jnp.linalg.norm(out - reference) / jnp.maximum(jnp.linalg.norm(reference), 1e-30))
 
 
 def main(argv) -> None:
@@ -35,6 +41,8 @@ def main(argv) -> None:
         key, shape_name, num_rows, copies, config.top_k)
     args = [(x, w, group_sizes, row_weights) for x, w in zip(xs, weights)]
     m_limit = max(16, 2 * rows_per_expert(num_rows, num_experts))
+    reference = grouped_matmul(xs[0].astype(jnp.float32), weights[0], group_sizes,
+                               row_weights, activation=activation, backend="reference")
     timings = []
     numbers = (common.csv_list(getattr(config, f), int)
                for f in ("block_m", "block_n", "num_warps", "num_stages", "k_unroll", "k_splits"))
@@ -49,13 +57,20 @@ def main(argv) -> None:
                          accumulate_in_mma=in_mma, prefetch_scales=prefetch)
       fn = functools.partial(grouped_matmul, activation=activation, backend="pallas", config=cfg)
       try:
+        err = _rel_err(fn(*args[0]), reference)
+        if not err <= config.max_rel_err:  # a fast wrong kernel must not win
+          print(f"  {cfg}: wrong: rel err {err:.2e}", flush=True)
+          continue
         seconds = benchmarking.time_per_call(fn, args, calls=tuple(config.calls),
                                              repeats=config.repeats)
       except Exception as e:  # noqa: BLE001 - a config the compiler rejects is a result too
         print(f"  {cfg}: failed: {str(e).splitlines()[0][:120]}")
         continue
       timings.append((seconds, cfg))
-      print(f"  {shape_name} P={num_rows} {cfg}: {seconds * 1e3:.4f} ms", flush=True)
+      print(f"  {shape_name} P={num_rows} {cfg}: {seconds * 1e3:.4f} ms, rel err {err:.1e}",
+            flush=True)
+    if not timings:
+      raise SystemExit(f"no candidate ran correctly for {shape_name} P={num_rows}")
     best_seconds, best = min(timings, key=lambda t: t[0])
     print(f"BEST {shape_name} P={num_rows}: {best} {best_seconds * 1e3:.4f} ms", flush=True)
     results.append(dict(shape=shape_name, rows=num_rows, best=best.__dict__,

@@ -1,5 +1,5 @@
-"""The grouped matmul (Pallas kernel in interpret mode, and the jnp reference) against a float64
-numpy oracle, its argument checks, and its Triton lowering for an H100."""
+"""The grouped matmul (the Pallas kernel: interpret mode on CPU, compiled on a GPU; and the jnp
+reference) against a float64 numpy oracle, its argument checks, and its Triton lowering for an H100."""
 
 import dataclasses
 import re
@@ -18,6 +18,7 @@ from mxfp4_jax.kernels.swiglu import swiglu as gpt_oss_swiglu
 
 CFG = KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2)
 BACKENDS = ["pallas", "reference"]
+INTERPRET = jax.default_backend() != "gpu"  # on a GPU the same tests run the compiled kernel
 ALPHA, LIMIT = 1.702, 7.0
 
 
@@ -66,7 +67,7 @@ def make_case(rng, e, k, n, p, group_sizes, bias=False, row_weights=False, swigl
 def run(case, backend, config=CFG, out_dtype=None):
   return grouped_matmul(case["x"], case["w"], jnp.asarray(case["group_sizes"]), case["row_weights"],
                         activation="swiglu" if case["swiglu"] else None, backend=backend,
-                        interpret=backend == "pallas", config=config, out_dtype=out_dtype)
+                        interpret=INTERPRET and backend == "pallas", config=config, out_dtype=out_dtype)
 
 
 def check(out, ref, group_sizes, rtol=1e-2):
@@ -214,7 +215,7 @@ def test_traced_group_sizes_are_clipped(rng, backend):
   """Under jit the sizes cannot be checked, so they are clipped to fit P instead."""
   case, _, _ = make_case(rng, 3, 64, 32, 20, [0, 0, 0], bias=True)
   fn = jax.jit(lambda x, w, g: grouped_matmul(x, w, g, backend=backend, config=CFG,
-                                              interpret=backend == "pallas"))
+                                              interpret=INTERPRET and backend == "pallas"))
   out = fn(case["x"], case["w"], jnp.array([12, -3, 30], jnp.int32))
   clipped = dict(case, group_sizes=np.array([12, 0, 8], np.int32))
   np.testing.assert_array_equal(out, run(clipped, backend))
@@ -265,14 +266,16 @@ def test_swiglu_weight_needs_swiglu_activation(rng):
 def test_pallas_needs_16_output_features(rng):
   case, _, _ = make_case(rng, 1, 64, 16, 4, [4], swiglu=True)
   with pytest.raises(ValueError, match="at least 16 output features, got 8"):
-    call(case, activation="swiglu", backend="pallas", interpret=True)
+    call(case, activation="swiglu", backend="pallas", interpret=INTERPRET)
 
 
 @pytest.mark.parametrize("swiglu", [False, True])
 @pytest.mark.parametrize("options", [dict(accumulate_in_mma=True), dict(prefetch_scales=True),
                                      dict(prefetch_scales=True, k_splits=2),
                                      dict(prefetch_scales=True, k_splits=5),
-                                     dict(prefetch_scales=True, k_unroll=3)])
+                                     dict(prefetch_scales=True, k_unroll=3),
+                                     dict(decode="bf16x2", accumulate_in_mma=True,
+                                          prefetch_scales=True)])
 def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
   """Accumulating in the MMA and prefetching scales (also with split K and unrolling) change how
   the kernel runs, not what it computes; K = 192 is three tiles, so the last prefetch clamps."""
@@ -282,8 +285,8 @@ def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
   check(out, ref, case["group_sizes"], rtol=1e-5)
 
 
-def test_ptx_decode_config_runs_the_integer_decode_in_interpret_mode(rng):
-  """Interpret mode cannot run inline PTX; decode="bf16x2" falls back to the same bits."""
+def test_ptx_decode_computes_the_same_sums(rng):
+  """decode="bf16x2" runs inline PTX on a GPU; interpret mode falls back to the integer decode."""
   case, ref, _ = make_case(rng, 3, 128, 64, 21, [7, 0, 10], bias=True, swiglu=True)
   out = run(case, "pallas", config=dataclasses.replace(CFG, decode="bf16x2"),
             out_dtype=jnp.float32)
@@ -305,7 +308,7 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
   the weights and an output tile wider than the output. It should be refused up front."""
   case, _, _ = make_case(rng, 2, 64, 32 if swiglu else 16, 20, [8, 8], swiglu=swiglu)
   with pytest.raises(ValueError, match="block_n"):
-    call(case, activation="swiglu" if swiglu else None, backend="pallas", interpret=True,
+    call(case, activation="swiglu" if swiglu else None, backend="pallas", interpret=INTERPRET,
          config=CFG)
 
 

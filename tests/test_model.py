@@ -3,6 +3,7 @@ piece by piece (YaRN, attention with sinks and sliding window, MoE) and whole.""
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -165,7 +166,7 @@ def test_sliding_window_changes_even_layers_only(model):
 
 
 @pytest.mark.parametrize("backend,interpret,tol", [("reference", False, 1e-5),
-                                                   ("pallas", True, 2e-2)])
+                                                   ("pallas", jax.default_backend() != "gpu", 2e-2)])
 def test_moe_matches_reference(model, backend, interpret, tol):
   """Router top-k + softmax over the chosen, sort by expert, fused SwiGLU with the clamp active
   (inputs scaled up), weighted combine; the Pallas path runs bf16 operands."""

@@ -39,10 +39,16 @@ class KernelConfig:
 
 # (largest expected rows per active expert, config); the last row covers everything larger.
 TABLE: tuple[tuple[int, KernelConfig], ...] = (
-    (16, KernelConfig(block_m=16, block_n=64, num_warps=4, num_stages=5)),  # swept: P=4
-    (32, KernelConfig(block_m=32, block_n=64, num_warps=4, num_stages=4)),  # not swept yet
-    (64, KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=3)),  # not swept yet
-    (1 << 62, KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=3)),  # swept: P=16384
+    # 20b gate_up, H100 sweep of 2026-11-23 (BENCHMARKS.md): P=4 0.134 ms, P=64 0.201 ms
+    (16, KernelConfig(block_m=16, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
+                      accumulate_in_mma=True)),
+    # P=1024 (32 rows per expert): 0.330 ms; block_m=64 without in-MMA accumulation, 0.322 ms
+    (32, KernelConfig(block_m=32, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
+                      accumulate_in_mma=True)),
+    (64, KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=4, decode="bf16x2")),
+    # P=16384: 1.786 ms (304 TF/s)
+    (1 << 62, KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
+                           prefetch_scales=True)),
 )
 
 

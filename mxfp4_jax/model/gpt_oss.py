@@ -8,6 +8,7 @@ KV head, hd head dim, E experts, k experts per token, N = B * T tokens, P = N * 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,16 @@ from mxfp4_jax.model.rope import apply_rope, rope_tables
 
 class MXFP4Experts(nnx.Variable):
   """Expert weights of one MoE projection, packed in the kernel layout (`PackedMXFP4`)."""
+
+
+def _exact_in_float32(method):
+  """A float32 model's matmuls run in float32: XLA on GPU otherwise rounds float32 operands to
+  TF32 (about 3e-4 relative error), which would defeat the float32 mode's exact comparisons."""
+  @functools.wraps(method)
+  def wrapper(self, *args, **kwargs):
+    with jax.default_matmul_precision("highest" if self.cfg.dtype == "float32" else None):
+      return method(self, *args, **kwargs)
+  return wrapper
 
 
 def _normal(rngs: nnx.Rngs, shape, dtype, std: float = 0.02):
@@ -67,17 +78,22 @@ class LayerCache:
                       self.positions.at[:, index].set(positions))
 
 
-QUERY_CHUNK = 512  # queries per attention step: bounds the [B, K, G, T, S] scores of long prompts
+# float32 scores [B, K, G, T, S] per attention step (1 GiB): long or batched prompts are cut into
+# query chunks to stay under it (an 8k prompt: 512 queries a step; 256 prompts of 1k: 16).
+SCORE_ELEMENTS = 1 << 28
 
 
-def attend(q, k, v, q_pos, k_pos, sinks, window: int | None, query_chunk: int = QUERY_CHUNK):
+def attend(q, k, v, q_pos, k_pos, sinks, window: int | None, query_chunk: int | None = None):
   """Grouped-query attention with sinks over keys given by position (-1: no key).
 
   q [B, T, K, G, hd]; k, v [B, S, K, hd]; q_pos [B, T]; k_pos [B, S]; sinks [K, G].
   A key is visible when it exists, is not after the query, and on sliding layers is fewer than
-  ``window`` positions before it. Long query blocks run ``query_chunk`` queries at a time.
+  ``window`` positions before it. Long query blocks run ``query_chunk`` queries at a time
+  (default: as many as `SCORE_ELEMENTS` allows, at least 16).
   """
-  t = q.shape[1]
+  b, t, kv_heads, group, _ = q.shape
+  if query_chunk is None:
+    query_chunk = max(16, SCORE_ELEMENTS // (b * kv_heads * group * k.shape[1]))
   if t <= query_chunk:
     return _attend(q, k, v, q_pos, k_pos, sinks, window)
   pad = -t % query_chunk  # padded queries have position -1: they see only the sink
@@ -116,6 +132,7 @@ class Attention(nnx.Module):
     self.sinks = nnx.Param(jnp.zeros((cfg.num_heads,), jnp.float32))  # one logit per head
     self.cfg, self.sliding = cfg, cfg.is_sliding(layer)
 
+  @_exact_in_float32
   def __call__(self, x, cos, sin, positions, cache: LayerCache | None = None, start=0):
     """x [B, T, D]; positions [B, T] (-1: padding). With a cache, attention runs over the cached
     keys and the T new ones, which are then stored at global step ``start``; -> (out, cache)."""
@@ -156,6 +173,7 @@ class MoE(nnx.Module):
     self.cfg = cfg
 
   @jax.named_scope("mxfp4_moe")  # the experts' grouped matmuls, findable in profiler traces
+  @_exact_in_float32
   def __call__(self, x):  # [B, T, D]
     cfg = self.cfg
     b, t, d = x.shape
@@ -220,6 +238,7 @@ class GptOss(nnx.Module):
                              if self.cfg.is_sliding(i) else max_len, self.cfg)
             for i in range(self.cfg.num_layers)]
 
+  @_exact_in_float32
   def forward(self, tokens, positions, caches=None, start=0, last_only: bool = False):
     """tokens, positions [B, T] -> (logits [B, T, V] float32, caches or None).
 
