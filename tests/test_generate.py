@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from configs import tiny
-from mxfp4_jax.generate.engine import Generator, left_pad
+from mxfp4_jax.generate.engine import Generator, left_pad, prefill_rows
 from mxfp4_jax.generate.sampling import SamplingParams, sample
 from mxfp4_jax.model import GptOss, GptOssConfig
 
@@ -69,6 +69,17 @@ def test_sampling_is_reproducible_and_independent_of_chunking(model):
   other_seed = Generator(model, max_len=64, chunk=4).generate(
       prompts, max_new_tokens=24, params=params, seed=12).tokens
   assert other_seed != runs[0]
+
+
+def test_prefill_in_row_groups_gives_the_same_tokens(model):
+  """Six prompts of length 5 with room for 10 prompt tokens per call: three prefills of 2 rows."""
+  prompts = [[3, 1, 4, 1, 5], [9, 2, 6, 5, 3], [5, 8, 9, 7, 9], [3, 2, 3, 8, 4], [6, 2, 6, 4, 3],
+             [3, 8, 3, 2, 7]]
+  assert prefill_rows(6, 5, 10) == 2 and prefill_rows(7, 5, 10) == 1 and prefill_rows(6, 5, 99) == 6
+  grouped = Generator(model, max_len=64, prefill_tokens=10).generate(
+      prompts, max_new_tokens=12, params=GREEDY)
+  whole = Generator(model, max_len=64).generate(prompts, max_new_tokens=12, params=GREEDY)
+  assert grouped.tokens == whole.tokens
 
 
 def test_stop_token_ends_a_row(model):

@@ -1,4 +1,5 @@
-"""Batched generation: one jitted prefill, then decoding in on-device loops of `chunk` steps.
+"""Batched generation: a jitted prefill (in row groups of at most `PREFILL_TOKENS` prompt tokens),
+then decoding in on-device loops of `chunk` steps.
 
 Prompts of different lengths are left-padded to the longest: every row then writes its KV cache
 slot at the same global step, and padding is marked by position -1, which attention never sees.
@@ -19,6 +20,18 @@ from flax import nnx
 
 from mxfp4_jax.generate.sampling import SamplingParams, sample
 from mxfp4_jax.model.gpt_oss import GptOss
+
+
+# Prompt tokens per prefill call. Its activations grow with rows x length (256 prompts of 1k
+# tokens at once need ~140 GB for GPT-OSS-20B), so larger batches prefill a group of rows at a time.
+PREFILL_TOKENS = 1 << 15
+
+
+def prefill_rows(batch: int, length: int, max_tokens: int = PREFILL_TOKENS) -> int:
+  """Rows per prefill call: the largest divisor of ``batch`` with rows x length <= max_tokens
+  (at least 1), so that every call has the same shape and compiles once."""
+  limit = max(1, max_tokens // max(1, length))
+  return max(d for d in range(1, min(batch, limit) + 1) if batch % d == 0)
 
 
 @dataclasses.dataclass
@@ -61,11 +74,11 @@ class Generator:
   """Generates from a `GptOss` with static KV caches of ``max_len`` slots."""
 
   def __init__(self, model: GptOss, *, max_len: int, stop_ids: Sequence[int] = (),
-               pad_id: int = 0, chunk: int = 16):
+               pad_id: int = 0, chunk: int = 16, prefill_tokens: int = PREFILL_TOKENS):
     self.graphdef, self.state = nnx.split(model)
     self.cfg, self.max_len = model.cfg, max_len
     self.stop_ids = jnp.asarray(sorted(set(stop_ids)) or [-1], jnp.int32)
-    self.pad_id, self.chunk = pad_id, chunk
+    self.pad_id, self.chunk, self.prefill_tokens = pad_id, chunk, prefill_tokens
     self._prefill = jax.jit(self._prefill_fn)
     self._decode = jax.jit(self._decode_fn, static_argnames=("steps", "params"), donate_argnums=(1,))
     self._compiled: dict[tuple, Callable] = {}  # by shapes and static arguments
@@ -131,10 +144,14 @@ class Generator:
     tokens, positions = left_pad(prompts, self.pad_id)
     key = jax.random.PRNGKey(seed)
 
-    prefill = self._compile(stats, ("prefill", tokens.shape), self._prefill, self.state, tokens,
-                            positions)
+    rows = prefill_rows(*tokens.shape, self.prefill_tokens)
+    prefill = self._compile(stats, ("prefill", (rows, tokens.shape[1])), self._prefill, self.state,
+                            tokens[:rows], positions[:rows])
     start = time.perf_counter()
-    last_logits, caches = prefill(self.state, tokens, positions)
+    parts = [prefill(self.state, tokens[i:i + rows], positions[i:i + rows])
+             for i in range(0, len(prompts), rows)]
+    last_logits, caches = parts[0] if len(parts) == 1 else jax.tree.map(
+        lambda *a: jnp.concatenate(a), *parts)  # logits [B, V]; caches: batch is axis 0
     first = sample(last_logits, jax.random.fold_in(key, tokens.shape[1] - 1), params)
     first = np.asarray(first)
     stats.prefill_s = time.perf_counter() - start
