@@ -210,6 +210,18 @@ def test_picked_config(rng, p, e, block_m):
   check(run(case, "pallas", config=None), ref, sizes)
 
 
+@pytest.mark.parametrize("p,e,n,k_tiles,splits", [
+    (1, 32, 2880, 45, 9),  # 45 programs: split as far as allowed
+    (4, 32, 2880, 45, 5),  # 180 programs
+    (64, 32, 2880, 45, 1),  # 1440 programs
+    (16384, 32, 2880, 45, 1),
+    (1, 32, 2880, 8, 2),  # at least MIN_K_TILES_PER_SPLIT tiles per split
+    (1, 3, 32, 1, 1),
+])
+def test_picked_split_k(p, e, n, k_tiles, splits):
+  assert pick_config(p, e, n, k_tiles).k_splits == splits
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_traced_group_sizes_are_clipped(rng, backend):
   """Under jit the sizes cannot be checked, so they are clipped to fit P instead."""

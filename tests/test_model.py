@@ -220,6 +220,21 @@ def test_attention_in_query_chunks_equals_all_at_once(window):
   np.testing.assert_allclose(np.asarray(chunked), np.asarray(whole), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("window", [1, 4, 9])
+def test_prefill_chunks_on_sliding_layers_read_only_their_window(window):
+  """Keys that are the queries' own tokens (left padding included): each chunk slices its window."""
+  from mxfp4_jax.model.gpt_oss import attend
+  rng = np.random.default_rng(6)
+  b, t, k, g, d = 2, 19, 2, 3, 8
+  q, keys, values = (jnp.asarray(rng.normal(size=shape), jnp.float32)
+                     for shape in ((b, t, k, g, d), (b, t, k, d), (b, t, k, d)))
+  pos = jnp.asarray(np.stack([np.arange(t), np.r_[[-1] * 5, np.arange(t - 5)]]), jnp.int32)
+  sinks = jnp.asarray(rng.normal(size=(k, g)), jnp.float32)
+  whole = attend(q, keys, values, pos, pos, sinks, window, query_chunk=64)
+  sliced = attend(q, keys, values, pos, pos, sinks, window, query_chunk=4, aligned=True)
+  np.testing.assert_allclose(np.asarray(sliced), np.asarray(whole), rtol=1e-6, atol=1e-6)
+
+
 def test_float32_models_run_experts_in_float32():
   """The kernel takes bf16 operands, so "auto" picks the jnp reference for a float32 model."""
   base = GptOssConfig.from_dict(tiny.model_config())

@@ -92,7 +92,7 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array,
     raise ValueError(f"the Pallas kernel needs at least 16 output features, got {out_cols}")
   if x.shape[0] == 0:
     return jnp.zeros((0, out_cols), out_dtype)
-  config = config or pick_config(x.shape[0], w.num_experts, out_cols)
+  config = config or pick_config(x.shape[0], w.num_experts, out_cols, w.values.shape[1])
   if config.block_n > out_cols:
     raise ValueError(f"config.block_n={config.block_n} is wider than the {out_cols} output features")
   return grouped_matmul_pallas(x, w, group_sizes, row_weights, cfg=config, interpret=interpret,

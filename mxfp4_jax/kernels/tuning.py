@@ -57,15 +57,27 @@ def rows_per_expert(num_rows: int, num_experts: int) -> float:
   return num_rows / max(1, min(num_experts, num_rows))
 
 
-def pick_config(num_rows: int, num_experts: int, out_cols: int) -> KernelConfig:
-  """The TABLE row for the expected rows per active expert, block_n narrowed to the output.
+# Split K when few programs would have work: decode rows touch a handful of experts, and each
+# program's K loop is a chain of dependent latencies that more programs in flight overlap.
+# H100, 20b gate_up, bm=16 bn=64 (BENCHMARKS.md): P=1 0.084 -> 0.031 ms with 9 splits (45
+# programs unsplit), P=4 0.105 -> 0.059 ms with 5 (180 programs); from ~700 programs on, within 10%.
+SPLIT_K_TARGET_PROGRAMS = 1024
+MAX_K_SPLITS = 9
+MIN_K_TILES_PER_SPLIT = 4
 
-  Split K stays off: on the H100 it lost at P = 4 (0.19 ms unsplit, 0.25-0.27 ms with 3-15
-  splits) and won only 10% at P = 64 (BENCHMARKS.md); pass a config to use it.
+
+def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1) -> KernelConfig:
+  """The TABLE row for the expected rows per active expert, block_n narrowed to the output, and
+  K split ``k_splits`` ways when fewer than `SPLIT_K_TARGET_PROGRAMS` programs would have work.
+
+  ``k_tiles``: 64-value K tiles of the weight (`PackedMXFP4.values.shape[1]`).
   """
   m = rows_per_expert(num_rows, num_experts)
   cfg = next(c for limit, c in TABLE if m <= limit)
   block_n = cfg.block_n
   while block_n > 16 and block_n > out_cols:
     block_n //= 2
-  return dataclasses.replace(cfg, block_n=block_n)
+  programs = min(num_experts, num_rows) * -(-m // cfg.block_m) * -(-out_cols // block_n)
+  k_splits = min(SPLIT_K_TARGET_PROGRAMS // max(1, programs), MAX_K_SPLITS,
+                 k_tiles // MIN_K_TILES_PER_SPLIT)
+  return dataclasses.replace(cfg, block_n=block_n, k_splits=max(1, k_splits))

@@ -83,13 +83,15 @@ class LayerCache:
 SCORE_ELEMENTS = 1 << 28
 
 
-def attend(q, k, v, q_pos, k_pos, sinks, window: int | None, query_chunk: int | None = None):
+def attend(q, k, v, q_pos, k_pos, sinks, window: int | None, query_chunk: int | None = None,
+           aligned: bool = False):
   """Grouped-query attention with sinks over keys given by position (-1: no key).
 
   q [B, T, K, G, hd]; k, v [B, S, K, hd]; q_pos [B, T]; k_pos [B, S]; sinks [K, G].
   A key is visible when it exists, is not after the query, and on sliding layers is fewer than
   ``window`` positions before it. Long query blocks run ``query_chunk`` queries at a time
-  (default: as many as `SCORE_ELEMENTS` allows, at least 16).
+  (default: as many as `SCORE_ELEMENTS` allows, at least 16). ``aligned``: key i is query i's
+  own token (a prefill), so a chunk on a sliding layer reads only its window's keys.
   """
   b, t, kv_heads, group, _ = q.shape
   if query_chunk is None:
@@ -97,12 +99,27 @@ def attend(q, k, v, q_pos, k_pos, sinks, window: int | None, query_chunk: int | 
   if t <= query_chunk:
     return _attend(q, k, v, q_pos, k_pos, sinks, window)
   pad = -t % query_chunk  # padded queries have position -1: they see only the sink
+  num_chunks = (t + pad) // query_chunk
   q = jnp.pad(q, ((0, 0), (0, pad)) + ((0, 0),) * 3)
   q_pos = jnp.pad(q_pos, ((0, 0), (0, pad)), constant_values=-1)
   chunks = lambda a: jnp.moveaxis(a.reshape(a.shape[0], -1, query_chunk, *a.shape[2:]), 1, 0)
-  out = jax.lax.map(lambda c: _attend(c[0], k, v, c[1], k_pos, sinks, window),
-                    (chunks(q), chunks(q_pos)))  # [T / chunk, B, chunk, K, G, hd]
-  return jnp.moveaxis(out, 0, 1).reshape(q.shape)[:, :t]
+
+  if window is not None and aligned:
+    # Queries [c C, c C + C) see keys [c C - window + 1, c C + C): slice them out of keys padded
+    # with window - 1 empty slots in front (and the query padding behind).
+    span = query_chunk + window - 1
+    padded = lambda a, value=0: jnp.pad(a, ((0, 0), (window - 1, pad)) + ((0, 0),) * (a.ndim - 2),
+                                        constant_values=value)
+    k, v, k_pos = padded(k), padded(v), padded(k_pos, -1)
+
+    def chunk_attention(c):
+      q_c, q_pos_c, index = c
+      keys = lambda a: jax.lax.dynamic_slice_in_dim(a, index * query_chunk, span, axis=1)
+      return _attend(q_c, keys(k), keys(v), q_pos_c, keys(k_pos), sinks, window)
+  else:
+    chunk_attention = lambda c: _attend(c[0], k, v, c[1], k_pos, sinks, window)
+  out = jax.lax.map(chunk_attention, (chunks(q), chunks(q_pos), jnp.arange(num_chunks)))
+  return jnp.moveaxis(out, 0, 1).reshape(q.shape)[:, :t]  # from [T / chunk, B, chunk, K, G, hd]
 
 
 def _attend(q, k, v, q_pos, k_pos, sinks, window):
@@ -113,10 +130,13 @@ def _attend(q, k, v, q_pos, k_pos, sinks, window):
   if window is not None:
     visible &= delta < window
   scores = jnp.where(visible[:, None, None], scores, -jnp.inf)
-  # The sink is one more logit per head that takes probability mass and is then dropped; it also
-  # keeps a query with no visible key (padding) finite.
-  sink = jnp.broadcast_to(sinks[None, :, :, None, None], (*scores.shape[:-1], 1))
-  probs = jax.nn.softmax(jnp.concatenate([scores, sink], axis=-1), axis=-1)[..., :-1]
+  # The sink is one more logit per head in the softmax that takes probability mass and is then
+  # dropped; it also keeps a query with no visible key (padding) finite. Written out rather than
+  # concatenated onto the scores, which would copy them.
+  sink = sinks[None, :, :, None, None].astype(jnp.float32)  # [1, K, G, 1, 1]
+  top = jnp.maximum(jnp.max(scores, axis=-1, keepdims=True), sink)
+  weights = jnp.exp(scores - top)
+  probs = weights / (jnp.sum(weights, axis=-1, keepdims=True) + jnp.exp(sink - top))
   return jnp.einsum("bkgqs,bskd->bqkgd", probs.astype(v.dtype), v)  # [B, T, K, G, hd]
 
 
@@ -157,7 +177,7 @@ class Attention(nnx.Module):
       cache = cache.write(k, v, positions, start)
     out = attend(q, keys, values, positions, key_pos,
                  self.sinks[...].reshape(cfg.num_kv_heads, groups),
-                 cfg.sliding_window if self.sliding else None)
+                 cfg.sliding_window if self.sliding else None, aligned=keys is k)
     out = out.reshape(b, t, cfg.q_size) @ self.out_weight[...] + self.out_bias[...]
     return out, cache
 
