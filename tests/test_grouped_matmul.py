@@ -219,7 +219,8 @@ def test_picked_config(rng, p, e, block_m):
     (1, 3, 32, 1, 1),
 ])
 def test_picked_split_k(p, e, n, k_tiles, splits):
-  assert pick_config(p, e, n, k_tiles).k_splits == splits
+  config = pick_config(p, e, n, k_tiles)
+  assert config.k_splits == splits and type(config.k_splits) is int
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -308,6 +309,8 @@ def test_ptx_decode_computes_the_same_sums(rng):
 
 
 def test_kernel_config_rejects_bad_blocks():
+  with pytest.raises(TypeError, match="k_splits must be an int, got 5.0"):
+    KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, k_splits=5.0)
   with pytest.raises(ValueError, match="block_n=48 must be a power of two >= 16"):
     KernelConfig(block_m=16, block_n=48, num_warps=4, num_stages=2)
   with pytest.raises(ValueError, match="block_m=8 must be a power of two >= 16"):

@@ -7,6 +7,7 @@ on the H100; BENCHMARKS.md records the sweep that produced it.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,9 @@ class KernelConfig:
   def __post_init__(self):
     if self.decode not in ("integer", "bf16x2"):
       raise ValueError(f"KernelConfig.decode must be 'integer' or 'bf16x2', got {self.decode!r}")
+    for f in dataclasses.fields(self):
+      if f.type == "int" and type(getattr(self, f.name)) is not int:
+        raise TypeError(f"KernelConfig.{f.name} must be an int, got {getattr(self, f.name)!r}")
     for name in ("block_m", "block_n"):
       value = getattr(self, name)
       if value < 16 or value & (value - 1):
@@ -77,7 +81,8 @@ def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1
   block_n = cfg.block_n
   while block_n > 16 and block_n > out_cols:
     block_n //= 2
-  programs = min(num_experts, num_rows) * -(-m // cfg.block_m) * -(-out_cols // block_n)
+  programs = (min(num_experts, num_rows) * math.ceil(m / cfg.block_m)
+              * math.ceil(out_cols / block_n))
   k_splits = min(SPLIT_K_TARGET_PROGRAMS // max(1, programs), MAX_K_SPLITS,
                  k_tiles // MIN_K_TILES_PER_SPLIT)
   return dataclasses.replace(cfg, block_n=block_n, k_splits=max(1, k_splits))

@@ -212,7 +212,9 @@ def random_packed(key: jax.Array, num_experts: int, in_features: int, out_featur
     raise ValueError(f"random_packed: in_features={in_features} must be a multiple of {K_TILE}")
   shapes = packed_shapes(num_experts, in_features, out_features)
   k_values, k_scales, k_bias = jax.random.split(key, 3)
-  values = jax.random.randint(k_values, shapes["values"], 0, 256, jnp.int32).astype(jnp.uint8)
+  # Random bytes made as bytes: an int32 draw would need 4x the packed size at once (4 GB per
+  # 120b gate_up layer), more than is left on an 80 GB GPU beside the rest of the model.
+  values = jax.random.bits(k_values, shapes["values"], jnp.uint8)
   scales = jax.random.randint(k_scales, shapes["scales"], scale_range[0], scale_range[1] + 1,
                               jnp.int32).astype(jnp.uint8)
   bias = (jax.random.normal(k_bias, (num_experts, out_features), jnp.float32) * 0.1
