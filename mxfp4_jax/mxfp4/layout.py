@@ -25,6 +25,7 @@ In-kernel decoding uses `format.e2m1_to_bf16_bits`, exact for scale bytes in
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -200,6 +201,15 @@ def packed_shapes(num_experts: int, in_features: int, out_features: int) -> dict
               scales=(num_experts, 2 * k_tiles, out_features))
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def _random_bytes(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """Uniform uint8 of ``shape`` (last axis a multiple of 4), drawn one leading index at a time."""
+  def one(k):
+    words = jax.random.bits(k, (*shape[1:-1], shape[-1] // 4), jnp.uint32)
+    return jax.lax.bitcast_convert_type(words, jnp.uint8).reshape(shape[1:])
+  return jax.lax.map(one, jax.random.split(key, shape[0]))
+
+
 def random_packed(key: jax.Array, num_experts: int, in_features: int, out_features: int, *,
                   swiglu_halves: bool = False, with_bias: bool = True,
                   scale_range: tuple[int, int] = (118, 124)) -> PackedMXFP4:
@@ -212,9 +222,10 @@ def random_packed(key: jax.Array, num_experts: int, in_features: int, out_featur
     raise ValueError(f"random_packed: in_features={in_features} must be a multiple of {K_TILE}")
   shapes = packed_shapes(num_experts, in_features, out_features)
   k_values, k_scales, k_bias = jax.random.split(key, 3)
-  # Random bytes made as bytes: an int32 draw would need 4x the packed size at once (4 GB per
-  # 120b gate_up layer), more than is left on an 80 GB GPU beside the rest of the model.
-  values = jax.random.bits(k_values, shapes["values"], jnp.uint8)
+  # One expert at a time, as 32-bit words viewed as bytes: a single draw of all values holds
+  # several times the packed size in temporaries (4 GB per 120b gate_up layer), more than an
+  # 80 GB GPU has to spare beside that model.
+  values = _random_bytes(k_values, shapes["values"])
   scales = jax.random.randint(k_scales, shapes["scales"], scale_range[0], scale_range[1] + 1,
                               jnp.int32).astype(jnp.uint8)
   bias = (jax.random.normal(k_bias, (num_experts, out_features), jnp.float32) * 0.1
