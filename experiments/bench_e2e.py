@@ -97,6 +97,7 @@ def main(argv) -> None:
   del argv
   config = _CONFIG.value
   bench = config.bench
+  common.gpu_memory_fraction(bench.gpu_memory_fraction)
   if bench.compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", bench.compilation_cache_dir)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
