@@ -64,7 +64,8 @@ def rows_per_expert(num_rows: int, num_experts: int) -> float:
 # Split K when few programs would have work: decode rows touch a handful of experts, and each
 # program's K loop is a chain of dependent latencies that more programs in flight overlap.
 # H100, 20b gate_up, bm=16 bn=64 (BENCHMARKS.md): P=1 0.084 -> 0.031 ms with 9 splits (45
-# programs unsplit), P=4 0.105 -> 0.059 ms with 5 (180 programs); from ~700 programs on, within 10%.
+# programs unsplit), P=4 0.105 -> 0.059 ms with 5 (180 programs). With 600-1400 programs the best
+# split gained 5-18%, about the spread between runs, so those stay unsplit.
 SPLIT_K_TARGET_PROGRAMS = 1024
 MAX_K_SPLITS = 9
 MIN_K_TILES_PER_SPLIT = 4
