@@ -21,5 +21,6 @@ def get_config():
   c.moe_backend = "auto"
   c.max_len = 4096  # KV cache slots on full-attention layers: prompt + new tokens must fit
   c.chunk = 16  # decode steps per on-device loop (text streams once per chunk)
+  c.gpu_memory_fraction = 0.95  # of the GPU for JAX's allocator (120b needs more than its default 0.75)
   c.profile_chunk = 1  # with --profile_dir: which decode chunk to trace (0 is the first)
   return c

@@ -104,6 +104,7 @@ class _Printer:
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
+  common.gpu_memory_fraction(config.gpu_memory_fraction)
   start = time.perf_counter()
   model, tokenizer, label = _model_and_tokenizer(config)
   load_s = time.perf_counter() - start
