@@ -11,6 +11,7 @@ passes an optimization barrier whole, so XLA cannot shrink a call to the one ele
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -40,24 +41,51 @@ def _chain(fn: Callable, copies: Sequence, n: int, perturb: int | None = None):
 
 
 def time_per_call(fn: Callable, copies: Sequence[tuple], *, calls: tuple[int, int] = (8, 40),
-                  repeats: int = 5, perturb: int | None = None) -> float:
+                  repeats: int = 5, perturb: int | None = None, min_span_s: float = 1e-3,
+                  max_calls: int = 512) -> float:
   """Median seconds of device time per ``fn(*copy)`` call.
 
   ``perturb``: index of the argument that carries the dependency on the previous call (default:
   the smallest). It must feed the expensive part of ``fn``; its update is one elementwise pass.
+  The longer chain grows (up to ``max_calls``) until the two chains differ by ``min_span_s``:
+  a 30 us kernel over 8 extra calls is within the noise of launching the chains.
   """
-  low, high = (_chain(fn, copies, n, perturb) for n in calls)
+  low_n, high_n = calls
+  while True:
+    slope, high_s = _median_slope(fn, copies, low_n, high_n, repeats, perturb)
+    if slope * (high_n - low_n) >= min_span_s or high_n >= max_calls:
+      break
+    high_n = _longer_chain(slope, high_s, low_n, high_n, min_span_s, max_calls)
+  if slope <= 0:
+    raise RuntimeError(f"time_per_call: no positive slope between {low_n} and {high_n} calls; "
+                       "the call is below the timing noise")
+  return slope
+
+
+def _longer_chain(slope: float, high_s: float, low_n: int, high_n: int, min_span_s: float,
+                  max_calls: int) -> int:
+  """Calls for the long chain that should span ``min_span_s``; when the slope was lost in noise,
+  the long chain's whole time per call (an upper bound) stands in for it."""
+  per_call = slope if slope > 0 else high_s / high_n
+  wanted = low_n + math.ceil(1.5 * min_span_s / per_call)
+  return min(max_calls, max(2 * high_n, wanted))
+
+
+def _median_slope(fn, copies, low_n: int, high_n: int, repeats: int, perturb) -> tuple[float, float]:
+  """(median slope in seconds per call, median time of the long chain)."""
+  low, high = (_chain(fn, copies, n, perturb) for n in (low_n, high_n))
   for f in (low, high):  # compile and warm up
     jax.block_until_ready(f(copies))
-  slopes = []
+  slopes, high_times = [], []
   for _ in range(repeats):
     times = []
     for f in (low, high):
       start = time.perf_counter()
       jax.block_until_ready(f(copies))
       times.append(time.perf_counter() - start)
-    slopes.append((times[1] - times[0]) / (calls[1] - calls[0]))
-  return statistics.median(slopes)
+    slopes.append((times[1] - times[0]) / (high_n - low_n))
+    high_times.append(times[1])
+  return statistics.median(slopes), statistics.median(high_times)
 
 
 def random_routing(key: jax.Array, num_rows: int, num_experts: int, top_k: int = 4):

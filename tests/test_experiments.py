@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from mxfp4_jax import benchmarking
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -84,7 +86,6 @@ def test_bench_e2e_on_the_tiny_model(tmp_path):
 def test_decode_roofline_of_20b_batch_1():
   """About 3.7 GB a step (experts 1.27, attention 1.27, unembedding 1.16): ~790 tok/s at 2.95 TB/s."""
   from configs import gpt_oss_20b
-  from mxfp4_jax import benchmarking
   from mxfp4_jax.model import GptOssConfig
   cfg = GptOssConfig.from_dict(gpt_oss_20b.get_config().model)
   parts = benchmarking.decode_step_bytes(cfg, 1, 1024)
@@ -106,3 +107,25 @@ def test_kernel_sass_loop_stats_parses_the_disassembly():
   [loop] = loop_stats(sass)
   assert loop["instructions"] == 4
   assert loop["opcodes"] == {"LOP3": 1, "IMAD": 1, "HGMMA": 1, "BRA": 1}
+
+
+def test_time_per_call_lengthens_a_chain_lost_in_noise(monkeypatch):
+  """Slopes are scripted: a negative one (noise) and a too-short span both grow the long chain."""
+  seen = []
+  scripted = iter([(-1e-6, 4e-4), (20e-6, 1e-3), (20e-6, 2e-3)])
+
+  def fake(fn, copies, low_n, high_n, repeats, perturb):
+    seen.append((low_n, high_n))
+    return next(scripted)
+
+  monkeypatch.setattr(benchmarking, "_median_slope", fake)
+  assert benchmarking.time_per_call(None, [()], calls=(4, 12)) == 20e-6
+  # 12 calls took 0.4 ms -> at most 33 us a call -> 4 + 1.5 ms / 33 us = 49 calls; then 20 us a
+  # call over 45 more calls spans 0.9 ms < 1 ms -> at least double: 98, which spans 1.9 ms.
+  assert seen == [(4, 12), (4, 49), (4, 98)]
+
+
+def test_time_per_call_refuses_a_slope_it_cannot_resolve(monkeypatch):
+  monkeypatch.setattr(benchmarking, "_median_slope", lambda *a: (-1e-6, 1e-4))
+  with pytest.raises(RuntimeError, match="no positive slope between 4 and 512 calls"):
+    benchmarking.time_per_call(None, [()], calls=(4, 12))
