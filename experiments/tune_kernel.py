@@ -22,11 +22,6 @@ from mxfp4_jax.kernels.tuning import rows_per_expert
 _CONFIG = common.define_config("tune_kernel.py")
 
 
-def _rel_err(out: jax.Array, reference: jax.Array) -> float:
-  out = out.astype(jnp.float32)
-  return float(jnp.linalg.norm(out - reference) / jnp.maximum(jnp.linalg.norm(reference), 1e-30))
-
-
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
@@ -57,7 +52,7 @@ def main(argv) -> None:
                          accumulate_in_mma=in_mma, prefetch_scales=prefetch)
       fn = functools.partial(grouped_matmul, activation=activation, backend="pallas", config=cfg)
       try:
-        err = _rel_err(fn(*args[0]), reference)
+        err = benchmarking.relative_error(fn(*args[0]), reference)
         if not err <= config.max_rel_err:  # a fast wrong kernel must not win
           print(f"  {cfg}: wrong: rel err {err:.2e}", flush=True)
           continue

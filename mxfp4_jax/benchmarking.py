@@ -88,6 +88,12 @@ def _median_slope(fn, copies, low_n: int, high_n: int, repeats: int, perturb) ->
   return statistics.median(slopes), statistics.median(high_times)
 
 
+def relative_error(out: jax.Array, reference: jax.Array) -> float:
+  """||out - reference|| / ||reference|| (Frobenius) in float32; 0 when both are zero."""
+  out, reference = out.astype(jnp.float32), reference.astype(jnp.float32)
+  return float(jnp.linalg.norm(out - reference) / jnp.maximum(jnp.linalg.norm(reference), 1e-30))
+
+
 def random_routing(key: jax.Array, num_rows: int, num_experts: int, top_k: int = 4):
   """Group sizes [E] for ``num_rows`` token-expert rows: each token picks top_k distinct experts.
 
