@@ -11,6 +11,7 @@ passes an optimization barrier whole, so XLA cannot shrink a call to the one ele
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import time
@@ -50,9 +51,10 @@ def time_per_call(fn: Callable, copies: Sequence[tuple], *, calls: tuple[int, in
   The longer chain grows (up to ``max_calls``) until the two chains differ by ``min_span_s``:
   a 30 us kernel over 8 extra calls is within the noise of launching the chains.
   """
+  chain = functools.cache(lambda n: _chain(fn, copies, n, perturb))  # compiled once per length
   low_n, high_n = calls
   while True:
-    slope, high_s = _median_slope(fn, copies, low_n, high_n, repeats, perturb)
+    slope, high_s = _median_slope(chain, copies, low_n, high_n, repeats)
     if slope * (high_n - low_n) >= min_span_s or high_n >= max_calls:
       break
     high_n = _longer_chain(slope, high_s, low_n, high_n, min_span_s, max_calls)
@@ -71,9 +73,10 @@ def _longer_chain(slope: float, high_s: float, low_n: int, high_n: int, min_span
   return min(max_calls, max(2 * high_n, wanted))
 
 
-def _median_slope(fn, copies, low_n: int, high_n: int, repeats: int, perturb) -> tuple[float, float]:
-  """(median slope in seconds per call, median time of the long chain)."""
-  low, high = (_chain(fn, copies, n, perturb) for n in (low_n, high_n))
+def _median_slope(chain: Callable, copies, low_n: int, high_n: int,
+                  repeats: int) -> tuple[float, float]:
+  """(median slope in seconds per call, median time of the long chain); ``chain(n)``: `_chain`."""
+  low, high = chain(low_n), chain(high_n)
   for f in (low, high):  # compile and warm up
     jax.block_until_ready(f(copies))
   slopes, high_times = [], []

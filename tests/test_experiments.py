@@ -114,7 +114,7 @@ def test_time_per_call_lengthens_a_chain_lost_in_noise(monkeypatch):
   seen = []
   scripted = iter([(-1e-6, 4e-4), (20e-6, 1e-3), (20e-6, 2e-3)])
 
-  def fake(fn, copies, low_n, high_n, repeats, perturb):
+  def fake(chain, copies, low_n, high_n, repeats):
     seen.append((low_n, high_n))
     return next(scripted)
 
