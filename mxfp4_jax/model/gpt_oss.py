@@ -72,6 +72,9 @@ class LayerCache:
     """Stores T new keys/values whose global step indices are ``start .. start + T - 1`` in slot
     ``index % S``; when T > S only the last S are kept (the ring holds the newest)."""
     slots, t = self.k.shape[1], k.shape[1]
+    if t == 1:  # a decode step: one slot, updated in place
+      put = lambda a, new: jax.lax.dynamic_update_slice_in_dim(a, new, start % slots, axis=1)
+      return LayerCache(put(self.k, k), put(self.v, v), put(self.positions, positions))
     if t > slots:
       k, v, positions, start = k[:, -slots:], v[:, -slots:], positions[:, -slots:], start + t - slots
       t = slots
@@ -168,11 +171,17 @@ class Attention(nnx.Module):
     groups = cfg.num_heads // cfg.num_kv_heads
     q = q.reshape(b, t, cfg.num_kv_heads, groups, cfg.head_dim)  # head h uses KV head h // G
     keys, values, key_pos = k, v, positions
-    if cache is not None:
+    prefill = isinstance(start, int) and start == 0  # known when tracing: an empty cache
+    if cache is not None and t == 1 and not prefill:
+      # A decode step stores its key first and attends over the cache alone (no copy of it): the
+      # ring slot it takes held a key `window` or more positions back, which it must not see.
+      cache = cache.write(k, v, positions, start)
+      keys, values, key_pos = cache.k, cache.v, cache.positions
+    elif cache is not None:
       # Attend over the cache as it was plus the new keys, then store them: a prompt longer than
       # a sliding layer's ring still sees, at every position, the keys of its own window. A
-      # prefill (start 0, known when tracing) starts from an empty cache: nothing to attend there.
-      if not (isinstance(start, int) and start == 0):
+      # prefill starts from an empty cache: nothing to attend there.
+      if not prefill:
         keys = jnp.concatenate([cache.k, k], axis=1)
         values = jnp.concatenate([cache.v, v], axis=1)
         key_pos = jnp.concatenate([cache.positions, positions], axis=1)
