@@ -23,6 +23,7 @@ def get_config():
   c.decode = "integer"  # or "bf16x2", or "integer,bf16x2"
   c.accumulate_in_mma = "0"  # "0,1" sweeps both
   c.prefetch_scales = "0"  # "0,1" sweeps both
+  c.unroll_split = "0"  # "0,1" sweeps both (only matters with k_splits > 1)
   c.max_rel_err = 1e-2  # candidates further from the float32 reference are reported and dropped
   c.top_k = 4
   c.weight_copies = 8

@@ -63,7 +63,7 @@ def bench(config) -> list[dict]:
     num_experts, k, n, activation = SHAPES[shape_name]
     for num_rows in rows_list:
       key, sub = jax.random.split(key)
-      copies = weight_copies(shape_name, config)
+      copies = weight_copies(shape_name, config, num_rows)
       group_sizes, weights, xs, row_weights, activation = kernel_problem(
           sub, shape_name, num_rows, copies, config.top_k)
       active = int(jnp.sum(group_sizes > 0))

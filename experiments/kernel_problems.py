@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -11,11 +13,20 @@ from mxfp4_jax.mxfp4.format import BITS_PER_WEIGHT
 from mxfp4_jax.mxfp4.layout import random_packed
 
 
-def weight_copies(shape_name: str, config) -> int:
-  """How many weight copies to rotate: config.weight_copies, fewer if they exceed the byte cap."""
+# Bytes the rotated copies must touch, twice the H100's 50 MB L2: at P=1 one expert of one copy
+# is 4-9 MB, and 8 copies of it would be read from L2 rather than HBM.
+MIN_ROTATED_BYTES = 100e6
+
+
+def weight_copies(shape_name: str, config, num_rows: int) -> int:
+  """Weight copies to rotate: at least config.weight_copies, more when the experts ``num_rows``
+  rows touch are too few bytes to leave L2, fewer when all copies would pass the byte cap."""
   num_experts, k, n, _ = SHAPES[shape_name]
-  one_copy = num_experts * k * n * BITS_PER_WEIGHT / 8
-  return int(max(2, min(config.weight_copies, config.max_weight_bytes // one_copy)))
+  expert = k * n * BITS_PER_WEIGHT / 8
+  touched = expert * benchmarking.expected_experts_hit(num_experts, config.top_k,
+                                                       -(-num_rows // config.top_k))
+  wanted = max(config.weight_copies, math.ceil(MIN_ROTATED_BYTES / touched))
+  return int(max(2, min(wanted, config.max_weight_bytes // (num_experts * expert))))
 
 
 def kernel_problem(key, shape_name: str, num_rows: int, copies: int, top_k: int):

@@ -31,7 +31,7 @@ def main(argv) -> None:
   for shape_name, num_rows in itertools.product(common.csv_list(config.shapes),
                                                 common.csv_list(config.rows, int)):
     num_experts = SHAPES[shape_name][0]
-    copies = weight_copies(shape_name, config)
+    copies = weight_copies(shape_name, config, num_rows)
     group_sizes, weights, xs, row_weights, activation = kernel_problem(
         key, shape_name, num_rows, copies, config.top_k)
     args = [(x, w, group_sizes, row_weights) for x, w in zip(xs, weights)]
@@ -42,14 +42,16 @@ def main(argv) -> None:
     numbers = (common.csv_list(getattr(config, f), int)
                for f in ("block_m", "block_n", "num_warps", "num_stages", "k_unroll", "k_splits"))
     flags = (common.csv_list(config[f], lambda v: bool(int(v)))
-             for f in ("accumulate_in_mma", "prefetch_scales"))
-    for bm, bn, warps, stages, unroll, splits, decode, in_mma, prefetch in itertools.product(
+             for f in ("accumulate_in_mma", "prefetch_scales", "unroll_split"))
+    for (bm, bn, warps, stages, unroll, splits, decode, in_mma, prefetch,
+         unroll_split) in itertools.product(
         *numbers, common.csv_list(config.decode), *flags):
       if bm > m_limit:
         continue
       cfg = KernelConfig(block_m=bm, block_n=bn, num_warps=warps, num_stages=stages,
                          k_unroll=unroll, k_splits=splits, decode=decode,
-                         accumulate_in_mma=in_mma, prefetch_scales=prefetch)
+                         accumulate_in_mma=in_mma, prefetch_scales=prefetch,
+                         unroll_split=unroll_split)
       fn = functools.partial(grouped_matmul, activation=activation, backend="pallas", config=cfg)
       try:
         err = benchmarking.relative_error(fn(*args[0]), reference)

@@ -287,6 +287,9 @@ def test_pallas_needs_16_output_features(rng):
                                      dict(prefetch_scales=True, k_splits=2),
                                      dict(prefetch_scales=True, k_splits=5),
                                      dict(prefetch_scales=True, k_unroll=3),
+                                     dict(k_splits=3, unroll_split=True),
+                                     dict(prefetch_scales=True, k_splits=3, unroll_split=True),
+                                     dict(k_splits=2, unroll_split=True),  # 3 tiles: the loop
                                      dict(decode="bf16x2", accumulate_in_mma=True,
                                           prefetch_scales=True)])
 def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
@@ -334,6 +337,8 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
 @pytest.mark.parametrize(
     "config", [c for _, c in tuning.TABLE] + [dataclasses.replace(tuning.TABLE[0][1], k_unroll=5),
                                               dataclasses.replace(tuning.TABLE[0][1], k_splits=3),
+                                              dataclasses.replace(tuning.TABLE[0][1], k_splits=3,
+                                                                  unroll_split=True),
                                               dataclasses.replace(tuning.TABLE[0][1], decode="bf16x2"),
                                               dataclasses.replace(tuning.TABLE[-1][1], decode="bf16x2",
                                                                   accumulate_in_mma=True),
@@ -342,7 +347,7 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
                                                                   prefetch_scales=True)],
     ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_"
                    f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"
-                   f"{'_prefetch' if c.prefetch_scales else ''}"))
+                   f"{'_prefetch' if c.prefetch_scales else ''}{'_straight' if c.unroll_split else ''}"))
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.

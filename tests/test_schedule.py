@@ -5,15 +5,16 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mxfp4_jax.kernels import schedule as sched
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def tile_schedule(group_sizes, num_rows, block_m):
-  return sched.tile_schedule(group_sizes, num_rows, block_m)
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def tile_schedule(group_sizes, num_rows, block_m, read_rows=None):
+  return sched.tile_schedule(group_sizes, num_rows, block_m, read_rows)
 
 
 def row_groups(group_sizes, num_rows):
@@ -25,7 +26,7 @@ def row_groups(group_sizes, num_rows):
 @st.composite
 def schedules(draw):
   block_m = draw(st.sampled_from([16, 32, 64]))
-  num_rows = draw(st.integers(block_m, 300))
+  num_rows = draw(st.integers(1, 300))  # fewer than block_m: x is padded up to one tile
   sizes = draw(st.lists(st.one_of(st.just(0), st.integers(-2, 90)), min_size=1, max_size=9))
   return np.array(sizes, np.int32), num_rows, block_m
 
@@ -33,8 +34,9 @@ def schedules(draw):
 @given(schedules())
 def test_every_row_written_once_by_its_group(case):
   group_sizes, num_rows, block_m = case
-  num_experts = len(group_sizes)
-  tiles = jax.tree.map(np.asarray, tile_schedule(jnp.asarray(group_sizes), num_rows, block_m))
+  num_experts, read_rows = len(group_sizes), max(num_rows, block_m)
+  tiles = jax.tree.map(np.asarray, tile_schedule(jnp.asarray(group_sizes), num_rows, block_m,
+                                                 read_rows))
   group, start, end, window = tiles.group, tiles.start, tiles.end, tiles.window
 
   # A static number of tiles; the ones not needed come last, empty, with group E + 1.
@@ -53,7 +55,7 @@ def test_every_row_written_once_by_its_group(case):
     # A tile never spans two groups, and writes only rows of its own group (E: the tail).
     np.testing.assert_array_equal(expected_group[s:e], g)
     # It reads [window, window + block_m), in bounds and covering the rows it writes.
-    assert 0 <= w <= num_rows - block_m
+    assert 0 <= w <= read_rows - block_m
     assert w <= s and e <= w + block_m
     writes[s:e] += 1
   np.testing.assert_array_equal(writes, 1)
@@ -62,12 +64,25 @@ def test_every_row_written_once_by_its_group(case):
 
 
 def test_small_example():
-  """Experts of 5, 0 and 20 rows and 7 tail rows, in tiles of 16: 4 tiles used of cdiv(32, 16) + 3."""
+  """Experts of 5, 0 and 20 rows and 7 tail rows, in tiles of 16: 4 tiles used of 4 + 28 // 16."""
   tiles = tile_schedule(jnp.array([5, 0, 20], jnp.int32), 32, 16)
   assert tiles.group.tolist() == [0, 2, 2, 3, 4]
   assert tiles.start.tolist() == [0, 5, 21, 25, 0]
   assert tiles.end.tolist() == [5, 21, 25, 32, 0]
   assert tiles.window.tolist() == [0, 5, 16, 16, 0]
+
+
+def test_decode_rows_need_a_tile_per_row_at_most():
+  """4 rows over 32 experts: at most 4 tiles (one per expert hit), not one per expert."""
+  assert sched.max_tiles(4, 32, 16) == 4
+  tiles = tile_schedule(jnp.zeros(32, jnp.int32).at[jnp.array([3, 9, 17, 30])].set(1), 4, 16, 16)
+  assert tiles.group.tolist() == [3, 9, 17, 30]
+  assert tiles.window.tolist() == [0, 0, 0, 0]
+
+
+def test_read_rows_below_a_tile_is_an_error():
+  with pytest.raises(ValueError, match="read_rows=8 must be at least block_m=16"):
+    sched.tile_schedule(jnp.array([2, 2]), 4, 16, read_rows=8)
 
 
 def test_clip_group_sizes():

@@ -109,9 +109,18 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
     split = pl.program_id(2)
     per_split = pl.cdiv(num_k_tiles, cfg.k_splits)
     first = split * per_split
-    last = first + has_work * (jnp.minimum(first + per_split, num_k_tiles) - first)
-    # A split past the last tile (more splits than tiles) runs no step; its prefetch stays in bounds.
-    accs, _ = lax.fori_loop(first, last, k_tile, initial(jnp.minimum(first, num_k_tiles - 1)))
+    if cfg.unroll_split and num_k_tiles % cfg.k_splits == 0:
+      def straight_line():  # every tile's loads can be issued before the first dot waits
+        carry = initial(first)
+        for u in range(per_split):
+          carry = k_tile(first + u, carry)
+        return carry[0]
+      accs = lax.cond(has_work != 0, straight_line, lambda: initial(0)[0])
+    else:
+      last = first + has_work * (jnp.minimum(first + per_split, num_k_tiles) - first)
+      # A split past the last tile (more splits than tiles) runs no step; its prefetch stays in
+      # bounds.
+      accs, _ = lax.fori_loop(first, last, k_tile, initial(jnp.minimum(first, num_k_tiles - 1)))
     for acc, row0 in zip(accs, weight_rows):
       pltriton.store(out_ref.at[split, pl.ds(window, bm), pl.ds(row0, bn)], acc.T, mask=mask)
     return
@@ -152,7 +161,7 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, *, c
   if row_weights is not None:
     row_weights = jnp.pad(row_weights.astype(jnp.float32), (0, padded_rows - num_rows))
 
-  tiles = sched.tile_schedule(group_sizes, padded_rows, cfg.block_m)
+  tiles = sched.tile_schedule(group_sizes, num_rows, cfg.block_m, read_rows=padded_rows)
   num_tiles = tiles.group.shape[0]
   operands = [tiles.group, tiles.start, tiles.end, tiles.window, x, w.values, w.scales]
   # Split K leaves bias and row weights to the epilogue that runs on the summed shares.

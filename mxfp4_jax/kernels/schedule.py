@@ -2,12 +2,14 @@
 
 Rows ``[P, K]`` are sorted by expert; ``group_sizes[e]`` rows belong to expert ``e``, and the rows
 past ``sum(group_sizes)`` form one more "tail" group whose output is zero. Each group is cut into
-tiles of at most ``block_m`` rows; a tile never spans two groups. The number of tiles is at most
-``cdiv(P, block_m) + E`` (E + 1 groups, each adding at most one partial tile), a static bound, so
-the grid is static and programs past the real tile count exit at once.
+tiles of at most ``block_m`` rows; a tile never spans two groups. With n <= min(E + 1, P) groups
+that have rows, the tiles number at most ``n + (P - n) // block_m`` (each group's last tile may be
+partial), a static bound, so the grid is static and programs past the real tile count exit at
+once. Decode rows touch few experts: P = 4 rows need at most 4 tiles, not one per expert.
 
 A tile reads the ``block_m`` rows starting at ``window`` and writes only rows in ``[start, end)``;
-``window = min(start, P - block_m)`` keeps every read in bounds without padding ``x``.
+``window = min(start, R - block_m)``, where R >= block_m is the rows ``x`` has (P, or P padded
+up to one tile), keeps every read in bounds.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class TileSchedule:
 
 
 def max_tiles(num_rows: int, num_experts: int, block_m: int) -> int:
-  return -(-num_rows // block_m) + num_experts
+  groups_with_rows = min(num_experts + 1, num_rows)  # E experts and the tail
+  return groups_with_rows + (num_rows - groups_with_rows) // block_m
 
 
 def clip_group_sizes(group_sizes: jax.Array, num_rows: int) -> jax.Array:
@@ -37,8 +40,14 @@ def clip_group_sizes(group_sizes: jax.Array, num_rows: int) -> jax.Array:
   return jnp.diff(ends, prepend=0)
 
 
-def tile_schedule(group_sizes: jax.Array, num_rows: int, block_m: int) -> TileSchedule:
-  """Tiles for ``group_sizes`` [E] (clipped, see `clip_group_sizes`) over ``num_rows >= block_m``."""
+def tile_schedule(group_sizes: jax.Array, num_rows: int, block_m: int,
+                  read_rows: int | None = None) -> TileSchedule:
+  """Tiles for ``group_sizes`` [E] (clipped, see `clip_group_sizes`) over ``num_rows`` rows of
+  which a tile may read ``read_rows >= block_m`` (default ``num_rows``)."""
+  read_rows = num_rows if read_rows is None else read_rows
+  if read_rows < max(block_m, num_rows):
+    raise ValueError(f"read_rows={read_rows} must be at least block_m={block_m} and "
+                     f"num_rows={num_rows}")
   num_experts = group_sizes.shape[0]
   expert_ends = jnp.cumsum(clip_group_sizes(group_sizes, num_rows))
   group_ends = jnp.append(expert_ends, num_rows)  # [E + 1], the tail group last
@@ -56,5 +65,5 @@ def tile_schedule(group_sizes: jax.Array, num_rows: int, block_m: int) -> TileSc
   start = group_starts[g] + (t - tile_starts[g]) * block_m
   end = jnp.minimum(start + block_m, group_ends[g])
   start, end = jnp.where(in_range, start, 0), jnp.where(in_range, end, 0)
-  window = jnp.clip(start, 0, num_rows - block_m)
+  window = jnp.clip(start, 0, read_rows - block_m)
   return TileSchedule(group=group, start=start, end=end, window=window)

@@ -28,6 +28,9 @@ class KernelConfig:
   # Load the next K tile's scales one step ahead: the values come through Triton's cp.async
   # pipeline, the scale bytes as plain loads whose latency each step otherwise waits out.
   prefetch_scales: bool = False
+  # With k_splits dividing the K tiles: each split's tiles as straight-line code rather than a
+  # loop (a decode-sized split has 5-9 tiles, too few for the loop pipeliner's prologue to pay).
+  unroll_split: bool = False
 
   def __post_init__(self):
     if self.decode not in ("integer", "bf16x2"):
@@ -44,11 +47,13 @@ class KernelConfig:
 # (largest expected rows per active expert, config); the last row covers everything larger.
 TABLE: tuple[tuple[int, KernelConfig], ...] = (
     # 20b gate_up, H100 sweep of 2026-11-23 (BENCHMARKS.md): P=4 0.134 ms, P=64 0.201 ms
+    # Straight-line splits, P=1 with 100 MB of weights rotated: 9 splits 0.0505 -> 0.0400 ms,
+    # 5 splits 0.0460 -> 0.0413 ms.
     (16, KernelConfig(block_m=16, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
-                      accumulate_in_mma=True)),
+                      accumulate_in_mma=True, unroll_split=True)),
     # P=1024 (32 rows per expert): 0.330 ms; block_m=64 without in-MMA accumulation, 0.322 ms
     (32, KernelConfig(block_m=32, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
-                      accumulate_in_mma=True)),
+                      accumulate_in_mma=True, unroll_split=True)),
     (64, KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=4, decode="bf16x2")),
     # P=16384: 1.786 ms (304 TF/s)
     (1 << 62, KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
