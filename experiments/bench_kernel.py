@@ -19,7 +19,7 @@ from absl import app, logging
 
 from configs.bench_kernel import SHAPES
 from experiments import common
-from experiments.kernel_problems import kernel_problem, weight_copies
+from experiments.kernel_problems import PERTURB, kernel_problem, weight_copies
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import grouped_matmul
 from mxfp4_jax.mxfp4.layout import dequantize_packed, random_packed
@@ -81,7 +81,7 @@ def bench(config) -> list[dict]:
       row = dict(shape=shape_name, rows=num_rows, active_experts=active, copies=copies,
                  rel_err=rel_err)
       seconds = benchmarking.time_per_call(kernel, args, calls=tuple(config.calls),
-                                           repeats=config.repeats)
+                                           repeats=config.repeats, perturb=PERTURB)
       if config.profile_dir:  # a few more kernel calls, traced, after the timing
         with jax.profiler.trace(f"{config.profile_dir}/{shape_name}_P{num_rows}",
                                 create_perfetto_trace=True):

@@ -29,6 +29,13 @@ def weight_copies(shape_name: str, config, num_rows: int) -> int:
   return int(max(2, min(wanted, config.max_weight_bytes // (num_experts * expert))))
 
 
+# The argument of (x, w, group_sizes, row_weights) that carries each timed call's dependency on
+# the previous one. Group sizes feed the tile schedule and so every kernel launch; row weights,
+# though smaller, feed only the epilogue after a split-K kernel, and perturbing them let XLA merge
+# the repeated kernel calls of a chain longer than the copies (times far past the HBM roofline).
+PERTURB = 2
+
+
 def kernel_problem(key, shape_name: str, num_rows: int, copies: int, top_k: int):
   """(group_sizes, weight copies, x copies, row_weights or None, activation) on the device."""
   num_experts, k, n, activation = SHAPES[shape_name]

@@ -1,4 +1,4 @@
-"""Where the device time goes in a `jax.profiler` trace: GPU kernel time by kernel and by scope.
+"""Where the device time goes in a `jax.profiler` trace: GPU kernel time by kernel.
 
   python -m experiments.generate --config=configs/generate.py --config.random_model=gpt_oss_20b \
       --profile_dir=results/trace
@@ -62,14 +62,6 @@ def busy_and_span_us(events: list[dict]) -> tuple[float, float]:
   return busy, intervals[-1][1] - intervals[0][0]
 
 
-def scope_of(event: dict) -> str:
-  """The op's name scope without jit/while wrappers and numbers: 'mxfp4_moe/...' style."""
-  args = event.get("args", {})
-  name = str(args.get("tf_op") or args.get("long_name") or args.get("hlo_op") or event["name"])
-  parts = [p for p in name.split("/") if not re.match(r"(jit|pjit|while|body|cond|closed_call)\b", p)]
-  return re.sub(r"[._]?\d+", "", "/".join(parts[:3]))
-
-
 def kernel_name(event: dict) -> str:
   return re.sub(r"[._]\d+$", "", re.sub(r"\.\d+", "", event["name"]))
 
@@ -96,7 +88,6 @@ def summarize(path, steps: int = 1, top: int = 25) -> str:
   lines = [f"{len(events) / steps:.1f} GPU events/step | busy {busy / steps:.1f} us/step | span "
            f"{span / steps:.1f} us/step | idle {1 - busy / span if span else 0:.1%}",
            "", "by kernel:", *table(events, kernel_name, steps, top),
-           "", "by scope:", *table(events, scope_of, steps, top),
            "", f"args of one event: {sorted(events[0].get('args', {}))}"]
   return "\n".join(lines)
 

@@ -14,7 +14,7 @@ from absl import app
 
 from configs.bench_kernel import SHAPES
 from experiments import common
-from experiments.kernel_problems import kernel_problem, weight_copies
+from experiments.kernel_problems import PERTURB, kernel_problem, weight_copies
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import KernelConfig, grouped_matmul
 from mxfp4_jax.kernels.tuning import rows_per_expert
@@ -59,7 +59,7 @@ def main(argv) -> None:
           print(f"  {cfg}: wrong: rel err {err:.2e}", flush=True)
           continue
         seconds = benchmarking.time_per_call(fn, args, calls=tuple(config.calls),
-                                             repeats=config.repeats)
+                                             repeats=config.repeats, perturb=PERTURB)
       except Exception as e:  # noqa: BLE001 - a config the compiler rejects is a result too
         print(f"  {cfg}: failed: {str(e).splitlines()[0][:120]}")
         continue
