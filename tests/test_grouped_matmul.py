@@ -212,7 +212,10 @@ def test_picked_config(rng, p, e, block_m):
 
 @pytest.mark.parametrize("p,e,n,k_tiles,splits", [
     (1, 32, 2880, 45, 9),  # 45 programs: split as far as allowed
-    (4, 32, 2880, 45, 5),  # 180 programs
+    (4, 32, 2880, 45, 9),  # 180 programs
+    (16, 32, 2880, 45, 3),  # 720 programs: 3 divides 45 tiles
+    (1, 32, 2880, 44, 4),  # 4 divides 44; 9 would not
+    (1, 32, 2880, 43, 9),  # prime: no dividing count, the loop takes the largest
     (64, 32, 2880, 45, 1),  # 1440 programs
     (16384, 32, 2880, 45, 1),
     (1, 32, 2880, 8, 2),  # at least MIN_K_TILES_PER_SPLIT tiles per split

@@ -204,6 +204,7 @@ def test_config_errors():
 
 
 @pytest.mark.parametrize("window", [None, 4])
+@jax.default_matmul_precision("highest")  # float32 on a GPU too, not TF32
 def test_attention_in_query_chunks_equals_all_at_once(window):
   """Long prompts attend a chunk of queries at a time (padding the last chunk): same result."""
   from mxfp4_jax.model.gpt_oss import attend
@@ -221,6 +222,7 @@ def test_attention_in_query_chunks_equals_all_at_once(window):
 
 
 @pytest.mark.parametrize("window", [1, 4, 9])
+@jax.default_matmul_precision("highest")  # float32 on a GPU too, not TF32
 def test_prefill_chunks_on_sliding_layers_read_only_their_window(window):
   """Keys that are the queries' own tokens (left padding included): each chunk slices its window."""
   from mxfp4_jax.model.gpt_oss import attend

@@ -68,17 +68,19 @@ def rows_per_expert(num_rows: int, num_experts: int) -> float:
 
 # Split K when few programs would have work: decode rows touch a handful of experts, and each
 # program's K loop is a chain of dependent latencies that more programs in flight overlap.
-# H100, 20b gate_up, bm=16 bn=64 (BENCHMARKS.md): P=1 0.084 -> 0.031 ms with 9 splits (45
-# programs unsplit), P=4 0.105 -> 0.059 ms with 5 (180 programs). With 600-1400 programs the best
-# split gained 5-18%, about the spread between runs, so those stay unsplit.
-SPLIT_K_TARGET_PROGRAMS = 1024
+# H100, 20b gate_up, bm=16 bn=64, straight-line splits (BENCHMARKS.md): P=1 (45 programs) 9
+# splits 0.040 ms, 5 splits 0.041, 3 splits 0.051; P=16 (630 programs) 3 splits 0.096 ms against
+# 0.108 unsplit and 0.107 with 5.
+SPLIT_K_TARGET_PROGRAMS = 2400
 MAX_K_SPLITS = 9
 MIN_K_TILES_PER_SPLIT = 4
 
 
 def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1) -> KernelConfig:
   """The TABLE row for the expected rows per active expert, block_n narrowed to the output, and
-  K split ``k_splits`` ways when fewer than `SPLIT_K_TARGET_PROGRAMS` programs would have work.
+  K split ``k_splits`` ways while that keeps the programs with work within
+  `SPLIT_K_TARGET_PROGRAMS`. A split count that divides the K tiles is preferred, so that the
+  splits run as straight-line code (`KernelConfig.unroll_split`).
 
   ``k_tiles``: 64-value K tiles of the weight (`PackedMXFP4.values.shape[1]`).
   """
@@ -89,6 +91,7 @@ def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1
     block_n //= 2
   programs = (min(num_experts, num_rows) * math.ceil(m / cfg.block_m)
               * math.ceil(out_cols / block_n))
-  k_splits = min(SPLIT_K_TARGET_PROGRAMS // max(1, programs), MAX_K_SPLITS,
-                 k_tiles // MIN_K_TILES_PER_SPLIT)
-  return dataclasses.replace(cfg, block_n=block_n, k_splits=max(1, k_splits))
+  most = max(1, min(SPLIT_K_TARGET_PROGRAMS // max(1, programs), MAX_K_SPLITS,
+                    k_tiles // MIN_K_TILES_PER_SPLIT))
+  dividing = [d for d in range(2, most + 1) if k_tiles % d == 0]
+  return dataclasses.replace(cfg, block_n=block_n, k_splits=max(dividing, default=most))
