@@ -227,6 +227,40 @@ def test_picked_split_k(p, e, n, k_tiles, splits):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name,swiglu,config", [
+    ("p7_padded_k", False, CFG), ("p33_e32_swiglu", True, CFG),
+    ("p33_e32", False, dataclasses.replace(CFG, k_splits=2)),  # split K: epilogue by row expert
+    ("single_row_groups", False, None),  # the picked config
+])
+def test_row_experts_in_any_order(rng, backend, name, swiglu, config):
+  """Rows shuffled out of expert order, each naming its expert: the sorted result, shuffled."""
+  e, k, n, p, spec, options = CASES[name]
+  sizes = np.asarray(group_sizes_for(rng, spec, e, p))
+  sizes[0] += p - sizes.sum()  # every row in a group (no tail rows)
+  case, ref, _ = make_case(rng, e, k, n, p, sizes, **options)
+  shuffle = rng.permutation(p)
+  row_experts = np.repeat(np.arange(e), sizes)[shuffle]
+  row_weights = None if case["row_weights"] is None else case["row_weights"][shuffle]
+  out = grouped_matmul(case["x"][shuffle], case["w"], None, row_weights,
+                       row_experts=jnp.asarray(row_experts, jnp.int32),
+                       activation="swiglu" if swiglu else None, backend=backend,
+                       interpret=INTERPRET and backend == "pallas", config=config)
+  check(out, ref[shuffle], [p])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_traced_row_experts_out_of_range_give_zeros(rng, backend):
+  case, ref, _ = make_case(rng, 3, 64, 32, 5, [2, 2, 1], bias=True, row_weights=True)
+  fn = jax.jit(lambda x, w, r, rw: grouped_matmul(
+      x, w, None, rw, row_experts=r, backend=backend, config=CFG,
+      interpret=INTERPRET and backend == "pallas"))
+  out = np.asarray(fn(case["x"], case["w"], jnp.array([0, 3, 1, -1, 2], jnp.int32),
+                      case["row_weights"]).astype(jnp.float32))
+  assert not out[[1, 3]].any() and np.isfinite(out).all()
+  check(out[[0, 2, 4]], ref[[0, 2, 4]], [3])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_traced_group_sizes_are_clipped(rng, backend):
   """Under jit the sizes cannot be checked, so they are clipped to fit P instead."""
   case, _, _ = make_case(rng, 3, 64, 32, 20, [0, 0, 0], bias=True)
@@ -267,6 +301,13 @@ def call(args, **overrides):
     (dict(activation="gelu"), ValueError, "activation must be one of"),
     (dict(backend="triton"), ValueError, "backend must be one of"),
     (dict(w=np.zeros((3, 1, 32, 32), np.uint8)), TypeError, "w must be a PackedMXFP4"),
+    (dict(row_experts=jnp.zeros(7, jnp.int32)), ValueError, "exactly one of group_sizes"),
+    (dict(group_sizes=None), ValueError, "exactly one of group_sizes"),
+    (dict(group_sizes=None, row_experts=jnp.zeros(6, jnp.int32)), ValueError,
+     r"row_experts must be an integer array of shape \[7\]"),
+    (dict(group_sizes=None, row_experts=jnp.zeros(7)), ValueError, "row_experts must be an integer"),
+    (dict(group_sizes=None, row_experts=jnp.array([0, 1, 2, 3, 0, 1, 2])), ValueError,
+     r"row_experts must be in \[0, 3\), got values from 0 to 3"),
 ])
 def test_bad_arguments(args, bad, error, match):
   with pytest.raises(error, match=match):

@@ -167,10 +167,12 @@ def test_sliding_window_changes_even_layers_only(model):
 
 @pytest.mark.parametrize("backend,interpret,tol", [("reference", False, 1e-5),
                                                    ("pallas", jax.default_backend() != "gpu", 2e-2)])
-def test_moe_matches_reference(model, backend, interpret, tol):
-  """Router top-k + softmax over the chosen, sort by expert, fused SwiGLU with the clamp active
-  (inputs scaled up), weighted combine; the Pallas path runs bf16 operands."""
-  x = np.random.default_rng(3).normal(size=(2, 9, CFG.hidden_size)) * 30
+@pytest.mark.parametrize("shape", [(2, 9), (1, 1)], ids=["sorted_rows", "decode_rows"])
+def test_moe_matches_reference(model, backend, interpret, tol, shape):
+  """Router top-k + softmax over the chosen, rows sorted by expert (or, for one token's few rows,
+  one tile per row), fused SwiGLU with the clamp active (inputs scaled up), weighted combine;
+  the Pallas path runs bf16 operands."""
+  x = np.random.default_rng(3).normal(size=(*shape, CFG.hidden_size)) * 30
   moe = model.layers[0].mlp
   moe.cfg = CFG.replace(moe_backend=backend, moe_interpret=interpret)
   try:

@@ -25,7 +25,7 @@ def default_backend() -> str:
   return "pallas" if jax.default_backend() == "gpu" else "reference"
 
 
-def _check_args(x, w, group_sizes, row_weights, activation, backend):
+def _check_args(x, w, group_sizes, row_weights, row_experts, activation, backend):
   check_packed(w, "w")
   if backend not in BACKENDS:
     raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -38,20 +38,37 @@ def _check_args(x, w, group_sizes, row_weights, activation, backend):
     raise ValueError(f"x must have shape [P, {w.in_features}] to match w, got {tuple(x.shape)}")
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise TypeError(f"x must be a float array, got {x.dtype}")
-  if group_sizes.shape != (w.num_experts,) or not jnp.issubdtype(group_sizes.dtype, jnp.integer):
+  if (group_sizes is None) == (row_experts is None):
+    raise ValueError("pass exactly one of group_sizes (rows sorted by expert) and row_experts "
+                     "(each row's expert)")
+  if row_experts is not None:
+    _check_row_experts(row_experts, x.shape[0], w.num_experts)
+  elif group_sizes.shape != (w.num_experts,) or not jnp.issubdtype(group_sizes.dtype, jnp.integer):
     raise ValueError(f"group_sizes must be an integer array of shape [{w.num_experts}] "
                      f"(one per expert), got {group_sizes.dtype}{list(group_sizes.shape)}")
   if row_weights is not None and row_weights.shape != (x.shape[0],):
     raise ValueError(f"row_weights must have shape [{x.shape[0]}], got {tuple(row_weights.shape)}")
-  if not isinstance(group_sizes, jax.core.Tracer):
+  if group_sizes is not None and not isinstance(group_sizes, jax.core.Tracer):
     sizes = np.asarray(group_sizes)
     if (sizes < 0).any() or sizes.sum() > x.shape[0]:
       raise ValueError(f"group_sizes must be >= 0 and sum to at most P={x.shape[0]}, "
                        f"got sum {sizes.sum()} and min {sizes.min()}")
 
 
-def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array,
-                   row_weights: jax.Array | None = None, *, activation: str | None = None,
+def _check_row_experts(row_experts, num_rows: int, num_experts: int) -> None:
+  if row_experts.shape != (num_rows,) or not jnp.issubdtype(row_experts.dtype, jnp.integer):
+    raise ValueError(f"row_experts must be an integer array of shape [{num_rows}] (one per row "
+                     f"of x), got {row_experts.dtype}{list(row_experts.shape)}")
+  if not isinstance(row_experts, jax.core.Tracer) and num_rows:
+    experts = np.asarray(row_experts)
+    if experts.min() < 0 or experts.max() >= num_experts:
+      raise ValueError(f"row_experts must be in [0, {num_experts}), got values from "
+                       f"{experts.min()} to {experts.max()}")
+
+
+def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
+                   row_weights: jax.Array | None = None, *, row_experts: jax.Array | None = None,
+                   activation: str | None = None,
                    backend: str = "auto", out_dtype=None, config: KernelConfig | None = None,
                    interpret: bool = False, swiglu_alpha: float = SWIGLU_ALPHA,
                    swiglu_limit: float = SWIGLU_LIMIT) -> jax.Array:
@@ -62,8 +79,13 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array,
     w: `PackedMXFP4` weights of E experts, ``[K, N]`` each, with an optional bias.
     group_sizes: ``[E]`` int; rows ``[sum(g[:e]), sum(g[:e + 1]))`` use expert ``e``. Rows past
       ``sum(group_sizes)`` are ignored and their output is zero. Under ``jit`` the sizes are
-      clipped to fit ``P``; with concrete sizes a bad sum is an error.
+      clipped to fit ``P``; with concrete sizes a bad sum is an error. ``None`` with
+      ``row_experts``.
     row_weights: optional ``[P]`` factor per row (the router weight), applied last.
+    row_experts: instead of ``group_sizes``, ``[P]`` int: each row's expert, rows in any order.
+      The kernel then runs one tile per row, which suits about one row per expert (a decode
+      step's token-expert pairs, with no sort). Under ``jit`` a row with an expert outside
+      ``[0, E)`` gives zeros; with concrete values it is an error.
     activation: ``None``, or ``"swiglu"`` for a gate_up weight packed with ``swiglu_halves``:
       the output is GPT-OSS's clamped SwiGLU of the glu and linear halves, ``[P, N / 2]``.
     backend: ``"pallas"`` (the kernel), ``"reference"`` (jnp), or ``"auto"``: pallas on GPU.
@@ -73,17 +95,20 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array,
   Returns:
     ``[P, N]`` (``[P, N / 2]`` with SwiGLU) of ``out_dtype``.
   """
-  x, group_sizes = jnp.asarray(x), jnp.asarray(group_sizes)
-  row_weights = None if row_weights is None else jnp.asarray(row_weights)
-  _check_args(x, w, group_sizes, row_weights, activation, backend)
-  group_sizes = clip_group_sizes(group_sizes, x.shape[0])
+  as_array = lambda a: None if a is None else jnp.asarray(a)
+  x, group_sizes, row_weights, row_experts = map(as_array, (x, group_sizes, row_weights,
+                                                            row_experts))
+  _check_args(x, w, group_sizes, row_weights, row_experts, activation, backend)
+  if group_sizes is not None:
+    group_sizes = clip_group_sizes(group_sizes, x.shape[0])
   out_dtype = jnp.dtype(out_dtype or x.dtype)
   if backend == "auto":
     backend = "pallas" if interpret else default_backend()
   epilogue = dict(activation=activation, out_dtype=out_dtype, swiglu_alpha=swiglu_alpha,
                   swiglu_limit=swiglu_limit)
   if backend == "reference":
-    return grouped_matmul_reference(x, w, group_sizes, row_weights, **epilogue)
+    return grouped_matmul_reference(x, w, group_sizes, row_weights, row_experts=row_experts,
+                                    **epilogue)
 
   from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas  # noqa: PLC0415
 
@@ -92,10 +117,13 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array,
     raise ValueError(f"the Pallas kernel needs at least 16 output features, got {out_cols}")
   if x.shape[0] == 0:
     return jnp.zeros((0, out_cols), out_dtype)
-  config = config or pick_config(x.shape[0], w.num_experts, out_cols, w.values.shape[1])
+  # One tile per row (row_experts) is picked for as if each row had an expert of its own.
+  config = config or pick_config(x.shape[0], x.shape[0] if row_experts is not None
+                                 else w.num_experts, out_cols, w.values.shape[1])
   if config.block_n > out_cols:
     raise ValueError(f"config.block_n={config.block_n} is wider than the {out_cols} output features")
-  return grouped_matmul_pallas(x, w, group_sizes, row_weights, cfg=config, interpret=interpret,
+  return grouped_matmul_pallas(x, w, group_sizes, row_weights, row_experts, cfg=config,
+                               interpret=interpret,
                                **epilogue)
 
 

@@ -17,7 +17,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 from mxfp4_jax.kernels import schedule as sched
-from mxfp4_jax.kernels.reference import moe_epilogue
+from mxfp4_jax.kernels.reference import expert_of_row, moe_epilogue, valid_experts
 from mxfp4_jax.kernels.swiglu import swiglu
 from mxfp4_jax.kernels.triton_ops import dot_accumulate
 from mxfp4_jax.kernels.tuning import KernelConfig
@@ -148,8 +148,8 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
 
 @functools.partial(jax.jit, static_argnames=("cfg", "activation", "out_dtype", "interpret",
                                              "swiglu_alpha", "swiglu_limit"))
-def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, *, cfg: KernelConfig,
-                          activation: str | None, out_dtype, interpret: bool,
+def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_experts=None, *,
+                          cfg: KernelConfig, activation: str | None, out_dtype, interpret: bool,
                           swiglu_alpha: float, swiglu_limit: float):
   """Arguments already checked by `mxfp4_jax.kernels.grouped_matmul`; see there."""
   num_rows = x.shape[0]
@@ -161,7 +161,10 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, *, c
   if row_weights is not None:
     row_weights = jnp.pad(row_weights.astype(jnp.float32), (0, padded_rows - num_rows))
 
-  tiles = sched.tile_schedule(group_sizes, num_rows, cfg.block_m, read_rows=padded_rows)
+  if row_experts is None:
+    tiles = sched.tile_schedule(group_sizes, num_rows, cfg.block_m, read_rows=padded_rows)
+  else:
+    tiles = sched.row_schedule(row_experts, w.num_experts, cfg.block_m, read_rows=padded_rows)
   num_tiles = tiles.group.shape[0]
   operands = [tiles.group, tiles.start, tiles.end, tiles.window, x, w.values, w.scales]
   # Split K leaves bias and row weights to the epilogue that runs on the summed shares.
@@ -192,7 +195,9 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, *, c
       + ("_split_k" if split_k else ""),
   )(*operands)
   if split_k:
-    return moe_epilogue(out.sum(axis=0)[:num_rows], w, group_sizes,
+    expert = (expert_of_row(group_sizes, num_rows) if row_experts is None
+              else valid_experts(row_experts, w.num_experts))
+    return moe_epilogue(out.sum(axis=0)[:num_rows], w, expert,
                         None if row_weights is None else row_weights[:num_rows],
                         activation=activation, out_dtype=out_dtype, swiglu_alpha=swiglu_alpha,
                         swiglu_limit=swiglu_limit)

@@ -16,12 +16,17 @@ def expert_of_row(group_sizes: jax.Array, num_rows: int) -> jax.Array:
                           method="compare_all").astype(jnp.int32)
 
 
-def moe_epilogue(h, w: PackedMXFP4, group_sizes, row_weights=None, *, activation: str | None,
+def valid_experts(row_experts: jax.Array, num_experts: int) -> jax.Array:
+  """[P] int32: each row's expert, E where it is outside [0, E) (such rows give zeros)."""
+  valid = (row_experts >= 0) & (row_experts < num_experts)
+  return jnp.where(valid, row_experts, num_experts).astype(jnp.int32)
+
+
+def moe_epilogue(h, w: PackedMXFP4, expert, row_weights=None, *, activation: str | None,
                  out_dtype, swiglu_alpha: float, swiglu_limit: float):
   """``[P, N]`` float32 sums ``x @ W[e]`` -> the grouped matmul's output: bias, activation, row
-  weights, zero rows past the groups, cast. Shared by the reference and the split-K kernel path."""
-  num_rows = h.shape[0]
-  expert = expert_of_row(group_sizes, num_rows)
+  weights, zero rows whose ``expert`` [P] is E (none), cast. Shared by the reference and the
+  split-K kernel path."""
   if w.bias is not None:
     h = h + jnp.take(w.bias, jnp.minimum(expert, w.num_experts - 1), axis=0)
   if activation == "swiglu":
@@ -32,11 +37,22 @@ def moe_epilogue(h, w: PackedMXFP4, group_sizes, row_weights=None, *, activation
   return jnp.where((expert < w.num_experts)[:, None], h, 0).astype(out_dtype)
 
 
-def grouped_matmul_reference(x, w: PackedMXFP4, group_sizes, row_weights=None, **epilogue):
-  """Same contract as `mxfp4_jax.kernels.grouped_matmul`; computes in x's dtype, accumulates in f32."""
+def _ragged_sums(x, w: PackedMXFP4, group_sizes):
   compute_dtype = jnp.float32 if x.dtype == jnp.float32 else jnp.bfloat16
   dense = dequantize_packed(w, compute_dtype)  # [E, K, N]
-  h = jax.lax.ragged_dot(x.astype(compute_dtype), dense, group_sizes,
-                         precision=jax.lax.Precision.HIGHEST,
-                         preferred_element_type=jnp.float32)  # [P, N]
-  return moe_epilogue(h, w, group_sizes, row_weights, **epilogue)
+  return jax.lax.ragged_dot(x.astype(compute_dtype), dense, group_sizes,
+                            precision=jax.lax.Precision.HIGHEST,
+                            preferred_element_type=jnp.float32)  # [P, N]
+
+
+def grouped_matmul_reference(x, w: PackedMXFP4, group_sizes=None, row_weights=None, *,
+                             row_experts=None, **epilogue):
+  """Same contract as `mxfp4_jax.kernels.grouped_matmul`; computes in x's dtype, accumulates in f32."""
+  if row_experts is None:
+    expert = expert_of_row(group_sizes, x.shape[0])
+    return moe_epilogue(_ragged_sums(x, w, group_sizes), w, expert, row_weights, **epilogue)
+  expert = valid_experts(row_experts, w.num_experts)
+  order = jnp.argsort(expert, stable=True)  # sorted for ragged_dot, then put back
+  sizes = jnp.bincount(expert, length=w.num_experts + 1)[:w.num_experts].astype(jnp.int32)
+  h = _ragged_sums(x[order], w, sizes)[jnp.argsort(order)]
+  return moe_epilogue(h, w, expert, row_weights, **epilogue)

@@ -213,15 +213,27 @@ class MoE(nnx.Module):
     top_logits, experts = jax.lax.top_k(router_logits.astype(jnp.float32), cfg.experts_per_token)
     weights = jax.nn.softmax(top_logits, axis=-1)  # [N, k], over the chosen experts only
 
+    kernel_args = dict(backend=cfg.resolved_moe_backend, interpret=cfg.moe_interpret)
+    swiglu_args = dict(activation="swiglu", swiglu_alpha=cfg.swiglu_alpha,
+                       swiglu_limit=cfg.swiglu_limit)
+    flat_experts = experts.reshape(-1)  # [P], token-major: row p is token p // k
+    if flat_experts.shape[0] <= cfg.num_experts // 2:
+      # A decode step's few rows, about one per expert: each row is its own tile, so no sort,
+      # no group sizes and no scatter, only a sum over each token's k rows.
+      rows = jnp.repeat(tokens, cfg.experts_per_token, axis=0)  # [P, D]
+      h = grouped_matmul(rows, self.gate_up.get_value(), None, row_experts=flat_experts,
+                         **swiglu_args, **kernel_args)  # [P, I]
+      y = grouped_matmul(h, self.down.get_value(), None, weights.reshape(-1),
+                         row_experts=flat_experts, out_dtype=jnp.float32, **kernel_args)
+      out = y.reshape(-1, cfg.experts_per_token, d).sum(axis=1)  # [N, D]
+      return out.astype(x.dtype).reshape(b, t, d)
+
     # Rows sorted by expert: the grouped matmul's ragged layout.
-    flat_experts = experts.reshape(-1)  # [P]
     order = jnp.argsort(flat_experts, stable=True)
     token_of_row = order // cfg.experts_per_token
     group_sizes = jnp.bincount(flat_experts, length=cfg.num_experts).astype(jnp.int32)
-    kernel_args = dict(backend=cfg.resolved_moe_backend, interpret=cfg.moe_interpret)
     h = grouped_matmul(tokens[token_of_row], self.gate_up.get_value(), group_sizes,
-                       activation="swiglu", swiglu_alpha=cfg.swiglu_alpha,
-                       swiglu_limit=cfg.swiglu_limit, **kernel_args)  # [P, I]
+                       **swiglu_args, **kernel_args)  # [P, I]
     y = grouped_matmul(h, self.down.get_value(), group_sizes, weights.reshape(-1)[order],
                        out_dtype=jnp.float32, **kernel_args)  # [P, D], router weight applied
     out = jnp.zeros((tokens.shape[0], d), jnp.float32).at[token_of_row].add(y)
