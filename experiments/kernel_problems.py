@@ -23,8 +23,9 @@ def weight_copies(shape_name: str, config, num_rows: int) -> int:
   rows touch are too few bytes to leave L2, fewer when all copies would pass the byte cap."""
   num_experts, k, n, _ = SHAPES[shape_name]
   expert = k * n * BITS_PER_WEIGHT / 8
-  touched = expert * benchmarking.expected_experts_hit(num_experts, config.top_k,
-                                                       -(-num_rows // config.top_k))
+  experts_hit = min(num_rows, benchmarking.expected_experts_hit(
+      num_experts, config.top_k, -(-num_rows // config.top_k)))  # P = 1: one row, one expert
+  touched = expert * experts_hit
   wanted = max(config.weight_copies, math.ceil(MIN_ROTATED_BYTES / touched))
   return int(max(2, min(wanted, config.max_weight_bytes // (num_experts * expert))))
 
