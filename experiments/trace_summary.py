@@ -94,7 +94,12 @@ def summarize(path, steps: int = 1, top: int = 25) -> str:
 
 def main(argv) -> None:
   del argv
-  print(summarize(_TRACE.value, _STEPS.value, _TOP.value))
+  if _STEPS.value < 1:
+    raise app.UsageError(f"--steps must be >= 1, got {_STEPS.value}")
+  try:
+    print(summarize(_TRACE.value, _STEPS.value, _TOP.value))
+  except (FileNotFoundError, ValueError) as e:
+    raise app.UsageError(str(e)) from None
 
 
 if __name__ == "__main__":

@@ -129,3 +129,38 @@ def test_time_per_call_refuses_a_slope_it_cannot_resolve(monkeypatch):
   monkeypatch.setattr(benchmarking, "_median_slope", lambda *a: (-1e-6, 1e-4))
   with pytest.raises(RuntimeError, match="no positive slope between 4 and 512 calls"):
     benchmarking.time_per_call(None, [()], calls=(4, 12))
+
+
+def _write_trace(path, events):
+  import gzip
+  import json
+  path.parent.mkdir(parents=True, exist_ok=True)
+  meta = [dict(ph="M", pid=1, name="process_name", args=dict(name="/host:CPU")),
+          dict(ph="M", pid=2, name="process_name", args=dict(name="/device:GPU:0")),
+          dict(ph="M", pid=2, tid=7, name="thread_name", args=dict(name="Stream #7(Compute)")),
+          dict(ph="M", pid=2, tid=8, name="thread_name", args=dict(name="XLA Ops"))]
+  with gzip.open(path, "wt") as f:
+    json.dump(dict(traceEvents=meta + events), f)
+
+
+def test_trace_summary_counts_stream_kernels_per_step(tmp_path):
+  """Kernels on the GPU stream only (not the host, not the "XLA Ops" line that repeats them);
+  busy is the union of intervals, span first start to last end; figures per step."""
+  x = lambda pid, tid, ts, dur, name: dict(ph="X", pid=pid, tid=tid, ts=ts, dur=dur, name=name)
+  _write_trace(tmp_path / "plugins/profile/run/perfetto_trace.json.gz", [
+      x(2, 7, 0, 10, "fusion.1"), x(2, 7, 5, 10, "fusion.2"), x(2, 7, 30, 30, "mxfp4_gemm"),
+      x(2, 8, 0, 50, "fusion.1"), x(1, 3, 0, 999, "PjitFunction")])
+  result = _run("experiments.trace_summary", f"--trace={tmp_path}", "--steps=2")
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  assert lines[0] == ("1.5 GPU events/step | busy 22.5 us/step | span 30.0 us/step | "
+                      "idle 25.0%")
+  assert lines[4].split() == ["15.0", "60.0%", "0.5", "mxfp4_gemm"]
+  assert lines[5].split() == ["10.0", "40.0%", "1.0", "fusion"]  # fusion.1 and fusion.2
+
+
+def test_trace_summary_without_gpu_events_is_a_one_line_error(tmp_path):
+  _write_trace(tmp_path / "perfetto_trace.json.gz", [])
+  result = _run("experiments.trace_summary", f"--trace={tmp_path}")
+  assert result.returncode != 0
+  assert "no GPU events in the trace" in result.stderr and "Traceback" not in result.stderr
