@@ -102,25 +102,23 @@ class Generator:
 
   def _decode_fn(self, state, caches, token, position, done, step, key, *, steps: int,
                  params: SamplingParams):
-    """``steps`` decode steps in one lax.while_loop; stops early once every row is done."""
+    """``steps`` decode steps in one on-device loop. Its trip count is static: a loop that
+    stopped once every row is done would need its condition on the host before each step, and
+    the GPU would idle while the host reads it and launches the next step. Rows that are done
+    emit the pad token; the host stops between chunks."""
     model = self._model(state)
     out = jnp.full((token.shape[0], steps), self.pad_id, jnp.int32)
 
-    def body(carry):
-      i, caches, token, position, done, out = carry
+    def body(i, carry):
+      caches, token, position, done, out = carry
       logits, caches = model.forward(token[:, None], position[:, None], caches, start=step + i)
       next_token = sample(logits[:, 0], jax.random.fold_in(key, step + i), params)
       next_token = jnp.where(done, self.pad_id, next_token)
       out = out.at[:, i].set(next_token)
       done = done | jnp.isin(next_token, self.stop_ids)
-      return i + 1, caches, next_token, position + 1, done, out
+      return caches, next_token, position + 1, done, out
 
-    def cond(carry):
-      return (carry[0] < steps) & ~jnp.all(carry[4])
-
-    i, caches, token, position, done, out = jax.lax.while_loop(
-        cond, body, (jnp.int32(0), caches, token, position, done, out))
-    return caches, token, position, done, out, i
+    return jax.lax.fori_loop(0, steps, body, (caches, token, position, done, out))
 
   def check_lengths(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
     """Raises ValueError, before any work, when the prompts cannot be generated from."""
@@ -172,9 +170,9 @@ class Generator:
       traced = trace is not None and trace[0] == chunk_index
       with trace[1]() if traced else contextlib.nullcontext():
         start = time.perf_counter()
-        caches, token, position, done_dev, out, ran = decode(
+        caches, token, position, done_dev, out = decode(
             self.state, caches, token, position, jnp.asarray(done), jnp.int32(step), key)
-        out, ran = np.asarray(out), int(ran)
+        out, ran = np.asarray(out), steps
         stats.decode_s += time.perf_counter() - start
       chunk_index += 1
       new = [[] for _ in range(batch)]
