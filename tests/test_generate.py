@@ -71,6 +71,17 @@ def test_sampling_is_reproducible_and_independent_of_chunking(model):
   assert other_seed != runs[0]
 
 
+def test_decode_loop_has_a_static_trip_count(generator):
+  """A loop condition computed on the device (e.g. "every row is done") makes each step wait on
+  the host; the chunk's loop must count its steps instead (a scan, not a while loop)."""
+  caches = generator._model(generator.state).init_cache(2, generator.max_len)
+  rows = jnp.zeros(2, jnp.int32)
+  jaxpr = jax.make_jaxpr(lambda *a: generator._decode_fn(*a, steps=4, params=GREEDY))(
+      generator.state, caches, rows, rows, jnp.zeros(2, bool), jnp.int32(3), jax.random.key(0))
+  primitives = {e.primitive.name for e in jaxpr.jaxpr.eqns}
+  assert "scan" in primitives and "while" not in primitives
+
+
 def test_prefill_in_row_groups_gives_the_same_tokens(model):
   """Six prompts of length 5 with room for 10 prompt tokens per call: three prefills of 2 rows."""
   prompts = [[3, 1, 4, 1, 5], [9, 2, 6, 5, 3], [5, 8, 9, 7, 9], [3, 2, 3, 8, 4], [6, 2, 6, 4, 3],
