@@ -172,19 +172,19 @@ class Generator:
         start = time.perf_counter()
         caches, token, position, done_dev, out = decode(
             self.state, caches, token, position, jnp.asarray(done), jnp.int32(step), key)
-        out, ran = np.asarray(out), steps
+        out = np.asarray(out)
         stats.decode_s += time.perf_counter() - start
       chunk_index += 1
       new = [[] for _ in range(batch)]
       for row in range(batch):
         if not done[row]:
-          for t in out[row, :ran]:
+          for t in out[row]:
             new[row].append(int(t))
             if t in self.stop_ids:
               break
           generated[row].extend(new[row])
       done = np.asarray(done_dev)
-      step, remaining = step + ran, remaining - ran
+      step, remaining = step + steps, remaining - steps
       if on_tokens:
         on_tokens(new)
     stats.generated_tokens = sum(len(g) for g in generated)

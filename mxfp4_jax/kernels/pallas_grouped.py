@@ -17,7 +17,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 from mxfp4_jax.kernels import schedule as sched
-from mxfp4_jax.kernels.reference import expert_of_row, moe_epilogue, valid_experts
+from mxfp4_jax.kernels.reference import expert_of_row, moe_epilogue
 from mxfp4_jax.kernels.swiglu import swiglu
 from mxfp4_jax.kernels.triton_ops import dot_accumulate
 from mxfp4_jax.kernels.tuning import KernelConfig
@@ -196,7 +196,7 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
   )(*operands)
   if split_k:
     expert = (expert_of_row(group_sizes, num_rows) if row_experts is None
-              else valid_experts(row_experts, w.num_experts))
+              else sched.valid_experts(row_experts, w.num_experts))
     return moe_epilogue(out.sum(axis=0)[:num_rows], w, expert,
                         None if row_weights is None else row_weights[:num_rows],
                         activation=activation, out_dtype=out_dtype, swiglu_alpha=swiglu_alpha,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from mxfp4_jax.kernels.schedule import valid_experts
 from mxfp4_jax.kernels.swiglu import swiglu
 from mxfp4_jax.mxfp4.layout import PackedMXFP4, dequantize_packed
 
@@ -14,12 +15,6 @@ def expert_of_row(group_sizes: jax.Array, num_rows: int) -> jax.Array:
   # compare_all: no while loop (see `schedule.tile_schedule`); [P, E] comparisons are cheap.
   return jnp.searchsorted(jnp.cumsum(group_sizes), jnp.arange(num_rows), side="right",
                           method="compare_all").astype(jnp.int32)
-
-
-def valid_experts(row_experts: jax.Array, num_experts: int) -> jax.Array:
-  """[P] int32: each row's expert, E where it is outside [0, E) (such rows give zeros)."""
-  valid = (row_experts >= 0) & (row_experts < num_experts)
-  return jnp.where(valid, row_experts, num_experts).astype(jnp.int32)
 
 
 def moe_epilogue(h, w: PackedMXFP4, expert, row_weights=None, *, activation: str | None,
