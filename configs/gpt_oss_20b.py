@@ -14,7 +14,8 @@ def model_config(num_layers: int = 24, num_experts: int = 32) -> ml_collections.
       experts_per_token=4, intermediate_size=2880, num_heads=64, num_kv_heads=8, head_dim=64,
       sliding_window=128, rope_theta=150000.0, rope_scaling_factor=32.0,
       rope_original_context=4096, rope_beta_fast=32.0, rope_beta_slow=1.0, rms_norm_eps=1e-5,
-      swiglu_limit=7.0, dtype="bfloat16", moe_backend="auto", moe_interpret=False))
+      swiglu_limit=7.0, dtype="bfloat16", moe_backend="auto", moe_interpret=False,
+      attention_backend="auto"))
 
 
 def get_config():
@@ -31,7 +32,7 @@ def bench_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       batch_sizes="1,8,64,256",  # decode batch sizes
       context=1024,  # prompt tokens before decoding
-      decode_steps=64,  # timed decode steps (after one untimed chunk)
+      decode_steps=64,  # decode steps in one timed chunk (after an untimed run)
       prefill_lengths="1024,8192",  # prompt lengths for prefill throughput (batch 1)
       gpu_memory_fraction=0.95,  # of the GPU for JAX's allocator (its default 0.75 is too little for 120b)
       compilation_cache_dir="",  # set to measure warm starts: run twice, compare compile times

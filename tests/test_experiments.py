@@ -1,5 +1,6 @@
 """The experiments run end to end through the config system, as a user would run them."""
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -50,6 +51,17 @@ def test_bench_kernel_eager_smoke_runs_the_kernel():
   line = next(l for l in result.stdout.splitlines() if l.startswith("eager smoke"))
   rel_err = float(line.split("rel err ")[1].split(",")[0])
   assert rel_err < 1e-2 and "tail rows zero: True" in line
+
+
+def test_bench_attention_small_shapes_agree_with_xla(tmp_path):
+  result = _run("experiments.bench_attention", "--config.lengths=40", "--config.kv_heads=2",
+                "--config.group=2", "--config.head_dim=16", "--config.tilings=xla,16x16x4x2",
+                "--config.windows=0,8", f"--config.output_dir={tmp_path}")
+  assert result.returncode == 0, result.stderr
+  rows = json.loads((tmp_path / "results.json").read_text())["results"]
+  assert [(r["window"], r["tiling"]) for r in rows] == [(0, "xla"), (0, "16x16x4x2"), (8, "xla"),
+                                                        (8, "16x16x4x2")]
+  assert all(r["rel_err_vs_xla"] < 1e-2 and r["ms"] > 0 for r in rows)
 
 
 def test_generate_on_the_embedded_default_writes_a_trace(tmp_path):

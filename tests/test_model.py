@@ -149,6 +149,21 @@ def test_attention_sinks_and_sliding_window(model):
     assert rel_err(got, np_attention(CFG, layer, layer_params(block), x[0])) < 1e-5
 
 
+def test_flash_attention_prefill_matches_numpy(model):
+  """The Pallas prefill attention (bf16 operands) in the model, on both layer kinds."""
+  rng = np.random.default_rng(7)
+  x = rng.normal(size=(1, 20, CFG.hidden_size))
+  cos, sin = rope_tables(CFG, jnp.arange(20)[None])
+  for layer in (0, 1):
+    attn = model.layers[layer].attn
+    attn.cfg = CFG.replace(attention_backend="pallas")
+    try:
+      got = attn(jnp.asarray(x, jnp.float32), cos, sin, jnp.arange(20)[None])[0][0]
+    finally:
+      attn.cfg = CFG
+    assert rel_err(got, np_attention(CFG, layer, layer_params(model.layers[layer]), x[0])) < 2e-2
+
+
 def test_sliding_window_changes_even_layers_only(model):
   """Attention to keys beyond the window matters: widening it changes layer 0, not layer 1."""
   x = jnp.asarray(np.random.default_rng(2).normal(size=(1, 20, CFG.hidden_size)), jnp.float32)
@@ -243,5 +258,6 @@ def test_float32_models_run_experts_in_float32():
   """The kernel takes bf16 operands, so "auto" picks the jnp reference for a float32 model."""
   base = GptOssConfig.from_dict(tiny.model_config())
   assert base.replace(dtype="float32").resolved_moe_backend == "reference"
+  assert base.replace(dtype="float32").resolved_attention_backend == "xla"
   assert base.replace(dtype="bfloat16").resolved_moe_backend == "auto"
   assert base.replace(dtype="float32", moe_backend="pallas").resolved_moe_backend == "pallas"

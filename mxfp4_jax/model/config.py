@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA
@@ -33,6 +34,9 @@ class GptOssConfig:
   dtype: str = "bfloat16"  # activations and dense weights; "float32" for exact comparisons
   moe_backend: str = "auto"  # "pallas" (GPU), "reference" (jnp), "auto": pallas on GPU
   moe_interpret: bool = False  # run the Pallas kernel in interpret mode (CPU tests)
+  # Prefill attention: "pallas" (the flash kernel; interpret mode off the GPU), "xla" (jnp),
+  # "auto": pallas on GPU in bfloat16.
+  attention_backend: str = "auto"
 
   HPARAMS = ("vocab_size", "hidden_size", "num_layers", "num_experts", "experts_per_token",
              "intermediate_size", "num_heads", "num_kv_heads", "head_dim", "sliding_window",
@@ -53,6 +57,9 @@ class GptOssConfig:
       raise ValueError(f"dtype must be 'bfloat16' or 'float32', got {self.dtype!r}")
     if self.moe_backend not in ("auto", "pallas", "reference"):
       raise ValueError(f"moe_backend must be 'auto', 'pallas' or 'reference', got {self.moe_backend!r}")
+    if self.attention_backend not in ("auto", "pallas", "xla"):
+      raise ValueError(f"attention_backend must be 'auto', 'pallas' or 'xla', "
+                       f"got {self.attention_backend!r}")
 
   @property
   def jnp_dtype(self):
@@ -73,6 +80,13 @@ class GptOssConfig:
     if self.moe_backend == "auto" and self.dtype == "float32":
       return "reference"
     return self.moe_backend
+
+  @property
+  def resolved_attention_backend(self) -> str:
+    """"auto": the flash kernel on GPU, except in float32 (its dots take bf16 operands)."""
+    if self.attention_backend != "auto":
+      return self.attention_backend
+    return "pallas" if jax.default_backend() == "gpu" and self.dtype != "float32" else "xla"
 
   def is_sliding(self, layer: int) -> bool:
     """Even layers attend within a window of `sliding_window` keys; odd layers to all."""

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mxfp4_jax.kernels import grouped_matmul
+from mxfp4_jax.kernels.flash_attention import flash_attention
 from mxfp4_jax.mxfp4.layout import random_packed
 from mxfp4_jax.model.config import GptOssConfig
 from mxfp4_jax.model.rope import apply_rope, rope_tables
@@ -186,9 +187,13 @@ class Attention(nnx.Module):
         values = jnp.concatenate([cache.v, v], axis=1)
         key_pos = jnp.concatenate([cache.positions, positions], axis=1)
       cache = cache.write(k, v, positions, start)
-    out = attend(q, keys, values, positions, key_pos,
-                 self.sinks[...].reshape(cfg.num_kv_heads, groups),
-                 cfg.sliding_window if self.sliding else None, aligned=keys is k)
+    sinks = self.sinks[...].reshape(cfg.num_kv_heads, groups)
+    window = cfg.sliding_window if self.sliding else None
+    if keys is k and cfg.resolved_attention_backend == "pallas":  # a prefill: the flash kernel
+      out = flash_attention(q, k, v, positions, sinks, window=window,
+                            interpret=jax.default_backend() != "gpu")
+    else:
+      out = attend(q, keys, values, positions, key_pos, sinks, window, aligned=keys is k)
     out = out.reshape(b, t, cfg.q_size) @ self.out_weight[...] + self.out_bias[...]
     return out, cache
 

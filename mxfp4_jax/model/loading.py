@@ -106,7 +106,8 @@ def _restore_packed(path: pathlib.Path, runtime: dict) -> GptOss:
 
 
 def load_model(path: str | os.PathLike, *, dtype: str = "bfloat16", moe_backend: str = "auto",
-               moe_interpret: bool = False, progress: bool = True) -> GptOss:
+               moe_interpret: bool = False, attention_backend: str = "auto",
+               progress: bool = True) -> GptOss:
   """Loads a GPT-OSS checkpoint: HF layout, ``original/`` layout, or one saved by `save_packed`.
 
   ``dtype="float32"`` computes everything in float32 (with the jnp MoE on CPU): the mode in which
@@ -114,7 +115,8 @@ def load_model(path: str | os.PathLike, *, dtype: str = "bfloat16", moe_backend:
   `mxfp4_jax.checkpoint.CheckpointError` naming the file, key or tensor.
   """
   path = pathlib.Path(path)
-  runtime = dict(dtype=str(jnp.dtype(dtype)), moe_backend=moe_backend, moe_interpret=moe_interpret)
+  runtime = dict(dtype=str(jnp.dtype(dtype)), moe_backend=moe_backend, moe_interpret=moe_interpret,
+                 attention_backend=attention_backend)
   if (path / PACKED_MARKER).exists():
     return _restore_packed(path, runtime)
   cfg = GptOssConfig.from_dict({**ckpt.read_hparams(path), **runtime})

@@ -1,0 +1,132 @@
+"""Prefill attention as one Pallas (Triton lowering) kernel: GPT-OSS's sinks, causal and
+sliding-window masks from token positions, grouped-query heads, online softmax.
+
+The jnp path (`mxfp4_jax.model.gpt_oss.attend`) writes float32 scores for every (query, key) pair
+to HBM and reads them back several times; an 8k prompt's full-attention layer moves tens of GB
+that way. Here a program keeps one block of queries of one head in registers and streams its
+keys: only the keys a block can see are read (the causal diagonal, or the window on sliding
+layers), and no score leaves the chip.
+
+The sink is the softmax's extra logit: the running maximum starts at it and the running sum at
+its weight, 1. That also keeps every row finite when a block (or a padding query) sees no key.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
+
+from mxfp4_jax.kernels.triton_ops import dot_accumulate
+
+LOG2E = math.log2(math.e)  # the softmax runs in base 2: exp(x) = exp2(x log2 e)
+MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: exp2(MASKED - m) is 0, never NaN
+
+
+def _kernel(q_ref, k_ref, v_ref, pos_ref, sinks_ref, out_ref, *, block_q: int, block_k: int,
+            window: int | None, scale: float):
+  q_block, head = pl.program_id(0), pl.program_id(2)
+  first_query = q_block * block_q
+  q = q_ref[...]  # [block_q, hd]
+  q_pos = pos_ref[pl.ds(first_query, block_q)]
+  sink = sinks_ref[head] * LOG2E
+  head_dim = q.shape[-1]
+
+  def body(key_block, carry):
+    out, top, total = carry  # [block_q, hd] f32, [block_q], [block_q]
+    keys = pl.ds(key_block * block_k, block_k)
+    scores = pltriton.dot(q, k_ref[keys, :], trans_b=True) * (scale * LOG2E)  # [block_q, block_k]
+    k_pos = pos_ref[keys]
+    delta = q_pos[:, None] - k_pos[None, :]
+    visible = (k_pos[None, :] >= 0) & (delta >= 0)
+    if window is not None:
+      visible &= delta < window
+    scores = jnp.where(visible, scores, MASKED)
+    new_top = jnp.maximum(top, jnp.max(scores, axis=1))
+    rescale = jnp.exp2(top - new_top)
+    weights = jnp.exp2(scores - new_top[:, None])
+    total = total * rescale + jnp.sum(weights, axis=1)
+    out = dot_accumulate(out * rescale[:, None], weights.astype(v_ref.dtype), v_ref[keys, :])
+    return out, new_top, total
+
+  # Key blocks this query block can see, by index: positions rise by one along a row after its
+  # padding (`flash_attention`'s contract), so later keys are in the future and keys `window`
+  # or more indices back are out of the window. The mask above is exact within the blocks.
+  stop = lax.div(first_query + block_q + block_k - 1, block_k)
+  start = 0 if window is None else lax.div(jnp.maximum(first_query - window + 1, 0), block_k)
+  init = (jnp.zeros((block_q, head_dim), jnp.float32),
+          jnp.zeros((block_q,), jnp.float32) + sink, jnp.ones((block_q,), jnp.float32))
+  out, _, total = lax.fori_loop(start, stop, body, init)
+  out_ref[...] = (out / total[:, None]).astype(out_ref.dtype)
+
+
+def check_args(q, k, v, positions, sinks) -> None:
+  """Raises a one-line ValueError naming the argument whose shape or dtype does not fit."""
+  if q.ndim != 5:
+    raise ValueError(f"q must be [batch, tokens, kv_heads, group, head_dim], got {list(q.shape)}")
+  b, t, kv_heads, group, head_dim = q.shape
+  for name, a in (("k", k), ("v", v)):
+    if a.shape != (b, t, kv_heads, head_dim):
+      raise ValueError(f"{name} must have shape {[b, t, kv_heads, head_dim]} to match q, "
+                       f"got {list(a.shape)}")
+  if positions.shape != (b, t) or not jnp.issubdtype(positions.dtype, jnp.integer):
+    raise ValueError(f"positions must be an int array of shape {[b, t]}, "
+                     f"got {positions.dtype}{list(positions.shape)}")
+  if sinks.shape != (kv_heads, group):
+    raise ValueError(f"sinks must have shape {[kv_heads, group]}, got {list(sinks.shape)}")
+  if head_dim & (head_dim - 1) or head_dim < 16:
+    raise ValueError(f"head_dim must be a power of two >= 16 for the kernel, got {head_dim}")
+
+
+@functools.partial(jax.jit, static_argnames=("window", "block_q", "block_k", "num_warps",
+                                             "num_stages", "interpret"))
+def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, block_q: int = 64,
+                    block_k: int = 64, num_warps: int = 4, num_stages: int = 2,
+                    interpret: bool = False):
+  """Self-attention of a prompt over its own tokens (a prefill).
+
+  Args:
+    q: ``[B, T, K, G, hd]`` queries; query head ``k G + g`` reads KV head ``k``.
+    k, v: ``[B, T, K, hd]``.
+    positions: ``[B, T]`` int; -1 marks padding (no key there; a padding query outputs 0).
+      Along each row, after any leading padding, positions rise by one per token, as a
+      left-padded prefill's do: the kernel skips key blocks by index on that basis.
+    sinks: ``[K, G]`` one logit per query head.
+    window: keys fewer than ``window`` positions back are visible (sliding layers); None: all.
+  Returns:
+    ``[B, T, K, G, hd]`` in q's dtype; the dots take bf16 operands and accumulate in float32.
+  """
+  check_args(q, k, v, positions, sinks)
+  b, t, kv_heads, group, head_dim = q.shape
+  out_dtype, (q, k, v) = q.dtype, (a.astype(jnp.bfloat16) for a in (q, k, v))
+  heads = kv_heads * group
+  padded = -t % max(block_q, block_k)
+  pad = lambda a, value=0: jnp.pad(a, ((0, 0), (0, padded)) + ((0, 0),) * (a.ndim - 2),
+                                   constant_values=value)
+  q = pad(q.reshape(b, t, heads, head_dim))  # [B, T', H, hd]: heads of a KV head are adjacent
+  k, v, positions = pad(k), pad(v), pad(positions.astype(jnp.int32), -1)
+  sinks = sinks.reshape(heads).astype(jnp.float32)
+  length = t + padded
+
+  kernel = functools.partial(_kernel, block_q=block_q, block_k=block_k, window=window,
+                             scale=head_dim ** -0.5)
+  query_spec = pl.BlockSpec((None, block_q, None, head_dim), lambda i, row, h: (row, i, h, 0))
+  kv_spec = pl.BlockSpec((None, length, None, head_dim), lambda i, row, h: (row, 0, h // group, 0))
+  out = pl.pallas_call(
+      kernel,
+      grid=(length // block_q, b, heads),
+      in_specs=[query_spec, kv_spec, kv_spec,
+                pl.BlockSpec((None, length), lambda i, row, h: (row, 0)),
+                pl.BlockSpec((heads,), lambda i, row, h: (0,))],
+      out_specs=query_spec,
+      out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
+      compiler_params=pltriton.CompilerParams(num_warps=num_warps, num_stages=num_stages),
+      interpret=interpret,
+      name="flash_attention_sinks",
+  )(q, k, v, positions, sinks)
+  return out[:, :t].reshape(b, t, kv_heads, group, head_dim).astype(out_dtype)

@@ -1,0 +1,92 @@
+"""The prefill flash attention (interpret mode on CPU, compiled on a GPU) against a float64 numpy
+oracle: sinks, causal and sliding-window masks, grouped heads, left padding, ragged lengths."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mxfp4_jax.kernels.flash_attention import flash_attention
+
+INTERPRET = jax.default_backend() != "gpu"
+
+
+def oracle(q, k, v, positions, sinks, window):
+  """float64: softmax over the visible keys plus the head's sink logit, which is then dropped."""
+  q, k, v = (np.asarray(jnp.asarray(a).astype(jnp.float32), np.float64) for a in (q, k, v))
+  scores = np.einsum("bqkgd,bskd->bkgqs", q, k) / np.sqrt(q.shape[-1])
+  delta = positions[:, :, None] - positions[:, None, :]  # [B, T, S]
+  visible = (positions[:, None, :] >= 0) & (delta >= 0)
+  if window is not None:
+    visible &= delta < window
+  scores = np.where(visible[:, None, None], scores, -np.inf)
+  sink = np.asarray(sinks, np.float64)[None, :, :, None, None]
+  top = np.maximum(scores.max(-1, keepdims=True), sink)
+  weights = np.exp(scores - top)
+  probs = weights / (weights.sum(-1, keepdims=True) + np.exp(sink - top))
+  return np.einsum("bkgqs,bskd->bqkgd", probs, v)
+
+
+def left_padded_positions(lengths, t):
+  positions = np.full((len(lengths), t), -1, np.int32)
+  for row, n in enumerate(lengths):
+    positions[row, t - n:] = np.arange(n)
+  return positions
+
+
+def rel_err(out, ref):
+  out = np.asarray(jnp.asarray(out).astype(jnp.float32), np.float64)
+  return np.linalg.norm(out - ref) / np.linalg.norm(ref)
+
+
+@pytest.mark.parametrize("t, lengths, kv_heads, group, window, block_q, block_k", [
+    (1, [1], 1, 1, None, 16, 16),
+    (37, [37, 20], 2, 3, None, 16, 16),  # ragged T, a left-padded row, 3 heads per KV head
+    (37, [37, 20], 2, 3, 5, 16, 16),  # a window smaller than a block
+    (70, [70], 1, 2, 24, 16, 32),  # a window spanning blocks; block_k > block_q
+    (50, [50, 9], 2, 1, 128, 32, 16),  # a window longer than the prompt
+])
+def test_matches_float64_oracle(rng, t, lengths, kv_heads, group, window, block_q, block_k):
+  head_dim = 16
+  q = jnp.asarray(rng.standard_normal((len(lengths), t, kv_heads, group, head_dim)), jnp.bfloat16)
+  k = jnp.asarray(rng.standard_normal((len(lengths), t, kv_heads, head_dim)), jnp.bfloat16)
+  v = jnp.asarray(rng.standard_normal((len(lengths), t, kv_heads, head_dim)), jnp.bfloat16)
+  # Sinks from heavy to negligible, so that the sink's share of the softmax matters.
+  sinks = jnp.asarray(rng.uniform(-3, 3, (kv_heads, group)), jnp.float32)
+  positions = left_padded_positions(lengths, t)
+  out = flash_attention(q, k, v, jnp.asarray(positions), sinks, window=window, block_q=block_q,
+                        block_k=block_k, interpret=INTERPRET)
+  ref = oracle(q, k, v, positions, sinks, window)
+  assert out.shape == q.shape and out.dtype == q.dtype
+  assert rel_err(out, ref) < 1e-2
+  padding = positions < 0
+  np.testing.assert_array_equal(np.asarray(out.astype(jnp.float32))[padding], 0)
+
+
+def test_rows_that_see_only_the_sink_are_finite(rng):
+  """A very negative score everywhere (and a large sink) must not give NaN or inf."""
+  q = jnp.asarray(rng.standard_normal((1, 20, 1, 2, 16)) * 30, jnp.bfloat16)
+  k = -q[:, :, :, 0]
+  v = jnp.asarray(rng.standard_normal((1, 20, 1, 16)), jnp.bfloat16)
+  sinks = jnp.asarray([[40.0, -40.0]], jnp.float32)
+  positions = left_padded_positions([20], 20)
+  out = flash_attention(q, k, v, jnp.asarray(positions), sinks, window=4, block_q=16,
+                        block_k=16, interpret=INTERPRET)
+  assert np.isfinite(np.asarray(out.astype(jnp.float32))).all()
+  assert rel_err(out, oracle(q, k, v, positions, sinks, 4)) < 1e-2
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(q=(1, 8, 2, 2)), "q must be"),
+    (dict(k=(1, 8, 1, 16)), "k must have shape"),
+    (dict(positions=(1, 9)), "positions must be"),
+    (dict(sinks=(4,)), "sinks must have shape"),
+    (dict(q=(1, 8, 2, 2, 24), k=(1, 8, 2, 24), v=(1, 8, 2, 24)), "head_dim must be a power of two"),
+])
+def test_bad_arguments_name_the_argument(change, message):
+  shapes = dict(q=(1, 8, 2, 2, 16), k=(1, 8, 2, 16), v=(1, 8, 2, 16), positions=(1, 8),
+                sinks=(2, 2)) | change
+  arrays = {name: jnp.zeros(shape, jnp.int32 if name == "positions" else jnp.bfloat16)
+            for name, shape in shapes.items()}
+  with pytest.raises(ValueError, match=message):
+    flash_attention(**arrays, interpret=True)
