@@ -241,7 +241,10 @@ class MoE(nnx.Module):
                        **swiglu_args, **kernel_args)  # [P, I]
     y = grouped_matmul(h, self.down.get_value(), group_sizes, weights.reshape(-1)[order],
                        out_dtype=jnp.float32, **kernel_args)  # [P, D], router weight applied
-    out = jnp.zeros((tokens.shape[0], d), jnp.float32).at[token_of_row].add(y)
+    # Back to token-major order by a gather (XLA fuses it into the sum over each token's k rows)
+    # rather than a scatter-add of y onto the tokens.
+    rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
+    out = y[rank].reshape(-1, cfg.experts_per_token, d).sum(axis=1)  # [N, D]
     return out.astype(x.dtype).reshape(b, t, d)
 
 
