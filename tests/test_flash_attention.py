@@ -1,22 +1,24 @@
-"""The prefill flash attention (interpret mode on CPU, compiled on a GPU) against a float64 numpy
-oracle: sinks, causal and sliding-window masks, grouped heads, left padding, ragged lengths."""
+"""The attention kernels (interpret mode on CPU, compiled on a GPU) against a float64 numpy
+oracle: sinks, causal and sliding-window masks, grouped heads, left padding, ragged lengths, and
+for decoding a ring cache split over programs."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mxfp4_jax.kernels.flash_attention import flash_attention
+from mxfp4_jax.kernels.flash_attention import decode_attention, flash_attention
 
 INTERPRET = jax.default_backend() != "gpu"
 
 
-def oracle(q, k, v, positions, sinks, window):
+def oracle(q, k, v, positions, sinks, window, k_positions=None):
   """float64: softmax over the visible keys plus the head's sink logit, which is then dropped."""
+  k_positions = positions if k_positions is None else k_positions
   q, k, v = (np.asarray(jnp.asarray(a).astype(jnp.float32), np.float64) for a in (q, k, v))
   scores = np.einsum("bqkgd,bskd->bkgqs", q, k) / np.sqrt(q.shape[-1])
-  delta = positions[:, :, None] - positions[:, None, :]  # [B, T, S]
-  visible = (positions[:, None, :] >= 0) & (delta >= 0)
+  delta = positions[:, :, None] - k_positions[:, None, :]  # [B, T, S]
+  visible = (k_positions[:, None, :] >= 0) & (delta >= 0)
   if window is not None:
     visible &= delta < window
   scores = np.where(visible[:, None, None], scores, -np.inf)
@@ -74,6 +76,33 @@ def test_rows_that_see_only_the_sink_are_finite(rng):
                         block_k=16, interpret=INTERPRET)
   assert np.isfinite(np.asarray(out.astype(jnp.float32))).all()
   assert rel_err(out, oracle(q, k, v, positions, sinks, 4)) < 1e-2
+
+
+@pytest.mark.parametrize("window, num_programs", [(None, 4), (None, 64), (5, 64), (40, 8)])
+def test_decode_over_a_ring_cache_matches_float64_oracle(rng, window, num_programs):
+  """Slots in ring order (not sorted by position), empty slots, a row that is mostly padding;
+  the slots split over programs or not."""
+  b, slots, kv_heads, group, head_dim = 2, 48, 2, 3, 16
+  q = jnp.asarray(rng.standard_normal((b, kv_heads, group, head_dim)), jnp.bfloat16)
+  k = jnp.asarray(rng.standard_normal((b, slots, kv_heads, head_dim)), jnp.bfloat16)
+  v = jnp.asarray(rng.standard_normal((b, slots, kv_heads, head_dim)), jnp.bfloat16)
+  sinks = jnp.asarray(rng.uniform(-3, 3, (kv_heads, group)), jnp.float32)
+  q_pos = np.array([60, 7])
+  k_pos = np.stack([(np.arange(slots) + 13) % slots + 13,  # 13..60 rotated, as a ring holds them
+                    np.where(np.arange(slots) <= 7, np.arange(slots), -1)])
+  out = decode_attention(q, k, v, jnp.asarray(q_pos), jnp.asarray(k_pos), sinks, window=window,
+                         block_k=16, num_programs=num_programs, interpret=INTERPRET)
+  ref = oracle(q[:, None], k, v, q_pos[:, None], sinks, window, k_positions=k_pos)[:, 0]
+  assert out.shape == q.shape and out.dtype == q.dtype
+  assert rel_err(out, ref) < 1e-2
+
+
+def test_decode_needs_whole_key_blocks():
+  q = jnp.zeros((1, 1, 2, 16), jnp.bfloat16)
+  k = jnp.zeros((1, 40, 1, 16), jnp.bfloat16)
+  with pytest.raises(ValueError, match=r"slots \(40\) must be a multiple of block_k=16"):
+    decode_attention(q, k, k, jnp.zeros((1,), jnp.int32), jnp.zeros((1, 40), jnp.int32),
+                     jnp.zeros((1, 2)), block_k=16, interpret=True)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -1,14 +1,16 @@
-"""Prefill attention as one Pallas (Triton lowering) kernel: GPT-OSS's sinks, causal and
-sliding-window masks from token positions, grouped-query heads, online softmax.
+"""Attention kernels in Pallas (Triton lowering) with GPT-OSS's sinks, causal and sliding-window
+masks from token positions, grouped-query heads and an online softmax.
 
-The jnp path (`mxfp4_jax.model.gpt_oss.attend`) writes float32 scores for every (query, key) pair
-to HBM and reads them back several times; an 8k prompt's full-attention layer moves tens of GB
-that way. Here a program keeps one block of queries of one head in registers and streams its
-keys: only the keys a block can see are read (the causal diagonal, or the window on sliding
-layers), and no score leaves the chip.
+`flash_attention` (prefill): the jnp path (`mxfp4_jax.model.gpt_oss.attend`) writes float32
+scores for every (query, key) pair to HBM and reads them back several times; an 8k prompt's
+full-attention layer moves tens of GB that way. Here a program keeps one block of queries of one
+head in registers and streams its keys: only the keys a block can see are read (the causal
+diagonal, or the window on sliding layers), and no score leaves the chip. The sink is the
+softmax's extra logit: the running maximum starts at it and the running sum at its weight, 1.
 
-The sink is the softmax's extra logit: the running maximum starts at it and the running sum at
-its weight, 1. That also keeps every row finite when a block (or a padding query) sees no key.
+`decode_attention` (one new token per row): a program holds the query heads of one KV head as
+the rows of its dots and streams a share of the cache's slots (flash-decoding); the shares'
+partial softmaxes and the sink are merged after the kernel. Slots may be in any order (a ring).
 """
 
 from __future__ import annotations
@@ -28,31 +30,39 @@ LOG2E = math.log2(math.e)  # the softmax runs in base 2: exp(x) = exp2(x log2 e)
 MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: exp2(MASKED - m) is 0, never NaN
 
 
-def _kernel(q_ref, k_ref, v_ref, pos_ref, sinks_ref, out_ref, *, block_q: int, block_k: int,
-            window: int | None, scale: float):
+def _visible(q_pos, k_pos, window: int | None):
+  """Keys that exist, are not after the query, and (sliding layers) are within the window."""
+  delta = q_pos - k_pos
+  visible = (k_pos >= 0) & (delta >= 0)
+  return visible & (delta < window) if window is not None else visible
+
+
+def _online_softmax(carry, q, k, v, visible, scale: float):
+  """One key block into the running (out, top, total) of the rows of ``q``: out [rows, hd] f32
+  unnormalised, top [rows] the running maximum (base-2 logits), total [rows] the running sum."""
+  out, top, total = carry
+  scores = pltriton.dot(q, k, trans_b=True) * (scale * LOG2E)  # [rows, block_k] f32
+  scores = jnp.where(visible, scores, MASKED)
+  new_top = jnp.maximum(top, jnp.max(scores, axis=1))
+  rescale = jnp.exp2(top - new_top)
+  weights = jnp.where(visible, jnp.exp2(scores - new_top[:, None]), 0.0)
+  total = total * rescale + jnp.sum(weights, axis=1)
+  out = dot_accumulate(out * rescale[:, None], weights.astype(v.dtype), v)
+  return out, new_top, total
+
+
+def _prefill_kernel(q_ref, k_ref, v_ref, pos_ref, sinks_ref, out_ref, *, block_q: int,
+                    block_k: int, window: int | None, scale: float):
   q_block, head = pl.program_id(0), pl.program_id(2)
   first_query = q_block * block_q
   q = q_ref[...]  # [block_q, hd]
   q_pos = pos_ref[pl.ds(first_query, block_q)]
   sink = sinks_ref[head] * LOG2E
   head_dim = q.shape[-1]
-
   def body(key_block, carry):
-    out, top, total = carry  # [block_q, hd] f32, [block_q], [block_q]
     keys = pl.ds(key_block * block_k, block_k)
-    scores = pltriton.dot(q, k_ref[keys, :], trans_b=True) * (scale * LOG2E)  # [block_q, block_k]
-    k_pos = pos_ref[keys]
-    delta = q_pos[:, None] - k_pos[None, :]
-    visible = (k_pos[None, :] >= 0) & (delta >= 0)
-    if window is not None:
-      visible &= delta < window
-    scores = jnp.where(visible, scores, MASKED)
-    new_top = jnp.maximum(top, jnp.max(scores, axis=1))
-    rescale = jnp.exp2(top - new_top)
-    weights = jnp.exp2(scores - new_top[:, None])
-    total = total * rescale + jnp.sum(weights, axis=1)
-    out = dot_accumulate(out * rescale[:, None], weights.astype(v_ref.dtype), v_ref[keys, :])
-    return out, new_top, total
+    visible = _visible(q_pos[:, None], pos_ref[keys][None, :], window)
+    return _online_softmax(carry, q, k_ref[keys, :], v_ref[keys, :], visible, scale)
 
   # Key blocks this query block can see, by index: positions rise by one along a row after its
   # padding (`flash_attention`'s contract), so later keys are in the future and keys `window`
@@ -113,7 +123,7 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
   sinks = sinks.reshape(heads).astype(jnp.float32)
   length = t + padded
 
-  kernel = functools.partial(_kernel, block_q=block_q, block_k=block_k, window=window,
+  kernel = functools.partial(_prefill_kernel, block_q=block_q, block_k=block_k, window=window,
                              scale=head_dim ** -0.5)
   query_spec = pl.BlockSpec((None, block_q, None, head_dim), lambda i, row, h: (row, i, h, 0))
   kv_spec = pl.BlockSpec((None, length, None, head_dim), lambda i, row, h: (row, 0, h // group, 0))
@@ -130,3 +140,88 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
       name="flash_attention_sinks",
   )(q, k, v, positions, sinks)
   return out[:, :t].reshape(b, t, kv_heads, group, head_dim).astype(out_dtype)
+
+
+def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, out_ref, top_ref, total_ref, *,
+                   block_k: int, blocks_per_split: int, window: int | None, scale: float):
+  row, split = pl.program_id(0), pl.program_id(2)
+  q = q_ref[...]  # [rows, hd]: the query heads of one KV head (padded to 16 for the dot)
+  q_pos = q_pos_ref[row]
+  rows, head_dim = q.shape
+  num_blocks = k_ref.shape[0] // block_k
+  first = split * blocks_per_split
+
+  def body(key_block, carry):
+    keys = pl.ds(key_block * block_k, block_k)
+    visible = _visible(q_pos, k_pos_ref[keys], window)[None, :]
+    return _online_softmax(carry, q, k_ref[keys, :], v_ref[keys, :], visible, scale)
+
+  init = (jnp.zeros((rows, head_dim), jnp.float32), jnp.full((rows,), MASKED, jnp.float32),
+          jnp.zeros((rows,), jnp.float32))
+  out, top, total = lax.fori_loop(first, jnp.minimum(first + blocks_per_split, num_blocks),
+                                  body, init)
+  out_ref[...], top_ref[...], total_ref[...] = out, top, total
+
+
+@functools.partial(jax.jit, static_argnames=("window", "block_k", "num_programs", "num_warps",
+                                             "num_stages", "interpret"))
+def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | None = None,
+                     block_k: int = 64, num_programs: int = 128, num_warps: int = 4,
+                     num_stages: int = 2, interpret: bool = False):
+  """One new query per row over a KV cache whose slots may hold keys in any order (a ring).
+
+  Args:
+    q: ``[B, K, G, hd]``; k, v: ``[B, S, K, hd]`` with S a multiple of ``block_k``.
+    q_positions: ``[B]`` int; k_positions: ``[B, S]`` int, -1 for an empty slot.
+    sinks: ``[K, G]``; window: as in `flash_attention`.
+    num_programs: the slots are split over programs until about this many run (flash-decoding);
+      the splits' partial softmaxes are merged, with the sink, afterwards.
+  Returns:
+    ``[B, K, G, hd]`` in q's dtype.
+  """
+  b, kv_heads, group, head_dim = q.shape
+  slots = k.shape[1]
+  if k.shape != (b, slots, kv_heads, head_dim) or v.shape != k.shape:
+    raise ValueError(f"k and v must have shape [{b}, slots, {kv_heads}, {head_dim}] to match q, "
+                     f"got {list(k.shape)} and {list(v.shape)}")
+  if slots % block_k:
+    raise ValueError(f"the KV cache's slots ({slots}) must be a multiple of block_k={block_k}")
+  if q_positions.shape != (b,) or k_positions.shape != (b, slots):
+    raise ValueError(f"q_positions must be [{b}] and k_positions [{b}, {slots}], got "
+                     f"{list(q_positions.shape)} and {list(k_positions.shape)}")
+  rows = max(16, 1 << (group - 1).bit_length())  # the dot's smallest M
+  out_dtype = q.dtype
+  q = jnp.pad(q.astype(jnp.bfloat16), ((0, 0), (0, 0), (0, rows - group), (0, 0)))
+  k, v = k.astype(jnp.bfloat16), v.astype(jnp.bfloat16)
+  num_blocks = slots // block_k
+  splits = min(num_blocks, max(1, num_programs // (b * kv_heads)))
+  blocks_per_split = -(-num_blocks // splits)
+
+  kernel = functools.partial(_decode_kernel, block_k=block_k, blocks_per_split=blocks_per_split,
+                             window=window, scale=head_dim ** -0.5)
+  kv_spec = pl.BlockSpec((None, slots, None, head_dim), lambda i, h, s: (i, 0, h, 0))
+  part = lambda *tail: pl.BlockSpec((None, None, None, rows, *tail),
+                                    lambda i, h, s: (i, h, s, 0, *(0,) * len(tail)))
+  partial_shape = lambda *tail: jax.ShapeDtypeStruct((b, kv_heads, splits, rows, *tail),
+                                                     jnp.float32)
+  out, top, total = pl.pallas_call(
+      kernel,
+      grid=(b, kv_heads, splits),
+      in_specs=[pl.BlockSpec((None, None, rows, head_dim), lambda i, h, s: (i, h, 0, 0)),
+                kv_spec, kv_spec,
+                pl.BlockSpec((None, slots), lambda i, h, s: (i, 0)),
+                pl.BlockSpec((b,), lambda i, h, s: (0,))],
+      out_specs=[part(head_dim), part(), part()],
+      out_shape=[partial_shape(head_dim), partial_shape(), partial_shape()],
+      compiler_params=pltriton.CompilerParams(num_warps=num_warps, num_stages=num_stages),
+      interpret=interpret,
+      name="decode_attention_sinks",
+  )(q, k, v, k_positions.astype(jnp.int32), q_positions.astype(jnp.int32))
+  # Merge the splits and the sink: [B, K, splits, rows(, hd)] -> [B, K, G, hd].
+  out, top, total = out[:, :, :, :group], top[:, :, :, :group], total[:, :, :, :group]
+  sink = sinks.astype(jnp.float32)[None, :, :] * LOG2E  # [1, K, G]
+  peak = jnp.maximum(jnp.max(top, axis=2), sink)
+  share = jnp.exp2(top - peak[:, :, None])  # [B, K, splits, G]
+  total = jnp.sum(total * share, axis=2) + jnp.exp2(sink - peak)
+  out = jnp.sum(out * share[..., None], axis=2) / total[..., None]
+  return out.astype(out_dtype)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mxfp4_jax.kernels import grouped_matmul
-from mxfp4_jax.kernels.flash_attention import flash_attention
+from mxfp4_jax.kernels.flash_attention import decode_attention, flash_attention
 from mxfp4_jax.mxfp4.layout import random_packed
 from mxfp4_jax.model.config import GptOssConfig
 from mxfp4_jax.model.rope import apply_rope, rope_tables
@@ -83,6 +83,15 @@ class LayerCache:
     return LayerCache(self.k.at[:, index].set(k), self.v.at[:, index].set(v),
                       self.positions.at[:, index].set(positions))
 
+
+def cache_slots(keys: int) -> int:
+  """Slots for ``keys`` keys in whole key blocks of `decode_attention`: 16 up to 64 keys, 64 beyond."""
+  block = decode_block(keys)
+  return -(-keys // block) * block
+
+
+def decode_block(slots: int) -> int:
+  return 64 if slots > 64 else 16
 
 # float32 scores [B, K, G, T, S] per attention step (1 GiB): long or batched prompts are cut into
 # query chunks to stay under it (an 8k prompt: 512 queries a step; 256 prompts of 1k: 16).
@@ -173,7 +182,8 @@ class Attention(nnx.Module):
     q = q.reshape(b, t, cfg.num_kv_heads, groups, cfg.head_dim)  # head h uses KV head h // G
     keys, values, key_pos = k, v, positions
     prefill = isinstance(start, int) and start == 0  # known when tracing: an empty cache
-    if cache is not None and t == 1 and not prefill:
+    decoding = cache is not None and t == 1 and not prefill
+    if decoding:
       # A decode step stores its key first and attends over the cache alone (no copy of it): the
       # ring slot it takes held a key `window` or more positions back, which it must not see.
       cache = cache.write(k, v, positions, start)
@@ -189,9 +199,14 @@ class Attention(nnx.Module):
       cache = cache.write(k, v, positions, start)
     sinks = self.sinks[...].reshape(cfg.num_kv_heads, groups)
     window = cfg.sliding_window if self.sliding else None
-    if keys is k and cfg.resolved_attention_backend == "pallas":  # a prefill: the flash kernel
-      out = flash_attention(q, k, v, positions, sinks, window=window,
-                            interpret=jax.default_backend() != "gpu")
+    kernel = cfg.resolved_attention_backend == "pallas"
+    interpret = jax.default_backend() != "gpu"
+    if kernel and keys is k:  # a prefill: the keys are the queries' own tokens
+      out = flash_attention(q, k, v, positions, sinks, window=window, interpret=interpret)
+    elif kernel and decoding:
+      out = decode_attention(q[:, 0], keys, values, positions[:, 0], key_pos, sinks,
+                             window=window, block_k=decode_block(keys.shape[1]),
+                             interpret=interpret)[:, None]
     else:
       out = attend(q, keys, values, positions, key_pos, sinks, window, aligned=keys is k)
     out = out.reshape(b, t, cfg.q_size) @ self.out_weight[...] + self.out_bias[...]
@@ -284,9 +299,11 @@ class GptOss(nnx.Module):
     return self.forward(tokens, positions)[0]
 
   def init_cache(self, batch: int, max_len: int) -> list[LayerCache]:
-    """Empty caches: ``max_len`` slots on full-attention layers, the window on sliding ones."""
-    return [LayerCache.empty(batch, min(self.cfg.sliding_window, max_len)
-                             if self.cfg.is_sliding(i) else max_len, self.cfg)
+    """Empty caches: ``max_len`` slots on full-attention layers, the window on sliding ones,
+    rounded up to whole key blocks of the decode kernel (spare slots stay empty; a ring longer
+    than the window still shows only the window's keys)."""
+    return [LayerCache.empty(batch, cache_slots(min(self.cfg.sliding_window, max_len)
+                                                if self.cfg.is_sliding(i) else max_len), self.cfg)
             for i in range(self.cfg.num_layers)]
 
   @_exact_in_float32
