@@ -78,17 +78,19 @@ def test_rows_that_see_only_the_sink_are_finite(rng):
   assert rel_err(out, oracle(q, k, v, positions, sinks, 4)) < 1e-2
 
 
-@pytest.mark.parametrize("window, num_programs", [(None, 4), (None, 64), (5, 64), (40, 8)])
-def test_decode_over_a_ring_cache_matches_float64_oracle(rng, window, num_programs):
+@pytest.mark.parametrize("window, num_programs, slots", [
+    (None, 4, 48), (None, 64, 48), (5, 64, 48), (40, 8, 48),
+    (None, 1, 160)])  # 10 blocks: more than one program's share of straight-line blocks
+def test_decode_over_a_ring_cache_matches_float64_oracle(rng, window, num_programs, slots):
   """Slots in ring order (not sorted by position), empty slots, a row that is mostly padding;
   the slots split over programs or not."""
-  b, slots, kv_heads, group, head_dim = 2, 48, 2, 3, 16
+  b, kv_heads, group, head_dim = 2, 2, 3, 16
   q = jnp.asarray(rng.standard_normal((b, kv_heads, group, head_dim)), jnp.bfloat16)
   k = jnp.asarray(rng.standard_normal((b, slots, kv_heads, head_dim)), jnp.bfloat16)
   v = jnp.asarray(rng.standard_normal((b, slots, kv_heads, head_dim)), jnp.bfloat16)
   sinks = jnp.asarray(rng.uniform(-3, 3, (kv_heads, group)), jnp.float32)
-  q_pos = np.array([60, 7])
-  k_pos = np.stack([(np.arange(slots) + 13) % slots + 13,  # 13..60 rotated, as a ring holds them
+  q_pos = np.array([slots + 12, 7])
+  k_pos = np.stack([(np.arange(slots) + 13) % slots + 13,  # 13..q_pos rotated, as a ring holds them
                     np.where(np.arange(slots) <= 7, np.arange(slots), -1)])
   out = decode_attention(q, k, v, jnp.asarray(q_pos), jnp.asarray(k_pos), sinks, window=window,
                          block_k=16, num_programs=num_programs, interpret=INTERPRET)

@@ -27,6 +27,7 @@ from jax.experimental.pallas import triton as pltriton
 from mxfp4_jax.kernels.triton_ops import dot_accumulate
 
 LOG2E = math.log2(math.e)  # the softmax runs in base 2: exp(x) = exp2(x log2 e)
+MAX_BLOCKS_PER_SPLIT = 8  # a decode program's key blocks, unrolled: more splits beyond that
 MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: exp2(MASKED - m) is 0, never NaN
 
 
@@ -39,13 +40,15 @@ def _visible(q_pos, k_pos, window: int | None):
 
 def _online_softmax(carry, q, k, v, visible, scale: float):
   """One key block into the running (out, top, total) of the rows of ``q``: out [rows, hd] f32
-  unnormalised, top [rows] the running maximum (base-2 logits), total [rows] the running sum."""
+  unnormalised, top [rows] the running maximum (base-2 logits), total [rows] the running sum.
+  ``top`` starts at the sink, a finite logit, so a masked score weighs exp2(MASKED - top) = 0
+  with no select on the weights (one costs the prefill kernel a third of its speed)."""
   out, top, total = carry
   scores = pltriton.dot(q, k, trans_b=True) * (scale * LOG2E)  # [rows, block_k] f32
   scores = jnp.where(visible, scores, MASKED)
   new_top = jnp.maximum(top, jnp.max(scores, axis=1))
   rescale = jnp.exp2(top - new_top)
-  weights = jnp.where(visible, jnp.exp2(scores - new_top[:, None]), 0.0)
+  weights = jnp.exp2(scores - new_top[:, None])
   total = total * rescale + jnp.sum(weights, axis=1)
   out = dot_accumulate(out * rescale[:, None], weights.astype(v.dtype), v)
   return out, new_top, total
@@ -142,25 +145,25 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
   return out[:, :t].reshape(b, t, kv_heads, group, head_dim).astype(out_dtype)
 
 
-def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, out_ref, top_ref, total_ref, *,
-                   block_k: int, blocks_per_split: int, window: int | None, scale: float):
+def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, out_ref, top_ref,
+                   total_ref, *, block_k: int, blocks_per_split: int, window: int | None,
+                   scale: float):
   row, split = pl.program_id(0), pl.program_id(2)
   q = q_ref[...]  # [rows, hd]: the query heads of one KV head (padded to 16 for the dot)
   q_pos = q_pos_ref[row]
   rows, head_dim = q.shape
   num_blocks = k_ref.shape[0] // block_k
-  first = split * blocks_per_split
-
-  def body(key_block, carry):
-    keys = pl.ds(key_block * block_k, block_k)
-    visible = _visible(q_pos, k_pos_ref[keys], window)[None, :]
-    return _online_softmax(carry, q, k_ref[keys, :], v_ref[keys, :], visible, scale)
-
-  init = (jnp.zeros((rows, head_dim), jnp.float32), jnp.full((rows,), MASKED, jnp.float32),
-          jnp.zeros((rows,), jnp.float32))
-  out, top, total = lax.fori_loop(first, jnp.minimum(first + blocks_per_split, num_blocks),
-                                  body, init)
-  out_ref[...], top_ref[...], total_ref[...] = out, top, total
+  # The running sum leaves the sink's own weight out: the merge adds it once.
+  carry = (jnp.zeros((rows, head_dim), jnp.float32), sinks_ref[...] * LOG2E,
+           jnp.zeros((rows,), jnp.float32))
+  # Straight-line blocks, not a loop: a split has a few, and all their loads can be in flight
+  # before the first dot waits. A block past the cache's end re-reads the last one, all masked.
+  for u in range(blocks_per_split):
+    block = split * blocks_per_split + u
+    keys = pl.ds(jnp.minimum(block, num_blocks - 1) * block_k, block_k)
+    visible = _visible(q_pos, k_pos_ref[keys], window) & (block < num_blocks)
+    carry = _online_softmax(carry, q, k_ref[keys, :], v_ref[keys, :], visible[None, :], scale)
+  out_ref[...], top_ref[...], total_ref[...] = carry
 
 
 @functools.partial(jax.jit, static_argnames=("window", "block_k", "num_programs", "num_warps",
@@ -174,8 +177,9 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
     q: ``[B, K, G, hd]``; k, v: ``[B, S, K, hd]`` with S a multiple of ``block_k``.
     q_positions: ``[B]`` int; k_positions: ``[B, S]`` int, -1 for an empty slot.
     sinks: ``[K, G]``; window: as in `flash_attention`.
-    num_programs: the slots are split over programs until about this many run (flash-decoding);
-      the splits' partial softmaxes are merged, with the sink, afterwards.
+    num_programs: the slots are split over programs until about this many run (flash-decoding),
+      and into shares of at most `MAX_BLOCKS_PER_SPLIT` key blocks; the shares' partial
+      softmaxes are merged, with the sink, afterwards.
   Returns:
     ``[B, K, G, hd]`` in q's dtype.
   """
@@ -194,8 +198,10 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   q = jnp.pad(q.astype(jnp.bfloat16), ((0, 0), (0, 0), (0, rows - group), (0, 0)))
   k, v = k.astype(jnp.bfloat16), v.astype(jnp.bfloat16)
   num_blocks = slots // block_k
-  splits = min(num_blocks, max(1, num_programs // (b * kv_heads)))
-  blocks_per_split = -(-num_blocks // splits)
+  splits = max(num_programs // (b * kv_heads), -(-num_blocks // MAX_BLOCKS_PER_SPLIT))
+  blocks_per_split = -(-num_blocks // min(num_blocks, splits))
+  splits = -(-num_blocks // blocks_per_split)
+  sinks = jnp.pad(sinks.astype(jnp.float32), ((0, 0), (0, rows - group)))  # [K, rows]
 
   kernel = functools.partial(_decode_kernel, block_k=block_k, blocks_per_split=blocks_per_split,
                              window=window, scale=head_dim ** -0.5)
@@ -210,16 +216,17 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
       in_specs=[pl.BlockSpec((None, None, rows, head_dim), lambda i, h, s: (i, h, 0, 0)),
                 kv_spec, kv_spec,
                 pl.BlockSpec((None, slots), lambda i, h, s: (i, 0)),
-                pl.BlockSpec((b,), lambda i, h, s: (0,))],
+                pl.BlockSpec((b,), lambda i, h, s: (0,)),
+                pl.BlockSpec((None, rows), lambda i, h, s: (h, 0))],
       out_specs=[part(head_dim), part(), part()],
       out_shape=[partial_shape(head_dim), partial_shape(), partial_shape()],
       compiler_params=pltriton.CompilerParams(num_warps=num_warps, num_stages=num_stages),
       interpret=interpret,
       name="decode_attention_sinks",
-  )(q, k, v, k_positions.astype(jnp.int32), q_positions.astype(jnp.int32))
+  )(q, k, v, k_positions.astype(jnp.int32), q_positions.astype(jnp.int32), sinks)
   # Merge the splits and the sink: [B, K, splits, rows(, hd)] -> [B, K, G, hd].
   out, top, total = out[:, :, :, :group], top[:, :, :, :group], total[:, :, :, :group]
-  sink = sinks.astype(jnp.float32)[None, :, :] * LOG2E  # [1, K, G]
+  sink = sinks[None, :, :group] * LOG2E  # [1, K, G]
   peak = jnp.maximum(jnp.max(top, axis=2), sink)
   share = jnp.exp2(top - peak[:, :, None])  # [B, K, splits, G]
   total = jnp.sum(total * share, axis=2) + jnp.exp2(sink - peak)
