@@ -169,7 +169,7 @@ def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, out_ref
 @functools.partial(jax.jit, static_argnames=("window", "block_k", "num_programs", "num_warps",
                                              "num_stages", "interpret"))
 def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | None = None,
-                     block_k: int = 64, num_programs: int = 128, num_warps: int = 4,
+                     block_k: int = 64, num_programs: int = 256, num_warps: int = 4,
                      num_stages: int = 2, interpret: bool = False):
   """One new query per row over a KV cache whose slots may hold keys in any order (a ring).
 

@@ -18,7 +18,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 
 @jax.tree_util.register_dataclass
@@ -75,12 +74,9 @@ def row_schedule(row_experts: jax.Array, num_experts: int, block_m: int,
   """One tile per row, for rows in any order that each name their expert ``[P]``: a decode
   step's token-expert pairs need no sort when experts get about one row each. A row whose expert
   is outside ``[0, E)`` is a tail tile: its output is zero."""
-  # Only the experts depend on the data: the rest are compile-time constants (an iota would be
-  # one more kernel launch per call, two per decode layer).
-  start = np.arange(row_experts.shape[0], dtype=np.int32)
-  return TileSchedule(group=valid_experts(row_experts, num_experts), start=jnp.asarray(start),
-                      end=jnp.asarray(start + 1),
-                      window=jnp.asarray(np.clip(start, 0, read_rows - block_m)))
+  start = jnp.arange(row_experts.shape[0], dtype=jnp.int32)
+  return TileSchedule(group=valid_experts(row_experts, num_experts), start=start, end=start + 1,
+                      window=jnp.clip(start, 0, read_rows - block_m))
 
 
 def valid_experts(row_experts: jax.Array, num_experts: int) -> jax.Array:
