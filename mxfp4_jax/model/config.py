@@ -34,8 +34,8 @@ class GptOssConfig:
   dtype: str = "bfloat16"  # activations and dense weights; "float32" for exact comparisons
   moe_backend: str = "auto"  # "pallas" (GPU), "reference" (jnp), "auto": pallas on GPU
   moe_interpret: bool = False  # run the Pallas kernel in interpret mode (CPU tests)
-  # Prefill attention: "pallas" (the flash kernel; interpret mode off the GPU), "xla" (jnp),
-  # "auto": pallas on GPU in bfloat16.
+  # Attention: "pallas" (the flash kernels for prefill and decode; interpret mode off the GPU),
+  # "xla" (jnp), "auto": pallas on GPU in bfloat16.
   attention_backend: str = "auto"
 
   HPARAMS = ("vocab_size", "hidden_size", "num_layers", "num_experts", "experts_per_token",

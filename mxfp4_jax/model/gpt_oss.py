@@ -93,6 +93,7 @@ def cache_slots(keys: int) -> int:
 def decode_block(slots: int) -> int:
   return 64 if slots > 64 else 16
 
+
 # float32 scores [B, K, G, T, S] per attention step (1 GiB): long or batched prompts are cut into
 # query chunks to stay under it (an 8k prompt: 512 queries a step; 256 prompts of 1k: 16).
 SCORE_ELEMENTS = 1 << 28
