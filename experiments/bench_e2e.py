@@ -34,8 +34,8 @@ GREEDY = SamplingParams(temperature=0)
 
 def _build(config):
   if config.checkpoint:
-    runtime = {k: config.model[k] for k in ("dtype", "moe_backend", "moe_interpret",
-                                                    "attention_backend")}
+    runtime = {k: config.model[k]
+               for k in ("dtype", "moe_backend", "moe_interpret", "attention_backend")}
     return mxfp4_jax.load_model(config.checkpoint, **runtime)
   return GptOss(GptOssConfig.from_dict(config.model), rngs=nnx.Rngs(config.seed))
 

@@ -99,6 +99,14 @@ def test_decode_over_a_ring_cache_matches_float64_oracle(rng, window, num_progra
   assert rel_err(out, ref) < 1e-2
 
 
+def test_decode_rejects_a_head_dim_the_kernel_cannot_load():
+  q = jnp.zeros((1, 1, 2, 24), jnp.bfloat16)
+  k = jnp.zeros((1, 16, 1, 24), jnp.bfloat16)
+  with pytest.raises(ValueError, match="head_dim must be a power of two >= 16"):
+    decode_attention(q, k, k, jnp.zeros((1,), jnp.int32), jnp.zeros((1, 16), jnp.int32),
+                     jnp.zeros((1, 2)), block_k=16, interpret=True)
+
+
 def test_decode_needs_whole_key_blocks():
   q = jnp.zeros((1, 1, 2, 16), jnp.bfloat16)
   k = jnp.zeros((1, 40, 1, 16), jnp.bfloat16)

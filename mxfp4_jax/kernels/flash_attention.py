@@ -62,6 +62,7 @@ def _prefill_kernel(q_ref, k_ref, v_ref, pos_ref, sinks_ref, out_ref, *, block_q
   q_pos = pos_ref[pl.ds(first_query, block_q)]
   sink = sinks_ref[head] * LOG2E
   head_dim = q.shape[-1]
+
   def body(key_block, carry):
     keys = pl.ds(key_block * block_k, block_k)
     visible = _visible(q_pos[:, None], pos_ref[keys][None, :], window)
@@ -92,6 +93,10 @@ def check_args(q, k, v, positions, sinks) -> None:
                      f"got {positions.dtype}{list(positions.shape)}")
   if sinks.shape != (kv_heads, group):
     raise ValueError(f"sinks must have shape {[kv_heads, group]}, got {list(sinks.shape)}")
+  _check_head_dim(head_dim)
+
+
+def _check_head_dim(head_dim: int) -> None:
   if head_dim & (head_dim - 1) or head_dim < 16:
     raise ValueError(f"head_dim must be a power of two >= 16 for the kernel, got {head_dim}")
 
@@ -183,7 +188,10 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   Returns:
     ``[B, K, G, hd]`` in q's dtype.
   """
+  if q.ndim != 4:
+    raise ValueError(f"q must be [batch, kv_heads, group, head_dim], got {list(q.shape)}")
   b, kv_heads, group, head_dim = q.shape
+  _check_head_dim(head_dim)
   slots = k.shape[1]
   if k.shape != (b, slots, kv_heads, head_dim) or v.shape != k.shape:
     raise ValueError(f"k and v must have shape [{b}, slots, {kv_heads}, {head_dim}] to match q, "
