@@ -11,6 +11,7 @@ copies rotated past L2). Roofline bytes count the MXFP4 weights of the experts t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 
 import jax
@@ -21,7 +22,7 @@ from configs.bench_kernel import SHAPES
 from experiments import common
 from experiments.kernel_problems import PERTURB, kernel_problem, weight_copies
 from mxfp4_jax import benchmarking
-from mxfp4_jax.kernels import grouped_matmul
+from mxfp4_jax.kernels import grouped_matmul, pick_config
 from mxfp4_jax.mxfp4.layout import dequantize_packed, random_packed
 
 _CONFIG = common.define_config("bench_kernel.py")
@@ -72,6 +73,10 @@ def bench(config) -> list[dict]:
       act_bytes = num_rows * k * 2 + num_rows * out_cols * 2
 
       kernel = functools.partial(grouped_matmul, activation=activation, backend="pallas")
+      options = common.kernel_options(config.kernel_options)
+      if options:  # the tuned config for this P, with some fields replaced
+        picked = pick_config(num_rows, num_experts, out_cols, weights[0].values.shape[1])
+        kernel = functools.partial(kernel, config=dataclasses.replace(picked, **options))
       args = [(x, w, group_sizes, row_weights) for x, w in zip(xs, weights)]
       ref = grouped_matmul(xs[0].astype(jnp.float32), weights[0], group_sizes, row_weights,
                            activation=activation, backend="reference")
@@ -79,7 +84,7 @@ def bench(config) -> list[dict]:
       del ref
 
       row = dict(shape=shape_name, rows=num_rows, active_experts=active, copies=copies,
-                 rel_err=rel_err)
+                 rel_err=rel_err, kernel_options=config.kernel_options)
       seconds = benchmarking.time_per_call(kernel, args, calls=tuple(config.calls),
                                            repeats=config.repeats, perturb=PERTURB)
       if config.profile_dir:  # a few more kernel calls, traced, after the timing

@@ -8,6 +8,7 @@ file under ``configs/``; any field can be overridden on the command line::
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -51,6 +52,22 @@ def device_description() -> str:
 
 def write_json(path: pathlib.Path, payload) -> None:
   path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def kernel_options(text: str) -> dict:
+  """``"decode=lut_word,accumulate_in_mma=1"`` -> KernelConfig field values (ints and bools
+  written as integers), for experiments that override the tuned defaults."""
+  from mxfp4_jax.kernels import KernelConfig  # noqa: PLC0415
+
+  types = {f.name: f.type for f in dataclasses.fields(KernelConfig)}
+  options = {}
+  for item in csv_list(text):
+    name, _, value = item.partition("=")
+    name = name.strip()
+    if name not in types or not value:
+      raise ValueError(f"kernel option {item!r} is not NAME=VALUE with NAME one of {sorted(types)}")
+    options[name] = {"int": int, "bool": lambda v: bool(int(v))}.get(types[name], str)(value)
+  return options
 
 
 def csv_list(text, cast=str) -> list:

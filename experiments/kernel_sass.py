@@ -95,6 +95,7 @@ def main(argv) -> None:
   compiled = triton.compile(str(ttir), target=GPUTarget("cuda", 90, 32),
                             options=dict(num_warps=config.num_warps,
                                          num_stages=config.num_stages))
+  (out / "kernel.ttgir").write_text(compiled.asm["ttgir"])
   (out / "kernel.ptx").write_text(compiled.asm["ptx"])
   (out / "kernel.cubin").write_bytes(compiled.asm["cubin"])
   cuobjdump = shutil.which("cuobjdump") or str(

@@ -1,7 +1,8 @@
-"""The bf16x2 PTX decode (`format.e2m1_bf16x2_ptx`) gives the same bits as the integer decode.
+"""The PTX decodes (`format.e2m1_bf16x2_ptx`, `format.e2m1_lut_ptx`) give the same bits as the
+integer decode.
 
 Interpret mode cannot run inline PTX, so the PTX text itself is executed here by a small
-emulator of the six instructions it uses, with their PTX ISA semantics (prmt byte selection,
+emulator of the seven instructions they use, with their PTX ISA semantics (prmt byte selection,
 bf16x2 multiply with subnormal inputs, round to nearest even), over all byte values.
 """
 
@@ -26,23 +27,33 @@ def _bf16x2_mul(a, b):
 
 
 def _prmt(a, b, selector):
-  source = [(a >> (8 * i)) & 0xFF for i in range(4)] + [(b >> (8 * i)) & 0xFF for i in range(4)]
-  return sum(source[(selector >> (4 * i)) & 0x7] << (8 * i) for i in range(4))
+  """Byte i of the result is byte (nibble i of the selector, bits 0-2) of b:a (the selector's
+  sign-replicate bit is never set here)."""
+  a, b, selector = np.broadcast_arrays(*(np.asarray(v, np.uint32) for v in (a, b, selector)))
+  source = np.stack([(a >> (8 * i)) & 0xFF for i in range(4)]
+                    + [(b >> (8 * i)) & 0xFF for i in range(4)], axis=-1)
+  byte = lambda i: np.take_along_axis(source, ((selector >> (4 * i)) & 0x7)[..., None], -1)[..., 0]
+  return sum(byte(i) << (8 * i) for i in range(4))
 
 
 def run_ptx(text: str, operands: dict) -> dict:
   regs = dict(operands)
   value = lambda x: regs[x] if x in regs else np.uint32(int(x, 0))
   for statement in filter(None, (s.strip() for s in text.strip("{} ").split(";"))):
+    if statement.startswith("mov.b32 {"):  # split a 32-bit register into two 16-bit ones
+      low, high, src = re.findall(r"[$\w]+", statement.split(None, 1)[1])
+      regs[low], regs[high] = regs[src] & 0xFFFF, regs[src] >> 16
+      continue
     op, *args = re.split(r"[\s,]+", statement)
     if op == ".reg":
       continue
     dst, *src = args
     a = [value(x) for x in src]
     regs[dst] = {
-        "mov.b32": lambda: a[0] + np.zeros_like(operands["$2"]),
-        "prmt.b32": lambda: _prmt(a[0], a[1], int(src[2], 0)),
+        "mov.b32": lambda: a[0] + np.zeros_like(next(iter(operands.values()))),
+        "prmt.b32": lambda: _prmt(a[0], a[1], a[2]),
         "shl.b32": lambda: (a[0] << np.uint32(int(src[1]))) & np.uint32(0xFFFFFFFF),
+        "shr.b32": lambda: a[0] >> np.uint32(int(src[1])),
         "and.b32": lambda: a[0] & a[1],
         "or.b32": lambda: a[0] | a[1],
         "mul.rn.bf16x2": lambda: _bf16x2_mul(a[0], a[1]),
@@ -50,21 +61,62 @@ def run_ptx(text: str, operands: dict) -> dict:
   return regs
 
 
+def _lanes_and_scales(seed: int):
+  """[1024, 4] bytes (every byte value in every lane) and random kernel-range scale bytes, the
+  range's ends included."""
+  rng = np.random.default_rng(seed)
+  byte_values = np.repeat(np.arange(256, dtype=np.uint32), 4)
+  lanes = np.stack([np.roll(byte_values, shift) for shift in range(4)], axis=-1)
+  scales = rng.integers(fmt.KERNEL_SCALE_MIN, fmt.KERNEL_SCALE_MAX + 1, lanes.shape)
+  scales[:8] = [[fmt.KERNEL_SCALE_MIN] * 4, [fmt.KERNEL_SCALE_MAX] * 4] * 4
+  return lanes, scales
+
+
+def _words(lanes) -> np.ndarray:  # four lanes -> one 32-bit register, lane 0 lowest
+  return (lanes[:, 0] | lanes[:, 1] << 8 | lanes[:, 2] << 16 | lanes[:, 3] << 24).astype(np.uint32)
+
+
+def _factors(scales) -> tuple[np.ndarray, np.ndarray]:  # bf16x2 of 2**(scale - 127), lanes 0,1 | 2,3
+  factor = scales.astype(np.uint32) << 7
+  return ((factor[:, 0] | factor[:, 1] << 16).astype(np.uint32),
+          (factor[:, 2] | factor[:, 3] << 16).astype(np.uint32))
+
+
+def _unpack(regs, first: str, second: str) -> np.ndarray:  # two bf16x2 registers -> [n, 4] bits
+  return np.stack([regs[first] & 0xFFFF, regs[first] >> 16,
+                   regs[second] & 0xFFFF, regs[second] >> 16], axis=-1)
+
+
+def _want(codes, scales) -> np.ndarray:
+  return np.asarray(fmt.e2m1_to_bf16_bits(codes.astype(np.int32), scales.astype(np.int32)))
+
+
 @pytest.mark.parametrize("nibble", ["low", "high"])
 def test_ptx_decode_equals_integer_decode(nibble):
-  rng = np.random.default_rng(0)
-  byte_values = np.repeat(np.arange(256, dtype=np.uint32), 4)  # every byte in every lane
-  lanes = np.stack([np.roll(byte_values, shift) for shift in range(4)], axis=-1)  # [1024, 4]
-  scales = rng.integers(fmt.KERNEL_SCALE_MIN, fmt.KERNEL_SCALE_MAX + 1, lanes.shape)
-  scales[:8] = [[fmt.KERNEL_SCALE_MIN] * 4, [fmt.KERNEL_SCALE_MAX] * 4] * 4  # the range's ends
-  factor = (scales.astype(np.uint32) << 7)  # bf16 bits of 2**(scale - 127)
-  word = lanes[:, 0] | lanes[:, 1] << 8 | lanes[:, 2] << 16 | lanes[:, 3] << 24
-  regs = run_ptx(fmt.e2m1_bf16x2_ptx(nibble), {
-      "$2": word.astype(np.uint32),
-      "$3": (factor[:, 0] | factor[:, 1] << 16).astype(np.uint32),
-      "$4": (factor[:, 2] | factor[:, 3] << 16).astype(np.uint32)})
-  got = np.stack([regs["$0"] & 0xFFFF, regs["$0"] >> 16, regs["$1"] & 0xFFFF, regs["$1"] >> 16],
-                 axis=-1)
+  lanes, scales = _lanes_and_scales(0)
+  regs = run_ptx(fmt.e2m1_bf16x2_ptx(nibble), {"$2": _words(lanes), **dict(zip(
+      ("$3", "$4"), _factors(scales)))})
   codes = lanes & 0xF if nibble == "low" else lanes >> 4
-  want = np.asarray(fmt.e2m1_to_bf16_bits(codes.astype(np.int32), scales.astype(np.int32)))
-  np.testing.assert_array_equal(got, want)
+  np.testing.assert_array_equal(_unpack(regs, "$0", "$1"), _want(codes, scales))
+
+
+def test_lut_decode_equals_integer_decode():
+  lanes, low_scales = _lanes_and_scales(1)
+  _, high_scales = _lanes_and_scales(2)  # the two nibbles of a byte have different scales
+  regs = run_ptx(fmt.e2m1_lut_ptx(), {"$4": _words(lanes), **dict(zip(
+      ("$5", "$6", "$7", "$8"), _factors(low_scales) + _factors(high_scales)))})
+  np.testing.assert_array_equal(_unpack(regs, "$0", "$1"), _want(lanes & 0xF, low_scales))
+  np.testing.assert_array_equal(_unpack(regs, "$2", "$3"), _want(lanes >> 4, high_scales))
+
+
+def test_lut_word_decode_equals_integer_decode():
+  """One word of 4 bytes of one row: one scale for its low nibbles, one for its high nibbles."""
+  lanes, scales = _lanes_and_scales(3)
+  low_scales, high_scales = scales[:, :1], scales[:, 1:2]
+  pair = lambda s: ((s[:, 0].astype(np.uint32) << 7) * 0x10001).astype(np.uint32)
+  tables = dict(zip(("$11", "$12", "$13"), (np.uint32(t) for t in fmt.LUT_REGISTERS)))
+  regs = run_ptx(fmt.e2m1_lut_word_ptx(), {"$8": _words(lanes), "$9": pair(low_scales),
+                                           "$10": pair(high_scales), **tables})
+  got = lambda first: np.stack([regs[f"${first + i}"] for i in range(4)], axis=-1)
+  np.testing.assert_array_equal(got(0), _want(lanes & 0xF, np.broadcast_to(low_scales, lanes.shape)))
+  np.testing.assert_array_equal(got(4), _want(lanes >> 4, np.broadcast_to(high_scales, lanes.shape)))

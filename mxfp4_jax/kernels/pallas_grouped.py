@@ -19,7 +19,7 @@ from jax.experimental.pallas import triton as pltriton
 from mxfp4_jax.kernels import schedule as sched
 from mxfp4_jax.kernels.reference import expert_of_row, moe_epilogue
 from mxfp4_jax.kernels.swiglu import swiglu
-from mxfp4_jax.kernels.triton_ops import dot_accumulate
+from mxfp4_jax.kernels.triton_ops import dot_accumulate, inline_asm
 from mxfp4_jax.kernels.tuning import KernelConfig
 from mxfp4_jax.mxfp4 import format as fmt
 from mxfp4_jax.mxfp4.layout import K_TILE, PackedMXFP4
@@ -27,31 +27,55 @@ from mxfp4_jax.mxfp4.layout import K_TILE, PackedMXFP4
 HALF_TILE = K_TILE // 2  # values under one scale: the low (or high) nibbles of a tile row
 
 
-def _decode_tile(packed, scale_low, scale_high, use_ptx: bool):
+def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
   """[block_n, 32] packed bytes, two [block_n] uint8 scales -> low and high halves, each
-  [block_n, 32] bf16 (exact, the same bits either way)."""
-  if use_ptx:
-    def half(nibble, scales):
-      factor = lax.bitcast_convert_type((scales.astype(jnp.int32) << 7).astype(jnp.uint16),
-                                        jnp.bfloat16)  # 2**(scale - 127)
-      [out] = pltriton.elementwise_inline_asm(
-          fmt.e2m1_bf16x2_ptx(nibble),
-          args=[packed, jnp.broadcast_to(factor[:, None], packed.shape)],
-          constraints="=r,=r,r,r,r", pack=4,
-          result_shape_dtypes=[jax.ShapeDtypeStruct(packed.shape, jnp.bfloat16)])
-      return out
-    return half("low", scale_low), half("high", scale_high)
+  [block_n, 32] bf16 (exact, the same bits with every decode)."""
+  if decode == "integer":
+    low, high = fmt.split_nibbles(packed.astype(jnp.int32))
+    half = lambda codes, scales: lax.bitcast_convert_type(
+        fmt.e2m1_to_bf16_bits(codes, scales.astype(jnp.int32)[:, None]), jnp.bfloat16)
+    return half(low, scale_low), half(high, scale_high)
 
-  low, high = fmt.split_nibbles(packed.astype(jnp.int32))
-  half = lambda codes, scales: lax.bitcast_convert_type(
-      fmt.e2m1_to_bf16_bits(codes, scales.astype(jnp.int32)[:, None]), jnp.bfloat16)
-  return half(low, scale_low), half(high, scale_high)
+  def factor(scales):  # bf16 2**(scale - 127) for every byte of the tile
+    bits = (scales.astype(jnp.int32) << 7).astype(jnp.uint16)
+    return jnp.broadcast_to(lax.bitcast_convert_type(bits, jnp.bfloat16)[:, None], packed.shape)
+
+  if decode == "lut_word":  # packed: [block_n, 8] uint32 words
+    def pair_factor(scales):
+      bits = scales.astype(jnp.uint32) << 7
+      return jnp.broadcast_to((bits | (bits << 16))[:, None], packed.shape)
+    outs = inline_asm(fmt.e2m1_lut_word_ptx(), [packed, pair_factor(scale_low),
+                                                pair_factor(scale_high)]
+                      + list(tables),
+                      constraints=",".join(["=h"] * 8 + ["r"] * 6), pack=1,
+                      result_shape_dtypes=[jax.ShapeDtypeStruct(packed.shape, jnp.bfloat16)] * 8)
+    def interleave(v):  # 4 x [bn, 8] (byte i of each word) -> [bn, 32]
+      inner = [jnp.stack([v[0], v[2]], axis=-1), jnp.stack([v[1], v[3]], axis=-1)]
+      return jnp.stack(inner, axis=-1).reshape(packed.shape[0], 4 * packed.shape[1])
+    return interleave(outs[:4]), interleave(outs[4:])
+
+  bf16_tile = jax.ShapeDtypeStruct(packed.shape, jnp.bfloat16)
+  if decode == "lut":
+    return tuple(inline_asm(
+        fmt.e2m1_lut_ptx(), [packed, factor(scale_low), factor(scale_high)],
+        constraints="=r,=r,=r,=r,r,r,r,r,r", pack=4, result_shape_dtypes=[bf16_tile] * 2))
+
+  def half(nibble, scales):
+    [out] = pltriton.elementwise_inline_asm(
+        fmt.e2m1_bf16x2_ptx(nibble), args=[packed, factor(scales)],
+        constraints="=r,=r,r,r,r", pack=4, result_shape_dtypes=[bf16_tile])
+    return out
+  return half("low", scale_low), half("high", scale_high)
 
 
 def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales_ref, *refs,
             cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_cols: int, swiglu_half: int,
             has_bias: bool, has_row_weights: bool, swiglu_alpha: float, swiglu_limit: float,
-            use_ptx: bool):
+            decode: str):
+  tables = None
+  if decode == "lut_word":
+    tables_ref, refs = refs[0], refs[1:]
+    tables = [tables_ref[i] for i in range(3)]  # [bn, 8] each
   bias_ref = refs[0] if has_bias else None
   row_weights_ref = refs[has_bias] if has_row_weights else None
   out_ref = refs[-1]
@@ -89,7 +113,7 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
     for i, (acc, row0) in enumerate(zip(accs, weight_rows)):
       packed = values_ref[group, kt, pl.ds(row0, bn), :]  # [bn, 32] u8
       scales = current[i] if cfg.prefetch_scales else row_scales(kt, row0)
-      w_low, w_high = _decode_tile(packed, *scales, use_ptx)
+      w_low, w_high = _decode_tile(packed, *scales, decode, tables)
       if cfg.accumulate_in_mma:
         acc = dot_accumulate(acc, w_low, x_low, trans_b=True)  # [bn, bm] f32
         acc = dot_accumulate(acc, w_high, x_high, trans_b=True)
@@ -166,7 +190,13 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
   else:
     tiles = sched.row_schedule(row_experts, w.num_experts, cfg.block_m, read_rows=padded_rows)
   num_tiles = tiles.group.shape[0]
-  operands = [tiles.group, tiles.start, tiles.end, tiles.window, x, w.values, w.scales]
+  values = w.values
+  if cfg.decode == "lut_word" and not interpret:
+    values = lax.bitcast_convert_type(values.reshape(*values.shape[:-1], -1, 4), jnp.uint32)
+  operands = [tiles.group, tiles.start, tiles.end, tiles.window, x, values, w.scales]
+  if cfg.decode == "lut_word" and not interpret:
+    operands.append(jnp.broadcast_to(jnp.array(fmt.LUT_REGISTERS, jnp.uint32)[:, None, None],
+                                     (3, cfg.block_n, 8)))
   # Split K leaves bias and row weights to the epilogue that runs on the summed shares.
   split_k = cfg.k_splits > 1
   has_bias = w.bias is not None and not split_k
@@ -179,7 +209,7 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
       out_cols=out_cols, swiglu_half=out_cols if activation == "swiglu" else 0,
       has_bias=has_bias, has_row_weights=has_row_weights,
       swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
-      use_ptx=cfg.decode == "bf16x2" and not interpret)
+      decode="integer" if interpret else cfg.decode)  # interpret mode cannot run PTX
   grid = (num_tiles, pl.cdiv(out_cols, cfg.block_n))
   out_shape = jax.ShapeDtypeStruct((padded_rows, out_cols), out_dtype)
   if split_k:

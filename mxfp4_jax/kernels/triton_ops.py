@@ -1,9 +1,14 @@
-"""`dot_accumulate(acc, a, b)`: ``acc + a @ b`` that Triton runs as one MMA into ``acc``.
+"""Two Triton operations that the Pallas lowering lacks.
+
+`dot_accumulate(acc, a, b)`: ``acc + a @ b`` that Triton runs as one MMA into ``acc``.
 
 Pallas lowers ``acc + pltriton.dot(a, b)`` to a dot from a zero accumulator (a splat Triton does
 not fold) followed by adds: every K step of the grouped matmul paid one FADD per accumulator
 element per dot and waited on each wgmma. This primitive lowers to ``tt.dot(a, b, acc)``; off
 the Triton path (interpret mode, CPU) it is the plain ``acc + a @ b`` in float32.
+
+`inline_asm(asm, args, ...)`: elementwise inline PTX with several results (Pallas' own
+`pltriton.elementwise_inline_asm` lowers only one). Triton path only.
 """
 
 from __future__ import annotations
@@ -38,14 +43,42 @@ dot_accumulate_p.def_impl(_reference)
 mlir.register_lowering(dot_accumulate_p, mlir.lower_fun(_reference, multiple_results=False))
 
 
+def inline_asm(asm: str, args, *, constraints: str, pack: int,
+               result_shape_dtypes) -> list[jax.Array]:
+  """Elementwise inline assembly (`tt.elementwise_inline_asm`) with one or more results."""
+  return inline_asm_p.bind(*args, asm=asm, constraints=constraints, pack=pack,
+                           result_shape_dtypes=tuple(result_shape_dtypes))
+
+
+inline_asm_p = jex_core.Primitive("mxfp4_inline_asm")
+inline_asm_p.multiple_results = True
+
+
+@inline_asm_p.def_abstract_eval
+def _inline_asm_abstract(*args, result_shape_dtypes, **kwargs):
+  del kwargs
+  shapes = [a.shape for a in args] + [r.shape for r in result_shape_dtypes]
+  if any(shape != shapes[0] for shape in shapes):
+    raise ValueError(f"inline_asm: arguments and results must share one shape, got {shapes}")
+  return [jax.core.ShapedArray(r.shape, r.dtype) for r in result_shape_dtypes]
+
+
 def _register_triton_lowering():
   from jax._src.pallas.triton import lowering  # noqa: PLC0415 - the Pallas Triton backend
   from jax._src.lib.triton import dialect as tt_dialect  # noqa: PLC0415
 
   @lowering.register_lowering(dot_accumulate_p)
-  def _triton_rule(ctx, acc, a, b):
+  def _dot_rule(ctx, acc, a, b):
     del ctx
     return tt_dialect.dot(a, b, acc)
+
+  @lowering.register_lowering(inline_asm_p)
+  def _asm_rule(ctx, *args, asm, constraints, pack, result_shape_dtypes):
+    del result_shape_dtypes
+    types = [mlir.aval_to_ir_type(ctx.context.mlir_ctx, aval) for aval in ctx.avals_out]
+    results = tt_dialect.elementwise_inline_asm(types, asm, constraints=constraints, pure=True,
+                                                packed_element=pack, args=args)
+    return list(results) if len(types) > 1 else [results]
 
 
 _register_triton_lowering()

@@ -10,6 +10,9 @@ import dataclasses
 import math
 
 
+DECODES = ("integer", "bf16x2", "lut", "lut_word")
+
+
 @dataclasses.dataclass(frozen=True)
 class KernelConfig:
   block_m: int  # rows of x per tile (tensor-core N side after the operand swap)
@@ -19,8 +22,9 @@ class KernelConfig:
   k_unroll: int = 1  # 64-value K tiles per loop iteration (1 when it does not divide K / 64)
   k_splits: int = 1  # programs sharing one output tile's K range; their f32 sums add up after
   # "integer": `format.e2m1_to_bf16_bits`; "bf16x2": inline PTX, two values per op
-  # (`format.e2m1_bf16x2_ptx`; about 45% fewer instructions in the K loop; GPU only, interpret
-  # mode falls back to "integer", which gives the same bits).
+  # (`format.e2m1_bf16x2_ptx`; about 45% fewer instructions in the K loop); "lut": inline PTX,
+  # table lookups by `prmt` (`format.e2m1_lut_ptx`, 21 instructions for 8 values against 32).
+  # The PTX decodes run on GPUs only; interpret mode falls back to "integer", the same bits.
   decode: str = "integer"
   # Accumulate in the wgmma itself (`triton_ops.dot_accumulate`) rather than dot-then-add: no
   # FADD pass per dot and no register spills at block_m=128 in the disassembly.
@@ -33,8 +37,8 @@ class KernelConfig:
   unroll_split: bool = False
 
   def __post_init__(self):
-    if self.decode not in ("integer", "bf16x2"):
-      raise ValueError(f"KernelConfig.decode must be 'integer' or 'bf16x2', got {self.decode!r}")
+    if self.decode not in DECODES:
+      raise ValueError(f"KernelConfig.decode must be one of {DECODES}, got {self.decode!r}")
     for f in dataclasses.fields(self):
       if f.type == "int" and type(getattr(self, f.name)) is not int:
         raise TypeError(f"KernelConfig.{f.name} must be an int, got {getattr(self, f.name)!r}")

@@ -1,0 +1,47 @@
+"""The two ceilings every roofline here divides by, measured on this device: HBM copy
+bandwidth (bytes read + written) and the bf16 matmul rate.
+
+  python -m experiments.ceilings --config=configs/ceilings.py
+
+Prints both and writes ``results.json``; pass them on as ``--config.hbm_bytes_per_s`` and
+``--config.bf16_flops_per_s`` (bench_kernel) or ``--config.bench.*`` (bench_e2e).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from absl import app
+
+from experiments import common
+from mxfp4_jax import benchmarking
+
+_CONFIG = common.define_config("ceilings.py")
+
+
+def main(argv) -> None:
+  del argv
+  config = _CONFIG.value
+  key = jax.random.PRNGKey(0)
+  n = int(config.copy_bytes) // 2
+  arrays = [(jax.random.normal(k, (n,), jnp.bfloat16),) for k in jax.random.split(key, 2)]
+  copy_s = benchmarking.time_per_call(lambda a: a * 2, arrays, calls=(2, 6), perturb=0)
+  del arrays
+  d = config.matmul_size
+  mats = [(jax.random.normal(k1, (d, d), jnp.bfloat16), jax.random.normal(k2, (d, d), jnp.bfloat16))
+          for k1, k2 in jax.random.split(key, (2, 2))]
+  matmul_s = benchmarking.time_per_call(
+      lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32).astype(jnp.bfloat16), mats,
+      calls=(2, 8), perturb=0)
+  result = dict(device=common.device_description(),
+                hbm_bytes_per_s=2 * n * 2 / copy_s, bf16_flops_per_s=2 * d ** 3 / matmul_s,
+                copy_bytes=2 * n * 2, copy_ms=copy_s * 1e3, matmul_size=d, matmul_ms=matmul_s * 1e3)
+  out = common.output_dir(config, "ceilings")
+  common.write_json(out / "results.json", result)
+  print(f"{result['device']}: copy {result['hbm_bytes_per_s'] / 1e12:.2f} TB/s (read + write, "
+        f"{result['copy_bytes'] / 1e9:.1f} GB), bf16 matmul {d}^3 "
+        f"{result['bf16_flops_per_s'] / 1e12:.0f} TF/s; wrote {out}")
+
+
+if __name__ == "__main__":
+  app.run(main)
