@@ -24,5 +24,7 @@ def get_config():
   c.decode = "integer"  # or "bf16x2"
   c.accumulate_in_mma = False
   c.prefetch_scales = False
+  c.k_splits = 1
+  c.unroll_split = False  # with k_splits dividing the K tiles: straight-line code, no loop
   c.output_dir = ""  # where the TTIR, PTX, cubin and SASS go; default results/kernel_sass/<time>
   return c

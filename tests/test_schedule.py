@@ -90,12 +90,3 @@ def test_clip_group_sizes():
   assert clip(jnp.array([3, -4, 10, 5]), 12).tolist() == [3, 0, 9, 0]
   assert clip(jnp.array([0, 0]), 4).tolist() == [0, 0]
   assert clip(jnp.array([2, 2]), 4).tolist() == [2, 2]
-
-
-def test_row_schedule_is_one_tile_per_row():
-  """Rows in any order, each its own tile; an expert outside [0, E) makes a tail tile (zeros)."""
-  tiles = sched.row_schedule(jnp.array([2, 0, 5, 2, -1]), 3, 4, read_rows=5)
-  assert tiles.group.tolist() == [2, 0, 3, 2, 3]
-  assert tiles.start.tolist() == [0, 1, 2, 3, 4]
-  assert tiles.end.tolist() == [1, 2, 3, 4, 5]
-  assert tiles.window.tolist() == [0, 1, 1, 1, 1]  # reads stay within the 5 rows

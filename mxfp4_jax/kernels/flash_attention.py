@@ -152,14 +152,19 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
 
 def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, out_ref, top_ref,
                    total_ref, *, block_k: int, blocks_per_split: int, window: int | None,
-                   scale: float):
-  row, split = pl.program_id(0), pl.program_id(2)
-  q = q_ref[...]  # [rows, hd]: the query heads of one KV head (padded to 16 for the dot)
+                   scale: float, group: int):
+  row, kv_head, split = pl.program_id(0), pl.program_id(1), pl.program_id(2)
+  rows, head_dim = out_ref.shape
+  # The query heads of one KV head, as many as the dot's smallest M: past the group come the
+  # next heads' queries (clamped to the last head), whose results the caller drops; that spares
+  # padding q and the sinks by two more kernels before this one.
+  heads = jnp.minimum(kv_head * group + lax.broadcasted_iota(jnp.int32, (rows,), 0),
+                      q_ref.shape[1] - 1)
+  q = q_ref[row, heads, :]  # [rows, hd]
   q_pos = q_pos_ref[row]
-  rows, head_dim = q.shape
   num_blocks = k_ref.shape[0] // block_k
   # The running sum leaves the sink's own weight out: the merge adds it once.
-  carry = (jnp.zeros((rows, head_dim), jnp.float32), sinks_ref[...] * LOG2E,
+  carry = (jnp.zeros((rows, head_dim), jnp.float32), sinks_ref[heads] * LOG2E,
            jnp.zeros((rows,), jnp.float32))
   # Straight-line blocks, not a loop: a split has a few, and all their loads can be in flight
   # before the first dot waits. A block past the cache's end re-reads the last one, all masked.
@@ -203,17 +208,18 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
                      f"{list(q_positions.shape)} and {list(k_positions.shape)}")
   rows = max(16, 1 << (group - 1).bit_length())  # the dot's smallest M
   out_dtype = q.dtype
-  q = jnp.pad(q.astype(jnp.bfloat16), ((0, 0), (0, 0), (0, rows - group), (0, 0)))
+  q = q.astype(jnp.bfloat16).reshape(b, kv_heads * group, head_dim)  # heads of a KV head adjacent
   k, v = k.astype(jnp.bfloat16), v.astype(jnp.bfloat16)
   num_blocks = slots // block_k
   splits = max(num_programs // (b * kv_heads), -(-num_blocks // MAX_BLOCKS_PER_SPLIT))
   blocks_per_split = -(-num_blocks // min(num_blocks, splits))
   splits = -(-num_blocks // blocks_per_split)
-  sinks = jnp.pad(sinks.astype(jnp.float32), ((0, 0), (0, rows - group)))  # [K, rows]
+  sinks = sinks.astype(jnp.float32).reshape(kv_heads * group)
 
   kernel = functools.partial(_decode_kernel, block_k=block_k, blocks_per_split=blocks_per_split,
-                             window=window, scale=head_dim ** -0.5)
+                             window=window, scale=head_dim ** -0.5, group=group)
   kv_spec = pl.BlockSpec((None, slots, None, head_dim), lambda i, h, s: (i, 0, h, 0))
+  whole = lambda a: pl.BlockSpec(a.shape, lambda i, h, s: (0,) * a.ndim)
   part = lambda *tail: pl.BlockSpec((None, None, None, rows, *tail),
                                     lambda i, h, s: (i, h, s, 0, *(0,) * len(tail)))
   partial_shape = lambda *tail: jax.ShapeDtypeStruct((b, kv_heads, splits, rows, *tail),
@@ -221,11 +227,10 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   out, top, total = pl.pallas_call(
       kernel,
       grid=(b, kv_heads, splits),
-      in_specs=[pl.BlockSpec((None, None, rows, head_dim), lambda i, h, s: (i, h, 0, 0)),
-                kv_spec, kv_spec,
+      in_specs=[whole(q), kv_spec, kv_spec,  # q and sinks whole: their rows are gathered
                 pl.BlockSpec((None, slots), lambda i, h, s: (i, 0)),
                 pl.BlockSpec((b,), lambda i, h, s: (0,)),
-                pl.BlockSpec((None, rows), lambda i, h, s: (h, 0))],
+                whole(sinks)],
       out_specs=[part(head_dim), part(), part()],
       out_shape=[partial_shape(head_dim), partial_shape(), partial_shape()],
       compiler_params=pltriton.CompilerParams(num_warps=num_warps, num_stages=num_stages),
@@ -234,7 +239,7 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   )(q, k, v, k_positions.astype(jnp.int32), q_positions.astype(jnp.int32), sinks)
   # Merge the splits and the sink: [B, K, splits, rows(, hd)] -> [B, K, G, hd].
   out, top, total = out[:, :, :, :group], top[:, :, :, :group], total[:, :, :, :group]
-  sink = sinks[None, :, :group] * LOG2E  # [1, K, G]
+  sink = sinks.reshape(1, kv_heads, group) * LOG2E  # [1, K, G]
   peak = jnp.maximum(jnp.max(top, axis=2), sink)
   share = jnp.exp2(top - peak[:, :, None])  # [B, K, splits, G]
   total = jnp.sum(total * share, axis=2) + jnp.exp2(sink - peak)

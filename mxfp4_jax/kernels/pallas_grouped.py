@@ -68,25 +68,35 @@ def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
   return half("low", scale_low), half("high", scale_high)
 
 
-def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales_ref, *refs,
-            cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_cols: int, swiglu_half: int,
-            has_bias: bool, has_row_weights: bool, swiglu_alpha: float, swiglu_limit: float,
-            decode: str):
+def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_cols: int,
+            swiglu_half: int, has_bias: bool, has_row_weights: bool, swiglu_alpha: float,
+            swiglu_limit: float, decode: str, row_tiles: bool):
+  bm, bn = cfg.block_m, cfg.block_n
+  out_ref = refs[-1]
+  tile, col_tile = pl.program_id(0), pl.program_id(1)
+  if row_tiles:  # tile p is row p alone (``row_experts``); an expert outside [0, E) gives zeros
+    experts_ref, x_ref, values_ref, scales_ref, *refs = refs
+    group = experts_ref[tile]
+    group = jnp.where((group >= 0) & (group < num_experts), group, num_experts)
+    start, end = tile, tile + 1
+    window = jnp.minimum(tile, out_ref.shape[-2] - bm)
+  else:
+    group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales_ref, *refs = refs
+    group, start, end, window = group_ref[tile], start_ref[tile], end_ref[tile], window_ref[tile]
   tables = None
   if decode == "lut_word":
     tables_ref, refs = refs[0], refs[1:]
     tables = [tables_ref[i] for i in range(3)]  # [bn, 8] each
   bias_ref = refs[0] if has_bias else None
   row_weights_ref = refs[has_bias] if has_row_weights else None
-  out_ref = refs[-1]
-  bm, bn = cfg.block_m, cfg.block_n
-
-  tile, col_tile = pl.program_id(0), pl.program_id(1)
-  group, start, end, window = group_ref[tile], start_ref[tile], end_ref[tile], window_ref[tile]
   is_expert = group < num_experts  # else a tail tile (rows past the groups) or an unused one
   has_work = (is_expert & (start < end)).astype(jnp.int32)
   group = jnp.minimum(group, num_experts - 1)  # keeps every load in bounds
   rows = window + lax.broadcasted_iota(jnp.int32, (bm,), 0)
+  # Fewer rows than one tile (decode): the rows past x's end re-read its last row (their output
+  # is masked) rather than x being padded up to a tile by one more kernel before this one.
+  x_rows = x_ref.shape[0]
+  rows_read = pl.ds(window, bm) if x_rows >= bm else jnp.minimum(rows, x_rows - 1)
   # The last column tile slides back to stay in bounds; it writes only the columns it owns.
   col0 = jnp.minimum(col_tile * bn, out_cols - bn)
   cols = col0 + lax.broadcasted_iota(jnp.int32, (bn,), 0)
@@ -107,8 +117,8 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
     if cfg.prefetch_scales:  # load the next tile's scales now; they have a whole step to arrive
       current, prefetched = prefetched, scales_of(jnp.minimum(kt + 1, num_k_tiles - 1))
     k0 = pl.multiple_of(kt * K_TILE, K_TILE)
-    x_low = x_ref[pl.ds(window, bm), pl.ds(k0, HALF_TILE)]  # [bm, 32] bf16
-    x_high = x_ref[pl.ds(window, bm), pl.ds(k0 + HALF_TILE, HALF_TILE)]
+    x_low = x_ref[rows_read, pl.ds(k0, HALF_TILE)]  # [bm, 32] bf16
+    x_high = x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)]
     new_accs = []
     for i, (acc, row0) in enumerate(zip(accs, weight_rows)):
       packed = values_ref[group, kt, pl.ds(row0, bn), :]  # [bn, 32] u8
@@ -164,7 +174,7 @@ def _kernel(group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales
                  for acc, row0 in zip(accs, weight_rows))
   out = swiglu(*accs, alpha=swiglu_alpha, limit=swiglu_limit) if swiglu_half else accs[0]
   if has_row_weights:
-    out = out * row_weights_ref[pl.ds(window, bm)].astype(jnp.float32)[None, :]
+    out = out * row_weights_ref[rows_read].astype(jnp.float32)[None, :]
   out = jnp.where(is_expert, out, 0.0)
   pltriton.store(out_ref.at[pl.ds(window, bm), pl.ds(col0, bn)], out.T.astype(out_ref.dtype),
                  mask=mask)
@@ -178,22 +188,23 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
   """Arguments already checked by `mxfp4_jax.kernels.grouped_matmul`; see there."""
   num_rows = x.shape[0]
   out_cols = w.out_features // 2 if activation == "swiglu" else w.out_features
-  # Tiny row counts: pad up to one tile so that every read stays in bounds.
+  # Tiny row counts: the output has at least one tile of rows, so that every store stays in
+  # bounds; the kernel reads x's rows clamped to its end.
   padded_rows = max(num_rows, cfg.block_m)
   x = x.astype(jnp.bfloat16)
-  x = jnp.pad(x, ((0, padded_rows - num_rows), (0, w.padded_in_features - x.shape[1])))
-  if row_weights is not None:
-    row_weights = jnp.pad(row_weights.astype(jnp.float32), (0, padded_rows - num_rows))
+  if x.shape[1] != w.padded_in_features:
+    x = jnp.pad(x, ((0, 0), (0, w.padded_in_features - x.shape[1])))
 
   if row_experts is None:
     tiles = sched.tile_schedule(group_sizes, num_rows, cfg.block_m, read_rows=padded_rows)
+    schedule = [tiles.group, tiles.start, tiles.end, tiles.window]
   else:
-    tiles = sched.row_schedule(row_experts, w.num_experts, cfg.block_m, read_rows=padded_rows)
-  num_tiles = tiles.group.shape[0]
+    schedule = [row_experts.astype(jnp.int32)]
+  num_tiles = schedule[0].shape[0]
   values = w.values
   if cfg.decode == "lut_word" and not interpret:
     values = lax.bitcast_convert_type(values.reshape(*values.shape[:-1], -1, 4), jnp.uint32)
-  operands = [tiles.group, tiles.start, tiles.end, tiles.window, x, values, w.scales]
+  operands = [*schedule, x, values, w.scales]
   if cfg.decode == "lut_word" and not interpret:
     operands.append(jnp.broadcast_to(jnp.array(fmt.LUT_REGISTERS, jnp.uint32)[:, None, None],
                                      (3, cfg.block_n, 8)))
@@ -202,14 +213,15 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
   has_bias = w.bias is not None and not split_k
   has_row_weights = row_weights is not None and not split_k
   operands += [w.bias] if has_bias else []
-  operands += [row_weights] if has_row_weights else []
+  operands += [row_weights.astype(jnp.float32)] if has_row_weights else []
 
   kernel = functools.partial(
       _kernel, cfg=cfg, num_experts=w.num_experts, num_k_tiles=w.values.shape[1],
       out_cols=out_cols, swiglu_half=out_cols if activation == "swiglu" else 0,
       has_bias=has_bias, has_row_weights=has_row_weights,
       swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
-      decode="integer" if interpret else cfg.decode)  # interpret mode cannot run PTX
+      decode="integer" if interpret else cfg.decode,  # interpret mode cannot run PTX
+      row_tiles=row_experts is not None)
   grid = (num_tiles, pl.cdiv(out_cols, cfg.block_n))
   out_shape = jax.ShapeDtypeStruct((padded_rows, out_cols), out_dtype)
   if split_k:
@@ -227,8 +239,7 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
   if split_k:
     expert = (expert_of_row(group_sizes, num_rows) if row_experts is None
               else sched.valid_experts(row_experts, w.num_experts))
-    return moe_epilogue(out.sum(axis=0)[:num_rows], w, expert,
-                        None if row_weights is None else row_weights[:num_rows],
+    return moe_epilogue(out.sum(axis=0)[:num_rows], w, expert, row_weights,
                         activation=activation, out_dtype=out_dtype, swiglu_alpha=swiglu_alpha,
                         swiglu_limit=swiglu_limit)
   return out[:num_rows] if padded_rows != num_rows else out

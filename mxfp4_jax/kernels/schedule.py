@@ -69,16 +69,6 @@ def tile_schedule(group_sizes: jax.Array, num_rows: int, block_m: int,
   return TileSchedule(group=group, start=start, end=end, window=window)
 
 
-def row_schedule(row_experts: jax.Array, num_experts: int, block_m: int,
-                 read_rows: int) -> TileSchedule:
-  """One tile per row, for rows in any order that each name their expert ``[P]``: a decode
-  step's token-expert pairs need no sort when experts get about one row each. A row whose expert
-  is outside ``[0, E)`` is a tail tile: its output is zero."""
-  start = jnp.arange(row_experts.shape[0], dtype=jnp.int32)
-  return TileSchedule(group=valid_experts(row_experts, num_experts), start=start, end=start + 1,
-                      window=jnp.clip(start, 0, read_rows - block_m))
-
-
 def valid_experts(row_experts: jax.Array, num_experts: int) -> jax.Array:
   """[P] int32: each row's expert, E where it is outside [0, E) (such rows give zeros)."""
   valid = (row_experts >= 0) & (row_experts < num_experts)
