@@ -24,7 +24,7 @@ def get_config():
   c.shapes = "20b_gate_up,20b_down,120b_gate_up"
   c.rows = "1,4,16,64,256,1024,4096,16384"  # token-expert rows P
   c.top_k = 4
-  # KernelConfig fields replaced in the tuned config of each P, e.g. "decode=lut_word" ('' none)
+  # KernelConfig fields replaced in the tuned config of each P, e.g. "decode=lut" ('' none)
   c.kernel_options = ""
   c.baselines = "ragged_dot,dense"  # XLA bf16 baselines timed in the same run ('' for none)
   c.weight_copies = 8  # MXFP4 copies rotated per timed chain: more than the 50 MB L2 holds

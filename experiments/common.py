@@ -55,7 +55,7 @@ def write_json(path: pathlib.Path, payload) -> None:
 
 
 def kernel_options(text: str) -> dict:
-  """``"decode=lut_word,accumulate_in_mma=1"`` -> KernelConfig field values (ints and bools
+  """``"decode=lut,accumulate_in_mma=1"`` -> KernelConfig field values (ints and bools
   written as integers), for experiments that override the tuned defaults."""
   from mxfp4_jax.kernels import KernelConfig  # noqa: PLC0415
 

@@ -336,9 +336,8 @@ def test_pallas_needs_16_output_features(rng):
                                      dict(k_splits=2, unroll_split=True),  # 3 tiles: the loop
                                      dict(decode="bf16x2", accumulate_in_mma=True,
                                           prefetch_scales=True),
-                                     dict(decode="lut", k_splits=3, unroll_split=True),
-                                     dict(decode="lut_word", accumulate_in_mma=True),
-                                     dict(decode="lut_word", prefetch_scales=True, k_splits=3,
+                                     dict(decode="lut", accumulate_in_mma=True),
+                                     dict(decode="lut", prefetch_scales=True, k_splits=3,
                                           unroll_split=True)])
 def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
   """Accumulating in the MMA and prefetching scales (also with split K and unrolling) change how
@@ -349,7 +348,7 @@ def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
   check(out, ref, case["group_sizes"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("decode", ["bf16x2", "lut", "lut_word"])
+@pytest.mark.parametrize("decode", ["bf16x2", "lut"])
 def test_ptx_decode_computes_the_same_sums(rng, decode):
   """The PTX decodes run inline PTX on a GPU; interpret mode falls back to the integer decode."""
   case, ref, _ = make_case(rng, 3, 128, 64, 21, [7, 0, 10], bias=True, swiglu=True)
@@ -396,11 +395,8 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
                                                                   prefetch_scales=True),
                                               dataclasses.replace(tuning.TABLE[0][1], decode="lut",
                                                                   k_splits=3, unroll_split=True),
-                                              dataclasses.replace(tuning.TABLE[-1][1], decode="lut"),
-                                              dataclasses.replace(tuning.TABLE[0][1], decode="lut_word",
-                                                                  k_splits=3, unroll_split=True),
                                               dataclasses.replace(tuning.TABLE[-1][1],
-                                                                  decode="lut_word")],
+                                                                  decode="bf16x2")],
     ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_"
                    f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"
                    f"{'_prefetch' if c.prefetch_scales else ''}{'_straight' if c.unroll_split else ''}"))
@@ -452,7 +448,7 @@ def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   assert verified == [True]
   assert "__gpu$xla.gpu.triton" in text
   assert ("mul.rn.bf16x2" in inline_asm) == (config.decode != "integer")
-  assert ("0x6240" in inline_asm) == config.decode.startswith("lut")
+  assert ("0x6240" in inline_asm) == (config.decode == "lut")
   assert "mxfp4_grouped_matmul" + ("_swiglu" if swiglu else "") in text
   grid = (max_tiles(p, e, config.block_m), -(-out_cols // config.block_n), config.k_splits)
   assert re.search(rf"grid_x = {grid[0]} : i32, grid_y = {grid[1]} : i32, grid_z = {grid[2]}",

@@ -101,21 +101,12 @@ def test_ptx_decode_equals_integer_decode(nibble):
 
 
 def test_lut_decode_equals_integer_decode():
-  lanes, low_scales = _lanes_and_scales(1)
-  _, high_scales = _lanes_and_scales(2)  # the two nibbles of a byte have different scales
-  regs = run_ptx(fmt.e2m1_lut_ptx(), {"$4": _words(lanes), **dict(zip(
-      ("$5", "$6", "$7", "$8"), _factors(low_scales) + _factors(high_scales)))})
-  np.testing.assert_array_equal(_unpack(regs, "$0", "$1"), _want(lanes & 0xF, low_scales))
-  np.testing.assert_array_equal(_unpack(regs, "$2", "$3"), _want(lanes >> 4, high_scales))
-
-
-def test_lut_word_decode_equals_integer_decode():
   """One word of 4 bytes of one row: one scale for its low nibbles, one for its high nibbles."""
   lanes, scales = _lanes_and_scales(3)
   low_scales, high_scales = scales[:, :1], scales[:, 1:2]
   pair = lambda s: ((s[:, 0].astype(np.uint32) << 7) * 0x10001).astype(np.uint32)
   tables = dict(zip(("$11", "$12", "$13"), (np.uint32(t) for t in fmt.LUT_REGISTERS)))
-  regs = run_ptx(fmt.e2m1_lut_word_ptx(), {"$8": _words(lanes), "$9": pair(low_scales),
+  regs = run_ptx(fmt.e2m1_lut_ptx(), {"$8": _words(lanes), "$9": pair(low_scales),
                                            "$10": pair(high_scales), **tables})
   got = lambda first: np.stack([regs[f"${first + i}"] for i in range(4)], axis=-1)
   np.testing.assert_array_equal(got(0), _want(lanes & 0xF, np.broadcast_to(low_scales, lanes.shape)))

@@ -28,42 +28,37 @@ HALF_TILE = K_TILE // 2  # values under one scale: the low (or high) nibbles of 
 
 
 def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
-  """[block_n, 32] packed bytes, two [block_n] uint8 scales -> low and high halves, each
-  [block_n, 32] bf16 (exact, the same bits with every decode)."""
+  """Packed bytes of one tile, two [block_n] uint8 scales -> low and high halves, each
+  [block_n, 32] bf16 (exact, the same bits with every decode). ``packed``: [block_n, 32] uint8,
+  or for ``decode="lut"`` the same bytes as [block_n, 8] uint32 words, with the lookup tables'
+  registers in ``tables``."""
   if decode == "integer":
     low, high = fmt.split_nibbles(packed.astype(jnp.int32))
     half = lambda codes, scales: lax.bitcast_convert_type(
         fmt.e2m1_to_bf16_bits(codes, scales.astype(jnp.int32)[:, None]), jnp.bfloat16)
     return half(low, scale_low), half(high, scale_high)
 
-  def factor(scales):  # bf16 2**(scale - 127) for every byte of the tile
-    bits = (scales.astype(jnp.int32) << 7).astype(jnp.uint16)
-    return jnp.broadcast_to(lax.bitcast_convert_type(bits, jnp.bfloat16)[:, None], packed.shape)
-
-  if decode == "lut_word":  # packed: [block_n, 8] uint32 words
-    def pair_factor(scales):
+  if decode == "lut":
+    def pair_factor(scales):  # bf16x2 of 2**(scale - 127), twice, for every word
       bits = scales.astype(jnp.uint32) << 7
       return jnp.broadcast_to((bits | (bits << 16))[:, None], packed.shape)
-    outs = inline_asm(fmt.e2m1_lut_word_ptx(), [packed, pair_factor(scale_low),
-                                                pair_factor(scale_high)]
-                      + list(tables),
-                      constraints=",".join(["=h"] * 8 + ["r"] * 6), pack=1,
-                      result_shape_dtypes=[jax.ShapeDtypeStruct(packed.shape, jnp.bfloat16)] * 8)
-    def interleave(v):  # 4 x [bn, 8] (byte i of each word) -> [bn, 32]
-      inner = [jnp.stack([v[0], v[2]], axis=-1), jnp.stack([v[1], v[3]], axis=-1)]
-      return jnp.stack(inner, axis=-1).reshape(packed.shape[0], 4 * packed.shape[1])
-    return interleave(outs[:4]), interleave(outs[4:])
 
-  bf16_tile = jax.ShapeDtypeStruct(packed.shape, jnp.bfloat16)
-  if decode == "lut":
-    return tuple(inline_asm(
-        fmt.e2m1_lut_ptx(), [packed, factor(scale_low), factor(scale_high)],
-        constraints="=r,=r,=r,=r,r,r,r,r,r", pack=4, result_shape_dtypes=[bf16_tile] * 2))
+    values = inline_asm(
+        fmt.e2m1_lut_ptx(), [packed, pair_factor(scale_low), pair_factor(scale_high), *tables],
+        constraints=",".join(["=h"] * 8 + ["r"] * 6), pack=1,
+        result_shape_dtypes=[jax.ShapeDtypeStruct(packed.shape, jnp.bfloat16)] * 8)
+
+    def interleave(v):  # byte i of word j, 4 x [bn, 8] -> value 4 j + i, [bn, 32]
+      pairs = [jnp.stack([v[0], v[2]], axis=-1), jnp.stack([v[1], v[3]], axis=-1)]
+      return jnp.stack(pairs, axis=-1).reshape(packed.shape[0], 4 * packed.shape[1])
+    return interleave(values[:4]), interleave(values[4:])
 
   def half(nibble, scales):
+    bits = (scales.astype(jnp.int32) << 7).astype(jnp.uint16)  # bf16 2**(scale - 127)
+    factor = jnp.broadcast_to(lax.bitcast_convert_type(bits, jnp.bfloat16)[:, None], packed.shape)
     [out] = pltriton.elementwise_inline_asm(
-        fmt.e2m1_bf16x2_ptx(nibble), args=[packed, factor(scales)],
-        constraints="=r,=r,r,r,r", pack=4, result_shape_dtypes=[bf16_tile])
+        fmt.e2m1_bf16x2_ptx(nibble), args=[packed, factor], constraints="=r,=r,r,r,r", pack=4,
+        result_shape_dtypes=[jax.ShapeDtypeStruct(packed.shape, jnp.bfloat16)])
     return out
   return half("low", scale_low), half("high", scale_high)
 
@@ -84,7 +79,7 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales_ref, *refs = refs
     group, start, end, window = group_ref[tile], start_ref[tile], end_ref[tile], window_ref[tile]
   tables = None
-  if decode == "lut_word":
+  if decode == "lut":
     tables_ref, refs = refs[0], refs[1:]
     tables = [tables_ref[i] for i in range(3)]  # [bn, 8] each
   bias_ref = refs[0] if has_bias else None
@@ -201,13 +196,14 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
   else:
     schedule = [row_experts.astype(jnp.int32)]
   num_tiles = schedule[0].shape[0]
+  decode = "integer" if interpret else cfg.decode  # interpret mode cannot run PTX
   values = w.values
-  if cfg.decode == "lut_word" and not interpret:
+  if decode == "lut":  # each row's bytes of a K tile as 8 words (a view, no copy)
     values = lax.bitcast_convert_type(values.reshape(*values.shape[:-1], -1, 4), jnp.uint32)
   operands = [*schedule, x, values, w.scales]
-  if cfg.decode == "lut_word" and not interpret:
+  if decode == "lut":  # the tables' registers, one per word the program decodes
     operands.append(jnp.broadcast_to(jnp.array(fmt.LUT_REGISTERS, jnp.uint32)[:, None, None],
-                                     (3, cfg.block_n, 8)))
+                                     (3, cfg.block_n, values.shape[-1])))
   # Split K leaves bias and row weights to the epilogue that runs on the summed shares.
   split_k = cfg.k_splits > 1
   has_bias = w.bias is not None and not split_k
@@ -220,8 +216,7 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
       out_cols=out_cols, swiglu_half=out_cols if activation == "swiglu" else 0,
       has_bias=has_bias, has_row_weights=has_row_weights,
       swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
-      decode="integer" if interpret else cfg.decode,  # interpret mode cannot run PTX
-      row_tiles=row_experts is not None)
+      decode=decode, row_tiles=row_experts is not None)
   grid = (num_tiles, pl.cdiv(out_cols, cfg.block_n))
   out_shape = jax.ShapeDtypeStruct((padded_rows, out_cols), out_dtype)
   if split_k:

@@ -10,7 +10,7 @@ import dataclasses
 import math
 
 
-DECODES = ("integer", "bf16x2", "lut", "lut_word")
+DECODES = ("integer", "bf16x2", "lut")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +23,9 @@ class KernelConfig:
   k_splits: int = 1  # programs sharing one output tile's K range; their f32 sums add up after
   # "integer": `format.e2m1_to_bf16_bits`; "bf16x2": inline PTX, two values per op
   # (`format.e2m1_bf16x2_ptx`; about 45% fewer instructions in the K loop); "lut": inline PTX,
-  # table lookups by `prmt` (`format.e2m1_lut_ptx`, 21 instructions for 8 values against 32).
+  # table lookups by `prmt` on 32-bit words (`format.e2m1_lut_ptx`, 21 instructions for 8
+  # values against 32; the decoded tile reaches the dot through shared memory, where bf16x2's
+  # stays in registers).
   # The PTX decodes run on GPUs only; interpret mode falls back to "integer", the same bits.
   decode: str = "integer"
   # Accumulate in the wgmma itself (`triton_ops.dot_accumulate`) rather than dot-then-add: no
@@ -60,8 +62,8 @@ TABLE: tuple[tuple[int, KernelConfig], ...] = (
                       accumulate_in_mma=True, unroll_split=True)),
     (64, KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=4, decode="bf16x2")),
     # P=16384: 1.786 ms (304 TF/s) on the H100 with decode="bf16x2"; H200, 2026-12-02:
-    # bf16x2 1.746 ms, lut_word 1.691 ms (321 TF/s)
-    (1 << 62, KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=4, decode="lut_word",
+    # bf16x2 1.746 ms, lut 1.691 ms (321 TF/s)
+    (1 << 62, KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=4, decode="lut",
                            prefetch_scales=True)),
 )
 

@@ -155,65 +155,44 @@ _HIGH_BYTES = _byte_table(_MAGNITUDE_BF16 >> 8)
 _SIGN_BYTES = _byte_table([0x00, 0x80, 0, 0, 0, 0, 0, 0])
 
 
-def _lut_decode(word: str, factors: tuple[str, ...], pairs: tuple[str, ...],
-                tables: tuple[str, ...] | None = None) -> str:
-  """PTX body: the 8 nibbles of the 32-bit ``word`` (bytes 0..3, low nibble first) -> 4 scaled
-  bf16 pairs: ``pairs`` = (low nibbles of bytes 0, 1; of bytes 2, 3; high nibbles of bytes 0, 1;
-  of bytes 2, 3), scaled by the bf16x2 ``factors`` in the same order. ``tables``: registers that
-  hold the first word of each lookup table (else immediates, which ptxas rematerialises into a
-  register before every use)."""
-  tables = tables or tuple(f"{t[0]:#x}" for t in (_LOW_BYTES, _HIGH_BYTES, _SIGN_BYTES))
-  low_table, high_table, sign_table = (
-      f"{first}, {t[1]:#x}" for first, t in zip(tables, (_LOW_BYTES, _HIGH_BYTES, _SIGN_BYTES)))
+def e2m1_lut_ptx() -> str:
+  """PTX that decodes one 32-bit word, 4 bytes of one row, into 8 scaled bf16 by table lookup.
 
-  def half(mag, sign, low_pair, high_pair, low_factor, high_factor):
-    # Nibbles 0..3 of `mag` are (byte 0 low, byte 0 high, byte 1 low, byte 1 high): the pair
-    # selectors 0x6240 and 0x7351 take the lows and the highs.
-    return (f"prmt.b32 lo, {low_table}, {mag}; prmt.b32 hi, {high_table}, {mag}; "
-            f"prmt.b32 t, {sign_table}, {sign}; or.b32 hi, hi, t; "
+  For `triton_ops.inline_asm` with ``pack=1``: ``$8`` is the word (byte 0 lowest), ``$9`` and
+  ``$10`` the bf16x2 factors ``2**(scale - 127)`` of its low and of its high nibbles, ``$11..$13``
+  the first words of the three lookup tables (`LUT_REGISTERS`: given as registers, since ptxas
+  would otherwise move each immediate into a register before every use); ``$0..$3`` receive the
+  low-nibble values of bytes 0..3 and ``$4..$7`` the high-nibble values, as 16-bit registers.
+
+  `prmt` looks up 4 bytes at once in an 8-byte table indexed by 4 nibbles: the bf16 low and
+  high bytes of each magnitude, and 0x80 for a set sign bit. One more `prmt` pairs them up and
+  one `mul.rn.bf16x2` scales two values (exact: the unscaled value is a normal bf16, and so is
+  the product for scale bytes in [KERNEL_SCALE_MIN, KERNEL_SCALE_MAX]). 21 instructions for 8
+  values, against 32 for two `e2m1_bf16x2_ptx` calls. The same bits as `e2m1_to_bf16_bits`.
+  """
+  tables = [f"{register}, {t[1]:#x}" for register, t in zip(("$11", "$12", "$13"), _TABLES)]
+
+  def half(mag, sign, low_pair, high_pair):
+    # Nibbles 0..3 of `mag` are (byte 0 low, byte 0 high, byte 1 low, byte 1 high) of a pair of
+    # bytes: the selectors 0x6240 and 0x7351 take the lows and the highs.
+    return (f"prmt.b32 lo, {tables[0]}, {mag}; prmt.b32 hi, {tables[1]}, {mag}; "
+            f"prmt.b32 t, {tables[2]}, {sign}; or.b32 hi, hi, t; "
             f"prmt.b32 {low_pair}, lo, hi, 0x6240; prmt.b32 {high_pair}, lo, hi, 0x7351; "
-            f"mul.rn.bf16x2 {low_pair}, {low_pair}, {low_factor}; "
-            f"mul.rn.bf16x2 {high_pair}, {high_pair}, {high_factor}; ")
+            f"mul.rn.bf16x2 {low_pair}, {low_pair}, $9; "
+            f"mul.rn.bf16x2 {high_pair}, {high_pair}, $10; ")
 
   # m0, s0: magnitudes and sign bits of bytes 0, 1 as nibbles 0..3; m1, s1: of bytes 2, 3.
-  return (".reg .b32 m0, s0, m1, s1, lo, hi, t; "
-          f"and.b32 m0, {word}, 0x77777777; shr.b32 s0, {word}, 3; "
-          "and.b32 s0, s0, 0x11111111; shr.b32 m1, m0, 16; shr.b32 s1, s0, 16; "
-          + half("m0", "s0", pairs[0], pairs[2], factors[0], factors[2])
-          + half("m1", "s1", pairs[1], pairs[3], factors[1], factors[3]))
-
-
-def e2m1_lut_ptx() -> str:
-  """PTX that decodes both nibbles of 4 bytes into 8 scaled bf16 by table lookup.
-
-  For `pltriton.elementwise_inline_asm`-style calls with ``pack=4`` and two results: ``$4``
-  holds 4 packed bytes; ``$5, $6`` are the bf16 factors ``2**(scale - 127)`` of the low nibbles
-  of elements (0, 1) and (2, 3), ``$7, $8`` those of the high nibbles; ``$0, $1`` receive the low
-  nibbles' bf16 pairs and ``$2, $3`` the high nibbles'. `prmt` looks up 4 bytes at once in an
-  8-byte table indexed by 4 nibbles: the bf16 low and high bytes of each magnitude, and 0x80 for
-  a set sign bit. A last `prmt` pairs them up and one `mul.rn.bf16x2` scales two values (exact:
-  the unscaled value is a normal bf16 and so is the product for scale bytes in
-  [KERNEL_SCALE_MIN, KERNEL_SCALE_MAX]). 21 instructions for 8 values, against 32 for two
-  `e2m1_bf16x2_ptx` calls. The same bits as `e2m1_to_bf16_bits`.
-  """
-  return "{ " + _lut_decode("$4", ("$5", "$6", "$7", "$8"), ("$0", "$1", "$2", "$3")) + "}"
-
-
-def e2m1_lut_word_ptx() -> str:
-  """The `e2m1_lut_ptx` decode of one 32-bit word (4 bytes of one row, ``$8``), ``pack=1``:
-  ``$9`` and ``$10`` are the bf16x2 factors of its low and high nibbles, ``$11..$13`` the first
-  words of the three lookup tables (`LUT_REGISTERS`, passed in registers so that ptxas keeps
-  them there); ``$0..$3`` receive the low-nibble values of bytes 0..3 and ``$4..$7`` the
-  high-nibble values, as 16-bit bf16 registers."""
-  return ("{ .reg .b32 p0, p1, p2, p3; "
-          + _lut_decode("$8", ("$9", "$9", "$10", "$10"), ("p0", "p1", "p2", "p3"),
-                        ("$11", "$12", "$13"))
+  # p0, p1: the low nibbles' values of bytes (0, 1) and (2, 3); p2, p3: the high nibbles'.
+  return ("{ .reg .b32 m0, s0, m1, s1, lo, hi, t, p0, p1, p2, p3; "
+          "and.b32 m0, $8, 0x77777777; shr.b32 s0, $8, 3; and.b32 s0, s0, 0x11111111; "
+          "shr.b32 m1, m0, 16; shr.b32 s1, s0, 16; "
+          + half("m0", "s0", "p0", "p2") + half("m1", "s1", "p1", "p3")
           + "mov.b32 {$0, $1}, p0; mov.b32 {$2, $3}, p1; mov.b32 {$4, $5}, p2; "
             "mov.b32 {$6, $7}, p3; }")
 
 
-# The first word of each lookup table of `e2m1_lut_word_ptx`, in its operand order.
-LUT_REGISTERS = (_LOW_BYTES[0], _HIGH_BYTES[0], _SIGN_BYTES[0])
+_TABLES = (_LOW_BYTES, _HIGH_BYTES, _SIGN_BYTES)
+LUT_REGISTERS = tuple(t[0] for t in _TABLES)  # operands $11..$13 of `e2m1_lut_ptx`
 
 
 # --- quantize / dequantize ----------------------------------------------------------------------
