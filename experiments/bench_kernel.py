@@ -58,6 +58,7 @@ def once(config) -> None:
 
 def bench(config) -> list[dict]:
   rows_list = common.csv_list(config.rows, int)
+  options = common.kernel_options(config.kernel_options)
   results = []
   key = jax.random.PRNGKey(config.seed)
   for shape_name in common.csv_list(config.shapes):
@@ -73,7 +74,6 @@ def bench(config) -> list[dict]:
       act_bytes = num_rows * k * 2 + num_rows * out_cols * 2
 
       kernel = functools.partial(grouped_matmul, activation=activation, backend="pallas")
-      options = common.kernel_options(config.kernel_options)
       if options:  # the tuned config for this P, with some fields replaced
         picked = pick_config(num_rows, num_experts, out_cols, weights[0].values.shape[1])
         kernel = functools.partial(kernel, config=dataclasses.replace(picked, **options))

@@ -55,18 +55,25 @@ def write_json(path: pathlib.Path, payload) -> None:
 
 
 def kernel_options(text: str) -> dict:
-  """``"decode=lut,accumulate_in_mma=1"`` -> KernelConfig field values (ints and bools
-  written as integers), for experiments that override the tuned defaults."""
+  """``"decode=lut,accumulate_in_mma=1"`` (``--config.kernel_options``) -> KernelConfig field
+  values (ints, and bools written as 0 or 1), for experiments that override the tuned defaults.
+  A bad option is a one-line usage error."""
+  from absl import app  # noqa: PLC0415
   from mxfp4_jax.kernels import KernelConfig  # noqa: PLC0415
 
   types = {f.name: f.type for f in dataclasses.fields(KernelConfig)}
   options = {}
   for item in csv_list(text):
-    name, _, value = item.partition("=")
-    name = name.strip()
+    name, _, value = (part.strip() for part in item.partition("="))
     if name not in types or not value:
-      raise ValueError(f"kernel option {item!r} is not NAME=VALUE with NAME one of {sorted(types)}")
-    options[name] = {"int": int, "bool": lambda v: bool(int(v))}.get(types[name], str)(value)
+      raise app.UsageError(f"--config.kernel_options: {item!r} is not NAME=VALUE with NAME one "
+                           f"of {sorted(types)}")
+    try:
+      options[name] = {"int": int, "bool": lambda v: bool(int(v))}.get(types[name], str)(value)
+      dataclasses.replace(KernelConfig(block_m=16, block_n=16, num_warps=4, num_stages=2),
+                          **{name: options[name]})
+    except (TypeError, ValueError) as e:
+      raise app.UsageError(f"--config.kernel_options: {item!r}: {e}") from None
   return options
 
 

@@ -53,6 +53,25 @@ def test_bench_kernel_eager_smoke_runs_the_kernel():
   assert rel_err < 1e-2 and "tail rows zero: True" in line
 
 
+def test_ceilings_runs_and_writes_both(tmp_path):
+  result = _run("experiments.ceilings", "--config.copy_bytes=2e6", "--config.matmul_size=128",
+                f"--config.output_dir={tmp_path}")
+  assert result.returncode == 0, result.stderr
+  written = json.loads((tmp_path / "results.json").read_text())
+  assert written["hbm_bytes_per_s"] > 0 and written["bf16_flops_per_s"] > 0
+  assert "TB/s" in result.stdout and "TF/s" in result.stdout
+
+
+@pytest.mark.parametrize("option, message", [("decode=fast", "decode must be one of"),
+                                             ("block_q=16", "is not NAME=VALUE"),
+                                             ("k_splits=two", "invalid literal")])
+def test_bench_kernel_rejects_a_bad_kernel_option_in_one_line(option, message):
+  result = _run("experiments.bench_kernel", f"--config.kernel_options={option}",
+                "--config.rows=4", "--config.shapes=20b_down", "--config.baselines=")
+  assert result.returncode != 0
+  assert message in result.stderr and "Traceback" not in result.stderr
+
+
 def test_bench_attention_small_shapes_agree_with_xla(tmp_path):
   result = _run("experiments.bench_attention", "--config.lengths=40", "--config.kv_heads=2",
                 "--config.group=2", "--config.head_dim=16", "--config.tilings=xla,16x16x4x2",

@@ -9,7 +9,9 @@ For expert ``e``, output feature ``n`` and input feature ``k`` (the math is ``ou
   ``k = 64 t + j`` in its LOW nibble and ``k = 64 t + 32 + j`` in its HIGH nibble, ``j < 32``.
   One kernel K step reads a ``[block_n, 32]`` byte tile that is contiguous in memory; its low
   nibbles are one 32-value scale block and its high nibbles the next, so each half needs a single
-  scale per row and no in-register interleave.
+  scale per row and no in-register interleave. The table-lookup decode reads the same bytes as
+  ``[block_n, 8]`` little-endian 32-bit words (byte ``4i`` lowest in word ``i``): a view, not a
+  second layout.
 * ``scales[e, b, n]`` (uint8, shape ``[E, K_pad / 32, N]``): the E8M0 scale of ``k`` in
   ``[32 b, 32 b + 32)``; a ``[block_n]`` row of them is one contiguous load.
 * ``K_pad`` is ``K`` rounded up to 64; the padding holds zero codes with scale 127.
