@@ -177,6 +177,8 @@ def main(argv) -> None:
     raise app.UsageError(
         f"--config.mode must be 'bench', 'eager_smoke' or 'once', got {config.mode!r}")
   print(f"device: {common.device_description()}")
+  config.hbm_bytes_per_s, config.bf16_flops_per_s = common.ceilings(config.hbm_bytes_per_s,
+                                                                    config.bf16_flops_per_s)
   results = bench(config)
   out = common.output_dir(config, "bench_kernel")
   common.write_json(out / "results.json", dict(device=common.device_description(),

@@ -50,6 +50,24 @@ def device_description() -> str:
   return f"{device.platform}:{device.device_kind} (jax {jax.__version__})"
 
 
+# Ceilings of the GPUs measured here (BENCHMARKS.md): copy bandwidth (bytes read + written) and
+# dense bf16 matmul rate. H100: measured by this project; H200: the faster of XLA's
+# (`experiments.ceilings`: 3.27 TB/s, 659 TF/s) and PyTorch's readings on such a machine.
+DEVICE_CEILINGS = {"H100": (2.95e12, 804e12), "H200": (4.3e12, 790e12)}
+
+
+def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0) -> tuple[float, float]:
+  """The rooflines' (bytes/s, bf16 FLOP/s): the given values, and for each one left 0 this
+  device's from `DEVICE_CEILINGS` (the H100's on a device not listed there, said on stdout)."""
+  kind = jax.devices()[0].device_kind
+  known = next((c for name, c in DEVICE_CEILINGS.items() if name in kind), None)
+  if known is None and not (hbm_bytes_per_s and bf16_flops_per_s):
+    print(f"ceilings: none known for {kind!r}; using the H100's (pass --config.hbm_bytes_per_s "
+          "and --config.bf16_flops_per_s, measured by experiments.ceilings)")
+  known = known or DEVICE_CEILINGS["H100"]
+  return hbm_bytes_per_s or known[0], bf16_flops_per_s or known[1]
+
+
 def write_json(path: pathlib.Path, payload) -> None:
   path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 

@@ -53,6 +53,13 @@ def test_bench_kernel_eager_smoke_runs_the_kernel():
   assert rel_err < 1e-2 and "tail rows zero: True" in line
 
 
+def test_ceilings_given_or_of_the_device(capsys):
+  from experiments import common
+  assert common.ceilings(1.0, 2.0) == (1.0, 2.0)
+  assert common.ceilings(0.0, 2.0) == (common.DEVICE_CEILINGS["H100"][0], 2.0)  # cpu: not listed
+  assert "none known for 'cpu'; using the H100's" in capsys.readouterr().out
+
+
 def test_ceilings_runs_and_writes_both(tmp_path):
   result = _run("experiments.ceilings", "--config.copy_bytes=2e6", "--config.matmul_size=128",
                 f"--config.output_dir={tmp_path}")
