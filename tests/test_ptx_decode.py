@@ -76,7 +76,8 @@ def _words(lanes) -> np.ndarray:  # four lanes -> one 32-bit register, lane 0 lo
   return (lanes[:, 0] | lanes[:, 1] << 8 | lanes[:, 2] << 16 | lanes[:, 3] << 24).astype(np.uint32)
 
 
-def _factors(scales) -> tuple[np.ndarray, np.ndarray]:  # bf16x2 of 2**(scale - 127), lanes 0,1 | 2,3
+def _factors(scales) -> tuple[np.ndarray, np.ndarray]:
+  """bf16x2 registers of 2**(scale - 127) for lanes (0, 1) and (2, 3)."""
   factor = scales.astype(np.uint32) << 7
   return ((factor[:, 0] | factor[:, 1] << 16).astype(np.uint32),
           (factor[:, 2] | factor[:, 3] << 16).astype(np.uint32))
@@ -109,5 +110,6 @@ def test_lut_decode_equals_integer_decode():
   regs = run_ptx(fmt.e2m1_lut_ptx(), {"$8": _words(lanes), "$9": pair(low_scales),
                                            "$10": pair(high_scales), **tables})
   got = lambda first: np.stack([regs[f"${first + i}"] for i in range(4)], axis=-1)
-  np.testing.assert_array_equal(got(0), _want(lanes & 0xF, np.broadcast_to(low_scales, lanes.shape)))
-  np.testing.assert_array_equal(got(4), _want(lanes >> 4, np.broadcast_to(high_scales, lanes.shape)))
+  per_lane = lambda s: np.broadcast_to(s, lanes.shape)
+  np.testing.assert_array_equal(got(0), _want(lanes & 0xF, per_lane(low_scales)))
+  np.testing.assert_array_equal(got(4), _want(lanes >> 4, per_lane(high_scales)))

@@ -198,7 +198,7 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
   num_tiles = schedule[0].shape[0]
   decode = "integer" if interpret else cfg.decode  # interpret mode cannot run PTX
   values = w.values
-  if decode == "lut":  # each row's bytes of a K tile as 8 words (a view, no copy)
+  if decode == "lut":  # a row's K-tile bytes as 8 words (a bitcast: no copy in the timings)
     values = lax.bitcast_convert_type(values.reshape(*values.shape[:-1], -1, 4), jnp.uint32)
   operands = [*schedule, x, values, w.scales]
   if decode == "lut":  # the tables' registers, one per word the program decodes
