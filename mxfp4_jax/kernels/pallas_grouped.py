@@ -71,8 +71,7 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   tile, col_tile = pl.program_id(0), pl.program_id(1)
   if row_tiles:  # tile p is row p alone (``row_experts``); an expert outside [0, E) gives zeros
     experts_ref, x_ref, values_ref, scales_ref, *refs = refs
-    group = experts_ref[tile]
-    group = jnp.where((group >= 0) & (group < num_experts), group, num_experts)
+    group = sched.valid_experts(experts_ref[tile], num_experts)
     start, end = tile, tile + 1
     window = jnp.minimum(tile, out_ref.shape[-2] - bm)
   else:
@@ -197,13 +196,14 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
     schedule = [row_experts.astype(jnp.int32)]
   num_tiles = schedule[0].shape[0]
   decode = "integer" if interpret else cfg.decode  # interpret mode cannot run PTX
-  values = w.values
-  if decode == "lut":  # a row's K-tile bytes as 8 words (a bitcast: no copy in the timings)
+  values, tables = w.values, []
+  if decode == "lut":
+    # A row's K-tile bytes as 8 words (a bitcast: no copy in the timings), and the lookup
+    # tables' registers, one per word a program decodes.
     values = lax.bitcast_convert_type(values.reshape(*values.shape[:-1], -1, 4), jnp.uint32)
-  operands = [*schedule, x, values, w.scales]
-  if decode == "lut":  # the tables' registers, one per word the program decodes
-    operands.append(jnp.broadcast_to(jnp.array(fmt.LUT_REGISTERS, jnp.uint32)[:, None, None],
-                                     (3, cfg.block_n, values.shape[-1])))
+    tables = [jnp.broadcast_to(jnp.array(fmt.LUT_REGISTERS, jnp.uint32)[:, None, None],
+                               (3, cfg.block_n, values.shape[-1]))]
+  operands = [*schedule, x, values, w.scales, *tables]
   # Split K leaves bias and row weights to the epilogue that runs on the summed shares.
   split_k = cfg.k_splits > 1
   has_bias = w.bias is not None and not split_k
