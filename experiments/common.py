@@ -77,7 +77,7 @@ def kernel_options(text: str) -> dict:
   values (ints, and bools written as 0 or 1), for experiments that override the tuned defaults.
   A bad option is a one-line usage error."""
   from absl import app  # noqa: PLC0415
-  from mxfp4_jax.kernels import KernelConfig  # noqa: PLC0415
+  from mxfp4_jax.kernels import KernelConfig, tuning  # noqa: PLC0415
 
   types = {f.name: f.type for f in dataclasses.fields(KernelConfig)}
   options = {}
@@ -88,8 +88,7 @@ def kernel_options(text: str) -> dict:
                            f"of {sorted(types)}")
     try:
       options[name] = {"int": int, "bool": lambda v: bool(int(v))}.get(types[name], str)(value)
-      dataclasses.replace(KernelConfig(block_m=16, block_n=16, num_warps=4, num_stages=2),
-                          **{name: options[name]})
+      dataclasses.replace(tuning.TABLE[0][1], **{name: options[name]})  # KernelConfig's checks
     except (TypeError, ValueError) as e:
       raise app.UsageError(f"--config.kernel_options: {item!r}: {e}") from None
   return options

@@ -153,6 +153,8 @@ _MAGNITUDE_BF16 = np.asarray(E2M1_VALUES[:8], np.float32).view(np.uint32) >> 16
 _LOW_BYTES = _byte_table(_MAGNITUDE_BF16 & 0xFF)
 _HIGH_BYTES = _byte_table(_MAGNITUDE_BF16 >> 8)
 _SIGN_BYTES = _byte_table([0x00, 0x80, 0, 0, 0, 0, 0, 0])
+_TABLES = (_LOW_BYTES, _HIGH_BYTES, _SIGN_BYTES)
+LUT_REGISTERS = tuple(t[0] for t in _TABLES)  # operands $11..$13 of `e2m1_lut_ptx`
 
 
 def e2m1_lut_ptx() -> str:
@@ -189,10 +191,6 @@ def e2m1_lut_ptx() -> str:
           + half("m0", "s0", "p0", "p2") + half("m1", "s1", "p1", "p3")
           + "mov.b32 {$0, $1}, p0; mov.b32 {$2, $3}, p1; mov.b32 {$4, $5}, p2; "
             "mov.b32 {$6, $7}, p3; }")
-
-
-_TABLES = (_LOW_BYTES, _HIGH_BYTES, _SIGN_BYTES)
-LUT_REGISTERS = tuple(t[0] for t in _TABLES)  # operands $11..$13 of `e2m1_lut_ptx`
 
 
 # --- quantize / dequantize ----------------------------------------------------------------------
