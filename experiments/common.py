@@ -51,9 +51,8 @@ def device_description() -> str:
 
 
 # Ceilings of the GPUs measured here (BENCHMARKS.md): copy bandwidth (bytes read + written) and
-# dense bf16 matmul rate. H100: measured by this project; H200: the faster of XLA's
-# (`experiments.ceilings`: 3.27 TB/s, 659 TF/s) and PyTorch's readings on such a machine.
-DEVICE_CEILINGS = {"H100": (2.95e12, 804e12), "H200": (4.3e12, 790e12)}
+# dense bf16 matmul rate. H200: `experiments.ceilings` (XLA's own copy and matmul).
+DEVICE_CEILINGS = {"H100": (2.95e12, 804e12), "H200": (3.27e12, 659e12)}
 
 
 def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0) -> tuple[float, float]:
