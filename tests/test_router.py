@@ -105,6 +105,7 @@ def test_moe_decode_with_router_kernel_matches_jnp_router():
                                 jnp.float32)
   moe.router_weight[...] = moe.router_weight[...] * 30  # routing far from ties
   x = jnp.asarray(np.random.default_rng(2).normal(size=(1, 1, cfg.hidden_size)) * 3, jnp.bfloat16)
+  assert "moe_router" in str(jax.make_jaxpr(lambda x: moe(x, norm))(x))  # the kernel path
   got = np.asarray(moe(x, norm).astype(jnp.float32), np.float64)
   want = np.asarray(moe(norm(x)).astype(jnp.float32), np.float64)
   assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-2

@@ -7,6 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from mxfp4_jax.kernels import default_backend
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA
 
 
@@ -75,11 +76,14 @@ class GptOssConfig:
 
   @property
   def resolved_moe_backend(self) -> str:
-    """"auto" means the Pallas kernel on GPU, except in float32, which the kernel (bf16 operands)
-    does not compute: a float32 model runs its experts through the jnp reference everywhere."""
-    if self.moe_backend == "auto" and self.dtype == "float32":
+    """"pallas" or "reference". "auto" means the Pallas kernel on GPU (or in interpret mode),
+    except in float32, which the kernel (bf16 operands) does not compute: a float32 model runs
+    its experts through the jnp reference everywhere."""
+    if self.moe_backend != "auto":
+      return self.moe_backend
+    if self.dtype == "float32":
       return "reference"
-    return self.moe_backend
+    return "pallas" if self.moe_interpret else default_backend()
 
   @property
   def resolved_attention_backend(self) -> str:
