@@ -37,7 +37,7 @@ def oracle(x, scale, weight, bias):
     (1, 2880, 32, 4),  # a 20b decode step at batch 1
     (4, 128, 32, 4),  # 16 rows: one whole program
     (16, 192, 128, 4),  # 64 rows over 4 programs, 120b's expert count
-    (3, 64, 16, 2),  # 6 rows: part of a program
+    (3, 80, 16, 2),  # 6 rows: part of a program; hidden in pieces of 64 and 16
 ])
 def test_matches_float64_oracle(rng, tokens, hidden, experts, k):
   args = random_router(rng, tokens, hidden, experts)
@@ -78,8 +78,8 @@ def test_same_as_jnp_router_bits(rng):
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(x=jnp.zeros((2, 96), jnp.bfloat16), weight=jnp.zeros((96, 32), jnp.bfloat16),
-          scale=jnp.ones(96), bias=jnp.zeros(32, jnp.bfloat16)), "D a multiple of 64"),
+    (dict(x=jnp.zeros((2, 72), jnp.bfloat16), weight=jnp.zeros((72, 32), jnp.bfloat16),
+          scale=jnp.ones(72), bias=jnp.zeros(32, jnp.bfloat16)), "D a multiple of 16"),
     (dict(bias=jnp.zeros(16, jnp.bfloat16)), "bias"),
     (dict(x=jnp.zeros((2, 128), jnp.float32)), "needs bf16 x"),
     (dict(weight=jnp.zeros((128, 24), jnp.bfloat16), bias=jnp.zeros(24, jnp.bfloat16)),

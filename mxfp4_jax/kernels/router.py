@@ -19,7 +19,19 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 ROWS_PER_PROGRAM = 16  # the dot's smallest M
-CHUNK = 64  # hidden features per step of the norm and the router dot
+MAX_CHUNK = 256  # hidden features per load: a [16, 256] x piece and a [256, E] weight piece
+
+
+def hidden_chunks(hidden: int) -> list[tuple[int, int]]:
+  """(start, size) pieces covering ``hidden``: sizes powers of two (Triton's block shapes), at
+  most `MAX_CHUNK`. Static, so every load is known up front and can be in flight at once (a
+  loop over chunks waited on each load in turn: 30 us a call)."""
+  pieces, start = [], 0
+  while start < hidden:
+    size = min(MAX_CHUNK, 1 << ((hidden - start).bit_length() - 1))
+    pieces.append((start, size))
+    start += size
+  return pieces
 
 
 def rms_norm(x, scale, eps: float):
@@ -36,9 +48,9 @@ def top_k_softmax(logits, k: int):
 
 
 def kernel_supports(hidden: int, num_experts: int, dtype) -> bool:
-  """Shapes `route_rows_pallas` takes: whole chunks of the hidden size, a power-of-two number of
-  experts that fills a dot's N, bf16 activations."""
-  return (hidden % CHUNK == 0 and num_experts >= 16 and num_experts & (num_experts - 1) == 0
+  """Shapes `route_rows_pallas` takes: a hidden size in pieces a dot takes (multiples of 16),
+  a power-of-two number of experts that fills a dot's N, bf16 activations."""
+  return (hidden % 16 == 0 and num_experts >= 16 and num_experts & (num_experts - 1) == 0
           and jnp.dtype(dtype) == jnp.bfloat16)
 
 
@@ -51,7 +63,7 @@ def _check_args(x, norm_scale, weight, bias, k: int) -> None:
     raise ValueError(f"router: norm_scale must be [{hidden}] and bias [{num_experts}], got "
                      f"{list(norm_scale.shape)} and {list(bias.shape)}")
   if not kernel_supports(hidden, num_experts, x.dtype) or weight.dtype != jnp.bfloat16:
-    raise ValueError(f"router kernel: needs bf16 x and weight, D a multiple of {CHUNK} and a "
+    raise ValueError(f"router kernel: needs bf16 x and weight, D a multiple of 16 and a "
                      f"power-of-two number of experts >= 16; got x {x.dtype}, weight "
                      f"{weight.dtype}, D={hidden}, {num_experts} experts")
   if not 1 <= k <= num_experts:
@@ -66,25 +78,17 @@ def _kernel(x_ref, scale_ref, weight_ref, bias_ref, rows_ref, experts_ref, weigh
   valid = rows < num_rows
   token = jnp.minimum(rows, num_rows - 1) // k  # output row p is token p // k's choice p % k
 
-  def chunk(c):  # [16, CHUNK] float32 of each row's token
-    return x_ref[token, pl.ds(pl.multiple_of(c * CHUNK, CHUNK), CHUNK)].astype(jnp.float32)
+  def piece(start, size):  # [16, size] float32 of each row's token
+    return x_ref[token, pl.ds(start, size)].astype(jnp.float32)
 
-  def add_squares(c, squares):
-    values = chunk(c)
-    return squares + jnp.sum(values * values, axis=1)
-
-  squares = lax.fori_loop(0, hidden // CHUNK, add_squares,
-                          jnp.zeros((ROWS_PER_PROGRAM,), jnp.float32))
+  squares = sum(jnp.sum(jnp.square(piece(*c)), axis=1) for c in hidden_chunks(hidden))
   inv_rms = lax.rsqrt(squares / hidden + eps)[:, None]
-
-  def norm_and_logits(c, logits):
-    cols = pl.ds(pl.multiple_of(c * CHUNK, CHUNK), CHUNK)
-    normed = (chunk(c) * inv_rms * scale_ref[cols][None, :]).astype(jnp.bfloat16)
+  logits = jnp.zeros((ROWS_PER_PROGRAM, num_experts), jnp.float32)
+  for start, size in hidden_chunks(hidden):
+    cols = pl.ds(start, size)
+    normed = (piece(start, size) * inv_rms * scale_ref[cols][None, :]).astype(jnp.bfloat16)
     pltriton.store(rows_ref.at[pl.ds(row0, ROWS_PER_PROGRAM), cols], normed, mask=valid[:, None])
-    return logits + pltriton.dot(normed, weight_ref[cols, :])
-
-  logits = lax.fori_loop(0, hidden // CHUNK, norm_and_logits,
-                         jnp.zeros((ROWS_PER_PROGRAM, num_experts), jnp.float32))
+    logits += pltriton.dot(normed, weight_ref[cols, :])
   # Rounded as XLA rounds the bf16 matmul and the bias add, so the same experts win.
   as_bf16 = lambda a: a.astype(jnp.bfloat16).astype(jnp.float32)
   logits = as_bf16(as_bf16(logits) + bias_ref[...].astype(jnp.float32)[None, :])
@@ -127,7 +131,7 @@ def route_rows_pallas(x, norm_scale, weight, bias, *, k: int, eps: float, interp
                  jax.ShapeDtypeStruct((padded,), jnp.int32),
                  jax.ShapeDtypeStruct((padded,), jnp.float32)],
       grid=(pl.cdiv(num_rows, ROWS_PER_PROGRAM),),
-      compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=3),
+      compiler_params=pltriton.CompilerParams(num_warps=8, num_stages=1),
       interpret=interpret,
       name="moe_router",
   )(x, norm_scale.astype(jnp.float32), weight, bias)
