@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mxfp4_jax.kernels import grouped_matmul, router
+from mxfp4_jax.kernels import grouped_matmul
 from mxfp4_jax.kernels.flash_attention import decode_attention, flash_attention
 from mxfp4_jax.mxfp4.layout import random_packed
 from mxfp4_jax.model.config import GptOssConfig
@@ -48,7 +48,9 @@ class RMSNorm(nnx.Module):
     self.eps = eps
 
   def __call__(self, x):  # [..., D]
-    return router.rms_norm(x, self.scale[...], self.eps)
+    xf = x.astype(jnp.float32)
+    xf = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
+    return (xf * self.scale[...]).astype(x.dtype)
 
 
 @jax.tree_util.register_dataclass
@@ -224,52 +226,41 @@ class MoE(nnx.Module):
 
   @jax.named_scope("mxfp4_moe")  # the experts' grouped matmuls, findable in profiler traces
   @_exact_in_float32
-  def __call__(self, x, norm: RMSNorm | None = None):
-    """x [B, T, D], normed by ``norm`` first when given (on a decode step inside the router
-    kernel)."""
+  def __call__(self, x):  # [B, T, D]
     cfg = self.cfg
     b, t, d = x.shape
-    k = cfg.experts_per_token
     tokens = x.reshape(-1, d)  # [N, D]
-    router_params = (self.router_weight[...], self.router_bias[...])
+    router_logits = tokens @ self.router_weight[...] + self.router_bias[...]  # [N, E]
+    top_logits, experts = jax.lax.top_k(router_logits.astype(jnp.float32), cfg.experts_per_token)
+    weights = jax.nn.softmax(top_logits, axis=-1)  # [N, k], over the chosen experts only
 
     kernel_args = dict(backend=cfg.resolved_moe_backend, interpret=cfg.moe_interpret)
     swiglu_args = dict(activation="swiglu", swiglu_alpha=cfg.swiglu_alpha,
                        swiglu_limit=cfg.swiglu_limit)
-    # A decode step's few rows, about one per expert, run one tile per row: no sort, no group
-    # sizes and no scatter, only a sum over each token's k rows.
-    one_tile_per_row = tokens.shape[0] * k <= cfg.num_experts // 2
-    if (one_tile_per_row and norm is not None and cfg.resolved_moe_backend == "pallas"
-        and router.kernel_supports(d, cfg.num_experts, x.dtype)):
-      rows, flat_experts, flat_weights = router.route_rows_pallas(
-          tokens, norm.scale[...], *router_params, k=k, eps=norm.eps,
-          interpret=cfg.moe_interpret)  # [P, D], [P], [P]; row p is token p // k
-    else:
-      if norm is not None:
-        tokens = norm(tokens)
-      experts, weights = router.top_k_softmax(tokens @ router_params[0] + router_params[1], k)
-      flat_experts, flat_weights = experts.reshape(-1), weights.reshape(-1)  # [P], token-major
-      rows = jnp.repeat(tokens, k, axis=0) if one_tile_per_row else None
-    if one_tile_per_row:
+    flat_experts = experts.reshape(-1)  # [P], token-major: row p is token p // k
+    if flat_experts.shape[0] <= cfg.num_experts // 2:
+      # A decode step's few rows, about one per expert: each row is its own tile, so no sort,
+      # no group sizes and no scatter, only a sum over each token's k rows.
+      rows = jnp.repeat(tokens, cfg.experts_per_token, axis=0)  # [P, D]
       h = grouped_matmul(rows, self.gate_up.get_value(), None, row_experts=flat_experts,
                          **swiglu_args, **kernel_args)  # [P, I]
-      y = grouped_matmul(h, self.down.get_value(), None, flat_weights,
+      y = grouped_matmul(h, self.down.get_value(), None, weights.reshape(-1),
                          row_experts=flat_experts, out_dtype=jnp.float32, **kernel_args)
-      out = y.reshape(-1, k, d).sum(axis=1)  # [N, D]
+      out = y.reshape(-1, cfg.experts_per_token, d).sum(axis=1)  # [N, D]
       return out.astype(x.dtype).reshape(b, t, d)
 
     # Rows sorted by expert: the grouped matmul's ragged layout.
     order = jnp.argsort(flat_experts, stable=True)
-    token_of_row = order // k
+    token_of_row = order // cfg.experts_per_token
     group_sizes = jnp.bincount(flat_experts, length=cfg.num_experts).astype(jnp.int32)
     h = grouped_matmul(tokens[token_of_row], self.gate_up.get_value(), group_sizes,
                        **swiglu_args, **kernel_args)  # [P, I]
-    y = grouped_matmul(h, self.down.get_value(), group_sizes, flat_weights[order],
+    y = grouped_matmul(h, self.down.get_value(), group_sizes, weights.reshape(-1)[order],
                        out_dtype=jnp.float32, **kernel_args)  # [P, D], router weight applied
     # Back to token-major order by a gather (XLA fuses it into the sum over each token's k rows)
     # rather than a scatter-add of y onto the tokens.
     rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
-    out = y[rank].reshape(-1, k, d).sum(axis=1)  # [N, D]
+    out = y[rank].reshape(-1, cfg.experts_per_token, d).sum(axis=1)  # [N, D]
     return out.astype(x.dtype).reshape(b, t, d)
 
 
@@ -284,7 +275,7 @@ class Block(nnx.Module):
   def __call__(self, x, cos, sin, positions, cache=None, start=0):  # x [B, T, D]: the residual
     attn, cache = self.attn(self.attn_norm(x), cos, sin, positions, cache, start)
     x = x + attn
-    return x + self.mlp(x, self.mlp_norm), cache
+    return x + self.mlp(self.mlp_norm(x)), cache
 
 
 class GptOss(nnx.Module):
