@@ -114,9 +114,10 @@ def main(argv) -> None:
   jax.block_until_ready(nnx.state(model))
   build_s = time.perf_counter() - start
   cfg = model.cfg
+  weight_bytes = sum(a.nbytes for a in jax.tree.leaves(nnx.state(model)))
   print(f"{'checkpoint ' + config.checkpoint if config.checkpoint else 'random weights'}: "
-        f"{cfg.num_layers} layers, {cfg.num_experts} experts, built in {build_s:.1f} s on "
-        f"{common.device_description()}", flush=True)
+        f"{cfg.num_layers} layers, {cfg.num_experts} experts, {weight_bytes / 2**30:.2f} GiB of "
+        f"weights, built in {build_s:.1f} s on {common.device_description()}", flush=True)
 
   rng = np.random.default_rng(config.seed)
   rows = []
@@ -132,7 +133,7 @@ def main(argv) -> None:
   out = common.output_dir(bench, "bench_e2e")
   common.write_json(out / "results.json", dict(
       device=common.device_description(), config=config.to_dict(), build_s=build_s,
-      peak_memory_bytes=peak, results=rows))
+      weight_bytes=weight_bytes, peak_memory_bytes=peak, results=rows))
   _plot(rows, out / "decode.png")
   print(f"wrote {out}")
 

@@ -119,6 +119,8 @@ def test_bench_e2e_on_the_tiny_model(tmp_path):
   lines = [l for l in result.stdout.splitlines() if "tok/s" in l]
   assert [l.split()[0] for l in lines] == ["decode", "decode", "prefill"]
   assert (tmp_path / "results.json").exists() and (tmp_path / "decode.png").exists()
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert 0 < results["weight_bytes"] < 10 * 2**20  # the tiny model: well under 10 MiB
 
 
 def test_decode_roofline_of_20b_batch_1():
