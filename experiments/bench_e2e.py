@@ -66,7 +66,7 @@ def _prefill(model, bench, length: int, rng) -> dict:
   prompt = rng.integers(0, cfg.vocab_size, (1, length)).tolist()
   generator.generate(prompt, max_new_tokens=1, params=GREEDY)  # compile, first run
   stats = generator.generate(prompt, max_new_tokens=1, params=GREEDY).stats
-  flops = length * benchmarking.flops_per_token(cfg, length // 2)
+  flops = benchmarking.prefill_flops(cfg, length)
   roofline = length / (flops / bench.bf16_flops_per_s)
   return dict(kind="prefill", batch=1, context=length, tokens_per_s=stats.prefill_tokens_per_s,
               roofline_tokens_per_s=roofline,

@@ -134,7 +134,7 @@ def main(argv) -> None:
   print(f"summary: load {load_s:.2f} s | compile {s.compile_s:.2f} s | time to first token "
         f"{s.prefill_s * 1e3:.1f} ms | prefill {s.prefill_tokens_per_s:,.0f} tok/s "
         f"({s.prompt_tokens} tokens) | decode {s.decode_tokens_per_s:,.1f} tok/s "
-        f"({s.generated_tokens} tokens, batch {len(prompts)}) | peak device memory {memory}")
+        f"({s.decode_tokens} tokens, batch {len(prompts)}) | peak device memory {memory}")
   if _PROFILE_DIR.value:
     print(f"trace: {_PROFILE_DIR.value} (decode chunk {config.profile_chunk})")
 

@@ -144,3 +144,10 @@ def flops_per_token(cfg, context: int) -> float:
   keys = sum(min(context, cfg.sliding_window) if cfg.is_sliding(layer) else context
              for layer in range(cfg.num_layers))
   return 2 * (cfg.num_layers * weights + cfg.vocab_size * d) + 4 * keys * cfg.q_size
+
+
+def prefill_flops(cfg, length: int) -> float:
+  """Matmul FLOPs of a causal prefill of ``length`` tokens (each over half the prompt's keys on
+  average) that computes logits at its last position only, as generation's prefill does."""
+  unembedding = 2 * cfg.vocab_size * cfg.hidden_size
+  return length * (flops_per_token(cfg, length // 2) - unembedding) + unembedding

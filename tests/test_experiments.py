@@ -133,6 +133,17 @@ def test_decode_roofline_of_20b_batch_1():
   assert 3.6e9 < sum(parts.values()) < 3.8e9
 
 
+def test_prefill_flops_count_the_unembedding_once():
+  """Generation's prefill computes logits at the last position only."""
+  from configs import gpt_oss_20b
+  from mxfp4_jax.model import GptOssConfig
+  cfg = GptOssConfig.from_dict(gpt_oss_20b.get_config().model)
+  unembedding = 2 * cfg.vocab_size * cfg.hidden_size
+  for length in (1, 1024, 8192):
+    every_position = length * benchmarking.flops_per_token(cfg, length // 2)
+    assert benchmarking.prefill_flops(cfg, length) == every_position - (length - 1) * unembedding
+
+
 def test_kernel_sass_loop_stats_parses_the_disassembly():
   """The loop finder of experiments.kernel_sass, on a hand-written cuobjdump excerpt."""
   from experiments.kernel_sass import loop_stats

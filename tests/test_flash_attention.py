@@ -129,3 +129,13 @@ def test_bad_arguments_name_the_argument(change, message):
             for name, shape in shapes.items()}
   with pytest.raises(ValueError, match=message):
     flash_attention(**arrays, interpret=True)
+
+
+@pytest.mark.parametrize("block_q, block_k", [(32, 48), (8, 16)])
+def test_blocks_that_are_not_triton_blocks_error(block_q, block_k):
+  q = jnp.zeros((1, 48, 1, 1, 16), jnp.bfloat16)
+  k = jnp.zeros((1, 48, 1, 16), jnp.bfloat16)
+  positions = jnp.broadcast_to(jnp.arange(48, dtype=jnp.int32), (1, 48))
+  with pytest.raises(ValueError, match="must be a power of two >= 16"):
+    flash_attention(q, k, k, positions, jnp.zeros((1, 1)), block_q=block_q, block_k=block_k,
+                    interpret=True)

@@ -108,11 +108,23 @@ def test_stop_token_ends_a_row(model):
   assert stopped == free[:first + 1]
 
 
-def test_prompt_too_long_fails_before_work(generator):
+def test_bad_arguments_fail_before_work(model, generator):
   with pytest.raises(ValueError, match="exceeds max_len=64"):
     generator.generate([[1] * 60], max_new_tokens=5)
   with pytest.raises(ValueError, match="at least one token"):
     generator.generate([[1], []], max_new_tokens=5)
+  with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
+    generator.generate([[1]], max_new_tokens=0)
+  with pytest.raises(ValueError, match="chunk must be >= 1"):
+    Generator(model, max_len=64, chunk=0)
+
+
+def test_decode_rate_counts_only_decoded_tokens(model):
+  """The first token of a row comes from the prefill's logits: the decode steps made the rest."""
+  stats = Generator(model, max_len=64, chunk=3).generate(
+      [[1, 2, 3], [4, 5]], max_new_tokens=7, params=GREEDY).stats
+  assert stats.generated_tokens == 2 * 7 and stats.decode_tokens == 2 * 6
+  assert stats.decode_tokens_per_s == pytest.approx(stats.decode_tokens / stats.decode_s)
 
 
 def test_sampling_filters():

@@ -37,7 +37,8 @@ def prefill_rows(batch: int, length: int, max_tokens: int = PREFILL_TOKENS) -> i
 @dataclasses.dataclass
 class GenerationStats:
   prompt_tokens: int = 0
-  generated_tokens: int = 0
+  generated_tokens: int = 0  # the first token of each row included (the prefill samples it)
+  decode_tokens: int = 0  # the tokens the decode steps produced
   compile_s: float = 0.0
   prefill_s: float = 0.0  # the compiled prefill, up to the first token on the host
   decode_s: float = 0.0
@@ -49,7 +50,7 @@ class GenerationStats:
 
   @property
   def decode_tokens_per_s(self) -> float:
-    return self.generated_tokens / self.decode_s if self.decode_s else 0.0
+    return self.decode_tokens / self.decode_s if self.decode_s else 0.0
 
 
 @dataclasses.dataclass
@@ -77,7 +78,10 @@ class Generator:
                pad_id: int = 0, chunk: int = 16, prefill_tokens: int = PREFILL_TOKENS):
     self.graphdef, self.state = nnx.split(model)
     self.cfg, self.max_len = model.cfg, max_len
+    if chunk < 1:
+      raise ValueError(f"chunk must be >= 1 decode step, got {chunk}")
     self.stop_ids = jnp.asarray(sorted(set(stop_ids)) or [-1], jnp.int32)
+    self._host_stop_ids = frozenset(int(t) for t in stop_ids)  # a device array's `in` syncs
     self.pad_id, self.chunk, self.prefill_tokens = pad_id, chunk, prefill_tokens
     self._prefill = jax.jit(self._prefill_fn)
     self._decode = jax.jit(self._decode_fn, static_argnames=("steps", "params"), donate_argnums=(1,))
@@ -124,6 +128,8 @@ class Generator:
     """Raises ValueError, before any work, when the prompts cannot be generated from."""
     if not prompts or any(len(p) == 0 for p in prompts):
       raise ValueError("every prompt needs at least one token")
+    if max_new_tokens < 1:
+      raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     longest = max(len(p) for p in prompts)
     if longest + max_new_tokens > self.max_len:
       raise ValueError(f"prompt of {longest} tokens + max_new_tokens={max_new_tokens} exceeds "
@@ -180,7 +186,7 @@ class Generator:
         if not done[row]:
           for t in out[row]:
             new[row].append(int(t))
-            if t in self.stop_ids:
+            if t in self._host_stop_ids:
               break
           generated[row].extend(new[row])
       done = np.asarray(done_dev)
@@ -188,5 +194,6 @@ class Generator:
       if on_tokens:
         on_tokens(new)
     stats.generated_tokens = sum(len(g) for g in generated)
+    stats.decode_tokens = stats.generated_tokens - batch
     stats.peak_memory_bytes = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
     return Generation(tokens=generated, stats=stats)

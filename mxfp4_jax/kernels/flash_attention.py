@@ -120,10 +120,13 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
     ``[B, T, K, G, hd]`` in q's dtype; the dots take bf16 operands and accumulate in float32.
   """
   check_args(q, k, v, positions, sinks)
+  for name, block in (("block_q", block_q), ("block_k", block_k)):
+    if block < 16 or block & (block - 1):
+      raise ValueError(f"{name} must be a power of two >= 16 (a Triton block), got {block}")
   b, t, kv_heads, group, head_dim = q.shape
   out_dtype, (q, k, v) = q.dtype, (a.astype(jnp.bfloat16) for a in (q, k, v))
   heads = kv_heads * group
-  padded = -t % max(block_q, block_k)
+  padded = -t % max(block_q, block_k)  # powers of two: whole blocks of both sizes
   pad = lambda a, value=0: jnp.pad(a, ((0, 0), (0, padded)) + ((0, 0),) * (a.ndim - 2),
                                    constant_values=value)
   q = pad(q.reshape(b, t, heads, head_dim))  # [B, T', H, hd]: heads of a KV head are adjacent
