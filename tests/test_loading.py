@@ -55,6 +55,16 @@ def test_convert_then_restore_packed(checkpoints, tmp_path):
   np.testing.assert_array_equal(np.asarray(restored(TOKENS)), np.asarray(direct(TOKENS)))
 
 
+def test_packed_params_keep_the_config(tmp_path):
+  from flax import nnx
+  from mxfp4_jax.model import GptOss
+  from mxfp4_jax.model.loading import save_packed
+  cfg = GptOssConfig.from_dict(tiny.model_config()).replace(swiglu_alpha=1.5, swiglu_limit=5.0)
+  save_packed(GptOss(cfg, rngs=nnx.Rngs(0)), tmp_path / "packed")
+  restored = mxfp4_jax.load_model(tmp_path / "packed", dtype=cfg.dtype)
+  assert restored.cfg == cfg
+
+
 def test_pallas_and_reference_moe_agree(checkpoints):
   """The whole tiny model with the Pallas kernel (interpret mode on CPU) against the jnp MoE, bf16."""
   kernel = mxfp4_jax.load_model(checkpoints / "hf", moe_backend="pallas",

@@ -86,7 +86,10 @@ def save_packed(model: GptOss, path) -> pathlib.Path:
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(path / "params", nnx.state(model), force=True)
   checkpointer.wait_until_finished()
-  meta = dict(format=PACKED_FORMAT, hparams=model.cfg.hparams())
+  # SwiGLU's alpha is no checkpoint hyperparameter (GPT-OSS fixes it), but a model built with
+  # another must come back with it.
+  meta = dict(format=PACKED_FORMAT,
+              hparams=dict(model.cfg.hparams(), swiglu_alpha=model.cfg.swiglu_alpha))
   (path / PACKED_MARKER).write_text(json.dumps(meta, indent=2) + "\n")
   return path
 
