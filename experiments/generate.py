@@ -85,16 +85,22 @@ class _Printer:
       text = self.tokenizer.decode(self.ids[row])
       if text.endswith("\ufffd"):  # an unfinished multi-byte character: wait for its rest
         continue
-      piece, self.text[row] = text[len(self.text[row]):], text
-      shown = self.streams[row].feed(piece)
-      if shown:
-        prefix = f"[{row}] " if len(self.ids) > 1 else ""
-        sys.stdout.write(prefix + shown)
-        sys.stdout.flush()
+      self._show(row, self._new_text(row, text))
+
+  def _new_text(self, row: int, text: str) -> str:
+    piece, self.text[row] = text[len(self.text[row]):], text
+    return self.streams[row].feed(piece)
+
+  def _show(self, row: int, shown: str) -> None:
+    if shown:
+      prefix = f"[{row}] " if len(self.ids) > 1 else ""
+      sys.stdout.write(prefix + shown)
+      sys.stdout.flush()
 
   def finish(self) -> None:
     for row, stream in enumerate(self.streams):
-      stream.finish()
+      # Text held back at the end: an unfinished character, or what could have begun a marker.
+      self._show(row, self._new_text(row, self.tokenizer.decode(self.ids[row])) + stream.finish())
       if not harmony.final_text(stream.messages):
         raw = self.text[row][:200].replace("\n", "\\n")
         print(f"\n[{row}] no final-channel text; the raw completion begins: {raw!r}")

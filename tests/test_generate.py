@@ -139,3 +139,13 @@ def test_sampling_filters():
     assert all(d in row for d, row in zip(drawn, top3))
   with pytest.raises(ValueError, match="top_p must be in"):
     SamplingParams(top_p=0)
+
+
+@pytest.mark.parametrize("params, kept", [(SamplingParams(top_k=3), 3),
+                                          (SamplingParams(top_p=0.3), 3),  # 3 / 8 >= 0.3
+                                          (SamplingParams(top_k=5, top_p=0.5), 3)])  # 3 / 5
+def test_sampling_cuts_ties_at_the_cut(params, kept):
+  """Eight equal logits: the cut keeps exactly the first tokens it names, not every tie."""
+  logits = jnp.concatenate([jnp.zeros((1, 8)), jnp.full((1, 8), -30.0)], axis=-1)
+  drawn = {int(sample(logits, jax.random.PRNGKey(seed), params)[0]) for seed in range(200)}
+  assert drawn == set(range(kept))

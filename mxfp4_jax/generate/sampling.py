@@ -28,14 +28,17 @@ def sample(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Arr
   if params.temperature == 0:
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   logits = logits / params.temperature
-  if params.top_k:
-    kth = jax.lax.top_k(logits, min(params.top_k, logits.shape[-1]))[0][..., -1:]
-    logits = jnp.where(logits < kth, -jnp.inf, logits)
-  if params.top_p < 1:
-    sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
-    cumulative = jnp.cumsum(jax.nn.softmax(sorted_logits, axis=-1), axis=-1)
-    # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
-    cutoff_index = jnp.sum(cumulative < params.top_p, axis=-1, keepdims=True)
-    cutoff = jnp.take_along_axis(sorted_logits, cutoff_index, axis=-1)
-    logits = jnp.where(logits < cutoff, -jnp.inf, logits)
+  if params.top_k or params.top_p < 1:
+    # Cut in sorted order, so that ties at the cut keep exactly top_k tokens (or the smallest
+    # prefix reaching top_p), the lower token id first.
+    order = jnp.argsort(logits, axis=-1, descending=True, stable=True)
+    sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
+    keep = jnp.ones(sorted_logits.shape, bool)
+    if params.top_k:
+      keep &= jnp.arange(logits.shape[-1]) < params.top_k
+    if params.top_p < 1:
+      probs = jax.nn.softmax(jnp.where(keep, sorted_logits, -jnp.inf), axis=-1)
+      keep &= jnp.cumsum(probs, axis=-1) - probs < params.top_p  # the mass before each token
+    keep = jnp.take_along_axis(keep, jnp.argsort(order, axis=-1), axis=-1)  # back to token ids
+    logits = jnp.where(keep, logits, -jnp.inf)
   return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
