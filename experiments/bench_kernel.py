@@ -20,7 +20,7 @@ from absl import app, logging
 
 from configs.bench_kernel import SHAPES
 from experiments import common
-from experiments.kernel_problems import PERTURB, kernel_problem, weight_copies
+from experiments.kernel_problems import PERTURB, dense_copies, kernel_problem, weight_copies
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import grouped_matmul, pick_config
 from mxfp4_jax.mxfp4.layout import dequantize_packed, random_packed
@@ -97,14 +97,17 @@ def bench(config) -> list[dict]:
 
       baselines = common.csv_list(config.baselines)
       if baselines:
-        dense = [dequantize_packed(w, jnp.bfloat16) for w in weights[:2]]
-        bf16_bytes = active * k * n * 2 + act_bytes
-        if "ragged_dot" in baselines:
+        bf16_copies = dense_copies(shape_name, config, active, len(weights))
+        dense = [dequantize_packed(w, jnp.bfloat16) for w in weights[:bf16_copies]]
+        row.update(dense_copies=bf16_copies)
+        weights_bf16 = active * k * n * 2
+        if "ragged_dot" in baselines:  # x in, all N columns out (no SwiGLU fused)
           ragged = lambda x, w, g: jax.lax.ragged_dot(x, w, g)
           s = benchmarking.time_per_call(
               ragged, [(x, w, group_sizes) for x, w in zip(xs, dense)],
               calls=tuple(config.calls), repeats=config.repeats)
-          row.update(_rates("ragged_dot", s, bf16_bytes, flops, config))
+          ragged_bytes = weights_bf16 + num_rows * (k + n) * 2
+          row.update(_rates("ragged_dot", s, ragged_bytes, flops, config))
         if "dense" in baselines:
           m = int(jnp.max(group_sizes))  # every active expert padded to the largest group
           per_expert = [(jax.random.normal(jax.random.fold_in(sub, i), (active, m, k), jnp.bfloat16),
@@ -113,9 +116,11 @@ def bench(config) -> list[dict]:
           # The dependency between calls rides on x: one extra elementwise pass over x per call.
           s = benchmarking.time_per_call(batched, per_expert, calls=tuple(config.calls),
                                          repeats=config.repeats, perturb=0)
-          row.update(_rates("dense", s, bf16_bytes, 2 * active * m * k * n, config))
+          dense_bytes = weights_bf16 + active * m * (k + n) * 2  # padded rows in and out
+          row.update(_rates("dense", s, dense_bytes, 2 * active * m * k * n, config))
+          del per_expert
         del dense
-      del weights, xs
+      del args, weights, xs  # before the next P allocates its copies
       logging.info("%s", row)
       print(_format_row(row), flush=True)
       results.append(row)

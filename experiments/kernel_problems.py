@@ -30,6 +30,15 @@ def weight_copies(shape_name: str, config, num_rows: int) -> int:
   return int(max(2, min(wanted, config.max_weight_bytes // (num_experts * expert))))
 
 
+def dense_copies(shape_name: str, config, active_experts: int, available: int) -> int:
+  """bf16 copies of the weights for the XLA baselines, by the same rule: the active experts'
+  bytes over the copies at least `MIN_ROTATED_BYTES`, at most ``available`` (the MXFP4 copies they
+  are made from) and within the byte cap."""
+  num_experts, k, n, _ = SHAPES[shape_name]
+  wanted = math.ceil(MIN_ROTATED_BYTES / (active_experts * k * n * 2))
+  return int(max(2, min(wanted, available, config.max_weight_bytes // (num_experts * k * n * 2))))
+
+
 # The argument of (x, w, group_sizes, row_weights) that carries each timed call's dependency on
 # the previous one. Group sizes feed the tile schedule and so every kernel launch; row weights,
 # though smaller, feed only the epilogue after a split-K kernel, and perturbing them let XLA merge
