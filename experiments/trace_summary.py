@@ -45,8 +45,7 @@ def device_kernels(trace: dict) -> list[dict]:
   streams = {(e["pid"], e.get("tid")) for e in meta if e.get("name") == "thread_name"
              and e["pid"] in gpu_pids and str(e["args"].get("name", "")).startswith("Stream")}
   return [e for e in trace["traceEvents"]
-          if e.get("ph") == "X" and e.get("pid") in gpu_pids and "dur" in e
-          and (not streams or (e["pid"], e.get("tid")) in streams)]
+          if e.get("ph") == "X" and "dur" in e and (e.get("pid"), e.get("tid")) in streams]
 
 
 def busy_and_span_us(events: list[dict]) -> tuple[float, float]:

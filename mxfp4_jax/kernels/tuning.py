@@ -1,7 +1,10 @@
 """Block sizes and launch parameters of the grouped matmul, by regime (rows per active expert).
 
-The table is the output of ``python -m experiments.tune_kernel --config=configs/tune_kernel.py``
-on the H100; BENCHMARKS.md records the sweep that produced it.
+The table's block shapes come from ``python -m experiments.tune_kernel`` sweeps on the H100
+(the block shapes with the integer decode); the decode, accumulation, scale-prefetch and split
+choices were then timed one at a time with ``experiments.bench_kernel --config.kernel_options``
+and ``tune_kernel``'s split options, the last row's decode on an H200. BENCHMARKS.md records
+each of those runs.
 """
 
 from __future__ import annotations

@@ -30,7 +30,6 @@ E2M1_VALUES = np.array(
     [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0],
     dtype=np.float32,
 )
-E2M1_MAX = 6.0
 E2M1_EMAX = 2  # exponent of the largest E2M1 value: 6 = 1.5 * 2**2
 
 # Rounding thresholds between consecutive magnitudes 0, .5, 1, 1.5, 2, 3, 4, 6. A tie rounds to the

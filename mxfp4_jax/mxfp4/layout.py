@@ -20,8 +20,9 @@ For expert ``e``, output feature ``n`` and input feature ``k`` (the math is ``ou
   (glu = even ``n``, linear = odd ``n``) are reordered so that ``n < N/2`` is glu and ``n >= N/2``
   is linear (`deinterleave_swiglu`), for weights and bias alike.
 
-In-kernel decoding uses `format.e2m1_to_bf16_bits`, exact for scale bytes in
-``[KERNEL_SCALE_MIN, KERNEL_SCALE_MAX]`` on blocks that hold a non-zero value; `pack` checks it.
+In-kernel decodes (`format.e2m1_to_bf16_bits` and the PTX forms beside it, which give the same
+bits) are exact for scale bytes in ``[KERNEL_SCALE_MIN, KERNEL_SCALE_MAX]`` on blocks that hold
+a non-zero value; `pack` checks it.
 """
 
 from __future__ import annotations
