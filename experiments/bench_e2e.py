@@ -111,10 +111,10 @@ def main(argv) -> None:
                                                                    bench.bf16_flops_per_s)
   start = time.perf_counter()
   model = _build(config)
-  jax.block_until_ready(nnx.state(model))
+  state = jax.block_until_ready(nnx.state(model))
   build_s = time.perf_counter() - start
   cfg = model.cfg
-  weight_bytes = sum(a.nbytes for a in jax.tree.leaves(nnx.state(model)))
+  weight_bytes = sum(a.nbytes for a in jax.tree.leaves(state))
   print(f"{'checkpoint ' + config.checkpoint if config.checkpoint else 'random weights'}: "
         f"{cfg.num_layers} layers, {cfg.num_experts} experts, {weight_bytes / 2**30:.2f} GiB of "
         f"weights, built in {build_s:.1f} s on {common.device_description()}", flush=True)

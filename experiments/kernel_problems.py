@@ -18,6 +18,16 @@ from mxfp4_jax.mxfp4.layout import random_packed
 MIN_ROTATED_BYTES = 100e6
 
 
+def _rotated_copies(touched_bytes: float, copy_bytes: float, config, at_least: int = 2,
+                    at_most: int | None = None) -> int:
+  """Copies whose touched bytes add up to `MIN_ROTATED_BYTES` (and at least ``at_least``),
+  at most ``at_most`` and as many as ``config.max_weight_bytes`` holds; never fewer than 2."""
+  wanted = max(at_least, math.ceil(MIN_ROTATED_BYTES / touched_bytes))
+  if at_most is not None:
+    wanted = min(wanted, at_most)
+  return int(max(2, min(wanted, config.max_weight_bytes // copy_bytes)))
+
+
 def weight_copies(shape_name: str, config, num_rows: int) -> int:
   """Weight copies to rotate: at least config.weight_copies, more when the experts ``num_rows``
   rows touch are too few bytes to leave L2, fewer when all copies would pass the byte cap."""
@@ -25,18 +35,16 @@ def weight_copies(shape_name: str, config, num_rows: int) -> int:
   expert = k * n * BITS_PER_WEIGHT / 8
   experts_hit = min(num_rows, benchmarking.expected_experts_hit(
       num_experts, config.top_k, -(-num_rows // config.top_k)))  # P = 1: one row, one expert
-  touched = expert * experts_hit
-  wanted = max(config.weight_copies, math.ceil(MIN_ROTATED_BYTES / touched))
-  return int(max(2, min(wanted, config.max_weight_bytes // (num_experts * expert))))
+  return _rotated_copies(expert * experts_hit, num_experts * expert, config,
+                         at_least=config.weight_copies)
 
 
 def dense_copies(shape_name: str, config, active_experts: int, available: int) -> int:
-  """bf16 copies of the weights for the XLA baselines, by the same rule: the active experts'
-  bytes over the copies at least `MIN_ROTATED_BYTES`, at most ``available`` (the MXFP4 copies they
-  are made from) and within the byte cap."""
+  """bf16 copies of the weights for the XLA baselines, by the same rule, at most ``available``
+  (the MXFP4 copies they are made from)."""
   num_experts, k, n, _ = SHAPES[shape_name]
-  wanted = math.ceil(MIN_ROTATED_BYTES / (active_experts * k * n * 2))
-  return int(max(2, min(wanted, available, config.max_weight_bytes // (num_experts * k * n * 2))))
+  expert = k * n * 2
+  return _rotated_copies(active_experts * expert, num_experts * expert, config, at_most=available)
 
 
 # The argument of (x, w, group_sizes, row_weights) that carries each timed call's dependency on

@@ -162,7 +162,7 @@ class Generator:
 
     batch = len(prompts)
     generated = [[int(t)] for t in first]
-    done = np.isin(first, np.asarray(self.stop_ids))
+    done = np.isin(first, list(self._host_stop_ids))
     if on_tokens:
       on_tokens([list(g) for g in generated])
     token, position = jnp.asarray(first), jnp.asarray(positions[:, -1] + 1)
