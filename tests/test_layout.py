@@ -100,8 +100,9 @@ def test_pack_properties_eager(case):
 
 @pytest.mark.parametrize("num_blocks", [3, 4])
 def test_layout_contract_by_hand(rng, num_blocks):
-  """values[e, t, n, j]: low nibble is k = 64 t + j, high nibble k = 64 t + 32 + j; padding is
-  zero codes under scale 127; scales[e, b, n] is the checkpoint's scales[e, n, b]."""
+  """values[e, t, n, i], i = 8 a + 2 b + c: with j = 8 b + 2 a + c, the low nibble is k = 64 t + j
+  and the high nibble k = 64 t + 32 + j; padding is zero codes under scale 127; scales[e, b, n]
+  is the checkpoint's scales[e, n, b]."""
   e, n = 2, 16
   blocks, scales, _ = random_checkpoint(rng, e, n, num_blocks, False)
   codes = checkpoint_codes(blocks)  # [E, N, K]
@@ -110,11 +111,13 @@ def test_layout_contract_by_hand(rng, num_blocks):
   values, packed_scales = np.asarray(packed.values), np.asarray(packed.scales)
   k_tiles = values.shape[1]
   for t in range(k_tiles):
-    for j in range(32):
-      for half, nibble in ((0, values[:, t, :, j] & 0xF), (1, values[:, t, :, j] >> 4)):
+    for i in range(32):
+      a, b, c = i // 8, i % 8 // 2, i % 2
+      j = 8 * b + 2 * a + c
+      for half, nibble in ((0, values[:, t, :, i] & 0xF), (1, values[:, t, :, i] >> 4)):
         kk = 64 * t + 32 * half + j
         expected = codes[:, :, kk] if kk < k else np.zeros((e, n), np.uint8)
-        np.testing.assert_array_equal(nibble, expected, err_msg=f"t={t} j={j} half={half}")
+        np.testing.assert_array_equal(nibble, expected, err_msg=f"t={t} i={i} half={half}")
   for b in range(2 * k_tiles):
     expected = scales[:, :, b] if b < num_blocks else np.full((e, n), 127, np.uint8)
     np.testing.assert_array_equal(packed_scales[:, b, :], expected)

@@ -22,16 +22,19 @@ from mxfp4_jax.kernels.swiglu import swiglu
 from mxfp4_jax.kernels.triton_ops import dot_accumulate, inline_asm
 from mxfp4_jax.kernels.tuning import KernelConfig
 from mxfp4_jax.mxfp4 import format as fmt
-from mxfp4_jax.mxfp4.layout import K_TILE, PackedMXFP4
+from mxfp4_jax.mxfp4.layout import K_TILE, PackedMXFP4, kernel_byte_order
 
 HALF_TILE = K_TILE // 2  # values under one scale: the low (or high) nibbles of a tile row
 
 
 def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
   """Packed bytes of one tile, two [block_n] uint8 scales -> low and high halves, each
-  [block_n, 32] bf16 (exact, the same bits with every decode). ``packed``: [block_n, 32] uint8,
-  or for ``decode="lut"`` the same bytes as [block_n, 8] uint32 words, with the lookup tables'
-  registers in ``tables``."""
+  [block_n, 32] bf16 in plain K order (exact, the same bits with every decode). ``packed``:
+  [block_n, 32] uint8 in the layout's byte order, or for ``decode="lut"`` the same bytes as
+  [block_n, 8] uint32 words, with the lookup tables' registers in ``tables``. Undoing the byte
+  order costs no instructions: it is the register layout of the dot's operand."""
+  if decode != "lut":
+    packed = kernel_byte_order(packed)
   if decode == "integer":
     low, high = fmt.split_nibbles(packed.astype(jnp.int32))
     half = lambda codes, scales: lax.bitcast_convert_type(
@@ -48,9 +51,12 @@ def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
         constraints=",".join(["=h"] * 8 + ["r"] * 6), pack=1,
         result_shape_dtypes=[jax.ShapeDtypeStruct(packed.shape, jnp.bfloat16)] * 8)
 
-    def interleave(v):  # byte i of word j, 4 x [bn, 8] -> value 4 j + i, [bn, 32]
-      pairs = [jnp.stack([v[0], v[2]], axis=-1), jnp.stack([v[1], v[3]], axis=-1)]
-      return jnp.stack(pairs, axis=-1).reshape(packed.shape[0], 4 * packed.shape[1])
+    def interleave(v):  # byte i of word w, 4 x [bn, 8] -> [bn, 32] in plain order
+      # Kernel byte 4 w + i is plain byte 16 (w % 2) + 8 (i // 2) + 2 (w // 2) + i % 2.
+      bn = packed.shape[0]
+      pairs = [jnp.stack([v[0], v[1]], axis=-1), jnp.stack([v[2], v[3]], axis=-1)]
+      quads = jnp.stack(pairs, axis=-1).reshape(bn, 4, 2, 2, 2)  # [bn, w // 2, w % 2, c, q]
+      return quads.transpose(0, 2, 4, 1, 3).reshape(bn, 32)
     return interleave(values[:4]), interleave(values[4:])
 
   def half(nibble, scales):
