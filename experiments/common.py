@@ -8,11 +8,13 @@ file under ``configs/``; any field can be overridden on the command line::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
 import os
 import pathlib
+from unittest import mock
 
 import jax
 from ml_collections import config_flags
@@ -65,6 +67,17 @@ def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0) -> tup
           "and --config.bf16_flops_per_s, measured by experiments.ceilings)")
   known = known or DEVICE_CEILINGS["H100"]
   return hbm_bytes_per_s or known[0], bf16_flops_per_s or known[1]
+
+
+@contextlib.contextmanager
+def compiling_for_hopper():
+  """Lowers Pallas kernels for an H100 (sm_90) whatever this machine has: the Triton lowering
+  asks the local GPU for its version, and here there may be none."""
+  from jax._src.pallas.triton import gpu_info, pallas_call_registration  # noqa: PLC0415
+
+  h100 = gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100)
+  with mock.patch.object(pallas_call_registration.gpu_info_lib, "get_gpu_info", lambda: h100):
+    yield
 
 
 def write_json(path: pathlib.Path, payload) -> None:

@@ -9,6 +9,7 @@ import collections
 import re
 import shutil
 import subprocess
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +27,7 @@ _INSTRUCTION = re.compile(r"\s+/\*([0-9a-f]+)\*/\s+(.*?);")
 
 def lower_to_ttir(config, kernel_config: KernelConfig) -> str:
   """The kernel's Triton IR for an H100, captured from the Pallas lowering."""
-  from jax._src.pallas.triton import gpu_info, pallas_call_registration  # noqa: PLC0415
+  from jax._src.pallas.triton import pallas_call_registration  # noqa: PLC0415
 
   num_experts, k, n, activation = SHAPES[config.shape]
   captured = []
@@ -43,21 +44,16 @@ def lower_to_ttir(config, kernel_config: KernelConfig) -> str:
                   bias=sds((num_experts, n), jnp.float32), in_features=k,
                   swiglu_halves=activation == "swiglu")
   row_weights = None if activation else sds((config.rows,), jnp.float32)
-  kernel = lambda x, w, g, r: grouped_matmul_pallas(
-      x, w, g, r, cfg=kernel_config, activation=activation, out_dtype=jnp.bfloat16,
-      interpret=False, swiglu_alpha=1.702, swiglu_limit=7.0)
-  h100 = gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100)
-  original = (pallas_call_registration.gpu_info_lib.get_gpu_info,
-              pallas_call_registration.lowering.lower_jaxpr_to_triton_module)
-  pallas_call_registration.gpu_info_lib.get_gpu_info = lambda: h100
-  pallas_call_registration.lowering.lower_jaxpr_to_triton_module = capture
-  try:
-    jax.jit(kernel).trace(sds((config.rows, k), jnp.bfloat16), w,
-                          sds((num_experts,), jnp.int32), row_weights).lower(
-                              lowering_platforms=("cuda",))
-  finally:
-    (pallas_call_registration.gpu_info_lib.get_gpu_info,
-     pallas_call_registration.lowering.lower_jaxpr_to_triton_module) = original
+  # Group sizes (rows sorted by expert), or one tile per row (row_experts, a decode step's rows).
+  groups = (None, sds((config.rows,), jnp.int32)) if config.row_experts else (
+      sds((num_experts,), jnp.int32), None)
+  kernel = lambda x, w, r, groups: grouped_matmul_pallas(
+      x, w, groups[0], r, groups[1], cfg=kernel_config, activation=activation,
+      out_dtype=jnp.bfloat16, interpret=False, swiglu_alpha=1.702, swiglu_limit=7.0)
+  with common.compiling_for_hopper(), mock.patch.object(
+      pallas_call_registration.lowering, "lower_jaxpr_to_triton_module", capture):
+    jax.jit(kernel).trace(sds((config.rows, k), jnp.bfloat16), w, row_weights, groups).lower(
+        lowering_platforms=("cuda",))
   return captured[0]
 
 

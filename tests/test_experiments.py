@@ -160,6 +160,47 @@ def test_kernel_sass_loop_stats_parses_the_disassembly():
   assert loop["opcodes"] == {"LOP3": 1, "IMAD": 1, "HGMMA": 1, "BRA": 1}
 
 
+def test_step_kernels_lists_the_loop_body_instructions_that_launch_work():
+  """experiments.step_kernels on a hand-written excerpt of optimized HLO: the while body's
+  fusions and custom calls, not its parameters, tuples, bitcasts or the loop's condition."""
+  from experiments.step_kernels import loop_body_kernels
+  hlo = """
+%cond (p: (s32[], f32[8])) -> pred[] {
+  %p = (s32[], f32[8]{0}) parameter(0)
+  ROOT %lt = pred[] compare(%i, %n), direction=LT
+}
+
+%body (p: (s32[], f32[8])) -> (s32[], f32[8]) {
+  %p = (s32[], f32[8]{0}) parameter(0)
+  %x = f32[8]{0} get-tuple-element(%p), index=1
+  %b = f32[2,4]{1,0} bitcast(%x)
+  %input_reduce_fusion = f32[] fusion(%x), kind=kInput, calls=%r, metadata={op_name="jit(f)/while/body/eval_jaxpr/reduce_sum"}
+  %pallas_call.3 = f32[8]{0} custom-call(%x), custom_call_target="__gpu$xla.gpu.triton", metadata={op_name="jit(f)/while/body/eval_jaxpr/mxfp4_moe/pallas_call"}
+  ROOT %t = (s32[], f32[8]{0}) tuple(%i, %pallas_call.3)
+}
+
+ENTRY %main (a: f32[8]) -> f32[8] {
+  %w = (s32[], f32[8]{0}) while(%init), condition=%cond, body=%body
+}
+"""
+  kernels = loop_body_kernels(hlo)
+  assert [(k["op"], k["name"], k["shape"]) for k in kernels] == [
+      ("fusion", "input_reduce_fusion", "f32[]"), ("custom-call", "pallas_call.3", "f32[8]{0}")]
+  assert kernels[0]["source"] == "reduce_sum" and kernels[1]["source"] == "mxfp4_moe/pallas_call"
+  assert kernels[1]["target"] == "__gpu$xla.gpu.triton"
+
+
+def test_step_kernels_without_the_cuda_compiler_is_a_one_line_error():
+  import importlib.util
+  plugins = importlib.util.find_spec("jax_plugins")
+  if plugins and any((pathlib.Path(p) / f"xla_cuda{v}").exists()
+                     for p in plugins.submodule_search_locations for v in (12, 13)):
+    pytest.skip("XLA's CUDA plugin is installed: the program compiles")
+  result = _run("experiments.step_kernels")
+  assert result.returncode != 0
+  assert "needs XLA's CUDA plugin" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_time_per_call_lengthens_a_chain_lost_in_noise(monkeypatch):
   """Slopes are scripted: a negative one (noise) and a too-short span both grow the long chain."""
   seen = []
