@@ -1,5 +1,6 @@
 """The two ceilings every roofline here divides by, measured on this device: HBM copy
-bandwidth (bytes read + written) and the bf16 matmul rate.
+bandwidth (bytes read + written) and the bf16 matmul rate. Also the read-only rate (a sum over
+the array): the MXFP4 kernels mostly read, and a read-only stream can run faster than a copy.
 
   python -m experiments.ceilings --config=configs/ceilings.py
 
@@ -26,6 +27,8 @@ def main(argv) -> None:
   n = int(config.copy_bytes) // 2
   arrays = [(jax.random.normal(k, (n,), jnp.bfloat16),) for k in jax.random.split(key, 2)]
   copy_s = benchmarking.time_per_call(lambda a: a * 2, arrays, calls=(2, 6), perturb=0)
+  read_s = benchmarking.time_per_call(lambda a: jnp.sum(a, dtype=jnp.float32), arrays,
+                                      calls=(2, 6), perturb=0)
   del arrays
   d = config.matmul_size
   mats = [(jax.random.normal(k1, (d, d), jnp.bfloat16), jax.random.normal(k2, (d, d), jnp.bfloat16))
@@ -34,12 +37,14 @@ def main(argv) -> None:
       lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32).astype(jnp.bfloat16), mats,
       calls=(2, 8), perturb=0)
   result = dict(device=common.device_description(),
-                hbm_bytes_per_s=2 * n * 2 / copy_s, bf16_flops_per_s=2 * d ** 3 / matmul_s,
+                hbm_bytes_per_s=2 * n * 2 / copy_s, hbm_read_bytes_per_s=n * 2 / read_s,
+                bf16_flops_per_s=2 * d ** 3 / matmul_s,
                 copy_bytes=2 * n * 2, copy_ms=copy_s * 1e3, matmul_size=d, matmul_ms=matmul_s * 1e3)
   out = common.output_dir(config, "ceilings")
   common.write_json(out / "results.json", result)
   print(f"{result['device']}: copy {result['hbm_bytes_per_s'] / 1e12:.2f} TB/s (read + write, "
-        f"{result['copy_bytes'] / 1e9:.1f} GB), bf16 matmul {d}^3 "
+        f"{result['copy_bytes'] / 1e9:.1f} GB), read only "
+        f"{result['hbm_read_bytes_per_s'] / 1e12:.2f} TB/s, bf16 matmul {d}^3 "
         f"{result['bf16_flops_per_s'] / 1e12:.0f} TF/s; wrote {out}")
 
 
