@@ -85,7 +85,8 @@ def main(argv) -> None:
                                k_unroll=config.k_unroll, decode=config.decode,
                                accumulate_in_mma=config.accumulate_in_mma,
                                prefetch_scales=config.prefetch_scales,
-                               k_splits=config.k_splits, unroll_split=config.unroll_split)
+                               k_splits=config.k_splits, unroll_split=config.unroll_split,
+                               loads_first=config.loads_first)
   out = common.output_dir(config, "kernel_sass")
   ttir = out / "kernel.ttir"
   ttir.write_text(lower_to_ttir(config, kernel_config))

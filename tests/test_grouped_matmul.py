@@ -230,6 +230,8 @@ def test_picked_split_k(p, e, n, k_tiles, splits):
 @pytest.mark.parametrize("name,swiglu,config", [
     ("p7_padded_k", False, CFG), ("p33_e32_swiglu", True, CFG),
     ("p33_e32", False, dataclasses.replace(CFG, k_splits=2)),  # split K: epilogue by row expert
+    ("p7_padded_k", False, dataclasses.replace(CFG, k_splits=2, unroll_split=True,
+                                               loads_first=True)),  # 2 tiles, 1 a split
     ("single_row_groups", False, None),  # the picked config
 ])
 def test_row_experts_in_any_order(rng, backend, name, swiglu, config):
@@ -338,7 +340,10 @@ def test_pallas_needs_16_output_features(rng):
                                           prefetch_scales=True),
                                      dict(decode="lut", accumulate_in_mma=True),
                                      dict(decode="lut", prefetch_scales=True, k_splits=3,
-                                          unroll_split=True)])
+                                          unroll_split=True),
+                                     dict(k_splits=3, unroll_split=True, loads_first=True),
+                                     dict(decode="bf16x2", accumulate_in_mma=True, k_splits=3,
+                                          unroll_split=True, loads_first=True)])
 def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
   """Accumulating in the MMA and prefetching scales (also with split K and unrolling) change how
   the kernel runs, not what it computes; K = 192 is three tiles, so the last prefetch clamps."""
@@ -395,11 +400,15 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
                                                                   prefetch_scales=True),
                                               dataclasses.replace(tuning.TABLE[0][1], decode="lut",
                                                                   k_splits=3, unroll_split=True),
+                                              dataclasses.replace(tuning.TABLE[0][1], k_splits=3,
+                                                                  unroll_split=True,
+                                                                  loads_first=True),
                                               dataclasses.replace(tuning.TABLE[-1][1],
                                                                   decode="bf16x2")],
     ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_"
                    f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"
-                   f"{'_prefetch' if c.prefetch_scales else ''}{'_straight' if c.unroll_split else ''}"))
+                   f"{'_prefetch' if c.prefetch_scales else ''}{'_straight' if c.unroll_split else ''}"
+                   f"{'_loads_first' if c.loads_first else ''}"))
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.

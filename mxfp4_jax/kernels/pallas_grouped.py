@@ -112,26 +112,29 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   def scales_of(kt):
     return tuple(row_scales(kt, row0) for row0 in weight_rows)
 
+  def load_x(kt):  # x's two halves under the tile: [bm, 32] bf16 each
+    k0 = pl.multiple_of(kt * K_TILE, K_TILE)
+    return x_ref[rows_read, pl.ds(k0, HALF_TILE)], x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)]
+
+  def load_block(kt, i, scales=None):  # weight block i's [bn, 32] u8 bytes and its scales
+    row0 = weight_rows[i]
+    return values_ref[group, kt, pl.ds(row0, bn), :], scales or row_scales(kt, row0)
+
+  def dot_block(acc, x, block):
+    (x_low, x_high), (packed, scales) = x, block
+    w_low, w_high = _decode_tile(packed, *scales, decode, tables)
+    if cfg.accumulate_in_mma:
+      acc = dot_accumulate(acc, w_low, x_low, trans_b=True)  # [bn, bm] f32
+      return dot_accumulate(acc, w_high, x_high, trans_b=True)
+    return acc + pltriton.dot(w_low, x_low, trans_b=True) + pltriton.dot(w_high, x_high, trans_b=True)
+
   def k_tile(kt, carry):
     accs, prefetched = carry
     if cfg.prefetch_scales:  # load the next tile's scales now; they have a whole step to arrive
       current, prefetched = prefetched, scales_of(jnp.minimum(kt + 1, num_k_tiles - 1))
-    k0 = pl.multiple_of(kt * K_TILE, K_TILE)
-    x_low = x_ref[rows_read, pl.ds(k0, HALF_TILE)]  # [bm, 32] bf16
-    x_high = x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)]
-    new_accs = []
-    for i, (acc, row0) in enumerate(zip(accs, weight_rows)):
-      packed = values_ref[group, kt, pl.ds(row0, bn), :]  # [bn, 32] u8
-      scales = current[i] if cfg.prefetch_scales else row_scales(kt, row0)
-      w_low, w_high = _decode_tile(packed, *scales, decode, tables)
-      if cfg.accumulate_in_mma:
-        acc = dot_accumulate(acc, w_low, x_low, trans_b=True)  # [bn, bm] f32
-        acc = dot_accumulate(acc, w_high, x_high, trans_b=True)
-      else:
-        acc += pltriton.dot(w_low, x_low, trans_b=True)
-        acc += pltriton.dot(w_high, x_high, trans_b=True)
-      new_accs.append(acc)
-    return tuple(new_accs), prefetched
+    x = load_x(kt)
+    return tuple(dot_block(acc, x, load_block(kt, i, current[i] if cfg.prefetch_scales else None))
+                 for i, acc in enumerate(accs)), prefetched
 
   def initial(first_tile):
     zeros = tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
@@ -144,7 +147,17 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     per_split = pl.cdiv(num_k_tiles, cfg.k_splits)
     first = split * per_split
     if cfg.unroll_split and num_k_tiles % cfg.k_splits == 0:
-      def straight_line():  # every tile's loads can be issued before the first dot waits
+      def straight_line():  # no loop: the split's few tiles one after another
+        if cfg.loads_first:
+          # Every tile's loads first, in program order: each dot stores x to shared memory and
+          # waits on a barrier, and no load is moved above a barrier, so tile by tile a program
+          # would wait out one memory latency per tile.
+          tiles = [(load_x(kt), [load_block(kt, i) for i in range(len(weight_rows))])
+                   for kt in [first + u for u in range(per_split)]]
+          accs = tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
+          for x, blocks in tiles:
+            accs = tuple(dot_block(acc, x, block) for acc, block in zip(accs, blocks))
+          return accs
         carry = initial(first)
         for u in range(per_split):
           carry = k_tile(first + u, carry)

@@ -40,6 +40,10 @@ class KernelConfig:
   # With k_splits dividing the K tiles: each split's tiles as straight-line code rather than a
   # loop (a decode-sized split has 5-9 tiles, too few for the loop pipeliner's prologue to pay).
   unroll_split: bool = False
+  # With unroll_split: every tile's loads written before the first dot rather than tile by tile
+  # (sm_90 disassembly: otherwise only the first tile's loads precede the first HGMMA, since the
+  # dot's barrier keeps the next tile's loads behind it). Costs registers.
+  loads_first: bool = False
 
   def __post_init__(self):
     if self.decode not in DECODES:
