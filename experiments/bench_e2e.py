@@ -10,6 +10,8 @@ device in the packed layout (speed does not depend on their values; routing of r
 spreads tokens over experts much as trained routers do). Decode roofline: HBM bytes a step must
 read (`benchmarking.decode_step_bytes`); prefill roofline: matmul FLOPs at the bf16 ceiling.
 Warm start: set ``--config.bench.compilation_cache_dir`` and run twice.
+``--config.bench.kernel_options=loads_first=1``: KernelConfig fields replaced in every tuned
+config the model's grouped matmuls pick (as ``bench_kernel --config.kernel_options``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from experiments import common
 from mxfp4_jax import benchmarking
 from mxfp4_jax.generate.engine import Generator
 from mxfp4_jax.generate.sampling import SamplingParams
+from mxfp4_jax.kernels import tuning
 from mxfp4_jax.model import GptOss, GptOssConfig
 
 _CONFIG = common.define_config("gpt_oss_20b.py")
@@ -121,12 +124,14 @@ def main(argv) -> None:
 
   rng = np.random.default_rng(config.seed)
   rows = []
-  for batch in common.csv_list(bench.batch_sizes, int):
-    rows.append(_decode(model, bench, batch, rng))
-    _print_row(rows[-1])
-  for length in common.csv_list(bench.prefill_lengths, int):
-    rows.append(_prefill(model, bench, length, rng))
-    _print_row(rows[-1])
+  # Kernel options apply while the generators trace (and so compile) the model.
+  with tuning.overridden(**common.kernel_options(bench.kernel_options)):
+    for batch in common.csv_list(bench.batch_sizes, int):
+      rows.append(_decode(model, bench, batch, rng))
+      _print_row(rows[-1])
+    for length in common.csv_list(bench.prefill_lengths, int):
+      rows.append(_prefill(model, bench, length, rng))
+      _print_row(rows[-1])
   peak = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
   print(f"peak device memory: {peak / 2**30:.2f} GiB" if peak else "peak device memory: n/a")
 

@@ -226,6 +226,19 @@ def test_picked_split_k(p, e, n, k_tiles, splits):
   assert config.k_splits == splits and type(config.k_splits) is int
 
 
+def test_overridden_replaces_fields_of_every_picked_config_inside_only():
+  before = pick_config(4, 32, 2880, 45)
+  with tuning.overridden(loads_first=True, decode="lut"):
+    inside = pick_config(4, 32, 2880, 45)
+    assert pick_config(16384, 32, 2880, 45).decode == "lut"
+  assert inside == dataclasses.replace(before, loads_first=True, decode="lut")
+  assert pick_config(4, 32, 2880, 45) == before
+  with pytest.raises(ValueError, match="decode must be one of"):
+    with tuning.overridden(decode="fast"):
+      pass
+  assert pick_config(4, 32, 2880, 45) == before
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name,swiglu,config", [
     ("p7_padded_k", False, CFG), ("p33_e32_swiglu", True, CFG),

@@ -9,6 +9,7 @@ each of those runs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -108,4 +109,23 @@ def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1
   most = max(1, min(SPLIT_K_TARGET_PROGRAMS // max(1, programs), MAX_K_SPLITS,
                     k_tiles // MIN_K_TILES_PER_SPLIT))
   dividing = [d for d in range(2, most + 1) if k_tiles % d == 0]
-  return dataclasses.replace(cfg, block_n=block_n, k_splits=max(dividing, default=most))
+  return dataclasses.replace(cfg, block_n=block_n, k_splits=max(dividing, default=most),
+                             **_overrides)
+
+
+_overrides: dict = {}
+
+
+@contextlib.contextmanager
+def overridden(**fields):
+  """Within the block, every config `pick_config` returns has ``fields`` replaced (e.g.
+  ``overridden(decode="lut")``): a kernel option tried across a whole model, whose calls pick
+  their configs as they are traced. Bad fields fail here, with KernelConfig's own errors."""
+  dataclasses.replace(TABLE[0][1], **fields)
+  previous = dict(_overrides)
+  _overrides.update(fields)
+  try:
+    yield
+  finally:
+    _overrides.clear()
+    _overrides.update(previous)
