@@ -25,7 +25,6 @@ from mxfp4_jax.generate.engine import Generator
 from mxfp4_jax.generate.sampling import SamplingParams
 from mxfp4_jax.model import GptOss, GptOssConfig
 
-_CONFIG = common.define_config("step_kernels.py")
 _NOT_KERNELS = {"parameter", "get-tuple-element", "tuple", "bitcast", "constant"}
 _INSTRUCTION = re.compile(r"\s*(?:ROOT )?%([\w.\-]+) = (.+?) ([a-z][\w\-]*)\(")
 
@@ -106,4 +105,6 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+  # Defined only when run, so that tests can import the parser beside another experiment.
+  _CONFIG = common.define_config("step_kernels.py")
   app.run(main)
