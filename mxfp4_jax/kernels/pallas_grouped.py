@@ -114,7 +114,8 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
 
   def load_x(kt):  # x's two halves under the tile: [bm, 32] bf16 each
     k0 = pl.multiple_of(kt * K_TILE, K_TILE)
-    return x_ref[rows_read, pl.ds(k0, HALF_TILE)], x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)]
+    return (x_ref[rows_read, pl.ds(k0, HALF_TILE)],
+            x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)])
 
   def load_block(kt, i, scales=None):  # weight block i's [bn, 32] u8 bytes and its scales
     row0 = weight_rows[i]
@@ -126,7 +127,8 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     if cfg.accumulate_in_mma:
       acc = dot_accumulate(acc, w_low, x_low, trans_b=True)  # [bn, bm] f32
       return dot_accumulate(acc, w_high, x_high, trans_b=True)
-    return acc + pltriton.dot(w_low, x_low, trans_b=True) + pltriton.dot(w_high, x_high, trans_b=True)
+    return (acc + pltriton.dot(w_low, x_low, trans_b=True)
+            + pltriton.dot(w_high, x_high, trans_b=True))
 
   def k_tile(kt, carry):
     accs, prefetched = carry
