@@ -138,9 +138,11 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     return tuple(dot_block(acc, x, load_block(kt, i, current[i] if cfg.prefetch_scales else None))
                  for i, acc in enumerate(accs)), prefetched
 
+  def zero_accs():
+    return tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
+
   def initial(first_tile):
-    zeros = tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
-    return zeros, (scales_of(first_tile) if cfg.prefetch_scales else None)
+    return zero_accs(), (scales_of(first_tile) if cfg.prefetch_scales else None)
 
   if cfg.k_splits > 1:
     # Split K: this program sums its share of the K tiles and stores the raw float32 sums for
@@ -156,7 +158,7 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
           # would wait out one memory latency per tile.
           tiles = [(load_x(kt), [load_block(kt, i) for i in range(len(weight_rows))])
                    for kt in [first + u for u in range(per_split)]]
-          accs = tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
+          accs = zero_accs()
           for x, blocks in tiles:
             accs = tuple(dot_block(acc, x, block) for acc, block in zip(accs, blocks))
           return accs
