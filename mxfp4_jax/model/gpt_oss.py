@@ -16,6 +16,7 @@ from flax import nnx
 
 from mxfp4_jax.kernels import grouped_matmul
 from mxfp4_jax.kernels.flash_attention import decode_attention, flash_attention
+from mxfp4_jax.kernels.router import kernel_supports, route
 from mxfp4_jax.mxfp4.layout import random_packed
 from mxfp4_jax.model.config import GptOssConfig
 from mxfp4_jax.model.rope import apply_rope, rope_tables
@@ -224,25 +225,34 @@ class MoE(nnx.Module):
     self.down = MXFP4Experts(random_packed(rngs.params(), e, i, d))
     self.cfg = cfg
 
+  def _router_backend(self, x) -> str:
+    if self.cfg.resolved_moe_backend != "pallas":
+      return "reference"
+    return "reference" if kernel_supports(x, self.router_weight[...],
+                                          self.cfg.experts_per_token) else "pallas"
+
   @jax.named_scope("mxfp4_moe")  # the experts' grouped matmuls, findable in profiler traces
   @_exact_in_float32
-  def __call__(self, x):  # [B, T, D]
+  def __call__(self, x, norm: RMSNorm):  # x [B, T, D]: the residual stream, normalized here
     cfg = self.cfg
     b, t, d = x.shape
-    tokens = x.reshape(-1, d)  # [N, D]
-    router_logits = tokens @ self.router_weight[...] + self.router_bias[...]  # [N, E]
-    top_logits, experts = jax.lax.top_k(router_logits.astype(jnp.float32), cfg.experts_per_token)
-    weights = jax.nn.softmax(top_logits, axis=-1)  # [N, k], over the chosen experts only
+    num_rows = b * t * cfg.experts_per_token  # P
+    # A decode step's few rows, about one per expert: each row is its own tile, so no sort, no
+    # group sizes and no scatter, only a sum over each token's k rows.
+    row_tiles = num_rows <= cfg.num_experts // 2
+    # The norm, the router and its top k: one kernel where the experts run the Pallas kernel.
+    tokens, experts, weights = route(
+        x.reshape(-1, d), norm.scale[...], self.router_weight[...], self.router_bias[...],
+        k=cfg.experts_per_token, eps=norm.eps, copies=cfg.experts_per_token if row_tiles else 1,
+        interpret=cfg.moe_interpret, backend=self._router_backend(x))
+    # tokens [N, D] ([P, D], each token k times, for row tiles); experts, weights [N, k]
 
     kernel_args = dict(backend=cfg.resolved_moe_backend, interpret=cfg.moe_interpret)
     swiglu_args = dict(activation="swiglu", swiglu_alpha=cfg.swiglu_alpha,
                        swiglu_limit=cfg.swiglu_limit)
     flat_experts = experts.reshape(-1)  # [P], token-major: row p is token p // k
-    if flat_experts.shape[0] <= cfg.num_experts // 2:
-      # A decode step's few rows, about one per expert: each row is its own tile, so no sort,
-      # no group sizes and no scatter, only a sum over each token's k rows.
-      rows = jnp.repeat(tokens, cfg.experts_per_token, axis=0)  # [P, D]
-      h = grouped_matmul(rows, self.gate_up.get_value(), None, row_experts=flat_experts,
+    if row_tiles:
+      h = grouped_matmul(tokens, self.gate_up.get_value(), None, row_experts=flat_experts,
                          **swiglu_args, **kernel_args)  # [P, I]
       y = grouped_matmul(h, self.down.get_value(), None, weights.reshape(-1),
                          row_experts=flat_experts, out_dtype=jnp.float32, **kernel_args)
@@ -275,7 +285,7 @@ class Block(nnx.Module):
   def __call__(self, x, cos, sin, positions, cache=None, start=0):  # x [B, T, D]: the residual
     attn, cache = self.attn(self.attn_norm(x), cos, sin, positions, cache, start)
     x = x + attn
-    return x + self.mlp(self.mlp_norm(x)), cache
+    return x + self.mlp(x, self.mlp_norm), cache
 
 
 class GptOss(nnx.Module):

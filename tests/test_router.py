@@ -1,0 +1,136 @@
+"""The fused MoE router kernel (norm + logits + top-k + softmax), in interpret mode on CPU,
+against a float64 numpy oracle and against its jnp definition."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import tiny
+from mxfp4_jax.kernels import router
+from mxfp4_jax.model import GptOss, GptOssConfig
+
+EPS = 1e-5
+INTERPRET = jax.default_backend() != "gpu"
+
+
+def inputs(n, d, e, seed=0):
+  keys = jax.random.split(jax.random.PRNGKey(seed), 4)
+  x = (jax.random.normal(keys[0], (n, d)) * 3).astype(jnp.bfloat16)
+  scale = 1 + 0.2 * jax.random.normal(keys[1], (d,))
+  weight = (jax.random.normal(keys[2], (d, e)) * d ** -0.5).astype(jnp.bfloat16)
+  bias = (jax.random.normal(keys[3], (e,)) * 0.1).astype(jnp.bfloat16)
+  return x, scale, weight, bias
+
+
+def numpy_route(x, scale, weight, bias, k):
+  x, scale, weight, bias = (np.asarray(a, np.float64) for a in (x, scale, weight, bias))
+  normed = x / np.sqrt(np.mean(x * x, -1, keepdims=True) + EPS) * scale
+  logits = normed @ weight + bias
+  order = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
+  top = np.take_along_axis(logits, order, -1)
+  weights = np.exp(top - top[:, :1])
+  return normed, logits, order, weights / weights.sum(-1, keepdims=True)
+
+
+def run_kernel(*args, k):
+  return router.route(*args, k=k, eps=EPS, backend="pallas", interpret=INTERPRET)
+
+
+@pytest.mark.parametrize("n,d,e,k", [(1, 2880, 32, 4), (7, 192, 8, 2), (33, 128, 128, 4),
+                                     (16, 64, 5, 1)])
+def test_matches_float64(n, d, e, k):
+  """Fresh random inputs; tokens past a whole block (33), experts padded to a dot's width (5, 8)."""
+  args = inputs(n, d, e, seed=n)
+  normed, experts, weights = run_kernel(*args, k=k)
+  want_normed, logits, want_experts, want_weights = numpy_route(*args, k)
+  assert normed.shape == (n, d) and normed.dtype == jnp.bfloat16
+  assert experts.shape == (n, k) and experts.dtype == jnp.int32
+  err = np.linalg.norm(np.asarray(normed, np.float64) - want_normed) / np.linalg.norm(want_normed)
+  assert err < 1e-2
+  # Rounding may swap near-equal logits: the chosen experts' exact logits are the top k's.
+  got_logits = np.take_along_axis(logits, np.asarray(experts), -1)
+  want_logits = np.take_along_axis(logits, want_experts, -1)
+  assert np.abs(got_logits - want_logits).max() < 2e-2
+  assert (np.asarray(experts) == want_experts).mean() > 0.9
+  assert np.abs(np.asarray(weights) - want_weights).max() < 2e-2
+  assert np.allclose(np.asarray(weights).sum(-1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("n,e,copies", [(3, 32, 4), (20, 16, 1), (17, 16, 2)])
+def test_equals_its_jnp_definition(n, e, copies):
+  """Same roundings as `route_reference` (bf16 logits, bias added in bf16): equal results, also
+  with each normalized row written ``copies`` times."""
+  args = inputs(n, 256, e, seed=7)
+  got = router.route(*args, k=4, eps=EPS, copies=copies, backend="pallas", interpret=INTERPRET)
+  want = router.route(*args, k=4, eps=EPS, copies=copies)
+  assert got[0].shape == (n * copies, 256)
+  for a, b in zip(got, want):
+    np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+
+
+def test_ties_go_to_the_lowest_expert():
+  """A zero weight leaves the bias as the logits: equal biases are picked lowest index first."""
+  x, scale, weight, _ = inputs(2, 64, 16)
+  bias = jnp.array([0, 1, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0], jnp.bfloat16)
+  _, experts, weights = run_kernel(x, scale, jnp.zeros_like(weight), bias, k=4)
+  np.testing.assert_array_equal(np.asarray(experts), [[1, 3, 4, 8]] * 2)
+  np.testing.assert_allclose(np.asarray(weights), 0.25)
+
+
+def test_no_tokens():
+  x, scale, weight, bias = inputs(1, 64, 16)
+  normed, experts, weights = run_kernel(x[:0], scale, weight, bias, k=4)
+  assert normed.shape == (0, 64) and experts.shape == (0, 4) and weights.shape == (0, 4)
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(scale=jnp.ones(32)), "norm_scale"),
+    (dict(bias=jnp.zeros(3, jnp.bfloat16)), "bias must have shape"),
+    (dict(x=jnp.ones((2, 64), jnp.float32)), "x is float32"),
+    (dict(k=3), "k=3 is not a power of two"),
+])
+def test_bad_input_errors(change, match):
+  x, scale, weight, bias = inputs(2, 64, 16)
+  args = dict(x=x, scale=scale, weight=weight, bias=bias, k=4) | change
+  with pytest.raises(ValueError, match=match):
+    router.route(args["x"], args["scale"], args["weight"], args["bias"], k=args["k"], eps=EPS,
+                 backend="pallas", interpret=True)
+
+
+def test_model_moe_routes_through_the_kernel():
+  """A bf16 MoE block with the kernels in interpret mode agrees with its jnp reference path."""
+  cfg = GptOssConfig.from_dict(tiny.model_config()).replace(moe_interpret=True)
+  block = GptOss(cfg, rngs=nnx.Rngs(1)).layers[0]
+  x = jax.random.normal(jax.random.PRNGKey(2), (1, 3, cfg.hidden_size)).astype(jnp.bfloat16) * 4
+  got = block.mlp(x, block.mlp_norm)
+  block.mlp.cfg = cfg.replace(moe_backend="reference", moe_interpret=False)
+  want = block.mlp(x, block.mlp_norm)
+  err = jnp.linalg.norm((got - want).astype(jnp.float32)) / jnp.linalg.norm(want.astype(jnp.float32))
+  assert float(err) < 2e-2
+
+
+def test_lowers_to_triton_for_h100(monkeypatch):
+  """Lowered (not compiled) for CUDA at GPT-OSS-120B's router shape, the module verified."""
+  from jax._src.pallas.triton import gpu_info, pallas_call_registration  # noqa: PLC0415
+
+  monkeypatch.setattr(pallas_call_registration.gpu_info_lib, "get_gpu_info",
+                      lambda: gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100))
+  verified = []
+  lower_module = pallas_call_registration.lowering.lower_jaxpr_to_triton_module
+
+  def lower_and_verify(*args, **kwargs):
+    result = lower_module(*args, **kwargs)
+    verified.append(result.module.operation.verify())
+    return result
+
+  monkeypatch.setattr(pallas_call_registration.lowering, "lower_jaxpr_to_triton_module",
+                      lower_and_verify)
+  sds = jax.ShapeDtypeStruct
+  f = lambda x, s, w, b: router.route(x, s, w, b, k=4, eps=EPS, backend="pallas")
+  text = jax.jit(f).trace(sds((64, 2880), jnp.bfloat16), sds((2880,), jnp.float32),
+                          sds((2880, 128), jnp.bfloat16), sds((128,), jnp.bfloat16)).lower(
+                              lowering_platforms=("cuda",)).as_text()
+  assert verified == [True]
+  assert "moe_router" in text and "grid_x = 4 : i32" in text
