@@ -15,7 +15,7 @@ def model_config(num_layers: int = 24, num_experts: int = 32) -> ml_collections.
       sliding_window=128, rope_theta=150000.0, rope_scaling_factor=32.0,
       rope_original_context=4096, rope_beta_fast=32.0, rope_beta_slow=1.0, rms_norm_eps=1e-5,
       swiglu_limit=7.0, dtype="bfloat16", moe_backend="auto", moe_interpret=False,
-      attention_backend="auto"))
+      attention_backend="auto", router_backend="auto"))
 
 
 def get_config():

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from mxfp4_jax.kernels import default_backend
+from mxfp4_jax.kernels.router import BACKENDS as ROUTER_BACKENDS
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA
 
 
@@ -38,6 +39,10 @@ class GptOssConfig:
   # Attention: "pallas" (the flash kernels for prefill and decode; interpret mode off the GPU),
   # "xla" (jnp), "auto": pallas on GPU in bfloat16.
   attention_backend: str = "auto"
+  # The MoE's norm, router and top-k (`mxfp4_jax.kernels.router.BACKENDS`): "xla", "top_k"
+  # (a Pallas top-k after XLA's logits), "fused" (one Pallas kernel); "auto": top_k where the
+  # experts run the Pallas kernel.
+  router_backend: str = "auto"
 
   HPARAMS = ("vocab_size", "hidden_size", "num_layers", "num_experts", "experts_per_token",
              "intermediate_size", "num_heads", "num_kv_heads", "head_dim", "sliding_window",
@@ -58,6 +63,9 @@ class GptOssConfig:
       raise ValueError(f"dtype must be 'bfloat16' or 'float32', got {self.dtype!r}")
     if self.moe_backend not in ("auto", "pallas", "reference"):
       raise ValueError(f"moe_backend must be 'auto', 'pallas' or 'reference', got {self.moe_backend!r}")
+    if self.router_backend not in ("auto", *ROUTER_BACKENDS):
+      raise ValueError(f"router_backend must be 'auto' or one of {ROUTER_BACKENDS}, "
+                       f"got {self.router_backend!r}")
     if self.attention_backend not in ("auto", "pallas", "xla"):
       raise ValueError(f"attention_backend must be 'auto', 'pallas' or 'xla', "
                        f"got {self.attention_backend!r}")
@@ -84,6 +92,12 @@ class GptOssConfig:
     if self.dtype == "float32":
       return "reference"
     return "pallas" if self.moe_interpret else default_backend()
+
+  @property
+  def resolved_router_backend(self) -> str:
+    if self.router_backend != "auto":
+      return self.router_backend
+    return "top_k" if self.resolved_moe_backend == "pallas" else "xla"
 
   @property
   def resolved_attention_backend(self) -> str:

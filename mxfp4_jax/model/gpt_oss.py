@@ -226,10 +226,12 @@ class MoE(nnx.Module):
     self.cfg = cfg
 
   def _router_backend(self, x) -> str:
-    if self.cfg.resolved_moe_backend != "pallas":
-      return "reference"
-    return "reference" if kernel_supports(x, self.router_weight[...],
-                                          self.cfg.experts_per_token) else "pallas"
+    """The configured router backend; "auto" falls back to XLA where a kernel cannot run."""
+    backend = self.cfg.resolved_router_backend
+    if self.cfg.router_backend == "auto" and backend != "xla" and kernel_supports(
+        x, self.router_weight[...], self.cfg.experts_per_token, backend):
+      return "xla"
+    return backend
 
   @jax.named_scope("mxfp4_moe")  # the experts' grouped matmuls, findable in profiler traces
   @_exact_in_float32
@@ -240,7 +242,7 @@ class MoE(nnx.Module):
     # A decode step's few rows, about one per expert: each row is its own tile, so no sort, no
     # group sizes and no scatter, only a sum over each token's k rows.
     row_tiles = num_rows <= cfg.num_experts // 2
-    # The norm, the router and its top k: one kernel where the experts run the Pallas kernel.
+    # The norm, the router and its top k (Pallas kernels in `router`, per cfg.router_backend).
     tokens, experts, weights = route(
         x.reshape(-1, d), norm.scale[...], self.router_weight[...], self.router_bias[...],
         k=cfg.experts_per_token, eps=norm.eps, copies=cfg.experts_per_token if row_tiles else 1,
