@@ -1,6 +1,5 @@
-"""The MoE router's kernels (norm + logits + top-k + softmax in one, or top-k + softmax after
-XLA's logits), in interpret mode on CPU, against a float64 numpy oracle and against their jnp
-definition."""
+"""The MoE router's top-k kernel (bias, top-k and softmax after XLA's norm and product), in
+interpret mode on CPU, against a float64 numpy oracle and against its jnp definition."""
 
 import jax
 import jax.numpy as jnp
@@ -35,21 +34,16 @@ def numpy_route(x, scale, weight, bias, k):
   return normed, logits, order, weights / weights.sum(-1, keepdims=True)
 
 
-KERNELS = ("top_k", "fused")
+def run_kernel(*args, k, copies=1):
+  return router.route(*args, k=k, eps=EPS, copies=copies, backend="top_k", interpret=INTERPRET)
 
 
-def run_kernel(*args, k, backend="fused", copies=1):
-  return router.route(*args, k=k, eps=EPS, copies=copies, backend=backend, interpret=INTERPRET)
-
-
-@pytest.mark.parametrize("backend", KERNELS)
 @pytest.mark.parametrize("n,d,e,k", [(1, 2880, 32, 4), (7, 192, 8, 2), (33, 128, 128, 4),
                                      (16, 64, 5, 1)])
-def test_matches_float64(backend, n, d, e, k):
-  """Fresh random inputs; tokens past a whole block (33), experts padded to a power of two (5)
-  and to a dot's width (5, 8)."""
+def test_matches_float64(n, d, e, k):
+  """Fresh random inputs; tokens past a whole block (33), experts padded to a power of two (5)."""
   args = inputs(n, d, e, seed=n)
-  normed, experts, weights = run_kernel(*args, k=k, backend=backend)
+  normed, experts, weights = run_kernel(*args, k=k)
   want_normed, logits, want_experts, want_weights = numpy_route(*args, k)
   assert normed.shape == (n, d) and normed.dtype == jnp.bfloat16
   assert experts.shape == (n, k) and experts.dtype == jnp.int32
@@ -64,14 +58,13 @@ def test_matches_float64(backend, n, d, e, k):
   assert np.allclose(np.asarray(weights).sum(-1), 1.0, atol=1e-6)
 
 
-@pytest.mark.parametrize("backend", KERNELS)
 @pytest.mark.parametrize("n,e,copies", [(3, 32, 4), (20, 16, 1), (17, 16, 2)])
-def test_equals_its_jnp_definition(backend, n, e, copies):
-  """Same roundings as `route_reference` (bf16 logits, bias added in bf16): the same experts and
-  normalized rows, also with each row written ``copies`` times (equal in interpret mode; on the
-  GPU the dot's and exp's order of operations may move the last bits)."""
+def test_equals_its_jnp_definition(n, e, copies):
+  """Same roundings as `route_reference` (bias added in bf16): the same experts and normalized
+  rows, also with each row written ``copies`` times; equal weights in interpret mode (the GPU's
+  exp may move the last bits)."""
   args = inputs(n, 256, e, seed=7)
-  normed, experts, weights = run_kernel(*args, k=4, backend=backend, copies=copies)
+  normed, experts, weights = run_kernel(*args, k=4, copies=copies)
   want_normed, want_experts, want_weights = router.route(*args, k=4, eps=EPS, copies=copies)
   assert normed.shape == (n * copies, 256)
   np.testing.assert_array_equal(np.asarray(experts), np.asarray(want_experts))
@@ -80,20 +73,18 @@ def test_equals_its_jnp_definition(backend, n, e, copies):
                              rtol=0 if INTERPRET else 1e-6, atol=0 if INTERPRET else 1e-7)
 
 
-@pytest.mark.parametrize("backend", KERNELS)
-def test_ties_go_to_the_lowest_expert(backend):
+def test_ties_go_to_the_lowest_expert():
   """A zero weight leaves the bias as the logits: equal biases are picked lowest index first."""
   x, scale, weight, _ = inputs(2, 64, 16)
   bias = jnp.array([0, 1, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0], jnp.bfloat16)
-  _, experts, weights = run_kernel(x, scale, jnp.zeros_like(weight), bias, k=4, backend=backend)
+  _, experts, weights = run_kernel(x, scale, jnp.zeros_like(weight), bias, k=4)
   np.testing.assert_array_equal(np.asarray(experts), [[1, 3, 4, 8]] * 2)
   np.testing.assert_allclose(np.asarray(weights), 0.25)
 
 
-@pytest.mark.parametrize("backend", KERNELS)
-def test_no_tokens(backend):
+def test_no_tokens():
   x, scale, weight, bias = inputs(1, 64, 16)
-  normed, experts, weights = run_kernel(x[:0], scale, weight, bias, k=4, backend=backend)
+  normed, experts, weights = run_kernel(x[:0], scale, weight, bias, k=4)
   assert normed.shape == (0, 64) and experts.shape == (0, 4) and weights.shape == (0, 4)
 
 
@@ -102,23 +93,24 @@ def test_no_tokens(backend):
     (dict(bias=jnp.zeros(3, jnp.bfloat16)), "bias must have shape"),
     (dict(x=jnp.ones((2, 64), jnp.float32)), "x is float32"),
     (dict(k=3), "k=3 is not a power of two"),
-    (dict(backend="pallas"), "router backend must be one of"),
+    (dict(backend="fused"), "router backend must be one of"),
 ])
 def test_bad_input_errors(change, match):
   x, scale, weight, bias = inputs(2, 64, 16)
-  args = dict(x=x, scale=scale, weight=weight, bias=bias, k=4, backend="fused") | change
+  args = dict(x=x, scale=scale, weight=weight, bias=bias, k=4, backend="top_k") | change
   with pytest.raises(ValueError, match=match):
     router.route(args["x"], args["scale"], args["weight"], args["bias"], k=args["k"], eps=EPS,
                  backend=args["backend"], interpret=True)
 
 
-@pytest.mark.parametrize("backend", ["auto", *KERNELS])
+@pytest.mark.parametrize("backend", ["auto", "top_k"])
 def test_model_moe_routes_through_the_kernel(backend):
   """A bf16 MoE block with the kernels in interpret mode agrees with its jnp reference path."""
   cfg = GptOssConfig.from_dict(tiny.model_config()).replace(moe_interpret=True,
                                                             router_backend=backend)
   block = GptOss(cfg, rngs=nnx.Rngs(1)).layers[0]
   x = jax.random.normal(jax.random.PRNGKey(2), (1, 3, cfg.hidden_size)).astype(jnp.bfloat16) * 4
+  assert block.mlp._router_backend(x) == "top_k"  # noqa: SLF001 - "auto" picks the kernel
   got = block.mlp(x, block.mlp_norm)
   block.mlp.cfg = cfg.replace(moe_backend="reference", moe_interpret=False, router_backend="xla")
   want = block.mlp(x, block.mlp_norm)
@@ -126,8 +118,15 @@ def test_model_moe_routes_through_the_kernel(backend):
   assert float(err) < 2e-2
 
 
-@pytest.mark.parametrize("backend", KERNELS)
-def test_lowers_to_triton_for_h100(monkeypatch, backend):
+def test_router_backend_config():
+  cfg = GptOssConfig.from_dict(tiny.model_config())
+  assert cfg.replace(dtype="float32").resolved_router_backend == "xla"
+  assert cfg.replace(moe_interpret=True).resolved_router_backend == "top_k"
+  with pytest.raises(ValueError, match="router_backend must be"):
+    cfg.replace(router_backend="fused")
+
+
+def test_lowers_to_triton_for_h100(monkeypatch):
   """Lowered (not compiled) for CUDA at GPT-OSS-120B's router shape, the module verified."""
   from jax._src.pallas.triton import gpu_info, pallas_call_registration  # noqa: PLC0415
 
@@ -144,9 +143,9 @@ def test_lowers_to_triton_for_h100(monkeypatch, backend):
   monkeypatch.setattr(pallas_call_registration.lowering, "lower_jaxpr_to_triton_module",
                       lower_and_verify)
   sds = jax.ShapeDtypeStruct
-  f = lambda x, s, w, b: router.route(x, s, w, b, k=4, eps=EPS, backend=backend)
+  f = lambda x, s, w, b: router.route(x, s, w, b, k=4, eps=EPS, backend="top_k")
   text = jax.jit(f).trace(sds((64, 2880), jnp.bfloat16), sds((2880,), jnp.float32),
                           sds((2880, 128), jnp.bfloat16), sds((128,), jnp.bfloat16)).lower(
                               lowering_platforms=("cuda",)).as_text()
   assert verified == [True]
-  assert ("moe_router_top_k" in text) == (backend == "top_k") and "grid_x = 4 : i32" in text
+  assert "moe_router_top_k" in text and "grid_x = 4 : i32" in text

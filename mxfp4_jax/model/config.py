@@ -40,8 +40,8 @@ class GptOssConfig:
   # "xla" (jnp), "auto": pallas on GPU in bfloat16.
   attention_backend: str = "auto"
   # The MoE's norm, router and top-k (`mxfp4_jax.kernels.router.BACKENDS`): "xla", "top_k"
-  # (a Pallas top-k after XLA's logits), "fused" (one Pallas kernel); "auto": top_k where the
-  # experts run the Pallas kernel.
+  # (a Pallas top-k and softmax after XLA's product); "auto": top_k where the experts run the
+  # Pallas kernel.
   router_backend: str = "auto"
 
   HPARAMS = ("vocab_size", "hidden_size", "num_layers", "num_experts", "experts_per_token",

@@ -229,7 +229,7 @@ class MoE(nnx.Module):
     """The configured router backend; "auto" falls back to XLA where a kernel cannot run."""
     backend = self.cfg.resolved_router_backend
     if self.cfg.router_backend == "auto" and backend != "xla" and kernel_supports(
-        x, self.router_weight[...], self.cfg.experts_per_token, backend):
+        x, self.router_weight[...], self.cfg.experts_per_token):
       return "xla"
     return backend
 
