@@ -27,18 +27,16 @@ BLOCK_T = 16  # tokens a program routes
 BACKENDS = ("xla", "top_k")
 
 
-def route_reference(x, norm_scale, weight, bias, *, k: int, eps: float, copies: int = 1):
+def route_reference(x, norm_scale, weight, bias, *, k: int, eps: float):
   """x [N, D] (the residual stream), norm_scale [D], weight [D, E], bias [E] ->
-  (normed [N copies, D] of x.dtype, experts [N, k] int32, weights [N, k] float32).
+  (normed [N, D] of x.dtype, experts [N, k] int32, weights [N, k] float32).
 
-  ``normed`` is RMSNorm(x) rounded to x's dtype, each row ``copies`` times in a row (a decode
-  step's k rows of one token); the logits are ``normed @ weight + bias`` in x's dtype, as
-  GPT-OSS's router computes them; ``weights`` is the softmax over the top k."""
+  ``normed`` is RMSNorm(x) rounded to x's dtype; the logits are ``normed @ weight + bias`` in
+  x's dtype, as GPT-OSS's router computes them; ``weights`` is the softmax over the top k."""
   normed, product = _normed_and_product(x, norm_scale, weight, eps)
   logits = product + bias.astype(x.dtype)  # [N, E]
   top, experts = lax.top_k(logits.astype(jnp.float32), k)
-  return (jnp.repeat(normed, copies, axis=0), experts.astype(jnp.int32),
-          jax.nn.softmax(top, axis=-1))
+  return normed, experts.astype(jnp.int32), jax.nn.softmax(top, axis=-1)
 
 
 def _normed_and_product(x, norm_scale, weight, eps: float):
@@ -58,8 +56,8 @@ def kernel_supports(x, weight, k: int) -> str | None:
   return None
 
 
-def route(x, norm_scale, weight, bias, *, k: int, eps: float, copies: int = 1,
-          backend: str = "xla", interpret: bool = False):
+def route(x, norm_scale, weight, bias, *, k: int, eps: float, backend: str = "xla",
+          interpret: bool = False):
   """`route_reference`'s result, computed by ``backend`` (one of `BACKENDS`; the kernel runs in
   interpret mode on any platform with ``interpret``). Shapes are checked here, with one-line
   errors."""
@@ -72,7 +70,7 @@ def route(x, norm_scale, weight, bias, *, k: int, eps: float, copies: int = 1,
   if backend not in BACKENDS:
     raise ValueError(f"router backend must be one of {BACKENDS}, got {backend!r}")
   if backend == "xla":
-    return route_reference(x, norm_scale, weight, bias, k=k, eps=eps, copies=copies)
+    return route_reference(x, norm_scale, weight, bias, k=k, eps=eps)
   why = kernel_supports(x, weight, k)
   if why:
     raise ValueError(f"router kernel: {why}")
@@ -81,7 +79,7 @@ def route(x, norm_scale, weight, bias, *, k: int, eps: float, copies: int = 1,
     experts, weights = jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.float32)
   else:
     experts, weights = _top_k_pallas(product, bias, k=k, interpret=interpret)
-  return jnp.repeat(normed, copies, axis=0), experts, weights
+  return normed, experts, weights
 
 
 def _top_k_kernel(product_ref, bias_ref, experts_ref, weights_ref, *, k: int, num_experts: int):

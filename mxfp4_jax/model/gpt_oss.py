@@ -238,23 +238,21 @@ class MoE(nnx.Module):
   def __call__(self, x, norm: RMSNorm):  # x [B, T, D]: the residual stream, normalized here
     cfg = self.cfg
     b, t, d = x.shape
-    num_rows = b * t * cfg.experts_per_token  # P
-    # A decode step's few rows, about one per expert: each row is its own tile, so no sort, no
-    # group sizes and no scatter, only a sum over each token's k rows.
-    row_tiles = num_rows <= cfg.num_experts // 2
-    # The norm, the router and its top k (Pallas kernels in `router`, per cfg.router_backend).
+    # The norm, the router and its top k (a Pallas top-k kernel per cfg.router_backend).
     tokens, experts, weights = route(
         x.reshape(-1, d), norm.scale[...], self.router_weight[...], self.router_bias[...],
-        k=cfg.experts_per_token, eps=norm.eps, copies=cfg.experts_per_token if row_tiles else 1,
-        interpret=cfg.moe_interpret, backend=self._router_backend(x))
-    # tokens [N, D] ([P, D], each token k times, for row tiles); experts, weights [N, k]
+        k=cfg.experts_per_token, eps=norm.eps, interpret=cfg.moe_interpret,
+        backend=self._router_backend(x))  # [N, D] normalized, [N, k] expert ids and weights
 
     kernel_args = dict(backend=cfg.resolved_moe_backend, interpret=cfg.moe_interpret)
     swiglu_args = dict(activation="swiglu", swiglu_alpha=cfg.swiglu_alpha,
                        swiglu_limit=cfg.swiglu_limit)
     flat_experts = experts.reshape(-1)  # [P], token-major: row p is token p // k
-    if row_tiles:
-      h = grouped_matmul(tokens, self.gate_up.get_value(), None, row_experts=flat_experts,
+    if flat_experts.shape[0] <= cfg.num_experts // 2:
+      # A decode step's few rows, about one per expert: each row is its own tile, so no sort,
+      # no group sizes and no scatter, only a sum over each token's k rows.
+      rows = jnp.repeat(tokens, cfg.experts_per_token, axis=0)  # [P, D]
+      h = grouped_matmul(rows, self.gate_up.get_value(), None, row_experts=flat_experts,
                          **swiglu_args, **kernel_args)  # [P, I]
       y = grouped_matmul(h, self.down.get_value(), None, weights.reshape(-1),
                          row_experts=flat_experts, out_dtype=jnp.float32, **kernel_args)
