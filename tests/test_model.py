@@ -184,19 +184,17 @@ def test_sliding_window_changes_even_layers_only(model):
                                                    ("pallas", jax.default_backend() != "gpu", 2e-2)])
 @pytest.mark.parametrize("shape", [(2, 9), (1, 1)], ids=["sorted_rows", "decode_rows"])
 def test_moe_matches_reference(model, backend, interpret, tol, shape):
-  """The norm before the MoE, router top-k + softmax over the chosen, rows sorted by expert (or,
-  for one token's few rows, one tile per row), fused SwiGLU with the clamp active (inputs scaled
-  up), weighted combine; the Pallas path runs bf16 operands."""
+  """Router top-k + softmax over the chosen, rows sorted by expert (or, for one token's few rows,
+  one tile per row), fused SwiGLU with the clamp active (inputs scaled up), weighted combine;
+  the Pallas path runs bf16 operands."""
   x = np.random.default_rng(3).normal(size=(*shape, CFG.hidden_size)) * 30
   moe = model.layers[0].mlp
   moe.cfg = CFG.replace(moe_backend=backend, moe_interpret=interpret)
   try:
-    got = moe(jnp.asarray(x, jnp.float32), model.layers[0].mlp_norm)
+    got = moe(jnp.asarray(x, jnp.float32))
   finally:
     moe.cfg = CFG
-  params = layer_params(model.layers[0])
-  want = np_moe(CFG, params, np_rms(x.reshape(-1, CFG.hidden_size), params["mlp_norm"],
-                                    CFG.rms_norm_eps))
+  want = np_moe(CFG, layer_params(model.layers[0]), x.reshape(-1, CFG.hidden_size))
   assert rel_err(got.reshape(-1, CFG.hidden_size), want) < tol
 
 

@@ -1,16 +1,15 @@
-"""The MoE router: the RMSNorm before the MoE, the router's logits, top-k and the softmax over
-the chosen k (`BACKENDS`).
+"""The MoE router's top k: the router's logits, the k largest and the softmax over them
+(`BACKENDS`).
 
-XLA runs these as eight small kernels a layer at decode sizes (the norm's reduction and
-scaling, the router's matrix-vector product as a multiply and a reduction, a convert, top-k,
-the softmax, a slice), and a decode step's few tokens make each cost its launch and dependency
-rather than its work:
+At decode sizes XLA runs the router as several small kernels a layer (its matrix-vector product
+as a multiply and a reduction, the bias, a convert, top-k, the softmax, a slice), and a decode
+step's few tokens make each cost its launch and dependency rather than its work:
 
 - ``"xla"``: `route_reference`, the definition (also the CPU and float32 path).
-- ``"top_k"``: XLA computes the norm and the router's product (spread over the whole GPU); one
-  Pallas kernel adds the bias and takes the top k and the softmax, in place of four of XLA's
-  kernels. (One kernel for all of it, one program reading the whole router weight, ran slower
-  than XLA's eight: BENCHMARKS.md.)
+- ``"top_k"``: XLA computes the router's product (spread over the whole GPU); one Pallas kernel
+  adds the bias and takes the top k and the softmax, in place of four of XLA's kernels. (One
+  kernel for the norm before the MoE and all of this, one program reading the whole router
+  weight, ran slower than XLA: BENCHMARKS.md.)
 """
 
 from __future__ import annotations
@@ -27,59 +26,44 @@ BLOCK_T = 16  # tokens a program routes
 BACKENDS = ("xla", "top_k")
 
 
-def route_reference(x, norm_scale, weight, bias, *, k: int, eps: float):
-  """x [N, D] (the residual stream), norm_scale [D], weight [D, E], bias [E] ->
-  (normed [N, D] of x.dtype, experts [N, k] int32, weights [N, k] float32).
-
-  ``normed`` is RMSNorm(x) rounded to x's dtype; the logits are ``normed @ weight + bias`` in
-  x's dtype, as GPT-OSS's router computes them; ``weights`` is the softmax over the top k."""
-  normed, product = _normed_and_product(x, norm_scale, weight, eps)
-  logits = product + bias.astype(x.dtype)  # [N, E]
+def route_reference(x, weight, bias, *, k: int):
+  """x [N, D] (the normalized tokens), weight [D, E], bias [E] -> (experts [N, k] int32,
+  weights [N, k] float32): the logits ``x @ weight + bias`` in x's dtype, as GPT-OSS's router
+  computes them, their top k and the softmax over those."""
+  logits = x @ weight.astype(x.dtype) + bias.astype(x.dtype)  # [N, E]
   top, experts = lax.top_k(logits.astype(jnp.float32), k)
-  return normed, experts.astype(jnp.int32), jax.nn.softmax(top, axis=-1)
+  return experts.astype(jnp.int32), jax.nn.softmax(top, axis=-1)
 
 
-def _normed_and_product(x, norm_scale, weight, eps: float):
-  xf = x.astype(jnp.float32)
-  xf = xf * lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + eps)
-  normed = (xf * norm_scale).astype(x.dtype)
-  return normed, normed @ weight.astype(x.dtype)  # [N, D], [N, E] (the logits less the bias)
-
-
-def kernel_supports(x, weight, k: int) -> str | None:
-  """Why the top-k kernel cannot route these (None if it can)."""
-  e = weight.shape[1]
-  if x.dtype != jnp.bfloat16:
-    return f"x is {x.dtype}, the kernel takes bfloat16"
-  if k & (k - 1) or k > e:
-    return f"k={k} is not a power of two no larger than the {e} experts"
+def kernel_supports(dtype, k: int, num_experts: int) -> str | None:
+  """Why the top-k kernel cannot route tokens of ``dtype`` (None if it can)."""
+  if jnp.dtype(dtype) != jnp.bfloat16:
+    return f"x is {jnp.dtype(dtype)}, the kernel takes bfloat16"
+  if k & (k - 1) or k > num_experts:
+    return f"k={k} is not a power of two no larger than the {num_experts} experts"
   return None
 
 
-def route(x, norm_scale, weight, bias, *, k: int, eps: float, backend: str = "xla",
-          interpret: bool = False):
+def route(x, weight, bias, *, k: int, backend: str = "xla", interpret: bool = False):
   """`route_reference`'s result, computed by ``backend`` (one of `BACKENDS`; the kernel runs in
   interpret mode on any platform with ``interpret``). Shapes are checked here, with one-line
   errors."""
   d = x.shape[1]
-  if norm_scale.shape != (d,) or weight.ndim != 2 or weight.shape[0] != d:
-    raise ValueError(f"router: x [N, {d}] needs norm_scale [{d}] and weight [{d}, E], got "
-                     f"{tuple(norm_scale.shape)} and {tuple(weight.shape)}")
+  if weight.ndim != 2 or weight.shape[0] != d:
+    raise ValueError(f"router: x [N, {d}] needs weight [{d}, E], got {tuple(weight.shape)}")
   if bias.shape != (weight.shape[1],):
     raise ValueError(f"router: bias must have shape [{weight.shape[1]}], got {tuple(bias.shape)}")
   if backend not in BACKENDS:
     raise ValueError(f"router backend must be one of {BACKENDS}, got {backend!r}")
   if backend == "xla":
-    return route_reference(x, norm_scale, weight, bias, k=k, eps=eps)
-  why = kernel_supports(x, weight, k)
+    return route_reference(x, weight, bias, k=k)
+  why = kernel_supports(x.dtype, k, weight.shape[1])
   if why:
     raise ValueError(f"router kernel: {why}")
-  normed, product = _normed_and_product(x, norm_scale, weight, eps)
   if x.shape[0] == 0:
-    experts, weights = jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.float32)
-  else:
-    experts, weights = _top_k_pallas(product, bias, k=k, interpret=interpret)
-  return normed, experts, weights
+    return jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.float32)
+  product = x @ weight.astype(x.dtype)  # [N, E], the logits less the bias
+  return _top_k_pallas(product, bias, k=k, interpret=interpret)
 
 
 def _top_k_kernel(product_ref, bias_ref, experts_ref, weights_ref, *, k: int, num_experts: int):

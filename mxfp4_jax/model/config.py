@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from mxfp4_jax.kernels import default_backend
-from mxfp4_jax.kernels.router import BACKENDS as ROUTER_BACKENDS
+from mxfp4_jax.kernels.router import BACKENDS as ROUTER_BACKENDS, kernel_supports
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA
 
 
@@ -39,9 +39,9 @@ class GptOssConfig:
   # Attention: "pallas" (the flash kernels for prefill and decode; interpret mode off the GPU),
   # "xla" (jnp), "auto": pallas on GPU in bfloat16.
   attention_backend: str = "auto"
-  # The MoE's norm, router and top-k (`mxfp4_jax.kernels.router.BACKENDS`): "xla", "top_k"
-  # (a Pallas top-k and softmax after XLA's product); "auto": top_k where the experts run the
-  # Pallas kernel.
+  # The MoE router's top-k (`mxfp4_jax.kernels.router.BACKENDS`): "xla", "top_k" (a Pallas
+  # top-k and softmax after XLA's product); "auto": top_k where the experts run the Pallas
+  # kernel and the top-k kernel can (bfloat16, k a power of two).
   router_backend: str = "auto"
 
   HPARAMS = ("vocab_size", "hidden_size", "num_layers", "num_experts", "experts_per_token",
@@ -97,7 +97,9 @@ class GptOssConfig:
   def resolved_router_backend(self) -> str:
     if self.router_backend != "auto":
       return self.router_backend
-    return "top_k" if self.resolved_moe_backend == "pallas" else "xla"
+    kernel = self.resolved_moe_backend == "pallas" and not kernel_supports(
+        self.jnp_dtype, self.experts_per_token, self.num_experts)
+    return "top_k" if kernel else "xla"
 
   @property
   def resolved_attention_backend(self) -> str:

@@ -16,7 +16,7 @@ from flax import nnx
 
 from mxfp4_jax.kernels import grouped_matmul
 from mxfp4_jax.kernels.flash_attention import decode_attention, flash_attention
-from mxfp4_jax.kernels.router import kernel_supports, route
+from mxfp4_jax.kernels.router import route
 from mxfp4_jax.mxfp4.layout import random_packed
 from mxfp4_jax.model.config import GptOssConfig
 from mxfp4_jax.model.rope import apply_rope, rope_tables
@@ -225,24 +225,17 @@ class MoE(nnx.Module):
     self.down = MXFP4Experts(random_packed(rngs.params(), e, i, d))
     self.cfg = cfg
 
-  def _router_backend(self, x) -> str:
-    """The configured router backend; "auto" falls back to XLA where a kernel cannot run."""
-    backend = self.cfg.resolved_router_backend
-    if self.cfg.router_backend == "auto" and backend != "xla" and kernel_supports(
-        x, self.router_weight[...], self.cfg.experts_per_token):
-      return "xla"
-    return backend
-
   @jax.named_scope("mxfp4_moe")  # the experts' grouped matmuls, findable in profiler traces
   @_exact_in_float32
-  def __call__(self, x, norm: RMSNorm):  # x [B, T, D]: the residual stream, normalized here
+  def __call__(self, x):  # [B, T, D]
     cfg = self.cfg
     b, t, d = x.shape
-    # The norm, the router and its top k (a Pallas top-k kernel per cfg.router_backend).
-    tokens, experts, weights = route(
-        x.reshape(-1, d), norm.scale[...], self.router_weight[...], self.router_bias[...],
-        k=cfg.experts_per_token, eps=norm.eps, interpret=cfg.moe_interpret,
-        backend=self._router_backend(x))  # [N, D] normalized, [N, k] expert ids and weights
+    tokens = x.reshape(-1, d)  # [N, D]
+    # Top k of the router's logits, softmax over the chosen (a Pallas kernel per
+    # cfg.router_backend): [N, k] expert ids and weights.
+    experts, weights = route(tokens, self.router_weight[...], self.router_bias[...],
+                             k=cfg.experts_per_token, backend=cfg.resolved_router_backend,
+                             interpret=cfg.moe_interpret)
 
     kernel_args = dict(backend=cfg.resolved_moe_backend, interpret=cfg.moe_interpret)
     swiglu_args = dict(activation="swiglu", swiglu_alpha=cfg.swiglu_alpha,
@@ -285,7 +278,7 @@ class Block(nnx.Module):
   def __call__(self, x, cos, sin, positions, cache=None, start=0):  # x [B, T, D]: the residual
     attn, cache = self.attn(self.attn_norm(x), cos, sin, positions, cache, start)
     x = x + attn
-    return x + self.mlp(x, self.mlp_norm), cache
+    return x + self.mlp(self.mlp_norm(x)), cache
 
 
 class GptOss(nnx.Module):
