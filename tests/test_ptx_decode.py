@@ -113,3 +113,29 @@ def test_lut_decode_equals_integer_decode():
   per_lane = lambda s: np.broadcast_to(s, lanes.shape)
   np.testing.assert_array_equal(got(0), _want(lanes & 0xF, per_lane(low_scales)))
   np.testing.assert_array_equal(got(4), _want(lanes >> 4, per_lane(high_scales)))
+
+
+def test_layout_probe_operand_matches_its_reference():
+  """`experiments.layout_probe`: its PTX and register assembly give the operand its float64
+  reference decodes from the same bytes (the candidate layout is self-consistent)."""
+  from experiments import layout_probe  # noqa: PLC0415
+
+  rng = np.random.default_rng(5)
+  groups = 2
+  words = rng.integers(0, 2**32, (groups, 128), dtype=np.uint64).astype(np.uint32)
+  scale_bytes = rng.integers(110, 130, (groups, 32)).astype(np.uint8)
+  scale_words = scale_bytes.view(np.uint32).reshape(groups, 8)
+  shaped = words.reshape(groups, 8, 4, 2, 2)  # (G, g, a, u, h), as decode_block views them
+  scales = scale_bytes.reshape(groups, 8, 1, 2, 2)  # byte 2u + h of word g
+  factor = ((np.broadcast_to(scales, shaped.shape).astype(np.uint32) << 7) * 0x10001)
+  tables = dict(zip(("$10", "$11", "$12"), (np.uint32(t) for t in fmt.LUT_REGISTERS)))
+  regs = run_ptx(layout_probe.pair_lut_ptx(), {"$8": shaped.ravel(),
+                                               "$9": factor.astype(np.uint32).ravel(), **tables})
+  halves = [regs[f"${i}"].reshape(shaped.shape) for i in range(8)]
+  pairs = [np.stack([halves[2 * p], halves[2 * p + 1]], -1) for p in range(4)]
+  quads = np.stack([np.stack(pairs[:2], -1), np.stack(pairs[2:], -1)], -1)
+  operand = quads.transpose(0, 4, 1, 3, 7, 6, 2, 5).reshape(groups * 16, 64)
+  got = (operand.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+
+  dense = layout_probe.reference_dense(words[None, None], scale_words[None, None])[0]
+  np.testing.assert_array_equal(got, dense.T)  # operand [N, K], dense [K, N]
