@@ -84,7 +84,7 @@ def decode_block(words, scale_words, tables):
 
 
 def _kernel(experts_ref, x_ref, words_ref, scales_ref, tables_ref, out_ref, *, bn, half_rows,
-            tiles_per_split):
+            tiles_per_split, loads_first):
   row, col_tile, split = pl.program_id(0), pl.program_id(1), pl.program_id(2)
   expert = experts_ref[row]
   window = jnp.minimum(row, out_ref.shape[1] - 16)
@@ -92,28 +92,33 @@ def _kernel(experts_ref, x_ref, words_ref, scales_ref, tables_ref, out_ref, *, b
   rows_read = jnp.minimum(rows, x_ref.shape[0] - 1)
   tables = [tables_ref[i] for i in range(3)]
   blocks = (col_tile * bn // 16, (half_rows + col_tile * bn) // 16)  # glu, linear
+  def loads(u):  # x's [16, 64] and each block's words and scale words for the split's tile u
+    kt = split * tiles_per_split + u
+    return (x_ref[rows_read, pl.ds(pl.multiple_of(kt * 64, 64), 64)],
+            [(words_ref[expert, kt, pl.ds(g, bn // 16), :],
+              scales_ref[expert, kt, pl.ds(g, bn // 16), :]) for g in blocks])
+
+  tiles = [loads(u) for u in range(tiles_per_split)] if loads_first else None
   accs = [jnp.zeros((bn, 16), jnp.float32) for _ in blocks]
   for u in range(tiles_per_split):
-    kt = split * tiles_per_split + u
-    x = x_ref[rows_read, pl.ds(pl.multiple_of(kt * 64, 64), 64)]
-    for i, group0 in enumerate(blocks):
-      a = decode_block(words_ref[expert, kt, pl.ds(group0, bn // 16), :],
-                       scales_ref[expert, kt, pl.ds(group0, bn // 16), :], tables)
-      accs[i] = dot_accumulate(accs[i], a, x, trans_b=True)
+    x, block_loads = tiles[u] if loads_first else loads(u)
+    for i, (words, scales) in enumerate(block_loads):
+      accs[i] = dot_accumulate(accs[i], decode_block(words, scales, tables), x, trans_b=True)
   mask = (rows == row)[:, None]
   for acc, group0 in zip(accs, blocks):
     pltriton.store(out_ref.at[split, pl.ds(window, 16), pl.ds(group0 * 16, bn)], acc.T, mask=mask)
 
 
-@functools.partial(jax.jit, static_argnames=("splits",))
-def probe_gate_up(x, words, scales, bias, row_experts, *, splits: int):
+@functools.partial(jax.jit, static_argnames=("splits", "loads_first"))
+def probe_gate_up(x, words, scales, bias, row_experts, *, splits: int, loads_first: bool = False):
   """[P, K] bf16 -> [P, N/2] bf16 SwiGLU of the gate_up weights in the candidate layout."""
   num_rows = x.shape[0]
   num_experts, k_tiles, groups, _ = words.shape
   n, bn = groups * 16, 64
   tables = jnp.broadcast_to(jnp.array(fmt.LUT_REGISTERS, jnp.uint32)[:, None, None],
                             (3, bn // 16, 128))
-  kernel = functools.partial(_kernel, bn=bn, half_rows=n // 2, tiles_per_split=k_tiles // splits)
+  kernel = functools.partial(_kernel, bn=bn, half_rows=n // 2, tiles_per_split=k_tiles // splits,
+                             loads_first=loads_first)
   sums = pl.pallas_call(
       kernel, grid=(num_rows, n // 2 // bn, splits),
       out_shape=jax.ShapeDtypeStruct((splits, max(num_rows, 16), n), jnp.float32),
@@ -176,7 +181,7 @@ def main(argv) -> None:
     experts = jax.random.choice(ke, num_experts, (num_rows,), replace=num_rows > num_experts)
     cfg = pick_config(num_rows, num_rows, n // 2, k // 64)
     splits = cfg.k_splits
-    probe = functools.partial(probe_gate_up, splits=splits)
+    probe = functools.partial(probe_gate_up, splits=splits, loads_first=config.loads_first)
     words, scales, bias = candidates[0]
     out = np.asarray(probe(x, words, scales, bias, experts), np.float64)
     ref = reference(x, words, scales, bias, experts)
