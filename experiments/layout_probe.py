@@ -46,25 +46,6 @@ _CONFIG = common.define_config("layout_probe.py")
 GROUP_BYTES = 512  # one 16-row group of one 64-value K tile
 
 
-def pair_lut_ptx() -> str:
-  """One 32-bit word (4 bytes, each a K pair) -> 4 scaled bf16x2 pairs as 8 halves ``$0..$7``
-  (``$2p``, ``$2p+1``: byte p's low and high nibble). ``$8`` word, ``$9`` bf16x2 scale factor,
-  ``$10..$12`` the first words of `format`'s lookup tables. 21 instructions for 8 values."""
-  tables = [f"{r}, {t[1]:#x}" for r, t in zip(("$10", "$11", "$12"), fmt._TABLES)]
-
-  def half(mag, sign, first, second):  # nibbles 0..3 of mag: bytes (2i, 2i+1), low and high
-    return (f"prmt.b32 lo, {tables[0]}, {mag}; prmt.b32 hi, {tables[1]}, {mag}; "
-            f"prmt.b32 t, {tables[2]}, {sign}; or.b32 hi, hi, t; "
-            f"prmt.b32 {first}, lo, hi, 0x5140; prmt.b32 {second}, lo, hi, 0x7362; "
-            f"mul.rn.bf16x2 {first}, {first}, $9; mul.rn.bf16x2 {second}, {second}, $9; ")
-  return ("{ .reg .b32 m0, s0, m1, s1, lo, hi, t, p0, p1, p2, p3; "
-          "and.b32 m0, $8, 0x77777777; shr.b32 s0, $8, 3; and.b32 s0, s0, 0x11111111; "
-          "shr.b32 m1, m0, 16; shr.b32 s1, s0, 16; "
-          + half("m0", "s0", "p0", "p1") + half("m1", "s1", "p2", "p3")
-          + "mov.b32 {$0, $1}, p0; mov.b32 {$2, $3}, p1; mov.b32 {$4, $5}, p2; "
-            "mov.b32 {$6, $7}, p3; }")
-
-
 def decode_block(words, scale_words, tables):
   """[bn/16, 128] uint32 words and [bn/16, 8] scale words -> the [bn, 64] bf16 operand."""
   groups = words.shape[0]
@@ -74,8 +55,8 @@ def decode_block(words, scale_words, tables):
   scales = (scale_words.reshape(groups, 8, 1, 1, 1) >> shift) & 0xFF
   factor = jnp.broadcast_to((scales << 7) * 0x10001, words.shape)  # bf16x2 of 2**(s - 127)
   tables = [t.reshape(words.shape) for t in tables]
-  halves = inline_asm(pair_lut_ptx(), [words, factor, *tables],
-                      constraints=",".join(["=h"] * 8 + ["r"] * 5), pack=1,
+  halves = inline_asm(fmt.e2m1_lut_ptx(pairs="bytes"), [words, factor, factor, *tables],
+                      constraints=",".join(["=h"] * 8 + ["r"] * 6), pack=1,
                       result_shape_dtypes=[jax.ShapeDtypeStruct(words.shape, jnp.bfloat16)] * 8)
   pairs = [jnp.stack([halves[2 * p], halves[2 * p + 1]], -1) for p in range(4)]
   quads = jnp.stack([jnp.stack(pairs[:2], -1), jnp.stack(pairs[2:], -1)], -1)

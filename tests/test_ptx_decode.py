@@ -128,9 +128,10 @@ def test_layout_probe_operand_matches_its_reference():
   shaped = words.reshape(groups, 8, 4, 2, 2)  # (G, g, a, u, h), as decode_block views them
   scales = scale_bytes.reshape(groups, 8, 1, 2, 2)  # byte 2u + h of word g
   factor = ((np.broadcast_to(scales, shaped.shape).astype(np.uint32) << 7) * 0x10001)
-  tables = dict(zip(("$10", "$11", "$12"), (np.uint32(t) for t in fmt.LUT_REGISTERS)))
-  regs = run_ptx(layout_probe.pair_lut_ptx(), {"$8": shaped.ravel(),
-                                               "$9": factor.astype(np.uint32).ravel(), **tables})
+  tables = dict(zip(("$11", "$12", "$13"), (np.uint32(t) for t in fmt.LUT_REGISTERS)))
+  factor = factor.astype(np.uint32).ravel()
+  regs = run_ptx(fmt.e2m1_lut_ptx(pairs="bytes"), {"$8": shaped.ravel(), "$9": factor,
+                                                   "$10": factor, **tables})
   halves = [regs[f"${i}"].reshape(shaped.shape) for i in range(8)]
   pairs = [np.stack([halves[2 * p], halves[2 * p + 1]], -1) for p in range(4)]
   quads = np.stack([np.stack(pairs[:2], -1), np.stack(pairs[2:], -1)], -1)

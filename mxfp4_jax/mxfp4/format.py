@@ -156,14 +156,18 @@ _TABLES = (_LOW_BYTES, _HIGH_BYTES, _SIGN_BYTES)
 LUT_REGISTERS = tuple(t[0] for t in _TABLES)  # operands $11..$13 of `e2m1_lut_ptx`
 
 
-def e2m1_lut_ptx() -> str:
+def e2m1_lut_ptx(pairs: str = "nibbles") -> str:
   """PTX that decodes one 32-bit word, 4 bytes of one row, into 8 scaled bf16 by table lookup.
 
   For `triton_ops.inline_asm` with ``pack=1``: ``$8`` is the word (byte 0 lowest), ``$9`` and
-  ``$10`` the bf16x2 factors ``2**(scale - 127)`` of its low and of its high nibbles, ``$11..$13``
-  the first words of the three lookup tables (`LUT_REGISTERS`: given as registers, since ptxas
-  would otherwise move each immediate into a register before every use); ``$0..$3`` receive the
-  low-nibble values of bytes 0..3 and ``$4..$7`` the high-nibble values, as 16-bit registers.
+  ``$10`` bf16x2 factors ``2**(scale - 127)``, ``$11..$13`` the first words of the three lookup
+  tables (`LUT_REGISTERS`: given as registers, since ptxas would otherwise move each immediate
+  into a register before every use); ``$0..$7`` receive the values as 16-bit registers.
+  ``pairs="nibbles"`` (the kernel layout): ``$9`` scales the low nibbles and ``$10`` the high
+  ones; ``$0..$3`` are the low-nibble values of bytes 0..3 and ``$4..$7`` the high-nibble ones.
+  ``pairs="bytes"`` (a byte holds two neighbours under one scale, as in the checkpoint):
+  ``$9`` scales bytes 0, 1 and ``$10`` bytes 2, 3; ``$2p``, ``$2p+1`` are byte p's low and high
+  nibble, so each register pair is one bf16x2 operand register.
 
   `prmt` looks up 4 bytes at once in an 8-byte table indexed by 4 nibbles: the bf16 low and
   high bytes of each magnitude, and 0x80 for a set sign bit. One more `prmt` pairs them up and
@@ -172,22 +176,27 @@ def e2m1_lut_ptx() -> str:
   values, against 32 for two `e2m1_bf16x2_ptx` calls. The same bits as `e2m1_to_bf16_bits`.
   """
   tables = [f"{register}, {t[1]:#x}" for register, t in zip(("$11", "$12", "$13"), _TABLES)]
+  # Nibbles 0..3 of a lookup are (byte 0 low, byte 0 high, byte 1 low, byte 1 high) of two
+  # bytes: 0x6240 / 0x7351 pair the lows / the highs, 0x5140 / 0x7362 byte 0's / byte 1's.
+  selectors, factors = {"nibbles": ((0x6240, 0x7351), ("$9", "$10")),
+                        "bytes": ((0x5140, 0x7362), ("$9", "$9"))}[pairs]
 
-  def half(mag, sign, low_pair, high_pair):
-    # Nibbles 0..3 of `mag` are (byte 0 low, byte 0 high, byte 1 low, byte 1 high) of a pair of
-    # bytes: the selectors 0x6240 and 0x7351 take the lows and the highs.
+  def half(mag, sign, first, second, factors=factors):
     return (f"prmt.b32 lo, {tables[0]}, {mag}; prmt.b32 hi, {tables[1]}, {mag}; "
             f"prmt.b32 t, {tables[2]}, {sign}; or.b32 hi, hi, t; "
-            f"prmt.b32 {low_pair}, lo, hi, 0x6240; prmt.b32 {high_pair}, lo, hi, 0x7351; "
-            f"mul.rn.bf16x2 {low_pair}, {low_pair}, $9; "
-            f"mul.rn.bf16x2 {high_pair}, {high_pair}, $10; ")
+            f"prmt.b32 {first}, lo, hi, {selectors[0]:#x}; "
+            f"prmt.b32 {second}, lo, hi, {selectors[1]:#x}; "
+            f"mul.rn.bf16x2 {first}, {first}, {factors[0]}; "
+            f"mul.rn.bf16x2 {second}, {second}, {factors[1]}; ")
 
   # m0, s0: magnitudes and sign bits of bytes 0, 1 as nibbles 0..3; m1, s1: of bytes 2, 3.
-  # p0, p1: the low nibbles' values of bytes (0, 1) and (2, 3); p2, p3: the high nibbles'.
+  # "nibbles": p0, p1 the low nibbles' values of bytes (0, 1) and (2, 3); p2, p3 the high ones'.
+  # "bytes": p0..p3 the values of bytes 0..3.
+  words = (half("m0", "s0", "p0", "p2") + half("m1", "s1", "p1", "p3") if pairs == "nibbles"
+           else half("m0", "s0", "p0", "p1") + half("m1", "s1", "p2", "p3", ("$10", "$10")))
   return ("{ .reg .b32 m0, s0, m1, s1, lo, hi, t, p0, p1, p2, p3; "
           "and.b32 m0, $8, 0x77777777; shr.b32 s0, $8, 3; and.b32 s0, s0, 0x11111111; "
-          "shr.b32 m1, m0, 16; shr.b32 s1, s0, 16; "
-          + half("m0", "s0", "p0", "p2") + half("m1", "s1", "p1", "p3")
+          "shr.b32 m1, m0, 16; shr.b32 s1, s0, 16; " + words
           + "mov.b32 {$0, $1}, p0; mov.b32 {$2, $3}, p1; mov.b32 {$4, $5}, p2; "
             "mov.b32 {$6, $7}, p3; }")
 
