@@ -17,6 +17,7 @@ import pathlib
 from unittest import mock
 
 import jax
+from absl import flags
 from ml_collections import config_flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -24,7 +25,11 @@ CONFIGS = REPO / "configs"
 
 
 def define_config(default: str, help_string: str = "ml_collections config file."):
-  """The ``--config`` flag, defaulting to ``configs/<default>``; returns its FlagHolder."""
+  """The ``--config`` flag, defaulting to ``configs/<default>``; returns its FlagHolder. A second
+  experiment module imported into the same process (tests import their helpers) shares the
+  flag defined first instead of failing on a duplicate."""
+  if "config" in flags.FLAGS:
+    return flags.FlagHolder(flags.FLAGS, flags.FLAGS["config"])
   return config_flags.DEFINE_config_file("config", str(CONFIGS / default), help_string,
                                          lock_config=True)
 
