@@ -73,6 +73,7 @@ def _kernel(experts_ref, x_ref, words_ref, scales_ref, tables_ref, out_ref, *, b
   rows_read = jnp.minimum(rows, x_ref.shape[0] - 1)
   tables = [tables_ref[i] for i in range(3)]
   blocks = (col_tile * bn // 16, (half_rows + col_tile * bn) // 16)  # glu, linear
+
   def loads(u):  # x's [16, 64] and each block's words and scale words for the split's tile u
     kt = split * tiles_per_split + u
     return (x_ref[rows_read, pl.ds(pl.multiple_of(kt * 64, 64), 64)],
