@@ -37,7 +37,7 @@ from experiments import common
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import pick_config
 from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas
-from mxfp4_jax.kernels.swiglu import swiglu
+from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT, swiglu
 from mxfp4_jax.kernels.triton_ops import dot_accumulate, inline_asm
 from mxfp4_jax.mxfp4 import format as fmt
 from mxfp4_jax.mxfp4.layout import random_packed
@@ -46,22 +46,32 @@ _CONFIG = common.define_config("layout_probe.py")
 GROUP_BYTES = 512  # one 16-row group of one 64-value K tile
 
 
+def scale_factors(scale_words):
+  """[G, 8] scale words -> [G, 8, 1, 2, 2] bf16x2 factors 2**(s - 127) of byte 2 u + h."""
+  byte = (2 * lax.broadcasted_iota(jnp.uint32, (1, 1, 1, 2, 2), 3)
+          + lax.broadcasted_iota(jnp.uint32, (1, 1, 1, 2, 2), 4))
+  scales = (scale_words.reshape(scale_words.shape[0], 8, 1, 1, 1) >> (8 * byte)) & 0xFF
+  return (scales << 7) * 0x10001
+
+
+def assemble_operand(halves):
+  """The decode's 8 outputs, each [G, g, a, u, h] (``2 p + q``: byte p, nibble q) -> the
+  [16 G, 64] operand, rows (G, h, g) and K (u, p, a, q)."""
+  pairs = [jnp.stack([halves[2 * p], halves[2 * p + 1]], -1) for p in range(4)]
+  quads = jnp.stack([jnp.stack(pairs[:2], -1), jnp.stack(pairs[2:], -1)], -1)
+  # (G, g, a, u, h, q, p0, p1) -> rows (G, h, g), K (u, p1, p0, a, q)
+  return quads.transpose(0, 4, 1, 3, 7, 6, 2, 5).reshape(halves[0].shape[0] * 16, 64)
+
+
 def decode_block(words, scale_words, tables):
   """[bn/16, 128] uint32 words and [bn/16, 8] scale words -> the [bn, 64] bf16 operand."""
-  groups = words.shape[0]
-  words = words.reshape(groups, 8, 4, 2, 2)  # (G, g, a, u, h)
-  shift = 8 * (2 * lax.broadcasted_iota(jnp.uint32, (1, 1, 1, 2, 2), 3)
-               + lax.broadcasted_iota(jnp.uint32, (1, 1, 1, 2, 2), 4))
-  scales = (scale_words.reshape(groups, 8, 1, 1, 1) >> shift) & 0xFF
-  factor = jnp.broadcast_to((scales << 7) * 0x10001, words.shape)  # bf16x2 of 2**(s - 127)
+  words = words.reshape(words.shape[0], 8, 4, 2, 2)  # (G, g, a, u, h)
+  factor = jnp.broadcast_to(scale_factors(scale_words), words.shape)
   tables = [t.reshape(words.shape) for t in tables]
   halves = inline_asm(fmt.e2m1_lut_ptx(pairs="bytes"), [words, factor, factor, *tables],
                       constraints=",".join(["=h"] * 8 + ["r"] * 6), pack=1,
                       result_shape_dtypes=[jax.ShapeDtypeStruct(words.shape, jnp.bfloat16)] * 8)
-  pairs = [jnp.stack([halves[2 * p], halves[2 * p + 1]], -1) for p in range(4)]
-  quads = jnp.stack([jnp.stack(pairs[:2], -1), jnp.stack(pairs[2:], -1)], -1)
-  # (G, g, a, u, h, q, p0, p1) -> rows (G, h, g), K (u, p1, p0, a, q)
-  return quads.transpose(0, 4, 1, 3, 7, 6, 2, 5).reshape(groups * 16, 64)
+  return assemble_operand(halves)
 
 
 def _kernel(experts_ref, x_ref, words_ref, scales_ref, tables_ref, out_ref, *, bn, half_rows,
@@ -108,7 +118,7 @@ def probe_gate_up(x, words, scales, bias, row_experts, *, splits: int, loads_fir
       name="layout_probe_gate_up",
   )(row_experts, x, words, scales, tables)
   out = sums.sum(axis=0)[:num_rows] + bias[row_experts]
-  return swiglu(out[:, : n // 2], out[:, n // 2:], alpha=1.702, limit=7.0).astype(jnp.bfloat16)
+  return swiglu(out[:, : n // 2], out[:, n // 2:], alpha=SWIGLU_ALPHA, limit=SWIGLU_LIMIT).astype(jnp.bfloat16)
 
 
 def reference_dense(words, scales) -> np.ndarray:
@@ -130,8 +140,9 @@ def reference(x, words, scales, bias, row_experts) -> np.ndarray:
   out = np.einsum("pk,pkn->pn", np.asarray(x, np.float64), reference_dense(words, scales)[experts])
   out += np.asarray(bias, np.float64)[experts]
   n = out.shape[1] // 2
-  glu, lin = np.minimum(out[:, :n], 7.0), np.clip(out[:, n:], -7.0, 7.0)
-  return glu / (1 + np.exp(-1.702 * glu)) * (lin + 1)
+  glu = np.minimum(out[:, :n], SWIGLU_LIMIT)
+  lin = np.clip(out[:, n:], -SWIGLU_LIMIT, SWIGLU_LIMIT)
+  return glu / (1 + np.exp(-SWIGLU_ALPHA * glu)) * (lin + 1)
 
 
 def candidate_copy(key, num_experts, k, n):
@@ -170,7 +181,7 @@ def main(argv) -> None:
     rel = np.linalg.norm(out - ref) / np.linalg.norm(ref)
     old = functools.partial(grouped_matmul_pallas, group_sizes=None, row_weights=None, cfg=cfg,
                             activation="swiglu", out_dtype=jnp.bfloat16, interpret=False,
-                            swiglu_alpha=1.702, swiglu_limit=7.0)
+                            swiglu_alpha=SWIGLU_ALPHA, swiglu_limit=SWIGLU_LIMIT)
     t_old = benchmarking.time_per_call(lambda x, w, e: old(x, w, row_experts=e),
                                        [(x, w, experts) for w in current], perturb=0)
     t_new = benchmarking.time_per_call(lambda x, w, s, b, e: probe(x, w, s, b, e),

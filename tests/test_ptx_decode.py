@@ -123,20 +123,14 @@ def test_layout_probe_operand_matches_its_reference():
   rng = np.random.default_rng(5)
   groups = 2
   words = rng.integers(0, 2**32, (groups, 128), dtype=np.uint64).astype(np.uint32)
-  scale_bytes = rng.integers(110, 130, (groups, 32)).astype(np.uint8)
-  scale_words = scale_bytes.view(np.uint32).reshape(groups, 8)
+  scale_words = rng.integers(110, 130, (groups, 32)).astype(np.uint8).view(np.uint32)
   shaped = words.reshape(groups, 8, 4, 2, 2)  # (G, g, a, u, h), as decode_block views them
-  scales = scale_bytes.reshape(groups, 8, 1, 2, 2)  # byte 2u + h of word g
-  factor = ((np.broadcast_to(scales, shaped.shape).astype(np.uint32) << 7) * 0x10001)
+  factor = np.broadcast_to(np.asarray(layout_probe.scale_factors(scale_words)), shaped.shape)
   tables = dict(zip(("$11", "$12", "$13"), (np.uint32(t) for t in fmt.LUT_REGISTERS)))
-  factor = factor.astype(np.uint32).ravel()
-  regs = run_ptx(fmt.e2m1_lut_ptx(pairs="bytes"), {"$8": shaped.ravel(), "$9": factor,
-                                                   "$10": factor, **tables})
-  halves = [regs[f"${i}"].reshape(shaped.shape) for i in range(8)]
-  pairs = [np.stack([halves[2 * p], halves[2 * p + 1]], -1) for p in range(4)]
-  quads = np.stack([np.stack(pairs[:2], -1), np.stack(pairs[2:], -1)], -1)
-  operand = quads.transpose(0, 4, 1, 3, 7, 6, 2, 5).reshape(groups * 16, 64)
-  got = (operand.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+  regs = run_ptx(fmt.e2m1_lut_ptx(pairs="bytes"), {"$8": shaped.ravel(), "$9": factor.ravel(),
+                                                   "$10": factor.ravel(), **tables})
+  operand = layout_probe.assemble_operand([regs[f"${i}"].reshape(shaped.shape) for i in range(8)])
+  got = (np.asarray(operand).astype(np.uint32) << 16).view(np.float32).astype(np.float64)
 
   dense = layout_probe.reference_dense(words[None, None], scale_words[None, None])[0]
   np.testing.assert_array_equal(got, dense.T)  # operand [N, K], dense [K, N]
