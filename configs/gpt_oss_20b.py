@@ -36,6 +36,6 @@ def bench_config() -> ml_collections.ConfigDict:
       prefill_lengths="1024,8192",  # prompt lengths for prefill throughput (batch 1)
       gpu_memory_fraction=0.95,  # of the GPU for JAX's allocator (its default 0.75 is too little for 120b)
       compilation_cache_dir="",  # set to measure warm starts: run twice, compare compile times
-      kernel_options="",  # KernelConfig fields replaced in every tuned config, e.g. "loads_first=1"
+      kernel_options="",  # KernelConfig fields replaced in every tuned config, e.g. "prefetch=2"
       hbm_bytes_per_s=0.0, bf16_flops_per_s=0.0,  # 0: this GPU's (experiments.common.ceilings)
       output_dir=""))

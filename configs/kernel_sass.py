@@ -26,7 +26,7 @@ def get_config():
   c.prefetch_scales = False
   c.k_splits = 1
   c.unroll_split = False  # with k_splits dividing the K tiles: straight-line code, no loop
-  c.loads_first = False  # with unroll_split: every tile's loads before the first dot
+  c.prefetch = 0  # K tiles loaded ahead of the current tile's dot (KernelConfig.prefetch)
   c.row_experts = False  # one tile per row (a decode step's rows) instead of group sizes
   c.output_dir = ""  # where the TTIR, PTX, cubin and SASS go; default results/kernel_sass/<time>
   return c

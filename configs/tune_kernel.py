@@ -2,6 +2,8 @@
 
   python -m experiments.tune_kernel --config=configs/tune_kernel.py
   python -m experiments.tune_kernel --config=configs/tune_kernel.py --config.rows=4,64
+  python -m experiments.tune_kernel --config.rows=4 --config.row_experts=True \
+      --config.decode=bf16x2 --config.k_splits=3,5,9 --config.unroll_split=1 --config.prefetch=0,1,2
 
 The winners go into `mxfp4_jax/kernels/tuning.py` (TABLE) by hand, with this command recorded
 in BENCHMARKS.md.
@@ -20,12 +22,14 @@ def get_config():
   c.num_stages = "3,4"
   c.k_unroll = "1"
   c.k_splits = "1"
+  c.prefetch = "0"  # K tiles loaded ahead of the current dot, e.g. "0,1,2"
   c.decode = "integer"  # or "bf16x2", or "integer,bf16x2"
   c.accumulate_in_mma = "0"  # "0,1" sweeps both
   c.prefetch_scales = "0"  # "0,1" sweeps both
   c.unroll_split = "0"  # "0,1" sweeps both (only matters with k_splits > 1)
   c.max_rel_err = 1e-2  # candidates further from the float32 reference are reported and dropped
   c.top_k = 4
+  c.row_experts = False  # True: each row names its expert, one tile a row (a decode step's path)
   c.weight_copies = 8
   c.max_weight_bytes = 6e9
   c.calls = (2, 8)

@@ -10,7 +10,7 @@ device in the packed layout (speed does not depend on their values; routing of r
 spreads tokens over experts much as trained routers do). Decode roofline: HBM bytes a step must
 read (`benchmarking.decode_step_bytes`); prefill roofline: matmul FLOPs at the bf16 ceiling.
 Warm start: set ``--config.bench.compilation_cache_dir`` and run twice.
-``--config.bench.kernel_options=loads_first=1``: KernelConfig fields replaced in every tuned
+``--config.bench.kernel_options=prefetch=2``: KernelConfig fields replaced in every tuned
 config the model's grouped matmuls pick (as ``bench_kernel --config.kernel_options``).
 """
 

@@ -86,7 +86,7 @@ def main(argv) -> None:
                                accumulate_in_mma=config.accumulate_in_mma,
                                prefetch_scales=config.prefetch_scales,
                                k_splits=config.k_splits, unroll_split=config.unroll_split,
-                               loads_first=config.loads_first)
+                               prefetch=config.prefetch)
   out = common.output_dir(config, "kernel_sass")
   ttir = out / "kernel.ttir"
   ttir.write_text(lower_to_ttir(config, kernel_config))
@@ -101,12 +101,19 @@ def main(argv) -> None:
   sass = subprocess.run([cuobjdump, "-sass", str(out / "kernel.cubin")], check=True,
                         capture_output=True, text=True).stdout
   (out / "kernel.sass").write_text(sass)
+  usage = subprocess.run([cuobjdump, "--dump-resource-usage", str(out / "kernel.cubin")],
+                         check=True, capture_output=True, text=True).stdout
+  registers = int(re.search(r"REG:(\d+)", usage).group(1))
 
   num_experts, k, n, activation = SHAPES[config.shape]
   weights_per_iteration = (2 if activation else 1) * config.block_n * 64 * config.k_unroll
   threads = 32 * config.num_warps
+  # Registers bound the programs an SM holds (65,536 a SM, allocated 8 a thread at a time), and
+  # with them the loads in flight.
+  per_sm = 65536 // (threads * -(-registers // 8) * 8)
   print(f"{config.shape} P={config.rows} {kernel_config}: shared memory "
-        f"{compiled.metadata.shared} bytes")
+        f"{compiled.metadata.shared} bytes, {registers} registers a thread "
+        f"(at most {per_sm} programs an SM by registers)")
   for loop in loop_stats(sass):
     top = ", ".join(f"{op} {count}" for op, count in list(loop["opcodes"].items())[:10])
     # Every thread runs the loop body once per iteration; the program decodes

@@ -22,6 +22,13 @@ from mxfp4_jax.kernels.tuning import rows_per_expert
 _CONFIG = common.define_config("tune_kernel.py")
 
 
+def _kernel(x, w, groups, row_weights, *, by_row: bool, **kwargs):
+  """``groups``: the group sizes, or with ``by_row`` each row's expert."""
+  if by_row:
+    return grouped_matmul(x, w, None, row_weights, row_experts=groups, **kwargs)
+  return grouped_matmul(x, w, groups, row_weights, **kwargs)
+
+
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
@@ -34,32 +41,41 @@ def main(argv) -> None:
     copies = weight_copies(shape_name, config, num_rows)
     group_sizes, weights, xs, row_weights, activation = kernel_problem(
         key, shape_name, num_rows, copies, config.top_k)
-    args = [(x, w, group_sizes, row_weights) for x, w in zip(xs, weights)]
+    row_experts = None
+    if config.row_experts:  # a decode step's rows: one tile each, no sort (the model's path)
+      row_experts = jnp.repeat(jnp.arange(num_experts), group_sizes, total_repeat_length=num_rows)
+      group_sizes = None
+    groups = group_sizes if row_experts is None else row_experts
+    args = [(x, w, groups, row_weights) for x, w in zip(xs, weights)]
     m_limit = max(16, 2 * rows_per_expert(num_rows, num_experts))
-    reference = grouped_matmul(xs[0].astype(jnp.float32), weights[0], group_sizes,
-                               row_weights, activation=activation, backend="reference")
+    reference = grouped_matmul(xs[0].astype(jnp.float32), weights[0], group_sizes, row_weights,
+                               row_experts=row_experts, activation=activation,
+                               backend="reference")
     timings = []
     numbers = (common.csv_list(getattr(config, f), int)
-               for f in ("block_m", "block_n", "num_warps", "num_stages", "k_unroll", "k_splits"))
+               for f in ("block_m", "block_n", "num_warps", "num_stages", "k_unroll", "k_splits",
+                         "prefetch"))
     flags = (common.csv_list(config[f], lambda v: bool(int(v)))
              for f in ("accumulate_in_mma", "prefetch_scales", "unroll_split"))
-    for (bm, bn, warps, stages, unroll, splits, decode, in_mma, prefetch,
+    for (bm, bn, warps, stages, unroll, splits, ahead, decode, in_mma, prefetch,
          unroll_split) in itertools.product(
         *numbers, common.csv_list(config.decode), *flags):
-      if bm > m_limit:
+      if bm > m_limit or (unroll_split and splits == 1):  # the latter: no split to unroll
         continue
       cfg = KernelConfig(block_m=bm, block_n=bn, num_warps=warps, num_stages=stages,
-                         k_unroll=unroll, k_splits=splits, decode=decode,
+                         k_unroll=unroll, k_splits=splits, prefetch=ahead, decode=decode,
                          accumulate_in_mma=in_mma, prefetch_scales=prefetch,
                          unroll_split=unroll_split)
-      fn = functools.partial(grouped_matmul, activation=activation, backend="pallas", config=cfg)
+      fn = functools.partial(_kernel, by_row=config.row_experts, activation=activation,
+                             backend="pallas", config=cfg)
       try:
         err = benchmarking.relative_error(fn(*args[0]), reference)
         if not err <= config.max_rel_err:  # a fast wrong kernel must not win
           print(f"  {cfg}: wrong: rel err {err:.2e}", flush=True)
           continue
         seconds = benchmarking.time_per_call(fn, args, calls=tuple(config.calls),
-                                             repeats=config.repeats, perturb=PERTURB)
+                                             repeats=config.repeats,
+                                             perturb=0 if config.row_experts else PERTURB)
       except Exception as e:  # noqa: BLE001 - a config the compiler rejects is a result too
         print(f"  {cfg}: failed: {str(e).splitlines()[0][:120]}")
         continue

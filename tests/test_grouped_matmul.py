@@ -213,10 +213,11 @@ def test_picked_config(rng, p, e, block_m):
 @pytest.mark.parametrize("p,e,n,k_tiles,splits", [
     (1, 32, 2880, 45, 9),  # 45 programs: split as far as allowed
     (4, 32, 2880, 45, 9),  # 180 programs
-    (16, 32, 2880, 45, 3),  # 720 programs: 3 divides 45 tiles
+    (16, 32, 2880, 45, 9),  # 720 programs
     (1, 32, 2880, 44, 4),  # 4 divides 44; 9 would not
     (1, 32, 2880, 43, 9),  # prime: no dividing count, the loop takes the largest
-    (64, 32, 2880, 45, 1),  # 1440 programs
+    (64, 32, 2880, 45, 5),  # 1440 programs: 5 divides 45 tiles
+    (1024, 32, 2880, 45, 1),  # 1440 programs of 32-row tiles: the smaller target
     (16384, 32, 2880, 45, 1),
     (1, 32, 2880, 8, 2),  # at least MIN_K_TILES_PER_SPLIT tiles per split
     (1, 3, 32, 1, 1),
@@ -228,10 +229,10 @@ def test_picked_split_k(p, e, n, k_tiles, splits):
 
 def test_overridden_replaces_fields_of_every_picked_config_inside_only():
   before = pick_config(4, 32, 2880, 45)
-  with tuning.overridden(loads_first=True, decode="lut"):
+  with tuning.overridden(prefetch=2, decode="lut"):
     inside = pick_config(4, 32, 2880, 45)
     assert pick_config(16384, 32, 2880, 45).decode == "lut"
-  assert inside == dataclasses.replace(before, loads_first=True, decode="lut")
+  assert inside == dataclasses.replace(before, prefetch=2, decode="lut")
   assert pick_config(4, 32, 2880, 45) == before
   with pytest.raises(ValueError, match="decode must be one of"):
     with tuning.overridden(decode="fast"):
@@ -244,7 +245,7 @@ def test_overridden_replaces_fields_of_every_picked_config_inside_only():
     ("p7_padded_k", False, CFG), ("p33_e32_swiglu", True, CFG),
     ("p33_e32", False, dataclasses.replace(CFG, k_splits=2)),  # split K: epilogue by row expert
     ("p7_padded_k", False, dataclasses.replace(CFG, k_splits=2, unroll_split=True,
-                                               loads_first=True)),  # 2 tiles, 1 a split
+                                               prefetch=1)),  # 2 tiles, 1 a split
     ("single_row_groups", False, None),  # the picked config
 ])
 def test_row_experts_in_any_order(rng, backend, name, swiglu, config):
@@ -354,12 +355,17 @@ def test_pallas_needs_16_output_features(rng):
                                      dict(decode="lut", accumulate_in_mma=True),
                                      dict(decode="lut", prefetch_scales=True, k_splits=3,
                                           unroll_split=True),
-                                     dict(k_splits=3, unroll_split=True, loads_first=True),
+                                     dict(k_splits=3, unroll_split=True, prefetch=2),
                                      dict(decode="bf16x2", accumulate_in_mma=True, k_splits=3,
-                                          unroll_split=True, loads_first=True)])
+                                          unroll_split=True, prefetch=1),
+                                     dict(prefetch=1), dict(prefetch=2, k_unroll=3),
+                                     dict(prefetch=4),  # more than the 3 tiles
+                                     dict(prefetch=2, k_splits=2),  # a loop of 2, one of 1
+                                     dict(decode="bf16x2", accumulate_in_mma=True, prefetch=2)])
 def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
-  """Accumulating in the MMA and prefetching scales (also with split K and unrolling) change how
-  the kernel runs, not what it computes; K = 192 is three tiles, so the last prefetch clamps."""
+  """Accumulating in the MMA and prefetching scales or whole tiles (also with split K and
+  unrolling) change how the kernel runs, not what it computes; K = 192 is three tiles, so the
+  last prefetches clamp."""
   case, ref, _ = make_case(rng, 3, 192, 64, 37, [11, 0, 20], bias=True, row_weights=not swiglu,
                            swiglu=swiglu)
   out = run(case, "pallas", config=dataclasses.replace(CFG, **options), out_dtype=jnp.float32)
@@ -380,6 +386,8 @@ def test_ptx_decode_computes_the_same_sums(rng, decode):
 def test_kernel_config_rejects_bad_blocks():
   with pytest.raises(TypeError, match="k_splits must be an int, got 5.0"):
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, k_splits=5.0)
+  with pytest.raises(ValueError, match="prefetch must be >= 0, got -1"):
+    KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, prefetch=-1)
   with pytest.raises(ValueError, match="block_n=48 must be a power of two >= 16"):
     KernelConfig(block_m=16, block_n=48, num_warps=4, num_stages=2)
   with pytest.raises(ValueError, match="block_m=8 must be a power of two >= 16"):
@@ -414,14 +422,15 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
                                               dataclasses.replace(tuning.TABLE[0][1], decode="lut",
                                                                   k_splits=3, unroll_split=True),
                                               dataclasses.replace(tuning.TABLE[0][1], k_splits=3,
-                                                                  unroll_split=True,
-                                                                  loads_first=True),
+                                                                  unroll_split=True, prefetch=4),
+                                              dataclasses.replace(tuning.TABLE[0][1], k_splits=1,
+                                                                  unroll_split=False, prefetch=2),
                                               dataclasses.replace(tuning.TABLE[-1][1],
                                                                   decode="bf16x2")],
     ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_"
                    f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"
                    f"{'_prefetch' if c.prefetch_scales else ''}{'_straight' if c.unroll_split else ''}"
-                   f"{'_loads_first' if c.loads_first else ''}"))
+                   f"{f'_ahead{c.prefetch}' if c.prefetch else ''}"))
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.

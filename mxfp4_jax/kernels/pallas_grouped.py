@@ -113,7 +113,7 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     return tuple(row_scales(kt, row0) for row0 in weight_rows)
 
   def load_x(kt):  # x's two halves under the tile: [bm, 32] bf16 each
-    k0 = pl.multiple_of(kt * K_TILE, K_TILE)
+    k0 = kt * K_TILE if isinstance(kt, int) else pl.multiple_of(kt * K_TILE, K_TILE)
     return (x_ref[rows_read, pl.ds(k0, HALF_TILE)],
             x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)])
 
@@ -130,62 +130,79 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     return (acc + pltriton.dot(w_low, x_low, trans_b=True)
             + pltriton.dot(w_high, x_high, trans_b=True))
 
-  def k_tile(kt, carry):
-    accs, prefetched = carry
-    if cfg.prefetch_scales:  # load the next tile's scales now; they have a whole step to arrive
-      current, prefetched = prefetched, scales_of(jnp.minimum(kt + 1, num_k_tiles - 1))
-    x = load_x(kt)
-    return tuple(dot_block(acc, x, load_block(kt, i, current[i] if cfg.prefetch_scales else None))
-                 for i, acc in enumerate(accs)), prefetched
+  def tile_loads(kt):  # everything tile kt's dots read: x's halves and each weight block
+    return load_x(kt), tuple(load_block(kt, i) for i in range(len(weight_rows)))
+
+  def dot_tile(accs, loaded):
+    x, blocks = loaded
+    return tuple(dot_block(acc, x, block) for acc, block in zip(accs, blocks))
+
+  def loop(first, steps, unroll=1):
+    """``steps`` loop iterations of ``unroll`` K tiles from ``first``, summed; ``steps <= 0``
+    runs none, and its loads stay in bounds."""
+    in_bounds = jnp.minimum(first, num_k_tiles - 1)
+    final = jnp.clip(first + steps * unroll - 1, in_bounds, num_k_tiles - 1)
+    if cfg.prefetch:
+      # Tiles kt + 1 .. kt + prefetch are in flight while tile kt is decoded and multiplied:
+      # these loads feed inline PTX, not the dot, so Triton's pipeliner leaves them as plain
+      # loads that each step would otherwise wait out. Tiles past the range re-read its last.
+      ahead = lambda kt: tile_loads(jnp.minimum(kt, final))
+
+      def step(kt, carry):
+        accs, loaded = carry
+        return dot_tile(accs, loaded[0]), (*loaded[1:], ahead(kt + cfg.prefetch))
+      carry = zero_accs(), tuple(ahead(in_bounds + j) for j in range(cfg.prefetch))
+    else:
+      def step(kt, carry):
+        accs, prefetched = carry
+        if cfg.prefetch_scales:  # the next tile's scales now; they have a whole step to arrive
+          current, prefetched = prefetched, scales_of(jnp.minimum(kt + 1, final))
+        x = load_x(kt)
+        return tuple(dot_block(acc, x, load_block(kt, i, current[i] if cfg.prefetch_scales
+                                                  else None))
+                     for i, acc in enumerate(accs)), prefetched
+      carry = zero_accs(), (scales_of(in_bounds) if cfg.prefetch_scales else None)
+
+    def unrolled(i, carry):  # `unroll` K tiles per loop iteration
+      for u in range(unroll):
+        carry = step(first + i * unroll + u, carry)
+      return carry
+    return lax.fori_loop(0, steps, unrolled, carry)[0]
+
+  def straight_line(first, count):
+    """``count`` K tiles from ``first`` as straight-line code, tile u + prefetch's loads written
+    before tile u's dot: a dot stores x to shared memory and waits on a barrier, and no load is
+    moved above a barrier, so with no prefetch each tile waits out one memory latency."""
+    loaded = [tile_loads(first + u) for u in range(min(cfg.prefetch, count))]
+    accs = zero_accs()
+    for u in range(count):
+      if u + cfg.prefetch < count:
+        loaded.append(tile_loads(first + u + cfg.prefetch))
+      accs = dot_tile(accs, loaded[u])
+    return accs
 
   def zero_accs():
     return tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
 
-  def initial(first_tile):
-    return zero_accs(), (scales_of(first_tile) if cfg.prefetch_scales else None)
-
-  if cfg.k_splits > 1:
-    # Split K: this program sums its share of the K tiles and stores the raw float32 sums for
-    # every weight row it read; the caller adds the shares and applies the epilogue.
-    split = pl.program_id(2)
-    per_split = pl.cdiv(num_k_tiles, cfg.k_splits)
-    first = split * per_split
-    if cfg.unroll_split and num_k_tiles % cfg.k_splits == 0:
-      def straight_line():  # no loop: the split's few tiles one after another
-        if cfg.loads_first:
-          # Every tile's loads first, in program order: each dot stores x to shared memory and
-          # waits on a barrier, and no load is moved above a barrier, so tile by tile a program
-          # would wait out one memory latency per tile.
-          tiles = [(load_x(kt), [load_block(kt, i) for i in range(len(weight_rows))])
-                   for kt in [first + u for u in range(per_split)]]
-          accs = zero_accs()
-          for x, blocks in tiles:
-            accs = tuple(dot_block(acc, x, block) for acc, block in zip(accs, blocks))
-          return accs
-        carry = initial(first)
-        for u in range(per_split):
-          carry = k_tile(first + u, carry)
-        return carry[0]
-      accs = lax.cond(has_work != 0, straight_line, lambda: initial(0)[0])
-    else:
-      last = first + has_work * (jnp.minimum(first + per_split, num_k_tiles) - first)
-      # A split past the last tile (more splits than tiles) runs no step; its prefetch stays in
-      # bounds.
-      accs, _ = lax.fori_loop(first, last, k_tile, initial(jnp.minimum(first, num_k_tiles - 1)))
+  # Split K: this program sums its share of the K tiles and stores the raw float32 sums for
+  # every weight row it read; the caller adds the shares and applies the epilogue.
+  split_k = cfg.k_splits > 1
+  per_split = pl.cdiv(num_k_tiles, cfg.k_splits)
+  first = pl.program_id(2) * per_split if split_k else 0
+  if split_k and cfg.unroll_split and num_k_tiles % cfg.k_splits == 0:
+    accs = lax.cond(has_work != 0, lambda: straight_line(first, per_split), zero_accs)
+  elif split_k:  # a split past the last tile (more splits than tiles) runs no step
+    accs = loop(first, has_work * (jnp.minimum(first + per_split, num_k_tiles) - first))
+  else:
+    # No branch around the K loop (Triton pipelines a loop only outside scf.if): tiles with no
+    # rows, and tail tiles (rows past sum(group_sizes), defined as zero), run it zero times.
+    unroll = cfg.k_unroll if num_k_tiles % cfg.k_unroll == 0 else 1
+    accs = loop(0, has_work * (num_k_tiles // unroll), unroll)
+  if split_k:
     for acc, row0 in zip(accs, weight_rows):
-      pltriton.store(out_ref.at[split, pl.ds(window, bm), pl.ds(row0, bn)], acc.T, mask=mask)
+      pltriton.store(out_ref.at[pl.program_id(2), pl.ds(window, bm), pl.ds(row0, bn)], acc.T,
+                     mask=mask)
     return
-
-  unroll = cfg.k_unroll if num_k_tiles % cfg.k_unroll == 0 else 1
-
-  def k_step(step, carry):  # `unroll` K tiles per loop iteration
-    for u in range(unroll):
-      carry = k_tile(step * unroll + u, carry)
-    return carry
-
-  # No branch around the K loop (Triton pipelines a loop only outside scf.if): tiles with no
-  # rows, and tail tiles (rows past sum(group_sizes), defined as zero), run it zero times.
-  accs, _ = lax.fori_loop(0, has_work * (num_k_tiles // unroll), k_step, initial(0))
   if has_bias:
     accs = tuple(acc + bias_ref[group, pl.ds(row0, bn)][:, None]
                  for acc, row0 in zip(accs, weight_rows))

@@ -3,8 +3,8 @@
 The table's block shapes come from ``python -m experiments.tune_kernel`` sweeps on the H100
 (the block shapes with the integer decode); the decode, accumulation, scale-prefetch and split
 choices were then timed one at a time with ``experiments.bench_kernel --config.kernel_options``
-and ``tune_kernel``'s split options, the last row's decode on an H200. BENCHMARKS.md records
-each of those runs.
+and ``tune_kernel``'s split options, the last row's decode and the first row's prefetch and
+split target on an H200. BENCHMARKS.md records each of those runs.
 """
 
 from __future__ import annotations
@@ -38,13 +38,15 @@ class KernelConfig:
   # Load the next K tile's scales one step ahead: the values come through Triton's cp.async
   # pipeline, the scale bytes as plain loads whose latency each step otherwise waits out.
   prefetch_scales: bool = False
-  # With k_splits dividing the K tiles: each split's tiles as straight-line code rather than a
-  # loop (a decode-sized split has 5-9 tiles, too few for the loop pipeliner's prologue to pay).
+  # With k_splits > 1 dividing the K tiles: each split's tiles as straight-line code rather than
+  # a loop (a decode-sized split has 5-9 tiles, too few for the loop pipeliner's prologue to pay).
   unroll_split: bool = False
-  # With unroll_split: every tile's loads written before the first dot rather than tile by tile
-  # (sm_90 disassembly: otherwise only the first tile's loads precede the first HGMMA, since the
-  # dot's barrier keeps the next tile's loads behind it). Costs registers.
-  loads_first: bool = False
+  # K tiles whose loads (weight bytes, scales, x) are issued before the current tile's dot and
+  # held in registers until theirs. Without it a program waits out one memory latency per tile:
+  # the bytes feed the inline-PTX decode, not the dot, so Triton's pipeliner leaves their loads
+  # in place, and no load is moved above a dot's barrier (sm_90 disassembly). Costs registers.
+  # Straight-line splits with prefetch >= their tiles - 1 issue every load before the first dot.
+  prefetch: int = 0
 
   def __post_init__(self):
     if self.decode not in DECODES:
@@ -52,6 +54,8 @@ class KernelConfig:
     for f in dataclasses.fields(self):
       if f.type == "int" and type(getattr(self, f.name)) is not int:
         raise TypeError(f"KernelConfig.{f.name} must be an int, got {getattr(self, f.name)!r}")
+    if self.prefetch < 0:
+      raise ValueError(f"KernelConfig.prefetch must be >= 0, got {self.prefetch}")
     for name in ("block_m", "block_n"):
       value = getattr(self, name)
       if value < 16 or value & (value - 1):
@@ -62,9 +66,10 @@ class KernelConfig:
 TABLE: tuple[tuple[int, KernelConfig], ...] = (
     # 20b gate_up, H100 sweep of 2026-11-23 (BENCHMARKS.md): P=4 0.134 ms, P=64 0.201 ms
     # Straight-line splits, P=1 with 100 MB of weights rotated: 9 splits 0.0505 -> 0.0400 ms,
-    # 5 splits 0.0460 -> 0.0413 ms.
+    # 5 splits 0.0460 -> 0.0413 ms. One tile ahead (H200, 2026-12-03, one-row tiles, 9 straight
+    # splits): P=4 gate_up 0.0237 -> 0.0227 ms, down 0.0158 -> 0.0137 ms.
     (16, KernelConfig(block_m=16, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
-                      accumulate_in_mma=True, unroll_split=True)),
+                      accumulate_in_mma=True, unroll_split=True, prefetch=1)),
     # P=1024 (32 rows per expert): 0.330 ms; block_m=64 without in-MMA accumulation, 0.322 ms
     (32, KernelConfig(block_m=32, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
                       accumulate_in_mma=True, unroll_split=True)),
@@ -86,7 +91,12 @@ def rows_per_expert(num_rows: int, num_experts: int) -> float:
 # H100, 20b gate_up, bm=16 bn=64, straight-line splits (BENCHMARKS.md): P=1 (45 programs) 9
 # splits 0.040 ms, 5 splits 0.041, 3 splits 0.051; P=16 (630 programs) 3 splits 0.096 ms against
 # 0.108 unsplit and 0.107 with 5.
-SPLIT_K_TARGET_PROGRAMS = 2400
+# H200, 2026-12-03, one-row tiles (BENCHMARKS.md): P=32 20b gate_up, 5 straight splits 0.140 ms
+# against 0.219 unsplit; down, 3 splits 0.073 against 0.094. Decode-sized tiles (block_m=16)
+# therefore split up to 7,200 programs; larger tiles keep 2,400 (P=1024, block_m=32: 3 splits
+# 0.305 ms, 5 splits 0.324; 2,400 leaves it unsplit).
+SPLIT_K_TARGET_PROGRAMS = {16: 7200}
+SPLIT_K_TARGET_PROGRAMS_LARGER_TILES = 2400
 MAX_K_SPLITS = 9
 MIN_K_TILES_PER_SPLIT = 4
 
@@ -106,7 +116,8 @@ def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1
     block_n //= 2
   programs = (min(num_experts, num_rows) * math.ceil(m / cfg.block_m)
               * math.ceil(out_cols / block_n))
-  most = max(1, min(SPLIT_K_TARGET_PROGRAMS // max(1, programs), MAX_K_SPLITS,
+  target = SPLIT_K_TARGET_PROGRAMS.get(cfg.block_m, SPLIT_K_TARGET_PROGRAMS_LARGER_TILES)
+  most = max(1, min(target // max(1, programs), MAX_K_SPLITS,
                     k_tiles // MIN_K_TILES_PER_SPLIT))
   dividing = [d for d in range(2, most + 1) if k_tiles % d == 0]
   return dataclasses.replace(cfg, block_n=block_n, k_splits=max(dividing, default=most),
