@@ -113,7 +113,7 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     return tuple(row_scales(kt, row0) for row0 in weight_rows)
 
   def load_x(kt):  # x's two halves under the tile: [bm, 32] bf16 each
-    k0 = kt * K_TILE if isinstance(kt, int) else pl.multiple_of(kt * K_TILE, K_TILE)
+    k0 = pl.multiple_of(kt * K_TILE, K_TILE)
     return (x_ref[rows_read, pl.ds(k0, HALF_TILE)],
             x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)])
 

@@ -46,6 +46,8 @@ class KernelConfig:
   # the bytes feed the inline-PTX decode, not the dot, so Triton's pipeliner leaves their loads
   # in place, and no load is moved above a dot's barrier (sm_90 disassembly). Costs registers.
   # Straight-line splits with prefetch >= their tiles - 1 issue every load before the first dot.
+  # In the K loop the carried bytes cost a register-layout change per step (sm_90: 32 SHFL + 64
+  # SEL); prefetch > 0 there subsumes prefetch_scales.
   prefetch: int = 0
 
   def __post_init__(self):
