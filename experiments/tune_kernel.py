@@ -45,8 +45,8 @@ def main(argv) -> None:
     if config.row_experts:  # a decode step's rows: one tile each, no sort (the model's path)
       row_experts = jnp.repeat(jnp.arange(num_experts), group_sizes, total_repeat_length=num_rows)
       group_sizes = None
-    groups = group_sizes if row_experts is None else row_experts
-    args = [(x, w, groups, row_weights) for x, w in zip(xs, weights)]
+    args = [(x, w, group_sizes if row_experts is None else row_experts, row_weights)
+            for x, w in zip(xs, weights)]
     m_limit = max(16, 2 * rows_per_expert(num_rows, num_experts))
     reference = grouped_matmul(xs[0].astype(jnp.float32), weights[0], group_sizes, row_weights,
                                row_experts=row_experts, activation=activation,

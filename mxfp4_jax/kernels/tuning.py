@@ -97,8 +97,8 @@ def rows_per_expert(num_rows: int, num_experts: int) -> float:
 # against 0.219 unsplit; down, 3 splits 0.073 against 0.094. Decode-sized tiles (block_m=16)
 # therefore split up to 7,200 programs; larger tiles keep 2,400 (P=1024, block_m=32: 3 splits
 # 0.305 ms, 5 splits 0.324; 2,400 leaves it unsplit).
-SPLIT_K_TARGET_PROGRAMS = {16: 7200}
-SPLIT_K_TARGET_PROGRAMS_LARGER_TILES = 2400
+SPLIT_K_TARGET_PROGRAMS = 2400
+SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES = 7200
 MAX_K_SPLITS = 9
 MIN_K_TILES_PER_SPLIT = 4
 
@@ -106,7 +106,7 @@ MIN_K_TILES_PER_SPLIT = 4
 def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1) -> KernelConfig:
   """The TABLE row for the expected rows per active expert, block_n narrowed to the output, and
   K split ``k_splits`` ways while that keeps the programs with work within
-  `SPLIT_K_TARGET_PROGRAMS`. A split count that divides the K tiles is preferred, so that the
+  `SPLIT_K_TARGET_PROGRAMS` (`SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES` for 16-row tiles). A split count that divides the K tiles is preferred, so that the
   splits run as straight-line code (`KernelConfig.unroll_split`).
 
   ``k_tiles``: 64-value K tiles of the weight (`PackedMXFP4.values.shape[1]`).
@@ -118,7 +118,8 @@ def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1
     block_n //= 2
   programs = (min(num_experts, num_rows) * math.ceil(m / cfg.block_m)
               * math.ceil(out_cols / block_n))
-  target = SPLIT_K_TARGET_PROGRAMS.get(cfg.block_m, SPLIT_K_TARGET_PROGRAMS_LARGER_TILES)
+  target = (SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES if cfg.block_m == 16
+            else SPLIT_K_TARGET_PROGRAMS)
   most = max(1, min(target // max(1, programs), MAX_K_SPLITS,
                     k_tiles // MIN_K_TILES_PER_SPLIT))
   dividing = [d for d in range(2, most + 1) if k_tiles % d == 0]
