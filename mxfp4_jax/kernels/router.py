@@ -6,8 +6,9 @@ as a multiply and a reduction, the bias, a convert, top-k, the softmax, a slice)
 step's few tokens make each cost its launch and dependency rather than its work:
 
 - ``"xla"``: `route_reference`, the definition (also the CPU and float32 path).
-- ``"top_k"``: XLA computes the router's product (spread over the whole GPU); one Pallas kernel
-  adds the bias and takes the top k and the softmax, in place of four of XLA's kernels. (One
+- ``"top_k"``: XLA computes the router's product (spread over the whole GPU; for up to
+  `PRODUCT_AS_SUM_TOKENS` tokens written as a float32 sum, one reduction kernel); one Pallas
+  kernel adds the bias and takes the top k and the softmax, in place of four of XLA's kernels. (One
   kernel for the norm before the MoE and all of this, one program reading the whole router
   weight, ran slower than XLA: BENCHMARKS.md.)
 """
@@ -23,6 +24,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 BLOCK_T = 16  # tokens a program routes
+PRODUCT_AS_SUM_TOKENS = 8  # up to this many tokens, `_router_product` is a sum (one XLA kernel)
 BACKENDS = ("xla", "top_k")
 
 
@@ -62,8 +64,18 @@ def route(x, weight, bias, *, k: int, backend: str = "xla", interpret: bool = Fa
     raise ValueError(f"router kernel: {why}")
   if x.shape[0] == 0:
     return jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.float32)
-  product = x @ weight.astype(x.dtype)  # [N, E], the logits less the bias
+  product = _router_product(x, weight)  # [N, E], the logits less the bias
   return _top_k_pallas(product, bias, k=k, interpret=interpret)
+
+
+def _router_product(x, weight):
+  """``x @ weight`` [N, E] in x's dtype. For a decode step's few tokens it is written as a float32
+  multiply and sum, which XLA runs as one reduction kernel (as a dot it ran two: the multiply,
+  materialized, then the sum)."""
+  if x.shape[0] > PRODUCT_AS_SUM_TOKENS:
+    return x @ weight.astype(x.dtype)
+  products = x.astype(jnp.float32)[:, :, None] * weight.astype(jnp.float32)[None]  # [N, D, E]
+  return jnp.sum(products, axis=1).astype(x.dtype)
 
 
 def _top_k_kernel(product_ref, bias_ref, experts_ref, weights_ref, *, k: int, num_experts: int):
