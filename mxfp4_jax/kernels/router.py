@@ -8,9 +8,9 @@ step's few tokens make each cost its launch and dependency rather than its work:
 - ``"xla"``: `route_reference`, the definition (also the CPU and float32 path).
 - ``"top_k"``: XLA computes the router's product (spread over the whole GPU; for up to
   `PRODUCT_AS_SUM_TOKENS` tokens written as a float32 sum, one reduction kernel); one Pallas
-  kernel adds the bias and takes the top k and the softmax, in place of four of XLA's kernels. (One
-  kernel for the norm before the MoE and all of this, one program reading the whole router
-  weight, ran slower than XLA: BENCHMARKS.md.)
+  kernel adds the bias and takes the top k and the softmax, in place of four of XLA's kernels.
+  (One kernel for the norm before the MoE and all of this, one program reading the whole
+  router weight, ran slower than XLA: BENCHMARKS.md.)
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def route(x, weight, bias, *, k: int, backend: str = "xla", interpret: bool = Fa
 
 def _router_product(x, weight):
   """``x @ weight`` [N, E] in x's dtype. For a decode step's few tokens it is written as a float32
-  multiply and sum, which XLA runs as one reduction kernel (as a dot it ran two: the multiply,
-  materialized, then the sum)."""
+  multiply and sum, which XLA runs as one reduction kernel; as a dot, XLA ran a materialized
+  multiply and a sum (batch 1) or pads, a split-K GEMM and its sum (batch 8)."""
   if x.shape[0] > PRODUCT_AS_SUM_TOKENS:
     return x @ weight.astype(x.dtype)
   products = x.astype(jnp.float32)[:, :, None] * weight.astype(jnp.float32)[None]  # [N, D, E]
