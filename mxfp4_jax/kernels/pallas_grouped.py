@@ -153,6 +153,8 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
         return dot_tile(accs, loaded[0]), (*loaded[1:], ahead(kt + cfg.prefetch))
       carry = zero_accs(), tuple(ahead(in_bounds + j) for j in range(cfg.prefetch))
     else:
+      # Each block's loads beside its own dot, not `tile_loads` first: the order in which the
+      # TABLE's larger tiles (no prefetch) were compiled and timed.
       def step(kt, carry):
         accs, prefetched = carry
         if cfg.prefetch_scales:  # the next tile's scales now; they have a whole step to arrive

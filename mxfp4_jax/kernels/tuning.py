@@ -106,8 +106,9 @@ MIN_K_TILES_PER_SPLIT = 4
 def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1) -> KernelConfig:
   """The TABLE row for the expected rows per active expert, block_n narrowed to the output, and
   K split ``k_splits`` ways while that keeps the programs with work within
-  `SPLIT_K_TARGET_PROGRAMS` (`SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES` for 16-row tiles). A split count that divides the K tiles is preferred, so that the
-  splits run as straight-line code (`KernelConfig.unroll_split`).
+  `SPLIT_K_TARGET_PROGRAMS` (`SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES` for 16-row tiles). A split
+  count that divides the K tiles is preferred, so that the splits run as straight-line code
+  (`KernelConfig.unroll_split`).
 
   ``k_tiles``: 64-value K tiles of the weight (`PackedMXFP4.values.shape[1]`).
   """
