@@ -276,3 +276,25 @@ printer.finish()
                           timeout=300)
   assert result.returncode == 0, result.stderr
   assert result.stdout.rstrip("\n") == "if a <"
+
+
+def test_load_ceiling_xors_every_byte_a_program_reads():
+  import jax
+  import jax.numpy as jnp
+  from experiments.load_ceiling import byte_words, xor_reads
+  from mxfp4_jax.mxfp4.layout import random_packed
+  w = random_packed(jax.random.PRNGKey(0), 3, 256, 128, swiglu_halves=True)
+  experts = jnp.array([2, 0], jnp.int32)
+  words = byte_words(w)  # [E, 4 K tiles, 128, 8]
+  out = xor_reads(experts, words, w.scales, block_n=16, k_splits=2, swiglu=True, interpret=True)
+  for p, e in enumerate(experts.tolist()):
+    for c in range(4):  # column tiles of the 64 SwiGLU outputs
+      for s in range(2):
+        rows = jnp.r_[c * 16:(c + 1) * 16, 64 + c * 16:64 + (c + 1) * 16]
+        expected = jnp.zeros((16, 8), jnp.uint32)
+        for kt in (2 * s, 2 * s + 1):
+          for part in (rows[:16], rows[16:]):
+            expected ^= words[e, kt, part]
+            for half in range(2):
+              expected ^= w.scales[e, 2 * kt + half, part].astype(jnp.uint32)[:, None]
+        assert (out[p, c, s] == expected).all(), (p, c, s)
