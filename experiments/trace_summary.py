@@ -1,4 +1,4 @@
-"""Where the device time goes in a `jax.profiler` trace: GPU kernel time by kernel.
+"""Where the device time goes in a `jax.profiler` trace: GPU kernel time by kernel, then by XLA op.
 
   python -m experiments.generate --config=configs/generate.py --config.random_model=gpt_oss_20b \
       --profile_dir=results/trace
@@ -7,7 +7,10 @@
 Reads the ``perfetto_trace.json.gz`` that ``jax.profiler.trace(create_perfetto_trace=True)``
 writes. "busy" is the union of kernel intervals on the GPU's streams, "span" the first kernel's
 start to the last one's end: a span much longer than busy means the GPU waited (launch gaps,
-host syncs). ``--steps`` divides every figure by the decode steps the trace covers.
+host syncs). ``--steps`` divides every figure by the decode steps the trace covers. The second
+table keeps each XLA op apart (``input_reduce_fusion.7``, the router, is not the norms'
+``input_reduce_fusion.4``): a decode step's ops map one to one onto its optimized HLO
+(``experiments.step_kernels``).
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ def kernel_name(event: dict) -> str:
   return re.sub(r"[._]\d+$", "", re.sub(r"\.\d+", "", event["name"]))
 
 
+def xla_op(event: dict) -> str:
+  return str(event.get("args", {}).get("hlo_op") or event["name"])
+
+
 def table(events: list[dict], key, steps: int, top: int) -> list[str]:
   total, count = collections.Counter(), collections.Counter()
   for e in events:
@@ -87,6 +94,7 @@ def summarize(path, steps: int = 1, top: int = 25) -> str:
   lines = [f"{len(events) / steps:.1f} GPU events/step | busy {busy / steps:.1f} us/step | span "
            f"{span / steps:.1f} us/step | idle {1 - busy / span if span else 0:.1%}",
            "", "by kernel:", *table(events, kernel_name, steps, top),
+           "", "by XLA op:", *table(events, xla_op, steps, top),
            "", f"args of one event: {sorted(events[0].get('args', {}))}"]
   return "\n".join(lines)
 
