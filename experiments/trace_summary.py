@@ -1,4 +1,4 @@
-"""Where the device time goes in a `jax.profiler` trace: GPU kernel time by kernel, then by XLA op.
+"""Where the device time goes in a `jax.profiler` trace: GPU kernel time by kernel, then by fusion.
 
   python -m experiments.generate --config=configs/generate.py --config.random_model=gpt_oss_20b \
       --profile_dir=results/trace
@@ -8,9 +8,11 @@ Reads the ``perfetto_trace.json.gz`` that ``jax.profiler.trace(create_perfetto_t
 writes. "busy" is the union of kernel intervals on the GPU's streams, "span" the first kernel's
 start to the last one's end: a span much longer than busy means the GPU waited (launch gaps,
 host syncs). ``--steps`` divides every figure by the decode steps the trace covers. The second
-table keeps each XLA op apart (``input_reduce_fusion.7``, the router, is not the norms'
-``input_reduce_fusion.4``): a decode step's ops map one to one onto its optimized HLO
-(``experiments.step_kernels``).
+table keeps each fusion apart by its kernel's own name (the router's ``input_reduce_fusion_7``
+is not the norms' ``input_reduce_fusion_4``), as the optimized HLO that
+``experiments.step_kernels`` lists names them; fusions that XLA compiled to one kernel share a
+row. (The trace's ``hlo_op`` does not tell them apart: a decode
+step runs as one XLA command buffer, a CUDA graph, and every kernel in it carries its name.)
 """
 
 from __future__ import annotations
@@ -68,10 +70,6 @@ def kernel_name(event: dict) -> str:
   return re.sub(r"[._]\d+$", "", re.sub(r"\.\d+", "", event["name"]))
 
 
-def xla_op(event: dict) -> str:
-  return str(event.get("args", {}).get("hlo_op") or event["name"])
-
-
 def table(events: list[dict], key, steps: int, top: int) -> list[str]:
   total, count = collections.Counter(), collections.Counter()
   for e in events:
@@ -94,7 +92,7 @@ def summarize(path, steps: int = 1, top: int = 25) -> str:
   lines = [f"{len(events) / steps:.1f} GPU events/step | busy {busy / steps:.1f} us/step | span "
            f"{span / steps:.1f} us/step | idle {1 - busy / span if span else 0:.1%}",
            "", "by kernel:", *table(events, kernel_name, steps, top),
-           "", "by XLA op:", *table(events, xla_op, steps, top),
+           "", "by fusion:", *table(events, lambda e: e["name"], steps, top),
            "", f"args of one event: {sorted(events[0].get('args', {}))}"]
   return "\n".join(lines)
 
