@@ -11,8 +11,8 @@ host syncs). ``--steps`` divides every figure by the decode steps the trace cove
 table keeps each fusion apart by its kernel's own name (the router's ``input_reduce_fusion_7``
 is not the norms' ``input_reduce_fusion_4``), as the optimized HLO that
 ``experiments.step_kernels`` lists names them; fusions that XLA compiled to one kernel share a
-row. (The trace's ``hlo_op`` does not tell them apart: a decode
-step runs as one XLA command buffer, a CUDA graph, and every kernel in it carries its name.)
+row. (The trace's ``hlo_op`` does not tell them apart: a decode step runs as one XLA command
+buffer, a CUDA graph, and every kernel in it carries the buffer's name.)
 """
 
 from __future__ import annotations
