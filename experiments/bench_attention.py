@@ -69,9 +69,7 @@ def main(argv) -> None:
         print(f"T={length:>6} window={r['window']:>4} {tiling:>14}: {r['ms']:9.3f} ms "
               f"{r['tflops']:7.1f} TF/s ({r['fraction_of_bf16']:.1%} of bf16) "
               f"rel err vs xla {error:.1e}", flush=True)
-  out = common.output_dir(config, "bench_attention")
-  common.write_json(out / "results.json", dict(device=common.device_description(),
-                                               config=config.to_dict(), results=results))
+  out = common.write_results(config, "bench_attention", results)
   with open(out / "results.csv", "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(results[0]))
     writer.writeheader()

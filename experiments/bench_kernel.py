@@ -185,9 +185,7 @@ def main(argv) -> None:
   config.hbm_bytes_per_s, config.bf16_flops_per_s = common.ceilings(config.hbm_bytes_per_s,
                                                                     config.bf16_flops_per_s)
   results = bench(config)
-  out = common.output_dir(config, "bench_kernel")
-  common.write_json(out / "results.json", dict(device=common.device_description(),
-                                               config=config.to_dict(), results=results))
+  out = common.write_results(config, "bench_kernel", results)
   with open(out / "results.csv", "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=sorted({k for r in results for k in r}))
     writer.writeheader()

@@ -89,6 +89,14 @@ def write_json(path: pathlib.Path, payload) -> None:
   path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
+def write_results(config, name: str, results: list) -> pathlib.Path:
+  """``results.json`` (this device, the config and ``results``) in `output_dir`; -> the folder."""
+  out = output_dir(config, name)
+  write_json(out / "results.json", dict(device=device_description(), config=config.to_dict(),
+                                        results=results))
+  return out
+
+
 def kernel_options(text: str) -> dict:
   """``"decode=lut,accumulate_in_mma=1"`` (``--config.kernel_options``) -> KernelConfig field
   values (ints, and bools written as 0 or 1), for experiments that override the tuned defaults.

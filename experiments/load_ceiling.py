@@ -114,9 +114,7 @@ def main(argv) -> None:
         print(f"{shape_name} P={r['rows']} {r['kernel']:>14} k_splits={r['k_splits']:>2}: "
               f"{r['ms']:.4f} ms, {r['bytes'] / r['ms'] / 1e9:.2f} TB/s of "
               f"{r['bytes'] / 1e6:.1f} MB", flush=True)
-  out = common.output_dir(config, "load_ceiling")
-  common.write_json(out / "results.json", dict(device=common.device_description(),
-                                               config=config.to_dict(), results=results))
+  out = common.write_results(config, "load_ceiling", results)
   print(f"wrote {out}")
 
 

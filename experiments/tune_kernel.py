@@ -91,9 +91,7 @@ def main(argv) -> None:
     results.append(dict(shape=shape_name, rows=num_rows, best=best.__dict__,
                         ms=best_seconds * 1e3,
                         all=[dict(ms=s * 1e3, **c.__dict__) for s, c in timings]))
-  out = common.output_dir(config, "tune_kernel")
-  common.write_json(out / "results.json", dict(device=common.device_description(),
-                                               config=config.to_dict(), results=results))
+  out = common.write_results(config, "tune_kernel", results)
   print(f"wrote {out}")
 
 
