@@ -54,8 +54,9 @@ def byte_words(w: PackedMXFP4) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("block_n", "k_splits", "swiglu", "interpret"))
 def xor_reads(row_experts, words, scales, *, block_n: int, k_splits: int, swiglu: bool,
               interpret: bool = False):
-  """[P, column tiles, K splits, block_n, 8] uint32: for row p, column tile and split, the XOR of the
-  words and scales that the grouped matmul's program reads (both halves' rows with ``swiglu``)."""
+  """[P, column tiles, K splits, block_n, 8] uint32: for row p, column tile and split, the XOR
+  of the words and scales that the grouped matmul's program reads (both halves' rows with
+  ``swiglu``)."""
   _, k_tiles, n, _ = words.shape
   out_cols = n // 2 if swiglu else n
   if out_cols % block_n or k_tiles % k_splits:
