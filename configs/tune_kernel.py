@@ -23,6 +23,7 @@ def get_config():
   c.k_unroll = "1"
   c.k_splits = "1"
   c.prefetch = "0"  # K tiles loaded ahead of the current dot, e.g. "0,1,2"
+  c.column_blocks = "1"  # output blocks of block_n a program, each its own dot, e.g. "1,2"
   c.decode = "integer"  # or "bf16x2", or "integer,bf16x2"
   c.accumulate_in_mma = "0"  # "0,1" sweeps both
   c.prefetch_scales = "0"  # "0,1" sweeps both

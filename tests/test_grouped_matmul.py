@@ -372,6 +372,19 @@ def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
   check(out, ref, case["group_sizes"], rtol=1e-5)
 
 
+@pytest.mark.parametrize("swiglu", [False, True])
+@pytest.mark.parametrize("options", [dict(), dict(k_splits=3, unroll_split=True, prefetch=1),
+                                     dict(k_splits=2, prefetch=1)])
+def test_column_blocks_compute_the_same_sums(rng, swiglu, options):
+  """Two 16-wide output blocks a program over 80 output columns: the last program slides back
+  to columns 48-79 and writes only 64-79, which the one before it did not."""
+  case, ref, _ = make_case(rng, 3, 192, 160 if swiglu else 80, 37, [11, 0, 20], bias=True,
+                           row_weights=not swiglu, swiglu=swiglu)
+  config = dataclasses.replace(CFG, block_n=16, column_blocks=2, **options)
+  out = run(case, "pallas", config=config, out_dtype=jnp.float32)
+  check(out, ref, case["group_sizes"], rtol=1e-5)
+
+
 @pytest.mark.parametrize("decode", ["bf16x2", "lut"])
 def test_ptx_decode_computes_the_same_sums(rng, decode):
   """The PTX decodes run inline PTX on a GPU; interpret mode falls back to the integer decode."""
@@ -388,6 +401,8 @@ def test_kernel_config_rejects_bad_blocks():
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, k_splits=5.0)
   with pytest.raises(ValueError, match="prefetch must be >= 0, got -1"):
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, prefetch=-1)
+  with pytest.raises(ValueError, match="column_blocks must be >= 1, got 0"):
+    KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, column_blocks=0)
   with pytest.raises(ValueError, match="block_n=48 must be a power of two >= 16"):
     KernelConfig(block_m=16, block_n=48, num_warps=4, num_stages=2)
   with pytest.raises(ValueError, match="block_m=8 must be a power of two >= 16"):
@@ -426,11 +441,14 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
                                               dataclasses.replace(tuning.TABLE[0][1], k_splits=1,
                                                                   unroll_split=False, prefetch=2),
                                               dataclasses.replace(tuning.TABLE[-1][1],
-                                                                  decode="bf16x2")],
+                                                                  decode="bf16x2"),
+                                              dataclasses.replace(tuning.TABLE[0][1], k_splits=9,
+                                                                  column_blocks=2)],
     ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_"
                    f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"
                    f"{'_prefetch' if c.prefetch_scales else ''}{'_straight' if c.unroll_split else ''}"
-                   f"{f'_ahead{c.prefetch}' if c.prefetch else ''}"))
+                   f"{f'_ahead{c.prefetch}' if c.prefetch else ''}"
+                   f"{f'_blocks{c.column_blocks}' if c.column_blocks > 1 else ''}"))
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.
@@ -481,7 +499,8 @@ def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   assert ("mul.rn.bf16x2" in inline_asm) == (config.decode != "integer")
   assert ("0x6240" in inline_asm) == (config.decode == "lut")
   assert "mxfp4_grouped_matmul" + ("_swiglu" if swiglu else "") in text
-  grid = (max_tiles(p, e, config.block_m), -(-out_cols // config.block_n), config.k_splits)
+  grid = (max_tiles(p, e, config.block_m), -(-out_cols // (config.block_n * config.column_blocks)),
+          config.k_splits)
   assert re.search(rf"grid_x = {grid[0]} : i32, grid_y = {grid[1]} : i32, grid_z = {grid[2]}",
                    text)
 

@@ -97,13 +97,20 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   # is masked) rather than x being padded up to a tile by one more kernel before this one.
   x_rows = x_ref.shape[0]
   rows_read = pl.ds(window, bm) if x_rows >= bm else jnp.minimum(rows, x_rows - 1)
-  # The last column tile slides back to stay in bounds; it writes only the columns it owns.
-  col0 = jnp.minimum(col_tile * bn, out_cols - bn)
-  cols = col0 + lax.broadcasted_iota(jnp.int32, (bn,), 0)
-  mask = (((rows >= start) & (rows < end))[:, None]) & ((cols >= col_tile * bn)[None, :])
+  # A program owns `column_blocks` blocks of bn output columns. The last program slides back
+  # to stay in bounds; it writes only the columns it owns.
+  owned = col_tile * bn * cfg.column_blocks
+  col0 = jnp.minimum(owned, out_cols - bn * cfg.column_blocks)
+  out_blocks = tuple(col0 + i * bn for i in range(cfg.column_blocks))
+  row_mask = (rows >= start) & (rows < end)
+  masks = tuple(  # [bm, bn] a block: the tile's rows, and the columns this program owns
+      row_mask[:, None] & ((c + lax.broadcasted_iota(jnp.int32, (bn,), 0)) >= owned)[None, :]
+      for c in out_blocks)
 
-  # Weight rows that feed this output tile: one tile, or (glu, linear) for the fused SwiGLU.
-  weight_rows = (col0,) if not swiglu_half else (col0, col0 + swiglu_half)
+  # Weight rows that feed the output blocks, each its own dot: the blocks, then for the fused
+  # SwiGLU their linear halves (the blocks' own rows being the glu halves).
+  weight_rows = out_blocks + (tuple(c + swiglu_half for c in out_blocks) if swiglu_half else ())
+  mask_of_row = masks * (2 if swiglu_half else 1)  # the mask of the output block a row feeds
 
   def row_scales(kt, row0):  # the [bn] uint8 scales of the low and the high half
     return (scales_ref[group, 2 * kt, pl.ds(row0, bn)],
@@ -201,19 +208,23 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     unroll = cfg.k_unroll if num_k_tiles % cfg.k_unroll == 0 else 1
     accs = loop(0, has_work * (num_k_tiles // unroll), unroll)
   if split_k:
-    for acc, row0 in zip(accs, weight_rows):
+    for acc, row0, mask in zip(accs, weight_rows, mask_of_row):
       pltriton.store(out_ref.at[pl.program_id(2), pl.ds(window, bm), pl.ds(row0, bn)], acc.T,
                      mask=mask)
     return
   if has_bias:
     accs = tuple(acc + bias_ref[group, pl.ds(row0, bn)][:, None]
                  for acc, row0 in zip(accs, weight_rows))
-  out = swiglu(*accs, alpha=swiglu_alpha, limit=swiglu_limit) if swiglu_half else accs[0]
-  if has_row_weights:
-    out = out * row_weights_ref[rows_read].astype(jnp.float32)[None, :]
-  out = jnp.where(is_expert, out, 0.0)
-  pltriton.store(out_ref.at[pl.ds(window, bm), pl.ds(col0, bn)], out.T.astype(out_ref.dtype),
-                 mask=mask)
+  outs = accs
+  if swiglu_half:
+    glu, linear = accs[:cfg.column_blocks], accs[cfg.column_blocks:]
+    outs = [swiglu(g, l, alpha=swiglu_alpha, limit=swiglu_limit) for g, l in zip(glu, linear)]
+  for out, block, mask in zip(outs, out_blocks, masks):
+    if has_row_weights:
+      out = out * row_weights_ref[rows_read].astype(jnp.float32)[None, :]
+    out = jnp.where(is_expert, out, 0.0)
+    pltriton.store(out_ref.at[pl.ds(window, bm), pl.ds(block, bn)], out.T.astype(out_ref.dtype),
+                   mask=mask)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "activation", "out_dtype", "interpret",
@@ -259,7 +270,7 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
       has_bias=has_bias, has_row_weights=has_row_weights,
       swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
       decode=decode, row_tiles=row_experts is not None)
-  grid = (num_tiles, pl.cdiv(out_cols, cfg.block_n))
+  grid = (num_tiles, pl.cdiv(out_cols, cfg.block_n * cfg.column_blocks))
   out_shape = jax.ShapeDtypeStruct((padded_rows, out_cols), out_dtype)
   if split_k:
     grid += (cfg.k_splits,)

@@ -49,6 +49,9 @@ class KernelConfig:
   # In the K loop the carried bytes cost a register-layout change per step (sm_90: 32 SHFL + 64
   # SEL); prefetch > 0 there subsumes prefetch_scales.
   prefetch: int = 0
+  # Output blocks of block_n columns a program computes, each its own dot (as the fused SwiGLU's
+  # glu and linear blocks are): more independent loads and dots a program, fewer programs.
+  column_blocks: int = 1
 
   def __post_init__(self):
     if self.decode not in DECODES:
@@ -58,6 +61,8 @@ class KernelConfig:
         raise TypeError(f"KernelConfig.{f.name} must be an int, got {getattr(self, f.name)!r}")
     if self.prefetch < 0:
       raise ValueError(f"KernelConfig.prefetch must be >= 0, got {self.prefetch}")
+    if self.column_blocks < 1:
+      raise ValueError(f"KernelConfig.column_blocks must be >= 1, got {self.column_blocks}")
     for name in ("block_m", "block_n"):
       value = getattr(self, name)
       if value < 16 or value & (value - 1):
