@@ -109,12 +109,12 @@ def main(argv) -> None:
   print(f"device: {common.device_description()}")
   results = []
   for shape_name in common.csv_list(config.shapes):
-    results += _measure(shape_name, config)
-    for r in results:
-      if r["shape"] == shape_name:
-        print(f"{shape_name} P={r['rows']} {r['kernel']:>14} k_splits={r['k_splits']:>2}: "
-              f"{r['ms']:.4f} ms, {r['bytes'] / r['ms'] / 1e9:.2f} TB/s of "
-              f"{r['bytes'] / 1e6:.1f} MB", flush=True)
+    measured = _measure(shape_name, config)
+    for r in measured:
+      print(f"{shape_name} P={r['rows']} {r['kernel']:>14} k_splits={r['k_splits']:>2}: "
+            f"{r['ms']:.4f} ms, {r['bytes'] / r['ms'] / 1e9:.2f} TB/s of "
+            f"{r['bytes'] / 1e6:.1f} MB", flush=True)
+    results += measured
   out = common.write_results(config, "load_ceiling", results)
   print(f"wrote {out}")
 
