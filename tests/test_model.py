@@ -66,7 +66,7 @@ def np_attention(cfg, layer, p, x):  # x [T, D] float64
 
 
 def np_moe(cfg, p, x):  # x [T, D]
-  logits = x @ p["router_w"] + p["router_b"]
+  logits = x @ p["router_w"].T + p["router_b"]
   out = np.zeros_like(x)
   for t in range(x.shape[0]):
     top = np.argsort(-logits[t], kind="stable")[:cfg.experts_per_token]

@@ -17,14 +17,14 @@ INTERPRET = jax.default_backend() != "gpu"
 def inputs(n, d, e, seed=0):
   keys = jax.random.split(jax.random.PRNGKey(seed), 3)
   x = jax.random.normal(keys[0], (n, d)).astype(jnp.bfloat16)  # like normalized tokens
-  weight = (jax.random.normal(keys[1], (d, e)) * d ** -0.5).astype(jnp.bfloat16)
+  weight = (jax.random.normal(keys[1], (e, d)) * d ** -0.5).astype(jnp.bfloat16)
   bias = (jax.random.normal(keys[2], (e,)) * 0.1).astype(jnp.bfloat16)
   return x, weight, bias
 
 
 def numpy_route(x, weight, bias, k):
   x, weight, bias = (np.asarray(a, np.float64) for a in (x, weight, bias))
-  logits = x @ weight + bias
+  logits = x @ weight.T + bias
   order = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
   top = np.take_along_axis(logits, order, -1)
   weights = np.exp(top - top[:, :1])
@@ -80,7 +80,7 @@ def test_no_tokens():
 
 
 @pytest.mark.parametrize("change,match", [
-    (dict(weight=jnp.ones((32, 16), jnp.bfloat16)), r"needs weight \[64, E\]"),
+    (dict(weight=jnp.ones((16, 32), jnp.bfloat16)), r"needs weight \[E, 64\]"),
     (dict(bias=jnp.zeros(3, jnp.bfloat16)), "bias must have shape"),
     (dict(x=jnp.ones((2, 64), jnp.float32)), "x is float32"),
     (dict(k=3), "k=3 is not a power of two"),
@@ -135,7 +135,7 @@ def test_lowers_to_triton_for_h100(monkeypatch):
                       lower_and_verify)
   sds = jax.ShapeDtypeStruct
   f = lambda x, w, b: router.route(x, w, b, k=4, backend="top_k")
-  text = jax.jit(f).trace(sds((64, 2880), jnp.bfloat16), sds((2880, 128), jnp.bfloat16),
+  text = jax.jit(f).trace(sds((64, 2880), jnp.bfloat16), sds((128, 2880), jnp.bfloat16),
                           sds((128,), jnp.bfloat16)).lower(lowering_platforms=("cuda",)).as_text()
   assert verified == [True]
   assert "moe_router_top_k" in text and "grid_x = 4 : i32" in text

@@ -29,10 +29,11 @@ BACKENDS = ("xla", "top_k")
 
 
 def route_reference(x, weight, bias, *, k: int):
-  """x [N, D] (the normalized tokens), weight [D, E], bias [E] -> (experts [N, k] int32,
-  weights [N, k] float32): the logits ``x @ weight + bias`` in x's dtype, as GPT-OSS's router
-  computes them, their top k and the softmax over those."""
-  logits = x @ weight.astype(x.dtype) + bias.astype(x.dtype)  # [N, E]
+  """x [N, D] (the normalized tokens), weight [E, D] (a torch Linear's, as the checkpoints
+  store it), bias [E] -> (experts [N, k] int32, weights [N, k] float32): the logits
+  ``x @ weight.T + bias`` in x's dtype, as GPT-OSS's router computes them, their top k and the
+  softmax over those."""
+  logits = x @ weight.T.astype(x.dtype) + bias.astype(x.dtype)  # [N, E]
   top, experts = lax.top_k(logits.astype(jnp.float32), k)
   return experts.astype(jnp.int32), jax.nn.softmax(top, axis=-1)
 
@@ -51,15 +52,15 @@ def route(x, weight, bias, *, k: int, backend: str = "xla", interpret: bool = Fa
   interpret mode on any platform with ``interpret``). Shapes are checked here, with one-line
   errors."""
   d = x.shape[1]
-  if weight.ndim != 2 or weight.shape[0] != d:
-    raise ValueError(f"router: x [N, {d}] needs weight [{d}, E], got {tuple(weight.shape)}")
-  if bias.shape != (weight.shape[1],):
-    raise ValueError(f"router: bias must have shape [{weight.shape[1]}], got {tuple(bias.shape)}")
+  if weight.ndim != 2 or weight.shape[1] != d:
+    raise ValueError(f"router: x [N, {d}] needs weight [E, {d}], got {tuple(weight.shape)}")
+  if bias.shape != (weight.shape[0],):
+    raise ValueError(f"router: bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
   if backend not in BACKENDS:
     raise ValueError(f"router backend must be one of {BACKENDS}, got {backend!r}")
   if backend == "xla":
     return route_reference(x, weight, bias, k=k)
-  why = kernel_supports(x.dtype, k, weight.shape[1])
+  why = kernel_supports(x.dtype, k, weight.shape[0])
   if why:
     raise ValueError(f"router kernel: {why}")
   if x.shape[0] == 0:
@@ -69,13 +70,15 @@ def route(x, weight, bias, *, k: int, backend: str = "xla", interpret: bool = Fa
 
 
 def _router_product(x, weight):
-  """``x @ weight`` [N, E] in x's dtype. For a decode step's few tokens it is written as a float32
-  multiply and sum, which XLA runs as one reduction kernel; as a dot, XLA ran a materialized
-  multiply and a sum (batch 1) or pads, a split-K GEMM and its sum (batch 8)."""
+  """``x @ weight.T`` [N, E] in x's dtype. For a decode step's few tokens it is written as a
+  float32 multiply and sum, which XLA runs as one reduction kernel; as a dot, XLA ran a
+  materialized multiply and a sum (batch 1) or pads, a split-K GEMM and its sum (batch 8). The
+  sum runs along the weight's rows ([E, D]): over D stored [D, E] it was a column reduction
+  whose 32 columns kept one block of threads walking all of D."""
   if x.shape[0] > PRODUCT_AS_SUM_TOKENS:
-    return x @ weight.astype(x.dtype)
-  products = x.astype(jnp.float32)[:, :, None] * weight.astype(jnp.float32)[None]  # [N, D, E]
-  return jnp.sum(products, axis=1).astype(x.dtype)
+    return x @ weight.T.astype(x.dtype)
+  products = x.astype(jnp.float32)[:, None, :] * weight.astype(jnp.float32)[None]  # [N, E, D]
+  return jnp.sum(products, axis=2).astype(x.dtype)
 
 
 def _top_k_kernel(product_ref, bias_ref, experts_ref, weights_ref, *, k: int, num_experts: int):

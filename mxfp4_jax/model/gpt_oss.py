@@ -219,7 +219,7 @@ class MoE(nnx.Module):
 
   def __init__(self, cfg: GptOssConfig, rngs: nnx.Rngs):
     dt, d, i, e = cfg.jnp_dtype, cfg.hidden_size, cfg.intermediate_size, cfg.num_experts
-    self.router_weight = nnx.Param(_normal(rngs, (d, e), dt))
+    self.router_weight = nnx.Param(_normal(rngs, (e, d), dt))  # [E, D], as the checkpoints
     self.router_bias = nnx.Param(jnp.zeros((e,), dt))
     self.gate_up = MXFP4Experts(random_packed(rngs.params(), e, d, 2 * i, swiglu_halves=True))
     self.down = MXFP4Experts(random_packed(rngs.params(), e, i, d))
