@@ -50,7 +50,10 @@ class KernelConfig:
   # SEL); prefetch > 0 there subsumes prefetch_scales.
   prefetch: int = 0
   # Output blocks of block_n columns a program computes, each its own dot (as the fused SwiGLU's
-  # glu and linear blocks are): more independent loads and dots a program, fewer programs.
+  # glu and linear blocks are): more independent loads and dots a program, fewer programs. H200,
+  # 20b down, one-row tiles, 9 splits: P=4 0.0145 ms with 1, 0.0160 with 2; P=32 (5 splits)
+  # 0.0730 with 1, 0.0699 with 2. With 2 for down at decode sizes, 20b batch 1 ran 1-2% slower
+  # end to end, so the table keeps 1 (BENCHMARKS.md, ninth round).
   column_blocks: int = 1
 
   def __post_init__(self):
