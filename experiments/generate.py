@@ -18,6 +18,7 @@ from flax import nnx
 
 import mxfp4_jax
 from experiments import common
+from mxfp4_jax.checkpoint import CheckpointError
 from mxfp4_jax.generate import harmony
 from mxfp4_jax.generate.engine import Generator
 from mxfp4_jax.generate.sampling import SamplingParams
@@ -45,7 +46,10 @@ _PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Write a jax.profiler trac
 def _model_and_tokenizer(config):
   runtime = dict(dtype=config.dtype, moe_backend=config.moe_backend)
   if _CHECKPOINT.value:
-    model = mxfp4_jax.load_model(_CHECKPOINT.value, **runtime)
+    try:
+      model = mxfp4_jax.load_model(_CHECKPOINT.value, **runtime)
+    except CheckpointError as e:
+      raise app.UsageError(f"--checkpoint: {e}") from None
     return model, load_tokenizer(_CHECKPOINT.value), f"checkpoint {_CHECKPOINT.value}"
   if config.random_model == "tiny":
     model_config = config.model
