@@ -23,7 +23,6 @@ import numpy as np
 from absl import app
 from flax import nnx
 
-import mxfp4_jax
 from experiments import common
 from mxfp4_jax import benchmarking
 from mxfp4_jax.generate.engine import Generator
@@ -39,7 +38,7 @@ def _build(config):
   if config.checkpoint:
     runtime = {k: config.model[k]
                for k in ("dtype", "moe_backend", "moe_interpret", "attention_backend")}
-    return mxfp4_jax.load_model(config.checkpoint, **runtime)
+    return common.load_checkpoint(config.checkpoint, "--config.checkpoint", **runtime)
   return GptOss(GptOssConfig.from_dict(config.model), rngs=nnx.Rngs(config.seed))
 
 

@@ -119,6 +119,19 @@ def kernel_options(text: str) -> dict:
   return options
 
 
+def load_checkpoint(path, flag: str, **runtime):
+  """`mxfp4_jax.load_model`, with a problem in the checkpoint (`CheckpointError`: a file, key,
+  tensor or packed format) reported as a one-line usage error naming ``flag``."""
+  from absl import app  # noqa: PLC0415
+  import mxfp4_jax  # noqa: PLC0415
+  from mxfp4_jax.checkpoint import CheckpointError  # noqa: PLC0415
+
+  try:
+    return mxfp4_jax.load_model(path, **runtime)
+  except CheckpointError as e:
+    raise app.UsageError(f"{flag}: {e}") from None
+
+
 def csv_list(text, cast=str) -> list:
   """``"1,4,16"`` (how list-valued config fields are written on the command line) -> a list."""
   return [cast(item) for item in str(text).split(",") if item.strip()]

@@ -16,9 +16,7 @@ import jax
 from absl import app, flags
 from flax import nnx
 
-import mxfp4_jax
 from experiments import common
-from mxfp4_jax.checkpoint import CheckpointError
 from mxfp4_jax.generate import harmony
 from mxfp4_jax.generate.engine import Generator
 from mxfp4_jax.generate.sampling import SamplingParams
@@ -46,10 +44,7 @@ _PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Write a jax.profiler trac
 def _model_and_tokenizer(config):
   runtime = dict(dtype=config.dtype, moe_backend=config.moe_backend)
   if _CHECKPOINT.value:
-    try:
-      model = mxfp4_jax.load_model(_CHECKPOINT.value, **runtime)
-    except CheckpointError as e:
-      raise app.UsageError(f"--checkpoint: {e}") from None
+    model = common.load_checkpoint(_CHECKPOINT.value, "--checkpoint", **runtime)
     return model, load_tokenizer(_CHECKPOINT.value), f"checkpoint {_CHECKPOINT.value}"
   if config.random_model == "tiny":
     model_config = config.model
