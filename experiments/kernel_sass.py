@@ -57,8 +57,14 @@ def lower_to_ttir(config, kernel_config: KernelConfig) -> str:
   return captured[0]
 
 
-def loop_stats(sass: str) -> list[dict]:
-  """Every backward branch's loop body: instruction count and the most frequent opcodes."""
+def _opcodes(body: list[str]) -> dict[str, int]:
+  counts = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0].split(".")[0]
+                               for t in body)
+  return dict(counts.most_common())
+
+
+def loop_stats(sass: str) -> tuple[dict, list[dict]]:
+  """The whole kernel's instruction count and opcodes, and every backward branch's loop body's."""
   instructions = [(int(m.group(1), 16), m.group(2).strip())
                   for m in map(_INSTRUCTION.match, sass.splitlines()) if m]
   loops = []
@@ -66,10 +72,9 @@ def loop_stats(sass: str) -> list[dict]:
     target = re.search(r"BRA[^0-9]*0x([0-9a-f]+)", text)
     if target and int(target.group(1), 16) < address:
       body = [t for a, t in instructions if int(target.group(1), 16) <= a <= address]
-      opcodes = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0].split(".")[0]
-                                    for t in body)
-      loops.append(dict(instructions=len(body), opcodes=dict(opcodes.most_common())))
-  return loops
+      loops.append(dict(instructions=len(body), opcodes=_opcodes(body)))
+  texts = [t for _, t in instructions if not t.startswith("NOP")]
+  return dict(instructions=len(texts), opcodes=_opcodes(texts)), loops
 
 
 def main(argv) -> None:
@@ -86,7 +91,8 @@ def main(argv) -> None:
                                accumulate_in_mma=config.accumulate_in_mma,
                                prefetch_scales=config.prefetch_scales,
                                k_splits=config.k_splits, unroll_split=config.unroll_split,
-                               prefetch=config.prefetch, column_blocks=config.column_blocks)
+                               prefetch=config.prefetch, column_blocks=config.column_blocks,
+                               fma_rows=config.fma_rows)
   out = common.output_dir(config, "kernel_sass")
   ttir = out / "kernel.ttir"
   ttir.write_text(lower_to_ttir(config, kernel_config))
@@ -114,7 +120,12 @@ def main(argv) -> None:
   print(f"{config.shape} P={config.rows} {kernel_config}: shared memory "
         f"{compiled.metadata.shared} bytes, {registers} registers a thread "
         f"(at most {per_sm} programs an SM by registers)")
-  for loop in loop_stats(sass):
+  whole, loops = loop_stats(sass)
+  print(f"kernel: {whole['instructions']} instructions (NOPs left out); "
+        + ", ".join(f"{op} {count}" for op, count in list(whole["opcodes"].items())[:14])
+        + "; " + ", ".join(f"{op} {whole['opcodes'].get(op, 0)}"
+                           for op in ("BAR", "MEMBAR", "HGMMA", "FFMA", "LDG", "LDS", "STS")))
+  for loop in loops:
     top = ", ".join(f"{op} {count}" for op, count in list(loop["opcodes"].items())[:10])
     # Every thread runs the loop body once per iteration; the program decodes
     # weights_per_iteration weights per iteration over `threads` threads.

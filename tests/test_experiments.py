@@ -156,9 +156,10 @@ def test_kernel_sass_loop_stats_parses_the_disassembly():
         /*0040*/              @P0  BRA 0x10 ;
         /*0050*/                   EXIT ;
   """
-  [loop] = loop_stats(sass)
+  whole, [loop] = loop_stats(sass)
   assert loop["instructions"] == 4
   assert loop["opcodes"] == {"LOP3": 1, "IMAD": 1, "HGMMA": 1, "BRA": 1}
+  assert whole["instructions"] == 6 and whole["opcodes"]["EXIT"] == 1
 
 
 def test_step_kernels_lists_the_loop_body_instructions_that_launch_work():
