@@ -56,18 +56,17 @@ def main(argv) -> None:
                for f in ("block_m", "block_n", "num_warps", "num_stages", "k_unroll", "k_splits",
                          "prefetch", "column_blocks"))
     flags = (common.csv_list(config[f], lambda v: bool(int(v)))
-             for f in ("accumulate_in_mma", "prefetch_scales", "unroll_split", "fma_rows"))
+             for f in ("accumulate_in_mma", "prefetch_scales", "unroll_split"))
     for (bm, bn, warps, stages, unroll, splits, ahead, blocks, decode, in_mma, prefetch,
-         unroll_split, fma_rows) in itertools.product(
+         unroll_split) in itertools.product(
         *numbers, common.csv_list(config.decode), *flags):
-      if (bm > m_limit or (unroll_split and splits == 1)  # no split to unroll
-          or (fma_rows and not config.row_experts)):  # FMA is for one-row tiles only
+      if bm > m_limit or (unroll_split and splits == 1):  # the latter: no split to unroll
         continue
       cfg = KernelConfig(block_m=bm, block_n=bn, num_warps=warps, num_stages=stages,
                          k_unroll=unroll, k_splits=splits, prefetch=ahead,
                          column_blocks=blocks, decode=decode,
                          accumulate_in_mma=in_mma, prefetch_scales=prefetch,
-                         unroll_split=unroll_split, fma_rows=fma_rows)
+                         unroll_split=unroll_split)
       fn = functools.partial(_kernel, by_row=config.row_experts, activation=activation,
                              backend="pallas", config=cfg)
       try:

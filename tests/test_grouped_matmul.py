@@ -247,11 +247,6 @@ def test_overridden_replaces_fields_of_every_picked_config_inside_only():
     ("p7_padded_k", False, dataclasses.replace(CFG, k_splits=2, unroll_split=True,
                                                prefetch=1)),  # 2 tiles, 1 a split
     ("single_row_groups", False, None),  # the picked config
-    # One-row tiles on the CUDA cores: unsplit, split K in a loop, straight-line splits
-    ("p33_e32_swiglu", True, dataclasses.replace(CFG, fma_rows=True)),
-    ("p33_e32", False, dataclasses.replace(CFG, k_splits=2, fma_rows=True)),
-    ("p7_padded_k", False, dataclasses.replace(CFG, k_splits=2, unroll_split=True, prefetch=1,
-                                               fma_rows=True)),
 ])
 def test_row_experts_in_any_order(rng, backend, name, swiglu, config):
   """Rows shuffled out of expert order, each naming its expert: the sorted result, shuffled."""
@@ -448,15 +443,12 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
                                               dataclasses.replace(tuning.TABLE[-1][1],
                                                                   decode="bf16x2"),
                                               dataclasses.replace(tuning.TABLE[0][1], k_splits=9,
-                                                                  column_blocks=2),
-                                              dataclasses.replace(tuning.TABLE[0][1], k_splits=9,
-                                                                  fma_rows=True)],
+                                                                  column_blocks=2)],
     ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_"
                    f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"
                    f"{'_prefetch' if c.prefetch_scales else ''}{'_straight' if c.unroll_split else ''}"
                    f"{f'_ahead{c.prefetch}' if c.prefetch else ''}"
-                   f"{f'_blocks{c.column_blocks}' if c.column_blocks > 1 else ''}"
-                   f"{'_fma_rows' if c.fma_rows else ''}"))
+                   f"{f'_blocks{c.column_blocks}' if c.column_blocks > 1 else ''}"))
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.
@@ -494,22 +486,20 @@ def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
       bias=sds((e, n), jnp.float32), in_features=k, swiglu_halves=swiglu)
   x, group_sizes = sds((p, k), jnp.bfloat16), sds((e,), jnp.int32)
   row_weights = None if swiglu else sds((p,), jnp.float32)
-  # FMA applies to one-row tiles: lowered with each row's expert, one tile a row.
-  groups = (None, sds((p,), jnp.int32)) if config.fma_rows else (group_sizes, None)
 
-  def f(x, w, groups, row_weights):
-    return grouped_matmul_pallas(x, w, groups[0], row_weights, groups[1], cfg=config,
+  def f(x, w, group_sizes, row_weights):
+    return grouped_matmul_pallas(x, w, group_sizes, row_weights, cfg=config,
                                  activation="swiglu" if swiglu else None, out_dtype=jnp.bfloat16,
                                  interpret=False, swiglu_alpha=ALPHA, swiglu_limit=LIMIT)
 
-  text = jax.jit(f).trace(x, w, groups, row_weights).lower(
+  text = jax.jit(f).trace(x, w, group_sizes, row_weights).lower(
       lowering_platforms=("cuda",)).as_text()
   assert verified == [True]
   assert "__gpu$xla.gpu.triton" in text
   assert ("mul.rn.bf16x2" in inline_asm) == (config.decode != "integer")
   assert ("0x6240" in inline_asm) == (config.decode == "lut")
   assert "mxfp4_grouped_matmul" + ("_swiglu" if swiglu else "") in text
-  grid = (p if config.fma_rows else max_tiles(p, e, config.block_m), -(-out_cols // (config.block_n * config.column_blocks)),
+  grid = (max_tiles(p, e, config.block_m), -(-out_cols // (config.block_n * config.column_blocks)),
           config.k_splits)
   assert re.search(rf"grid_x = {grid[0]} : i32, grid_y = {grid[1]} : i32, grid_z = {grid[2]}",
                    text)

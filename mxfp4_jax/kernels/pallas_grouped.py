@@ -73,7 +73,6 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
             swiglu_half: int, has_bias: bool, has_row_weights: bool, swiglu_alpha: float,
             swiglu_limit: float, decode: str, row_tiles: bool):
   bm, bn = cfg.block_m, cfg.block_n
-  fma = cfg.fma_rows and row_tiles  # one row, multiplied on the CUDA cores
   out_ref = refs[-1]
   tile, col_tile = pl.program_id(0), pl.program_id(1)
   if row_tiles:  # tile p is row p alone (``row_experts``); an expert outside [0, E) gives zeros
@@ -120,11 +119,8 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   def scales_of(kt):
     return tuple(row_scales(kt, row0) for row0 in weight_rows)
 
-  def load_x(kt):  # x's two halves under the tile: [bm, 32] bf16 each ([32] float32 with fma)
+  def load_x(kt):  # x's two halves under the tile: [bm, 32] bf16 each
     k0 = pl.multiple_of(kt * K_TILE, K_TILE)
-    if fma:
-      return tuple(x_ref[tile, pl.ds(k0 + h, HALF_TILE)].astype(jnp.float32)
-                   for h in (0, HALF_TILE))
     return (x_ref[rows_read, pl.ds(k0, HALF_TILE)],
             x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)])
 
@@ -135,9 +131,6 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   def dot_block(acc, x, block):
     (x_low, x_high), (packed, scales) = x, block
     w_low, w_high = _decode_tile(packed, *scales, decode, tables)
-    if fma:  # [bn, 32] float32 partial sums, reduced over K after the last tile
-      return (acc + w_low.astype(jnp.float32) * x_low[None, :]
-              + w_high.astype(jnp.float32) * x_high[None, :])
     if cfg.accumulate_in_mma:
       acc = dot_accumulate(acc, w_low, x_low, trans_b=True)  # [bn, bm] f32
       return dot_accumulate(acc, w_high, x_high, trans_b=True)
@@ -198,7 +191,7 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     return accs
 
   def zero_accs():
-    return tuple(jnp.zeros((bn, HALF_TILE if fma else bm), jnp.float32) for _ in weight_rows)
+    return tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
 
   # Split K: this program sums its share of the K tiles and stores the raw float32 sums for
   # every weight row it read; the caller adds the shares and applies the epilogue.
@@ -214,8 +207,6 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     # rows, and tail tiles (rows past sum(group_sizes), defined as zero), run it zero times.
     unroll = cfg.k_unroll if num_k_tiles % cfg.k_unroll == 0 else 1
     accs = loop(0, has_work * (num_k_tiles // unroll), unroll)
-  if fma:  # the row's sums, as the [bn, bm] tile whose masked store writes that row alone
-    accs = tuple(jnp.broadcast_to(acc.sum(axis=1)[:, None], (bn, bm)) for acc in accs)
   if split_k:
     for acc, row0, mask in zip(accs, weight_rows, mask_of_row):
       pltriton.store(out_ref.at[pl.program_id(2), pl.ds(window, bm), pl.ds(row0, bn)], acc.T,

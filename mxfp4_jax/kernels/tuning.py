@@ -55,13 +55,6 @@ class KernelConfig:
   # 0.0730 with 1, 0.0699 with 2. With 2 for down at decode sizes, 20b batch 1 ran 1-2% slower
   # end to end, so the table keeps 1 (BENCHMARKS.md, ninth round).
   column_blocks: int = 1
-  # One-row tiles (`row_experts`, a decode step's rows) multiply on the CUDA cores: each thread
-  # FMAs its decoded weights with x into float32 partial sums, reduced over K once at the end.
-  # A tensor-core dot of such a tile computes 15 rows of padding, and each wgmma waits on x's
-  # store to shared memory, a barrier and a memory fence that holds the dot until every load in
-  # flight lands; FMA needs none of them, so all of a split's loads can be in flight at once.
-  # Tiles of several rows (group sizes) always use the tensor cores.
-  fma_rows: bool = False
 
   def __post_init__(self):
     if self.decode not in DECODES:
