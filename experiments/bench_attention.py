@@ -1,17 +1,23 @@
-"""Benchmark prefill attention: the Pallas flash kernel (`mxfp4_jax.kernels.flash_attention`)
-against the model's jnp path, at GPT-OSS head shapes.
+"""Benchmark attention at GPT-OSS head shapes: the Pallas prefill kernel
+(`mxfp4_jax.kernels.flash_attention`) against the model's jnp path, and the decode kernel
+(`decode_attention`) by how many programs share a cache.
 
   python -m experiments.bench_attention --config=configs/bench_attention.py
+  python -m experiments.bench_attention --config.lengths= --config.decode_batches=1,8
 
-FLOPs count the (query, key) pairs a prompt's causal or sliding mask leaves visible (4 hd per
-pair and query head), so the ratio to the bf16 ceiling is that of useful work. Writes
-``results.json`` and ``results.csv``; timing: `mxfp4_jax.benchmarking.time_per_call`.
+Prefill FLOPs count the (query, key) pairs a prompt's causal or sliding mask leaves visible (4 hd
+per pair and query head), so the ratio to the bf16 ceiling is that of useful work. Decode reads
+the whole cache (full layers: the context in whole key blocks; sliding layers: the window's
+ring), rotated over copies that add up to 100 MB so that none sits in L2; the time includes the
+merge of the shares and one small update that chains the calls. Writes ``results.json`` and
+``results.csv``; timing: `mxfp4_jax.benchmarking.time_per_call`.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +25,8 @@ from absl import app
 
 from experiments import common
 from mxfp4_jax import benchmarking
-from mxfp4_jax.kernels.flash_attention import flash_attention
-from mxfp4_jax.model.gpt_oss import attend
+from mxfp4_jax.kernels.flash_attention import decode_attention, flash_attention
+from mxfp4_jax.model.gpt_oss import attend, cache_slots, decode_block
 
 _CONFIG = common.define_config("bench_attention.py")
 
@@ -40,13 +46,49 @@ def _runner(tiling: str, window: int | None):
                            interpret=jax.default_backend() != "gpu")
 
 
+def bench_decode(config, key) -> list[dict]:
+  """decode_attention for each batch, context, window and ``num_programs``: ms and cache GB/s."""
+  kv_heads, group, head_dim = config.kv_heads, config.group, config.head_dim
+  results = []
+  for batch, context, window in itertools.product(
+      common.csv_list(config.decode_batches, int), common.csv_list(config.decode_contexts, int),
+      [w or None for w in common.csv_list(config.windows, int)]):
+    slots = cache_slots(min(window, context) if window else context)
+    cache_bytes = 2 * batch * slots * kv_heads * head_dim * 2  # k and v, bf16
+    copies = max(2, -(-int(100e6) // cache_bytes))
+    keys = jax.random.split(key, 2 * copies + 2)
+    q = jax.random.normal(keys[0], (batch, kv_heads, group, head_dim), jnp.bfloat16)
+    sinks = jax.random.normal(keys[1], (kv_heads, group), jnp.float32)
+    q_pos = jnp.full((batch,), context, jnp.int32)
+    # The ring's slot i holds the latest position that maps to it; slots past the context, none.
+    k_pos = jnp.arange(slots, dtype=jnp.int32) + (context - slots if window else 0)
+    k_pos = jnp.broadcast_to(jnp.where(k_pos < context, k_pos, -1), (batch, slots))
+    kv = lambda k: jax.random.normal(k, (batch, slots, kv_heads, head_dim), jnp.bfloat16)
+    args = [(q, kv(keys[2 + 2 * c]), kv(keys[3 + 2 * c]), q_pos, k_pos, sinks)
+            for c in range(copies)]
+    reference = attend(q[:, None], args[0][1], args[0][2], q_pos[:, None], k_pos, sinks, window)
+    for programs in common.csv_list(config.decode_programs, int):
+      fn = functools.partial(decode_attention, window=window, block_k=decode_block(slots),
+                             num_programs=programs, interpret=jax.default_backend() != "gpu")
+      error = benchmarking.relative_error(fn(*args[0]), reference[:, 0])
+      seconds = benchmarking.time_per_call(fn, args, calls=tuple(config.calls), perturb=0)
+      results.append(dict(batch=batch, context=context, window=window or 0,
+                          num_programs=programs, ms=seconds * 1e3,
+                          cache_gb_per_s=cache_bytes / seconds / 1e9, rel_err_vs_xla=error))
+      print(f"decode B={batch:>3} context={context:>6} window={window or 0:>4} "
+            f"num_programs={programs:>4}: {seconds * 1e6:8.1f} us "
+            f"{cache_bytes / seconds / 1e9:7.1f} GB/s of cache, rel err vs xla {error:.1e}",
+            flush=True)
+  return results
+
+
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
   key = jax.random.PRNGKey(config.seed)
   _, config.bf16_flops_per_s = common.ceilings(bf16_flops_per_s=config.bf16_flops_per_s)
   kv_heads, group, head_dim = config.kv_heads, config.group, config.head_dim
-  results = []
+  results = bench_decode(config, key) if config.decode_batches else []
   for length in common.csv_list(config.lengths, int):
     keys = jax.random.split(key, 4)
     q = jax.random.normal(keys[0], (1, length, kv_heads, group, head_dim), jnp.bfloat16)
@@ -71,7 +113,7 @@ def main(argv) -> None:
               f"rel err vs xla {error:.1e}", flush=True)
   out = common.write_results(config, "bench_attention", results)
   with open(out / "results.csv", "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(results[0]))
+    writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in results for k in r)))
     writer.writeheader()
     writer.writerows(results)
   print(f"wrote {out}")

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mxfp4_jax.kernels.flash_attention import decode_attention, flash_attention
+from mxfp4_jax.kernels.flash_attention import decode_attention, decode_shares, flash_attention
 
 INTERPRET = jax.default_backend() != "gpu"
 
@@ -79,11 +79,12 @@ def test_rows_that_see_only_the_sink_are_finite(rng):
 
 
 @pytest.mark.parametrize("window, num_programs, slots", [
-    (None, 4, 48), (None, 64, 48), (5, 64, 48), (40, 8, 48),
-    (None, 1, 160)])  # 10 blocks: more than one program's share of straight-line blocks
+    (None, 4, 48), (None, 64, 48), (5, 64, 48), (40, 8, 48),  # 1 share of 3 blocks, 3, 3, 2
+    (None, 1, 160),  # one share of 10 blocks: more than STRAIGHT_LINE_BLOCKS, so a loop
+    (7, 8, 288)])  # 2 shares of 9 blocks, looped, then merged
 def test_decode_over_a_ring_cache_matches_float64_oracle(rng, window, num_programs, slots):
   """Slots in ring order (not sorted by position), empty slots, a row that is mostly padding;
-  the slots split over programs or not."""
+  the slots split into shares merged after the kernel, or one share normalised in it."""
   b, kv_heads, group, head_dim = 2, 2, 3, 16
   q = jnp.asarray(rng.standard_normal((b, kv_heads, group, head_dim)), jnp.bfloat16)
   k = jnp.asarray(rng.standard_normal((b, slots, kv_heads, head_dim)), jnp.bfloat16)
@@ -97,6 +98,17 @@ def test_decode_over_a_ring_cache_matches_float64_oracle(rng, window, num_progra
   ref = oracle(q[:, None], k, v, q_pos[:, None], sinks, window, k_positions=k_pos)[:, 0]
   assert out.shape == q.shape and out.dtype == q.dtype
   assert rel_err(out, ref) < 1e-2
+
+
+@pytest.mark.parametrize("heads, num_blocks, num_programs, expected", [
+    (8, 17, 256, (17, 1)),  # batch 1, 1k keys: one block a share
+    (64, 17, 256, (4, 5)),  # batch 8
+    (512, 17, 256, (1, 17)),  # batch 64: one share, normalised in the kernel
+    (8, 129, 256, (26, 5)),  # batch 1, 8k keys
+    (512, 129, 256, (5, 26)),  # batch 64, 8k keys: shares capped at MAX_SHARE_BLOCKS
+])
+def test_decode_shares(heads, num_blocks, num_programs, expected):
+  assert decode_shares(heads, num_blocks, num_programs) == expected
 
 
 def test_decode_rejects_a_head_dim_the_kernel_cannot_load():

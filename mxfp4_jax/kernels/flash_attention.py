@@ -10,7 +10,8 @@ softmax's extra logit: the running maximum starts at it and the running sum at i
 
 `decode_attention` (one new token per row): a program holds the query heads of one KV head as
 the rows of its dots and streams a share of the cache's slots (flash-decoding); the shares'
-partial softmaxes and the sink are merged after the kernel. Slots may be in any order (a ring).
+partial softmaxes and the sink are merged after the kernel, or, where a (row, KV head) has one
+share, in it. Slots may be in any order (a ring).
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from jax.experimental.pallas import triton as pltriton
 from mxfp4_jax.kernels.triton_ops import dot_accumulate
 
 LOG2E = math.log2(math.e)  # the softmax runs in base 2: exp(x) = exp2(x log2 e)
-MAX_BLOCKS_PER_SPLIT = 8  # a decode program's key blocks, unrolled: more splits beyond that
+# decode_attention: the slots are split into shares until about DECODE_PROGRAMS programs run, and
+# into shares of at most MAX_SHARE_BLOCKS key blocks; a share of up to STRAIGHT_LINE_BLOCKS blocks
+# is straight-line code, a longer one a loop.
+DECODE_PROGRAMS = 256
+MAX_SHARE_BLOCKS = 32
+STRAIGHT_LINE_BLOCKS = 8
 MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: exp2(MASKED - m) is 0, never NaN
 
 
@@ -153,36 +159,61 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
   return out[:, :t].reshape(b, t, kv_heads, group, head_dim).astype(out_dtype)
 
 
-def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, out_ref, top_ref,
-                   total_ref, *, block_k: int, blocks_per_split: int, window: int | None,
-                   scale: float, group: int):
-  row, kv_head, split = pl.program_id(0), pl.program_id(1), pl.program_id(2)
-  rows, head_dim = out_ref.shape
+def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *out_refs,
+                   block_k: int, blocks_per_share: int, window: int | None, scale: float,
+                   group: int, rows: int):
+  row, kv_head, share = pl.program_id(0), pl.program_id(1), pl.program_id(2)
+  head_dim = q_ref.shape[-1]
   # The query heads of one KV head, as many as the dot's smallest M: past the group come the
-  # next heads' queries (clamped to the last head), whose results the caller drops; that spares
+  # next heads' queries (clamped to the last head), whose results are dropped; that spares
   # padding q and the sinks by two more kernels before this one.
   heads = jnp.minimum(kv_head * group + lax.broadcasted_iota(jnp.int32, (rows,), 0),
                       q_ref.shape[1] - 1)
   q = q_ref[row, heads, :]  # [rows, hd]
   q_pos = q_pos_ref[row]
   num_blocks = k_ref.shape[0] // block_k
-  # The running sum leaves the sink's own weight out: the merge adds it once.
-  carry = (jnp.zeros((rows, head_dim), jnp.float32), sinks_ref[heads] * LOG2E,
-           jnp.zeros((rows,), jnp.float32))
-  # Straight-line blocks, not a loop: a split has a few, and all their loads can be in flight
-  # before the first dot waits. A block past the cache's end re-reads the last one, all masked.
-  for u in range(blocks_per_split):
-    block = split * blocks_per_split + u
+  sink = sinks_ref[heads] * LOG2E
+  # The running sum leaves the sink's own weight out: it is added once, at the end.
+  carry = (jnp.zeros((rows, head_dim), jnp.float32), sink, jnp.zeros((rows,), jnp.float32))
+
+  def attend_block(block, carry):  # a block past the cache's end re-reads the last, all masked
     keys = pl.ds(jnp.minimum(block, num_blocks - 1) * block_k, block_k)
     visible = _visible(q_pos, k_pos_ref[keys], window) & (block < num_blocks)
-    carry = _online_softmax(carry, q, k_ref[keys, :], v_ref[keys, :], visible[None, :], scale)
-  out_ref[...], top_ref[...], total_ref[...] = carry
+    return _online_softmax(carry, q, k_ref[keys, :], v_ref[keys, :], visible[None, :], scale)
+
+  first = share * blocks_per_share
+  if blocks_per_share <= STRAIGHT_LINE_BLOCKS:
+    # Straight-line blocks: a share of a few, whose loads can all be in flight at once.
+    for u in range(blocks_per_share):
+      carry = attend_block(first + u, carry)
+  else:  # a long share: a loop, which Triton pipelines (its loads num_stages - 1 blocks ahead)
+    carry = lax.fori_loop(first, jnp.minimum(first + blocks_per_share, num_blocks),
+                          attend_block, carry)
+  out, top, total = carry
+  if len(out_refs) == 3:  # one share of several: the caller merges them with the sink
+    for ref, value in zip(out_refs, carry):
+      ref[...] = value
+    return
+  # The only share: add the sink, normalise, and write the group's heads alone.
+  [out_ref] = out_refs
+  out = out / (total + jnp.exp2(sink - top))[:, None]
+  in_group = lax.broadcasted_iota(jnp.int32, (rows, head_dim), 0) < group
+  pltriton.store(out_ref.at[row, pl.ds(kv_head * group, rows), :], out.astype(out_ref.dtype),
+                 mask=in_group)
+
+
+def decode_shares(heads: int, num_blocks: int, num_programs: int) -> tuple[int, int]:
+  """(shares, key blocks a share) for ``heads`` (row, KV head) pairs over ``num_blocks`` blocks:
+  about ``num_programs`` programs, shares of at most `MAX_SHARE_BLOCKS` blocks, none empty."""
+  shares = min(num_blocks, max(num_programs // heads, -(-num_blocks // MAX_SHARE_BLOCKS)))
+  per_share = -(-num_blocks // shares)
+  return -(-num_blocks // per_share), per_share
 
 
 @functools.partial(jax.jit, static_argnames=("window", "block_k", "num_programs", "num_warps",
                                              "num_stages", "interpret"))
 def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | None = None,
-                     block_k: int = 64, num_programs: int = 256, num_warps: int = 4,
+                     block_k: int = 64, num_programs: int = DECODE_PROGRAMS, num_warps: int = 4,
                      num_stages: int = 2, interpret: bool = False):
   """One new query per row over a KV cache whose slots may hold keys in any order (a ring).
 
@@ -190,9 +221,10 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
     q: ``[B, K, G, hd]``; k, v: ``[B, S, K, hd]`` with S a multiple of ``block_k``.
     q_positions: ``[B]`` int; k_positions: ``[B, S]`` int, -1 for an empty slot.
     sinks: ``[K, G]``; window: as in `flash_attention`.
-    num_programs: the slots are split over programs until about this many run (flash-decoding),
-      and into shares of at most `MAX_BLOCKS_PER_SPLIT` key blocks; the shares' partial
-      softmaxes are merged, with the sink, afterwards.
+    num_programs: the slots are split into shares until about this many programs run
+      (flash-decoding), and into shares of at most `MAX_SHARE_BLOCKS` key blocks; the shares'
+      partial softmaxes are merged, with the sink, afterwards. When each (row, KV head) has
+      one share, the kernel normalises and writes the output itself: no merge.
   Returns:
     ``[B, K, G, hd]`` in q's dtype.
   """
@@ -213,38 +245,43 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   out_dtype = q.dtype
   q = q.astype(jnp.bfloat16).reshape(b, kv_heads * group, head_dim)  # heads of a KV head adjacent
   k, v = k.astype(jnp.bfloat16), v.astype(jnp.bfloat16)
-  num_blocks = slots // block_k
-  splits = max(num_programs // (b * kv_heads), -(-num_blocks // MAX_BLOCKS_PER_SPLIT))
-  blocks_per_split = -(-num_blocks // min(num_blocks, splits))
-  splits = -(-num_blocks // blocks_per_split)
+  shares, blocks_per_share = decode_shares(b * kv_heads, slots // block_k, num_programs)
   sinks = sinks.astype(jnp.float32).reshape(kv_heads * group)
 
-  kernel = functools.partial(_decode_kernel, block_k=block_k, blocks_per_split=blocks_per_split,
-                             window=window, scale=head_dim ** -0.5, group=group)
+  kernel = functools.partial(_decode_kernel, block_k=block_k, blocks_per_share=blocks_per_share,
+                             window=window, scale=head_dim ** -0.5, group=group, rows=rows)
   kv_spec = pl.BlockSpec((None, slots, None, head_dim), lambda i, h, s: (i, 0, h, 0))
-  whole = lambda a: pl.BlockSpec(a.shape, lambda i, h, s: (0,) * a.ndim)
-  part = lambda *tail: pl.BlockSpec((None, None, None, rows, *tail),
-                                    lambda i, h, s: (i, h, s, 0, *(0,) * len(tail)))
-  partial_shape = lambda *tail: jax.ShapeDtypeStruct((b, kv_heads, splits, rows, *tail),
-                                                     jnp.float32)
-  out, top, total = pl.pallas_call(
+  whole = lambda a: pl.BlockSpec(a.shape, lambda i, h, s: (0,) * len(a.shape))
+  if shares == 1:  # the kernel writes [B, K G, hd] itself
+    out_shape = [jax.ShapeDtypeStruct(q.shape, out_dtype)]
+    out_specs = [whole(out_shape[0])]
+  else:  # each share's (out, top, total) of its `rows` query rows, in float32
+    part = lambda *tail: pl.BlockSpec((None, None, None, rows, *tail),
+                                      lambda i, h, s: (i, h, s, 0, *(0,) * len(tail)))
+    out_specs = [part(head_dim), part(), part()]
+    out_shape = [jax.ShapeDtypeStruct((b, kv_heads, shares, rows, *tail), jnp.float32)
+                 for tail in ((head_dim,), (), ())]
+  results = pl.pallas_call(
       kernel,
-      grid=(b, kv_heads, splits),
+      grid=(b, kv_heads, shares),
       in_specs=[whole(q), kv_spec, kv_spec,  # q and sinks whole: their rows are gathered
                 pl.BlockSpec((None, slots), lambda i, h, s: (i, 0)),
                 pl.BlockSpec((b,), lambda i, h, s: (0,)),
                 whole(sinks)],
-      out_specs=[part(head_dim), part(), part()],
-      out_shape=[partial_shape(head_dim), partial_shape(), partial_shape()],
+      out_specs=out_specs,
+      out_shape=out_shape,
       compiler_params=pltriton.CompilerParams(num_warps=num_warps, num_stages=num_stages),
       interpret=interpret,
       name="decode_attention_sinks",
   )(q, k, v, k_positions.astype(jnp.int32), q_positions.astype(jnp.int32), sinks)
-  # Merge the splits and the sink: [B, K, splits, rows(, hd)] -> [B, K, G, hd].
+  if shares == 1:
+    return results[0].reshape(b, kv_heads, group, head_dim)
+  out, top, total = results
+  # Merge the shares and the sink: [B, K, shares, rows(, hd)] -> [B, K, G, hd].
   out, top, total = out[:, :, :, :group], top[:, :, :, :group], total[:, :, :, :group]
   sink = sinks.reshape(1, kv_heads, group) * LOG2E  # [1, K, G]
   peak = jnp.maximum(jnp.max(top, axis=2), sink)
-  share = jnp.exp2(top - peak[:, :, None])  # [B, K, splits, G]
+  share = jnp.exp2(top - peak[:, :, None])  # [B, K, shares, G]
   total = jnp.sum(total * share, axis=2) + jnp.exp2(sink - peak)
   out = jnp.sum(out * share[..., None], axis=2) / total[..., None]
   return out.astype(out_dtype)
