@@ -264,6 +264,29 @@ def test_row_experts_in_any_order(rng, backend, name, swiglu, config):
   check(out, ref[shuffle], [p])
 
 
+@pytest.mark.parametrize("tokens,k,swiglu,config", [
+    (1, 4, True, CFG),  # a batch-1 decode step: 4 rows, fewer than a tile
+    (5, 4, False, CFG),  # 20 rows: more than a tile
+    (5, 4, True, dataclasses.replace(CFG, k_splits=2, unroll_split=True, prefetch=1)),
+    (3, 2, False, dataclasses.replace(CFG, k_splits=2)),
+])
+def test_row_experts_per_token_read_each_token_k_times(rng, tokens, k, swiglu, config):
+  """row_experts [T, k] with x [T, K] is row_experts [T k] with each token's row repeated k times."""
+  e = 3
+  case, _, _ = make_case(rng, e, 128, 64 if swiglu else 32, tokens, [tokens, 0, 0], bias=True,
+                         swiglu=swiglu)
+  experts = jnp.asarray(rng.integers(0, e, (tokens, k)), jnp.int32)
+  row_weights = None if swiglu else jnp.asarray(rng.uniform(0.1, 1.0, tokens * k), jnp.float32)
+  activation = "swiglu" if swiglu else None
+  out = grouped_matmul(case["x"], case["w"], None, row_weights, row_experts=experts,
+                       activation=activation, backend="pallas", interpret=INTERPRET,
+                       config=config)
+  ref = grouped_matmul(jnp.repeat(case["x"], k, axis=0).astype(jnp.float32), case["w"], None,
+                       row_weights, row_experts=experts.reshape(-1), activation=activation,
+                       backend="reference")
+  check(out, np.asarray(ref, np.float64), [tokens * k])
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_traced_row_experts_out_of_range_give_zeros(rng, backend):
   case, ref, _ = make_case(rng, 3, 64, 32, 5, [2, 2, 1], bias=True, row_weights=True)
@@ -322,6 +345,10 @@ def call(args, **overrides):
     (dict(group_sizes=None, row_experts=jnp.zeros(6, jnp.int32)), ValueError,
      r"row_experts must be an integer array of shape \[7\]"),
     (dict(group_sizes=None, row_experts=jnp.zeros(7)), ValueError, "row_experts must be an integer"),
+    (dict(group_sizes=None, row_experts=jnp.zeros((7, 2, 1), jnp.int32)), ValueError,
+     r"of shape \[7\] \(one per row of x\) or \[7, k\]"),
+    (dict(group_sizes=None, row_experts=jnp.zeros((7, 2), jnp.int32), row_weights=jnp.ones(7)),
+     ValueError, r"row_weights must have shape \[14\]"),
     (dict(group_sizes=None, row_experts=jnp.array([0, 1, 2, 3, 0, 1, 2])), ValueError,
      r"row_experts must be in \[0, 3\), got values from 0 to 3"),
 ])

@@ -46,8 +46,9 @@ def _check_args(x, w, group_sizes, row_weights, row_experts, activation, backend
   elif group_sizes.shape != (w.num_experts,) or not jnp.issubdtype(group_sizes.dtype, jnp.integer):
     raise ValueError(f"group_sizes must be an integer array of shape [{w.num_experts}] "
                      f"(one per expert), got {group_sizes.dtype}{list(group_sizes.shape)}")
-  if row_weights is not None and row_weights.shape != (x.shape[0],):
-    raise ValueError(f"row_weights must have shape [{x.shape[0]}], got {tuple(row_weights.shape)}")
+  num_rows = x.shape[0] if row_experts is None else row_experts.size
+  if row_weights is not None and row_weights.shape != (num_rows,):
+    raise ValueError(f"row_weights must have shape [{num_rows}], got {tuple(row_weights.shape)}")
   if group_sizes is not None and not isinstance(group_sizes, jax.core.Tracer):
     sizes = np.asarray(group_sizes)
     if (sizes < 0).any() or sizes.sum() > x.shape[0]:
@@ -56,10 +57,11 @@ def _check_args(x, w, group_sizes, row_weights, row_experts, activation, backend
 
 
 def _check_row_experts(row_experts, num_rows: int, num_experts: int) -> None:
-  if row_experts.shape != (num_rows,) or not jnp.issubdtype(row_experts.dtype, jnp.integer):
+  if (row_experts.shape[:1] != (num_rows,) or row_experts.ndim > 2
+      or not jnp.issubdtype(row_experts.dtype, jnp.integer)):
     raise ValueError(f"row_experts must be an integer array of shape [{num_rows}] (one per row "
-                     f"of x), got {row_experts.dtype}{list(row_experts.shape)}")
-  if not isinstance(row_experts, jax.core.Tracer) and num_rows:
+                     f"of x) or [{num_rows}, k], got {row_experts.dtype}{list(row_experts.shape)}")
+  if not isinstance(row_experts, jax.core.Tracer) and row_experts.size:
     experts = np.asarray(row_experts)
     if experts.min() < 0 or experts.max() >= num_experts:
       raise ValueError(f"row_experts must be in [0, {num_experts}), got values from "
@@ -84,8 +86,10 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
     row_weights: optional ``[P]`` factor per row (the router weight), applied last.
     row_experts: instead of ``group_sizes``, ``[P]`` int: each row's expert, rows in any order.
       The kernel then runs one tile per row, which suits about one row per expert (a decode
-      step's token-expert pairs, with no sort). Under ``jit`` a row with an expert outside
-      ``[0, E)`` gives zeros; with concrete values it is an error.
+      step's token-expert pairs, with no sort). Or ``[T, k]`` for x of T rows (tokens): token
+      t's k experts, each an output row (``t k + j``) computed from ``x[t]``, which is read k
+      times rather than repeated first. Under ``jit`` a row with an expert outside ``[0, E)``
+      gives zeros; with concrete values it is an error.
     activation: ``None``, or ``"swiglu"`` for a gate_up weight packed with ``swiglu_halves``:
       the output is GPT-OSS's clamped SwiGLU of the glu and linear halves, ``[P, N / 2]``.
     backend: ``"pallas"`` (the kernel), ``"reference"`` (jnp), or ``"auto"``: pallas on GPU.
@@ -93,7 +97,8 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
     config: kernel block sizes; default from `tuning.pick_config`.
     interpret: run the Pallas kernel in interpret mode (any platform; slow but exact).
   Returns:
-    ``[P, N]`` (``[P, N / 2]`` with SwiGLU) of ``out_dtype``.
+    ``[P, N]`` (``[P, N / 2]`` with SwiGLU) of ``out_dtype``; P is T k for ``row_experts``
+    ``[T, k]``.
   """
   as_array = lambda a: None if a is None else jnp.asarray(a)
   x, group_sizes, row_weights, row_experts = map(as_array, (x, group_sizes, row_weights,
@@ -106,26 +111,29 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
     backend = "pallas" if interpret else default_backend()
   epilogue = dict(activation=activation, out_dtype=out_dtype, swiglu_alpha=swiglu_alpha,
                   swiglu_limit=swiglu_limit)
+  # Each token's k rows read its row of x (`row_experts` [T, k]); the reference repeats it.
+  x_repeats = 1 if row_experts is None or row_experts.ndim == 1 else row_experts.shape[1]
+  row_experts = None if row_experts is None else row_experts.reshape(-1)
   if backend == "reference":
-    return grouped_matmul_reference(x, w, group_sizes, row_weights, row_experts=row_experts,
-                                    **epilogue)
+    return grouped_matmul_reference(jnp.repeat(x, x_repeats, axis=0), w, group_sizes,
+                                    row_weights, row_experts=row_experts, **epilogue)
 
   from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas  # noqa: PLC0415
 
   out_cols = w.out_features // 2 if activation == "swiglu" else w.out_features
   if out_cols < 16:
     raise ValueError(f"the Pallas kernel needs at least 16 output features, got {out_cols}")
-  if x.shape[0] == 0:
+  num_rows = x.shape[0] * x_repeats
+  if num_rows == 0:
     return jnp.zeros((0, out_cols), out_dtype)
   # One tile per row (row_experts) is picked for as if each row had an expert of its own.
-  config = config or pick_config(x.shape[0], x.shape[0] if row_experts is not None
+  config = config or pick_config(num_rows, num_rows if row_experts is not None
                                  else w.num_experts, out_cols, w.values.shape[1])
   if config.block_n * config.column_blocks > out_cols:
     raise ValueError(f"config.block_n={config.block_n} x column_blocks={config.column_blocks} is "
                      f"wider than the {out_cols} output features")
   return grouped_matmul_pallas(x, w, group_sizes, row_weights, row_experts, cfg=config,
-                               interpret=interpret,
-                               **epilogue)
+                               interpret=interpret, x_repeats=x_repeats, **epilogue)
 
 
 __all__ = ["KernelConfig", "grouped_matmul", "grouped_matmul_reference", "pick_config", "swiglu"]

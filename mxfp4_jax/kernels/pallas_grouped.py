@@ -71,7 +71,7 @@ def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
 
 def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_cols: int,
             swiglu_half: int, has_bias: bool, has_row_weights: bool, swiglu_alpha: float,
-            swiglu_limit: float, decode: str, row_tiles: bool):
+            swiglu_limit: float, decode: str, row_tiles: bool, x_repeats: int):
   bm, bn = cfg.block_m, cfg.block_n
   out_ref = refs[-1]
   tile, col_tile = pl.program_id(0), pl.program_id(1)
@@ -93,10 +93,12 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   has_work = (is_expert & (start < end)).astype(jnp.int32)
   group = jnp.minimum(group, num_experts - 1)  # keeps every load in bounds
   rows = window + lax.broadcasted_iota(jnp.int32, (bm,), 0)
-  # Fewer rows than one tile (decode): the rows past x's end re-read its last row (their output
+  # Fewer rows than one tile (decode): the rows past the end re-read the last row (their output
   # is masked) rather than x being padded up to a tile by one more kernel before this one.
-  x_rows = x_ref.shape[0]
-  rows_read = pl.ds(window, bm) if x_rows >= bm else jnp.minimum(rows, x_rows - 1)
+  # Output row p reads x's row p // x_repeats (a token's k expert rows share its x).
+  num_rows = x_ref.shape[0] * x_repeats
+  rows_read = pl.ds(window, bm) if num_rows >= bm else jnp.minimum(rows, num_rows - 1)
+  x_rows_read = rows_read if x_repeats == 1 else jnp.minimum(rows, num_rows - 1) // x_repeats
   # A program owns `column_blocks` blocks of bn output columns. The last program slides back
   # to stay in bounds; it writes only the columns it owns.
   owned = col_tile * bn * cfg.column_blocks
@@ -121,8 +123,8 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
 
   def load_x(kt):  # x's two halves under the tile: [bm, 32] bf16 each
     k0 = pl.multiple_of(kt * K_TILE, K_TILE)
-    return (x_ref[rows_read, pl.ds(k0, HALF_TILE)],
-            x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)])
+    return (x_ref[x_rows_read, pl.ds(k0, HALF_TILE)],
+            x_ref[x_rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)])
 
   def load_block(kt, i, scales=None):  # weight block i's [bn, 32] u8 bytes and its scales
     row0 = weight_rows[i]
@@ -228,12 +230,13 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "activation", "out_dtype", "interpret",
-                                             "swiglu_alpha", "swiglu_limit"))
+                                             "swiglu_alpha", "swiglu_limit", "x_repeats"))
 def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_experts=None, *,
                           cfg: KernelConfig, activation: str | None, out_dtype, interpret: bool,
-                          swiglu_alpha: float, swiglu_limit: float):
-  """Arguments already checked by `mxfp4_jax.kernels.grouped_matmul`; see there."""
-  num_rows = x.shape[0]
+                          swiglu_alpha: float, swiglu_limit: float, x_repeats: int = 1):
+  """Arguments already checked by `mxfp4_jax.kernels.grouped_matmul`; see there. Output row p
+  reads x's row ``p // x_repeats`` (``row_experts`` only)."""
+  num_rows = x.shape[0] * x_repeats
   out_cols = w.out_features // 2 if activation == "swiglu" else w.out_features
   # Tiny row counts: the output has at least one tile of rows, so that every store stays in
   # bounds; the kernel reads x's rows clamped to its end.
@@ -269,7 +272,7 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
       out_cols=out_cols, swiglu_half=out_cols if activation == "swiglu" else 0,
       has_bias=has_bias, has_row_weights=has_row_weights,
       swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
-      decode=decode, row_tiles=row_experts is not None)
+      decode=decode, row_tiles=row_experts is not None, x_repeats=x_repeats)
   grid = (num_tiles, pl.cdiv(out_cols, cfg.block_n * cfg.column_blocks))
   out_shape = jax.ShapeDtypeStruct((padded_rows, out_cols), out_dtype)
   if split_k:

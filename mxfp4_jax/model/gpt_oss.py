@@ -243,9 +243,9 @@ class MoE(nnx.Module):
     flat_experts = experts.reshape(-1)  # [P], token-major: row p is token p // k
     if flat_experts.shape[0] <= cfg.num_experts // 2:
       # A decode step's few rows, about one per expert: each row is its own tile, so no sort,
-      # no group sizes and no scatter, only a sum over each token's k rows.
-      rows = jnp.repeat(tokens, cfg.experts_per_token, axis=0)  # [P, D]
-      h = grouped_matmul(rows, self.gate_up.get_value(), None, row_experts=flat_experts,
+      # no group sizes and no scatter, only a sum over each token's k rows. The kernel reads
+      # each token's row of x for its k experts.
+      h = grouped_matmul(tokens, self.gate_up.get_value(), None, row_experts=experts,
                          **swiglu_args, **kernel_args)  # [P, I]
       y = grouped_matmul(h, self.down.get_value(), None, weights.reshape(-1),
                          row_experts=flat_experts, out_dtype=jnp.float32, **kernel_args)
