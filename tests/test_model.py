@@ -183,18 +183,22 @@ def test_sliding_window_changes_even_layers_only(model):
 @pytest.mark.parametrize("backend,interpret,tol", [("reference", False, 1e-5),
                                                    ("pallas", jax.default_backend() != "gpu", 2e-2)])
 @pytest.mark.parametrize("shape", [(2, 9), (1, 1)], ids=["sorted_rows", "decode_rows"])
-def test_moe_matches_reference(model, backend, interpret, tol, shape):
+@pytest.mark.parametrize("with_norm", [False, True], ids=["normalised", "norm_in_moe"])
+def test_moe_matches_reference(model, backend, interpret, tol, shape, with_norm):
   """Router top-k + softmax over the chosen, rows sorted by expert (or, for one token's few rows,
   one tile per row), fused SwiGLU with the clamp active (inputs scaled up), weighted combine;
-  the Pallas path runs bf16 operands."""
+  the Pallas path runs bf16 operands. With the norm passed, the MoE normalises the residual
+  itself (in the kernel, for decode rows)."""
   x = np.random.default_rng(3).normal(size=(*shape, CFG.hidden_size)) * 30
-  moe = model.layers[0].mlp
+  block = model.layers[0]
+  moe, params = block.mlp, layer_params(block)
   moe.cfg = CFG.replace(moe_backend=backend, moe_interpret=interpret)
   try:
-    got = moe(jnp.asarray(x, jnp.float32))
+    got = moe(jnp.asarray(x, jnp.float32), block.mlp_norm if with_norm else None)
   finally:
     moe.cfg = CFG
-  want = np_moe(CFG, layer_params(model.layers[0]), x.reshape(-1, CFG.hidden_size))
+  x = x.reshape(-1, CFG.hidden_size)
+  want = np_moe(CFG, params, np_rms(x, params["mlp_norm"], CFG.rms_norm_eps) if with_norm else x)
   assert rel_err(got.reshape(-1, CFG.hidden_size), want) < tol
 
 

@@ -68,12 +68,29 @@ def _check_row_experts(row_experts, num_rows: int, num_experts: int) -> None:
                        f"{experts.min()} to {experts.max()}")
 
 
+def _check_rms_norm(rms_norm, x_shape) -> None:
+  if len(rms_norm) != 3 or not isinstance(rms_norm[2], (int, float)):
+    raise ValueError("rms_norm must be (sum_squares, weight, eps) with eps a Python float")
+  shapes = tuple(tuple(jnp.shape(a)) for a in rms_norm[:2])
+  if shapes != ((x_shape[0],), (x_shape[1],)):
+    raise ValueError(f"rms_norm must hold sum_squares [{x_shape[0]}] and weight [{x_shape[1]}] "
+                     f"for x {list(x_shape)}, got shapes {shapes}")
+
+
+def rms_normalize(x, sum_squares, weight, eps: float):
+  """``x * rsqrt(sum_squares / K + eps) * weight`` in float32, rounded to x's dtype (`rms_norm`)."""
+  inverse_rms = jax.lax.rsqrt(sum_squares.astype(jnp.float32) / x.shape[1] + eps)
+  return ((x.astype(jnp.float32) * inverse_rms[:, None]) * weight.astype(jnp.float32)
+          ).astype(x.dtype)
+
+
 def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
                    row_weights: jax.Array | None = None, *, row_experts: jax.Array | None = None,
                    activation: str | None = None,
                    backend: str = "auto", out_dtype=None, config: KernelConfig | None = None,
                    interpret: bool = False, swiglu_alpha: float = SWIGLU_ALPHA,
-                   swiglu_limit: float = SWIGLU_LIMIT) -> jax.Array:
+                   swiglu_limit: float = SWIGLU_LIMIT,
+                   rms_norm: tuple[jax.Array, jax.Array, float] | None = None) -> jax.Array:
   """MXFP4 grouped matmul with the MoE epilogues fused.
 
   Args:
@@ -96,6 +113,11 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
     out_dtype: defaults to ``x.dtype``.
     config: kernel block sizes; default from `tuning.pick_config`.
     interpret: run the Pallas kernel in interpret mode (any platform; slow but exact).
+    rms_norm: optional ``(sum_squares, weight, eps)``: ``[rows of x]`` float32 sums of each
+      row's squares, ``[K]`` and a float. The matmul reads x RMS-normalised, ``x *
+      rsqrt(sum_squares / K + eps) * weight`` in float32 rounded to x's dtype (bf16 in the
+      kernel): a norm the kernel applies as it loads x, so that the normalised rows are never
+      written out. The sums come from the caller, who has them for the router's own norm.
   Returns:
     ``[P, N]`` (``[P, N / 2]`` with SwiGLU) of ``out_dtype``; P is T k for ``row_experts``
     ``[T, k]``.
@@ -104,6 +126,8 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
   x, group_sizes, row_weights, row_experts = map(as_array, (x, group_sizes, row_weights,
                                                             row_experts))
   _check_args(x, w, group_sizes, row_weights, row_experts, activation, backend)
+  if rms_norm is not None:
+    _check_rms_norm(rms_norm, x.shape)
   if group_sizes is not None:
     group_sizes = clip_group_sizes(group_sizes, x.shape[0])
   out_dtype = jnp.dtype(out_dtype or x.dtype)
@@ -115,6 +139,8 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
   x_repeats = 1 if row_experts is None or row_experts.ndim == 1 else row_experts.shape[1]
   row_experts = None if row_experts is None else row_experts.reshape(-1)
   if backend == "reference":
+    if rms_norm is not None:
+      x = rms_normalize(x, *rms_norm)
     return grouped_matmul_reference(jnp.repeat(x, x_repeats, axis=0), w, group_sizes,
                                     row_weights, row_experts=row_experts, **epilogue)
 
@@ -133,7 +159,11 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
     raise ValueError(f"config.block_n={config.block_n} x column_blocks={config.column_blocks} is "
                      f"wider than the {out_cols} output features")
   return grouped_matmul_pallas(x, w, group_sizes, row_weights, row_experts, cfg=config,
-                               interpret=interpret, x_repeats=x_repeats, **epilogue)
+                               interpret=interpret, x_repeats=x_repeats,
+                               rms_norm=None if rms_norm is None else rms_norm[:2],
+                               rms_norm_eps=0.0 if rms_norm is None else float(rms_norm[2]),
+                               **epilogue)
 
 
-__all__ = ["KernelConfig", "grouped_matmul", "grouped_matmul_reference", "pick_config", "swiglu"]
+__all__ = ["KernelConfig", "grouped_matmul", "grouped_matmul_reference", "pick_config",
+           "rms_normalize", "swiglu"]
