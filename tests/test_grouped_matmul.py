@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mxfp4_jax import mxfp4
-from mxfp4_jax.kernels import KernelConfig, grouped_matmul, pick_config, rms_normalize
+from mxfp4_jax.kernels import KernelConfig, grouped_matmul, pick_config
 from mxfp4_jax.kernels import tuning
 from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas
 from mxfp4_jax.kernels.schedule import max_tiles
@@ -264,58 +264,6 @@ def test_row_experts_in_any_order(rng, backend, name, swiglu, config):
   check(out, ref[shuffle], [p])
 
 
-@pytest.mark.parametrize("tokens,k,swiglu,config", [
-    (1, 4, True, CFG),  # a batch-1 decode step: 4 rows, fewer than a tile
-    (5, 4, False, CFG),  # 20 rows: more than a tile
-    (5, 4, True, dataclasses.replace(CFG, k_splits=2, unroll_split=True, prefetch=1)),
-    (3, 2, False, dataclasses.replace(CFG, k_splits=2)),
-])
-def test_row_experts_per_token_read_each_token_k_times(rng, tokens, k, swiglu, config):
-  """row_experts [T, k] with x [T, K] is row_experts [T k] with each token's row repeated k times."""
-  e = 3
-  case, _, _ = make_case(rng, e, 128, 64 if swiglu else 32, tokens, [tokens, 0, 0], bias=True,
-                         swiglu=swiglu)
-  experts = jnp.asarray(rng.integers(0, e, (tokens, k)), jnp.int32)
-  row_weights = None if swiglu else jnp.asarray(rng.uniform(0.1, 1.0, tokens * k), jnp.float32)
-  activation = "swiglu" if swiglu else None
-  out = grouped_matmul(case["x"], case["w"], None, row_weights, row_experts=experts,
-                       activation=activation, backend="pallas", interpret=INTERPRET,
-                       config=config)
-  ref = grouped_matmul(jnp.repeat(case["x"], k, axis=0).astype(jnp.float32), case["w"], None,
-                       row_weights, row_experts=experts.reshape(-1), activation=activation,
-                       backend="reference")
-  check(out, np.asarray(ref, np.float64), [tokens * k])
-
-
-@pytest.mark.parametrize("tokens,k,config", [
-    (1, 4, CFG), (5, 4, dataclasses.replace(CFG, k_splits=2, unroll_split=True, prefetch=1)),
-    (6, None, CFG)])  # None: group sizes instead of row experts
-def test_rms_norm_applied_as_x_is_loaded(rng, tokens, k, config):
-  """rms_norm: the kernel normalises x's rows itself; the same as normalising them first (the
-  float64 formula), with x of varied scale per row and a norm weight away from 1."""
-  case, _, _ = make_case(rng, 3, 128, 64, tokens, [tokens, 0, 0], bias=True, swiglu=True)
-  x = (case["x"].astype(jnp.float32)
-       * jnp.asarray(rng.uniform(0.1, 30.0, (tokens, 1)), jnp.float32)).astype(jnp.bfloat16)
-  weight = jnp.asarray(rng.uniform(0.5, 2.0, 128), jnp.float32)
-  sum_squares = jnp.sum(jnp.square(x.astype(jnp.float32)), axis=1)
-  x64 = np.asarray(x.astype(jnp.float32), np.float64)
-  normalised = x64 / np.sqrt(np.mean(x64 ** 2, axis=1, keepdims=True) + 1e-5) * np.asarray(weight)
-  np.testing.assert_allclose(rms_normalize(x, sum_squares, weight, 1e-5).astype(jnp.float32),
-                             normalised, rtol=1e-2)
-  if k is None:
-    groups = dict(group_sizes=jnp.asarray([tokens - 2, 0, 2], jnp.int32))
-    ref_groups, repeat = groups, 1
-  else:
-    experts = jnp.asarray(rng.integers(0, 3, (tokens, k)), jnp.int32)
-    groups = dict(group_sizes=None, row_experts=experts)
-    ref_groups, repeat = dict(group_sizes=None, row_experts=experts.reshape(-1)), k
-  out = grouped_matmul(x, case["w"], **groups, activation="swiglu", backend="pallas",
-                       interpret=INTERPRET, config=config, rms_norm=(sum_squares, weight, 1e-5))
-  ref = grouped_matmul(jnp.repeat(jnp.asarray(normalised, jnp.float32), repeat, axis=0),
-                       case["w"], **ref_groups, activation="swiglu", backend="reference")
-  check(out, np.asarray(ref, np.float64), [out.shape[0]])
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_traced_row_experts_out_of_range_give_zeros(rng, backend):
   case, ref, _ = make_case(rng, 3, 64, 32, 5, [2, 2, 1], bias=True, row_weights=True)
@@ -374,13 +322,6 @@ def call(args, **overrides):
     (dict(group_sizes=None, row_experts=jnp.zeros(6, jnp.int32)), ValueError,
      r"row_experts must be an integer array of shape \[7\]"),
     (dict(group_sizes=None, row_experts=jnp.zeros(7)), ValueError, "row_experts must be an integer"),
-    (dict(group_sizes=None, row_experts=jnp.zeros((7, 2, 1), jnp.int32)), ValueError,
-     r"of shape \[7\] \(one per row of x\) or \[7, k\]"),
-    (dict(group_sizes=None, row_experts=jnp.zeros((7, 2), jnp.int32), row_weights=jnp.ones(7)),
-     ValueError, r"row_weights must have shape \[14\]"),
-    (dict(rms_norm=(jnp.ones(7), jnp.ones(32), 1e-5)), ValueError,
-     r"rms_norm must hold sum_squares \[7\] and weight \[64\]"),
-    (dict(rms_norm=(jnp.ones(7), jnp.ones(64))), ValueError, r"rms_norm must be \(sum_squares"),
     (dict(group_sizes=None, row_experts=jnp.array([0, 1, 2, 3, 0, 1, 2])), ValueError,
      r"row_experts must be in \[0, 3\), got values from 0 to 3"),
 ])

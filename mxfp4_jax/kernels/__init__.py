@@ -46,9 +46,8 @@ def _check_args(x, w, group_sizes, row_weights, row_experts, activation, backend
   elif group_sizes.shape != (w.num_experts,) or not jnp.issubdtype(group_sizes.dtype, jnp.integer):
     raise ValueError(f"group_sizes must be an integer array of shape [{w.num_experts}] "
                      f"(one per expert), got {group_sizes.dtype}{list(group_sizes.shape)}")
-  num_rows = x.shape[0] if row_experts is None else row_experts.size
-  if row_weights is not None and row_weights.shape != (num_rows,):
-    raise ValueError(f"row_weights must have shape [{num_rows}], got {tuple(row_weights.shape)}")
+  if row_weights is not None and row_weights.shape != (x.shape[0],):
+    raise ValueError(f"row_weights must have shape [{x.shape[0]}], got {tuple(row_weights.shape)}")
   if group_sizes is not None and not isinstance(group_sizes, jax.core.Tracer):
     sizes = np.asarray(group_sizes)
     if (sizes < 0).any() or sizes.sum() > x.shape[0]:
@@ -57,31 +56,14 @@ def _check_args(x, w, group_sizes, row_weights, row_experts, activation, backend
 
 
 def _check_row_experts(row_experts, num_rows: int, num_experts: int) -> None:
-  if (row_experts.shape[:1] != (num_rows,) or row_experts.ndim > 2
-      or not jnp.issubdtype(row_experts.dtype, jnp.integer)):
+  if row_experts.shape != (num_rows,) or not jnp.issubdtype(row_experts.dtype, jnp.integer):
     raise ValueError(f"row_experts must be an integer array of shape [{num_rows}] (one per row "
-                     f"of x) or [{num_rows}, k], got {row_experts.dtype}{list(row_experts.shape)}")
-  if not isinstance(row_experts, jax.core.Tracer) and row_experts.size:
+                     f"of x), got {row_experts.dtype}{list(row_experts.shape)}")
+  if not isinstance(row_experts, jax.core.Tracer) and num_rows:
     experts = np.asarray(row_experts)
     if experts.min() < 0 or experts.max() >= num_experts:
       raise ValueError(f"row_experts must be in [0, {num_experts}), got values from "
                        f"{experts.min()} to {experts.max()}")
-
-
-def _check_rms_norm(rms_norm, x_shape) -> None:
-  if len(rms_norm) != 3 or not isinstance(rms_norm[2], (int, float)):
-    raise ValueError("rms_norm must be (sum_squares, weight, eps) with eps a Python float")
-  shapes = tuple(tuple(jnp.shape(a)) for a in rms_norm[:2])
-  if shapes != ((x_shape[0],), (x_shape[1],)):
-    raise ValueError(f"rms_norm must hold sum_squares [{x_shape[0]}] and weight [{x_shape[1]}] "
-                     f"for x {list(x_shape)}, got shapes {shapes}")
-
-
-def rms_normalize(x, sum_squares, weight, eps: float):
-  """``x * rsqrt(sum_squares / K + eps) * weight`` in float32, rounded to x's dtype (`rms_norm`)."""
-  inverse_rms = jax.lax.rsqrt(sum_squares.astype(jnp.float32) / x.shape[1] + eps)
-  return ((x.astype(jnp.float32) * inverse_rms[:, None]) * weight.astype(jnp.float32)
-          ).astype(x.dtype)
 
 
 def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
@@ -89,8 +71,7 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
                    activation: str | None = None,
                    backend: str = "auto", out_dtype=None, config: KernelConfig | None = None,
                    interpret: bool = False, swiglu_alpha: float = SWIGLU_ALPHA,
-                   swiglu_limit: float = SWIGLU_LIMIT,
-                   rms_norm: tuple[jax.Array, jax.Array, float] | None = None) -> jax.Array:
+                   swiglu_limit: float = SWIGLU_LIMIT) -> jax.Array:
   """MXFP4 grouped matmul with the MoE epilogues fused.
 
   Args:
@@ -103,31 +84,21 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
     row_weights: optional ``[P]`` factor per row (the router weight), applied last.
     row_experts: instead of ``group_sizes``, ``[P]`` int: each row's expert, rows in any order.
       The kernel then runs one tile per row, which suits about one row per expert (a decode
-      step's token-expert pairs, with no sort). Or ``[T, k]`` for x of T rows (tokens): token
-      t's k experts, each an output row (``t k + j``) computed from ``x[t]``, which is read k
-      times rather than repeated first. Under ``jit`` a row with an expert outside ``[0, E)``
-      gives zeros; with concrete values it is an error.
+      step's token-expert pairs, with no sort). Under ``jit`` a row with an expert outside
+      ``[0, E)`` gives zeros; with concrete values it is an error.
     activation: ``None``, or ``"swiglu"`` for a gate_up weight packed with ``swiglu_halves``:
       the output is GPT-OSS's clamped SwiGLU of the glu and linear halves, ``[P, N / 2]``.
     backend: ``"pallas"`` (the kernel), ``"reference"`` (jnp), or ``"auto"``: pallas on GPU.
     out_dtype: defaults to ``x.dtype``.
     config: kernel block sizes; default from `tuning.pick_config`.
     interpret: run the Pallas kernel in interpret mode (any platform; slow but exact).
-    rms_norm: optional ``(sum_squares, weight, eps)``: ``[rows of x]`` float32 sums of each
-      row's squares, ``[K]`` and a float. The matmul reads x RMS-normalised, ``x *
-      rsqrt(sum_squares / K + eps) * weight`` in float32 rounded to x's dtype (bf16 in the
-      kernel): a norm the kernel applies as it loads x, so that the normalised rows are never
-      written out. The sums come from the caller, who has them for the router's own norm.
   Returns:
-    ``[P, N]`` (``[P, N / 2]`` with SwiGLU) of ``out_dtype``; P is T k for ``row_experts``
-    ``[T, k]``.
+    ``[P, N]`` (``[P, N / 2]`` with SwiGLU) of ``out_dtype``.
   """
   as_array = lambda a: None if a is None else jnp.asarray(a)
   x, group_sizes, row_weights, row_experts = map(as_array, (x, group_sizes, row_weights,
                                                             row_experts))
   _check_args(x, w, group_sizes, row_weights, row_experts, activation, backend)
-  if rms_norm is not None:
-    _check_rms_norm(rms_norm, x.shape)
   if group_sizes is not None:
     group_sizes = clip_group_sizes(group_sizes, x.shape[0])
   out_dtype = jnp.dtype(out_dtype or x.dtype)
@@ -135,35 +106,26 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
     backend = "pallas" if interpret else default_backend()
   epilogue = dict(activation=activation, out_dtype=out_dtype, swiglu_alpha=swiglu_alpha,
                   swiglu_limit=swiglu_limit)
-  # Each token's k rows read its row of x (`row_experts` [T, k]); the reference repeats it.
-  x_repeats = 1 if row_experts is None or row_experts.ndim == 1 else row_experts.shape[1]
-  row_experts = None if row_experts is None else row_experts.reshape(-1)
   if backend == "reference":
-    if rms_norm is not None:
-      x = rms_normalize(x, *rms_norm)
-    return grouped_matmul_reference(jnp.repeat(x, x_repeats, axis=0), w, group_sizes,
-                                    row_weights, row_experts=row_experts, **epilogue)
+    return grouped_matmul_reference(x, w, group_sizes, row_weights, row_experts=row_experts,
+                                    **epilogue)
 
   from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas  # noqa: PLC0415
 
   out_cols = w.out_features // 2 if activation == "swiglu" else w.out_features
   if out_cols < 16:
     raise ValueError(f"the Pallas kernel needs at least 16 output features, got {out_cols}")
-  num_rows = x.shape[0] * x_repeats
-  if num_rows == 0:
+  if x.shape[0] == 0:
     return jnp.zeros((0, out_cols), out_dtype)
   # One tile per row (row_experts) is picked for as if each row had an expert of its own.
-  config = config or pick_config(num_rows, num_rows if row_experts is not None
+  config = config or pick_config(x.shape[0], x.shape[0] if row_experts is not None
                                  else w.num_experts, out_cols, w.values.shape[1])
   if config.block_n * config.column_blocks > out_cols:
     raise ValueError(f"config.block_n={config.block_n} x column_blocks={config.column_blocks} is "
                      f"wider than the {out_cols} output features")
   return grouped_matmul_pallas(x, w, group_sizes, row_weights, row_experts, cfg=config,
-                               interpret=interpret, x_repeats=x_repeats,
-                               rms_norm=None if rms_norm is None else rms_norm[:2],
-                               rms_norm_eps=0.0 if rms_norm is None else float(rms_norm[2]),
+                               interpret=interpret,
                                **epilogue)
 
 
-__all__ = ["KernelConfig", "grouped_matmul", "grouped_matmul_reference", "pick_config",
-           "rms_normalize", "swiglu"]
+__all__ = ["KernelConfig", "grouped_matmul", "grouped_matmul_reference", "pick_config", "swiglu"]

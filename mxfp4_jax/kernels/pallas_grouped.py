@@ -71,8 +71,7 @@ def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
 
 def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_cols: int,
             swiglu_half: int, has_bias: bool, has_row_weights: bool, swiglu_alpha: float,
-            swiglu_limit: float, decode: str, row_tiles: bool, x_repeats: int,
-            in_features: int, rms_norm_eps: float | None):
+            swiglu_limit: float, decode: str, row_tiles: bool):
   bm, bn = cfg.block_m, cfg.block_n
   out_ref = refs[-1]
   tile, col_tile = pl.program_id(0), pl.program_id(1)
@@ -90,17 +89,14 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     tables = [tables_ref[i] for i in range(3)]  # [bn, 8] each
   bias_ref = refs[0] if has_bias else None
   row_weights_ref = refs[has_bias] if has_row_weights else None
-  rms_norm_refs = refs[has_bias + has_row_weights:][:2]  # [rows of x], [K] (with rms_norm_eps)
   is_expert = group < num_experts  # else a tail tile (rows past the groups) or an unused one
   has_work = (is_expert & (start < end)).astype(jnp.int32)
   group = jnp.minimum(group, num_experts - 1)  # keeps every load in bounds
   rows = window + lax.broadcasted_iota(jnp.int32, (bm,), 0)
-  # Fewer rows than one tile (decode): the rows past the end re-read the last row (their output
+  # Fewer rows than one tile (decode): the rows past x's end re-read its last row (their output
   # is masked) rather than x being padded up to a tile by one more kernel before this one.
-  # Output row p reads x's row p // x_repeats (a token's k expert rows share its x).
-  num_rows = x_ref.shape[0] * x_repeats
-  rows_read = pl.ds(window, bm) if num_rows >= bm else jnp.minimum(rows, num_rows - 1)
-  x_rows_read = rows_read if x_repeats == 1 else jnp.minimum(rows, num_rows - 1) // x_repeats
+  x_rows = x_ref.shape[0]
+  rows_read = pl.ds(window, bm) if x_rows >= bm else jnp.minimum(rows, x_rows - 1)
   # A program owns `column_blocks` blocks of bn output columns. The last program slides back
   # to stay in bounds; it writes only the columns it owns.
   owned = col_tile * bn * cfg.column_blocks
@@ -124,16 +120,9 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     return tuple(row_scales(kt, row0) for row0 in weight_rows)
 
   def load_x(kt):  # x's two halves under the tile: [bm, 32] bf16 each
-    def half(k):
-      x = x_ref[x_rows_read, pl.ds(k, HALF_TILE)]
-      if rms_norm_eps is not None:  # x * rsqrt(mean square + eps) * weight, in float32
-        sum_squares_ref, weight_ref = rms_norm_refs
-        inverse_rms = lax.rsqrt(sum_squares_ref[x_rows_read] / in_features + rms_norm_eps)
-        x = ((x.astype(jnp.float32) * inverse_rms[:, None])
-             * weight_ref[pl.ds(k, HALF_TILE)][None, :]).astype(jnp.bfloat16)
-      return x
     k0 = pl.multiple_of(kt * K_TILE, K_TILE)
-    return half(k0), half(k0 + HALF_TILE)
+    return (x_ref[rows_read, pl.ds(k0, HALF_TILE)],
+            x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)])
 
   def load_block(kt, i, scales=None):  # weight block i's [bn, 32] u8 bytes and its scales
     row0 = weight_rows[i]
@@ -239,24 +228,19 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "activation", "out_dtype", "interpret",
-                                             "swiglu_alpha", "swiglu_limit", "x_repeats",
-                                             "rms_norm_eps"))
+                                             "swiglu_alpha", "swiglu_limit"))
 def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_experts=None, *,
                           cfg: KernelConfig, activation: str | None, out_dtype, interpret: bool,
-                          swiglu_alpha: float, swiglu_limit: float, x_repeats: int = 1,
-                          rms_norm=None, rms_norm_eps: float = 0.0):
-  """Arguments already checked by `mxfp4_jax.kernels.grouped_matmul`; see there. Output row p
-  reads x's row ``p // x_repeats`` (``row_experts`` only)."""
-  num_rows = x.shape[0] * x_repeats
+                          swiglu_alpha: float, swiglu_limit: float):
+  """Arguments already checked by `mxfp4_jax.kernels.grouped_matmul`; see there."""
+  num_rows = x.shape[0]
   out_cols = w.out_features // 2 if activation == "swiglu" else w.out_features
   # Tiny row counts: the output has at least one tile of rows, so that every store stays in
   # bounds; the kernel reads x's rows clamped to its end.
   padded_rows = max(num_rows, cfg.block_m)
-  # With rms_norm the kernel normalises x in float32 and rounds it to bf16 itself.
-  x = x if rms_norm is not None else x.astype(jnp.bfloat16)
-  pad_k = w.padded_in_features - x.shape[1]
-  if pad_k:
-    x = jnp.pad(x, ((0, 0), (0, pad_k)))
+  x = x.astype(jnp.bfloat16)
+  if x.shape[1] != w.padded_in_features:
+    x = jnp.pad(x, ((0, 0), (0, w.padded_in_features - x.shape[1])))
 
   if row_experts is None:
     tiles = sched.tile_schedule(group_sizes, num_rows, cfg.block_m, read_rows=padded_rows)
@@ -279,17 +263,13 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
   has_row_weights = row_weights is not None and not split_k
   operands += [w.bias] if has_bias else []
   operands += [row_weights.astype(jnp.float32)] if has_row_weights else []
-  if rms_norm is not None:
-    sum_squares, weight = rms_norm
-    operands += [sum_squares.astype(jnp.float32), jnp.pad(weight.astype(jnp.float32), (0, pad_k))]
 
   kernel = functools.partial(
       _kernel, cfg=cfg, num_experts=w.num_experts, num_k_tiles=w.values.shape[1],
       out_cols=out_cols, swiglu_half=out_cols if activation == "swiglu" else 0,
       has_bias=has_bias, has_row_weights=has_row_weights,
       swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
-      decode=decode, row_tiles=row_experts is not None, x_repeats=x_repeats,
-      in_features=w.in_features, rms_norm_eps=None if rms_norm is None else rms_norm_eps)
+      decode=decode, row_tiles=row_experts is not None)
   grid = (num_tiles, pl.cdiv(out_cols, cfg.block_n * cfg.column_blocks))
   out_shape = jax.ShapeDtypeStruct((padded_rows, out_cols), out_dtype)
   if split_k:

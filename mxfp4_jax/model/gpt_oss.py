@@ -49,12 +49,9 @@ class RMSNorm(nnx.Module):
     self.eps = eps
 
   def __call__(self, x):  # [..., D]
-    inverse_rms = jax.lax.rsqrt(self.sum_squares(x)[..., None] / x.shape[-1] + self.eps)
-    return ((x.astype(jnp.float32) * inverse_rms) * self.scale[...]).astype(x.dtype)
-
-  def sum_squares(self, x):  # [..., D] -> [...] float32
     xf = x.astype(jnp.float32)
-    return jnp.sum(xf * xf, axis=-1)
+    xf = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
+    return (xf * self.scale[...]).astype(x.dtype)
 
 
 @jax.tree_util.register_dataclass
@@ -230,12 +227,10 @@ class MoE(nnx.Module):
 
   @jax.named_scope("mxfp4_moe")  # the experts' grouped matmuls, findable in profiler traces
   @_exact_in_float32
-  def __call__(self, x, norm: RMSNorm | None = None):
-    """x [B, T, D]: the normalised tokens, or with ``norm`` the residual that it normalises."""
+  def __call__(self, x):  # [B, T, D]
     cfg = self.cfg
     b, t, d = x.shape
-    residual = x.reshape(-1, d)  # [N, D]
-    tokens = residual if norm is None else norm(residual)
+    tokens = x.reshape(-1, d)  # [N, D]
     # Top k of the router's logits, softmax over the chosen (a Pallas kernel per
     # cfg.router_backend): [N, k] expert ids and weights.
     experts, weights = route(tokens, self.router_weight[...], self.router_bias[...],
@@ -246,17 +241,12 @@ class MoE(nnx.Module):
     swiglu_args = dict(activation="swiglu", swiglu_alpha=cfg.swiglu_alpha,
                        swiglu_limit=cfg.swiglu_limit)
     flat_experts = experts.reshape(-1)  # [P], token-major: row p is token p // k
-    if flat_experts.shape[0] <= cfg.num_experts:
-      # A decode step's rows, at most one per expert on average (20b: batch 8 and below):
-      # each row is its own tile, so no sort, no group sizes and no scatter (13 kernels a
-      # layer at batch 8), only a sum over each token's k rows. Rows of one expert read the
-      # same bytes at about the same time, mostly from L2. The kernel reads
-      # each token's row of x for its k experts, and applies the norm itself (the normalised
-      # tokens then feed only the router's product, into which XLA fuses the norm).
-      x_in = dict(x=tokens) if norm is None else dict(
-          x=residual, rms_norm=(norm.sum_squares(residual), norm.scale[...], norm.eps))
-      h = grouped_matmul(**x_in, w=self.gate_up.get_value(), group_sizes=None,
-                         row_experts=experts, **swiglu_args, **kernel_args)  # [P, I]
+    if flat_experts.shape[0] <= cfg.num_experts // 2:
+      # A decode step's few rows, about one per expert: each row is its own tile, so no sort,
+      # no group sizes and no scatter, only a sum over each token's k rows.
+      rows = jnp.repeat(tokens, cfg.experts_per_token, axis=0)  # [P, D]
+      h = grouped_matmul(rows, self.gate_up.get_value(), None, row_experts=flat_experts,
+                         **swiglu_args, **kernel_args)  # [P, I]
       y = grouped_matmul(h, self.down.get_value(), None, weights.reshape(-1),
                          row_experts=flat_experts, out_dtype=jnp.float32, **kernel_args)
       out = y.reshape(-1, cfg.experts_per_token, d).sum(axis=1)  # [N, D]
@@ -288,7 +278,7 @@ class Block(nnx.Module):
   def __call__(self, x, cos, sin, positions, cache=None, start=0):  # x [B, T, D]: the residual
     attn, cache = self.attn(self.attn_norm(x), cos, sin, positions, cache, start)
     x = x + attn
-    return x + self.mlp(x, self.mlp_norm), cache
+    return x + self.mlp(self.mlp_norm(x)), cache
 
 
 class GptOss(nnx.Module):
