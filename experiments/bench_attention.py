@@ -8,9 +8,9 @@
 Prefill FLOPs count the (query, key) pairs a prompt's causal or sliding mask leaves visible (4 hd
 per pair and query head), so the ratio to the bf16 ceiling is that of useful work. Decode reads
 the whole cache (full layers: the context in whole key blocks; sliding layers: the window's
-ring), rotated over copies that add up to 100 MB so that none sits in L2; the time includes the
-merge of the shares and one small update that chains the calls. Writes ``results.json`` and
-``results.csv``; timing: `mxfp4_jax.benchmarking.time_per_call`.
+ring), rotated over copies that add up to ``decode_rotated_bytes`` (100 MB) so that none sits
+in L2; the time includes the merge of the shares and one small update that chains the calls.
+Writes ``results.json`` and ``results.csv``; timing: `mxfp4_jax.benchmarking.time_per_call`.
 """
 
 from __future__ import annotations
@@ -55,12 +55,13 @@ def bench_decode(config, key) -> list[dict]:
       [w or None for w in common.csv_list(config.windows, int)]):
     slots = cache_slots(min(window, context) if window else context)
     cache_bytes = 2 * batch * slots * kv_heads * head_dim * 2  # k and v, bf16
-    copies = max(2, -(-int(100e6) // cache_bytes))
+    copies = max(2, -(-int(config.decode_rotated_bytes) // cache_bytes))
     keys = jax.random.split(key, 2 * copies + 2)
     q = jax.random.normal(keys[0], (batch, kv_heads, group, head_dim), jnp.bfloat16)
     sinks = jax.random.normal(keys[1], (kv_heads, group), jnp.float32)
     q_pos = jnp.full((batch,), context, jnp.int32)
-    # The ring's slot i holds the latest position that maps to it; slots past the context, none.
+    # A sliding layer's ring holds the window's last positions (in slot order here: the order
+    # does not change the work); a full layer's slots past the context are empty (-1).
     k_pos = jnp.arange(slots, dtype=jnp.int32) + (context - slots if window else 0)
     k_pos = jnp.broadcast_to(jnp.where(k_pos < context, k_pos, -1), (batch, slots))
     kv = lambda k: jax.random.normal(k, (batch, slots, kv_heads, head_dim), jnp.bfloat16)

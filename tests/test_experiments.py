@@ -91,6 +91,19 @@ def test_bench_attention_small_shapes_agree_with_xla(tmp_path):
   assert all(r["rel_err_vs_xla"] < 1e-2 and r["ms"] > 0 for r in rows)
 
 
+def test_bench_attention_decode_mode_agrees_with_xla(tmp_path):
+  """The decode kernel timed by split: one share (normalised in the kernel) and several."""
+  result = _run("experiments.bench_attention", "--config.lengths=", "--config.decode_batches=1",
+                "--config.decode_contexts=40", "--config.decode_programs=1,8",
+                "--config.kv_heads=2", "--config.group=2", "--config.head_dim=16",
+                "--config.windows=0,8", "--config.calls=1,2", "--config.decode_rotated_bytes=0",
+                f"--config.output_dir={tmp_path}")
+  assert result.returncode == 0, result.stderr
+  rows = json.loads((tmp_path / "results.json").read_text())["results"]
+  assert [(r["window"], r["num_programs"]) for r in rows] == [(0, 1), (0, 8), (8, 1), (8, 8)]
+  assert all(r["rel_err_vs_xla"] < 1e-2 and r["ms"] > 0 for r in rows)
+
+
 def test_generate_on_the_embedded_default_writes_a_trace(tmp_path):
   trace = tmp_path / "trace"
   result = _run("experiments.generate", "--max_new_tokens=12", "--prompt=Hi", "--prompt=Bye",
