@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mxfp4_jax.kernels.flash_attention import decode_attention, decode_shares, flash_attention
+from mxfp4_jax.kernels.flash_attention import (decode_attention, decode_attention_update,
+                                               decode_shares, flash_attention)
 
 INTERPRET = jax.default_backend() != "gpu"
 
@@ -98,6 +99,68 @@ def test_decode_over_a_ring_cache_matches_float64_oracle(rng, window, num_progra
   ref = oracle(q[:, None], k, v, q_pos[:, None], sinks, window, k_positions=k_pos)[:, 0]
   assert out.shape == q.shape and out.dtype == q.dtype
   assert rel_err(out, ref) < 1e-2
+
+
+def np_rope(x, cos, sin):
+  """float64 half-split RoPE: x [..., hd], cos and sin [..., hd / 2]."""
+  x1, x2 = np.split(np.asarray(x, np.float64), 2, axis=-1)
+  return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+@pytest.mark.parametrize("window, num_programs, slots, slot", [
+    (None, 64, 96, 50),  # 3 shares of 1 block (the slot in the middle one), merged
+    (None, 1, 96, 95),  # one share of 3 blocks, normalised in the kernel; the last slot
+    (40, 8, 288, 7),  # 2 shares of 9 blocks, looped; a ring whose slot 7 holds the newest
+    (None, 64, 32, 0)])  # 2 shares of 1 block, the first slot
+def test_decode_update_rotates_stores_and_attends(rng, window, num_programs, slots, slot):
+  """decode_attention_update against RoPE, the cache write and attention done apart in float64:
+  the slot's old key is not seen, the new key is, every other slot keeps its bytes."""
+  b, kv_heads, group, head_dim = 2, 2, 3, 32
+  heads = kv_heads * group
+  qkv = jnp.asarray(rng.standard_normal((b, heads + 2 * kv_heads, head_dim)), jnp.bfloat16)
+  k = jnp.asarray(rng.standard_normal((b, slots, kv_heads, head_dim)), jnp.bfloat16)
+  v = jnp.asarray(rng.standard_normal((b, slots, kv_heads, head_dim)), jnp.bfloat16)
+  sinks = jnp.asarray(rng.uniform(-3, 3, (kv_heads, group)), jnp.float32)
+  angles = rng.uniform(-np.pi, np.pi, (b, head_dim // 2))
+  cos, sin = np.cos(angles) * 1.3, np.sin(angles) * 1.3  # YaRN scales both
+  q_pos = np.array([slots + 40, 9])
+  k_pos = np.stack([(np.arange(slots) - slot) % slots + q_pos[0] - slots,  # a ring, oldest at slot
+                    np.where(np.arange(slots) < 9, np.arange(slots), -1)])
+  out, new_k, new_v, new_pos = decode_attention_update(
+      qkv, jnp.asarray(cos, jnp.float32), jnp.asarray(sin, jnp.float32), k, v,
+      jnp.asarray(q_pos), jnp.asarray(k_pos), jnp.int32(slot + 3 * slots), sinks, window=window,
+      block_k=32,
+      num_programs=num_programs, interpret=INTERPRET)
+
+  f64 = lambda a: np.asarray(jnp.asarray(a).astype(jnp.float32), np.float64)
+  proj = f64(qkv)
+  rope = lambda x: np_rope(x, cos[:, None], sin[:, None])
+  want_k, want_v, want_pos = f64(k), f64(v), k_pos.copy()
+  want_k[:, slot] = rope(proj[:, heads:heads + kv_heads])
+  want_v[:, slot] = proj[:, heads + kv_heads:]
+  want_pos[:, slot] = q_pos
+  # The stored key is rounded to bf16 as the kernel stores it; all other slots are untouched.
+  np.testing.assert_allclose(f64(new_k), f64(jnp.asarray(want_k, jnp.bfloat16)), rtol=0, atol=0)
+  np.testing.assert_array_equal(f64(new_v), want_v)
+  np.testing.assert_array_equal(np.asarray(new_pos), want_pos)
+  q = rope(proj[:, :heads]).reshape(b, 1, kv_heads, group, head_dim)
+  ref = oracle(q, want_k, want_v, q_pos[:, None], sinks, window, k_positions=want_pos)[:, 0]
+  assert out.shape == (b, kv_heads, group, head_dim) and out.dtype == jnp.bfloat16
+  assert rel_err(out, ref) < 1e-2
+
+
+def test_decode_update_rejects_a_qkv_that_does_not_fit_the_cache():
+  k = jnp.zeros((1, 16, 2, 32), jnp.bfloat16)
+  qkv = jnp.zeros((1, 5, 32), jnp.bfloat16)  # 1 query head + 2 x 2 would need 5: heads % 2 != 0
+  table = jnp.zeros((1, 16))
+  with pytest.raises(ValueError, match=r"qkv \[1, heads \+ 2 kv_heads, 32\] needs a cache"):
+    decode_attention_update(qkv, table, table, k, k, jnp.zeros((1,), jnp.int32),
+                            jnp.zeros((1, 16), jnp.int32), 0, jnp.zeros((2, 1)), block_k=16,
+                            interpret=True)
+  with pytest.raises(ValueError, match=r"cos must be \[1, 16\]"):
+    decode_attention_update(jnp.zeros((1, 6, 32), jnp.bfloat16), table[:, :8], table, k, k,
+                            jnp.zeros((1,), jnp.int32), jnp.zeros((1, 16), jnp.int32), 0,
+                            jnp.zeros((2, 1)), block_k=16, interpret=True)
 
 
 @pytest.mark.parametrize("heads, num_blocks, num_programs, expected", [

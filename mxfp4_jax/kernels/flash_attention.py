@@ -159,18 +159,42 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
   return out[:, :t].reshape(b, t, kv_heads, group, head_dim).astype(out_dtype)
 
 
-def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *out_refs,
+def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *refs,
                    block_k: int, blocks_per_share: int, window: int | None, scale: float,
-                   group: int, rows: int):
+                   num_heads: int, group: int, rows: int, update: bool):
+  if update:  # q_ref holds the step's projections: [B, H + 2K, hd], queries, keys, values
+    cos_ref, sin_ref, step_ref, *out_refs, k_out_ref, v_out_ref, pos_out_ref = refs
+  else:
+    out_refs = refs
   row, kv_head, share = pl.program_id(0), pl.program_id(1), pl.program_id(2)
-  head_dim = q_ref.shape[-1]
+  head_dim = k_ref.shape[-1]
   # The query heads of one KV head, as many as the dot's smallest M: past the group come the
   # next heads' queries (clamped to the last head), whose results are dropped; that spares
   # padding q and the sinks by two more kernels before this one.
   heads = jnp.minimum(kv_head * group + lax.broadcasted_iota(jnp.int32, (rows,), 0),
-                      q_ref.shape[1] - 1)
-  q = q_ref[row, heads, :]  # [rows, hd]
+                      num_heads - 1)
   q_pos = q_pos_ref[row]
+  if update:
+    # RoPE (half split) of the queries and the new key in float32, rounded to bf16 as
+    # `rope.apply_rope` rounds them: x cos + swap_halves(x) (-sin | sin).
+    cols = lax.broadcasted_iota(jnp.int32, (head_dim,), 0)
+    half = head_dim // 2
+    cos = cos_ref[row, cols % half]
+    sin = jnp.where(cols < half, -1.0, 1.0) * sin_ref[row, cols % half]
+
+    def projection(index, columns):  # rows ``index`` of this row's projections, [n, hd] f32
+      return q_ref[row, index[:, None], columns[None, :]].astype(jnp.float32)
+
+    def rotated(index):
+      return (projection(index, cols) * cos[None, :]
+              + projection(index, (cols + half) % head_dim) * sin[None, :]).astype(jnp.bfloat16)
+    q = rotated(heads)  # [rows, hd]
+    own = jnp.full((1,), num_heads + kv_head, jnp.int32)
+    new_k = rotated(own)  # [1, hd]
+    new_v = projection(own + num_heads // group, cols).astype(jnp.bfloat16)
+    slot = lax.rem(step_ref[0], k_ref.shape[0])  # the ring's slot for this step
+  else:
+    q = q_ref[row, heads, :].astype(jnp.bfloat16)  # [rows, hd]
   num_blocks = k_ref.shape[0] // block_k
   sink = sinks_ref[heads] * LOG2E
   # The running sum leaves the sink's own weight out: it is added once, at the end.
@@ -178,8 +202,15 @@ def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *out_re
 
   def attend_block(block, carry):  # a block past the cache's end re-reads the last, all masked
     keys = pl.ds(jnp.minimum(block, num_blocks - 1) * block_k, block_k)
-    visible = _visible(q_pos, k_pos_ref[keys], window) & (block < num_blocks)
-    return _online_softmax(carry, q, k_ref[keys, :], v_ref[keys, :], visible[None, :], scale)
+    k, v, k_pos = k_ref[keys, :], v_ref[keys, :], k_pos_ref[keys]
+    if update:  # the new key in its slot, whatever the cache held there
+      is_new = block * block_k + lax.broadcasted_iota(jnp.int32, (block_k,), 0) == slot
+      k_pos = jnp.where(is_new, q_pos, k_pos)
+      k = jnp.where(is_new[:, None], new_k, k.astype(jnp.bfloat16))
+      v = jnp.where(is_new[:, None], new_v, v.astype(jnp.bfloat16))
+    visible = _visible(q_pos, k_pos, window) & (block < num_blocks)
+    return _online_softmax(carry, q, k.astype(jnp.bfloat16), v.astype(jnp.bfloat16),
+                           visible[None, :], scale)
 
   first = share * blocks_per_share
   if blocks_per_share <= STRAIGHT_LINE_BLOCKS:
@@ -189,6 +220,21 @@ def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *out_re
   else:  # a long share: a loop, which Triton pipelines (its loads num_stages - 1 blocks ahead)
     carry = lax.fori_loop(first, jnp.minimum(first + blocks_per_share, num_blocks),
                           attend_block, carry)
+  if update:
+    # The share that holds the slot stores the new key and value there (and KV head 0 the
+    # position): the program reads nothing of the slot but its own `where` above, and no other
+    # program of this (row, KV head) reads the slot's block.
+    owns_slot = (slot >= first * block_k) & (slot < (first + blocks_per_share) * block_k)
+
+    @pl.when(owns_slot)
+    def _store_new_key():
+      k_out_ref[pl.ds(slot, 1), :] = new_k.astype(k_out_ref.dtype)
+      v_out_ref[pl.ds(slot, 1), :] = new_v.astype(v_out_ref.dtype)
+
+      @pl.when(kv_head == 0)
+      def _store_position():
+        pos_out_ref[pl.ds(slot, 1)] = jnp.full((1,), q_pos, pos_out_ref.dtype)
+
   out, top, total = carry
   if len(out_refs) == 3:  # one share of several: the caller merges them with the sink
     for ref, value in zip(out_refs, carry):
@@ -210,8 +256,10 @@ def decode_shares(heads: int, num_blocks: int, num_programs: int) -> tuple[int, 
   return -(-num_blocks // per_share), per_share
 
 
-@functools.partial(jax.jit, static_argnames=("window", "block_k", "num_programs", "num_warps",
-                                             "num_stages", "interpret"))
+_DECODE_STATIC = ("window", "block_k", "num_programs", "num_warps", "num_stages", "interpret")
+
+
+@functools.partial(jax.jit, static_argnames=_DECODE_STATIC)
 def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | None = None,
                      block_k: int = 64, num_programs: int = DECODE_PROGRAMS, num_warps: int = 4,
                      num_stages: int = 2, interpret: bool = False):
@@ -231,8 +279,63 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   if q.ndim != 4:
     raise ValueError(f"q must be [batch, kv_heads, group, head_dim], got {list(q.shape)}")
   b, kv_heads, group, head_dim = q.shape
+  _check_cache(k, v, q_positions, k_positions, b, kv_heads, head_dim, block_k)
+  [out] = _decode_call(q.reshape(b, kv_heads * group, head_dim), k, v, k_positions, q_positions,
+                       sinks, (), group=group, out_dtype=q.dtype, window=window,
+                       block_k=block_k, num_programs=num_programs, num_warps=num_warps,
+                       num_stages=num_stages, interpret=interpret)
+  return out
+
+
+@functools.partial(jax.jit, static_argnames=_DECODE_STATIC)
+def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step, sinks, *,
+                            window: int | None = None, block_k: int = 64,
+                            num_programs: int = DECODE_PROGRAMS, num_warps: int = 4,
+                            num_stages: int = 2, interpret: bool = False):
+  """A decode step's attention from its projections: RoPE on the queries and the new key, the
+  new key, value and position stored in cache slot ``step % S``, and `decode_attention` over
+  the cache with them, all in one kernel (no RoPE or cache-update kernels before it).
+
+  Args:
+    qkv: ``[B, H + 2K, hd]`` the step's projections before RoPE: H query heads (query head
+      ``k G + g`` reads KV head ``k``), then K keys, then K values.
+    cos, sin: ``[B, hd / 2]`` float32, the rotation of each row's new position (half-split RoPE,
+      `mxfp4_jax.model.rope`).
+    k, v: ``[B, S, K, hd]`` and k_positions ``[B, S]``: the cache, updated in place (aliased to
+      the outputs: under ``jit`` with the cache donated or carried, no copy).
+    q_positions: ``[B]`` int, each row's new position.
+    step: int scalar >= 0, the step's global index: its slot is ``step % S`` (a ring).
+    sinks, window and the launch arguments: as in `decode_attention`.
+  Returns:
+    (``[B, K, G, hd]`` in qkv's dtype, k, v, k_positions updated).
+  """
+  if qkv.ndim != 3:
+    raise ValueError(f"qkv must be [batch, heads + 2 kv_heads, head_dim], got {list(qkv.shape)}")
+  b, _, head_dim = qkv.shape
+  kv_heads = k.shape[2] if k.ndim == 4 else 0
+  heads = qkv.shape[1] - 2 * kv_heads
+  if kv_heads == 0 or heads <= 0 or heads % kv_heads:
+    raise ValueError(f"qkv [{b}, heads + 2 kv_heads, {head_dim}] needs a cache k [batch, slots, "
+                     f"kv_heads, head_dim] with heads a multiple of kv_heads, got qkv "
+                     f"{list(qkv.shape)} and k {list(k.shape)}")
+  _check_cache(k, v, q_positions, k_positions, b, kv_heads, head_dim, block_k)
+  for name, table in (("cos", cos), ("sin", sin)):
+    if table.shape != (b, head_dim // 2):
+      raise ValueError(f"{name} must be [{b}, {head_dim // 2}], got {list(table.shape)}")
+  if jnp.shape(step) != ():
+    raise ValueError(f"step must be a scalar, got shape {list(jnp.shape(step))}")
+  extra = (cos.astype(jnp.float32), sin.astype(jnp.float32),
+           jnp.reshape(step, (1,)).astype(jnp.int32))
+  out, k, v, k_positions = _decode_call(
+      qkv, k, v, k_positions, q_positions, sinks, extra, group=heads // kv_heads,
+      out_dtype=qkv.dtype, window=window, block_k=block_k, num_programs=num_programs,
+      num_warps=num_warps, num_stages=num_stages, interpret=interpret)
+  return out, k, v, k_positions
+
+
+def _check_cache(k, v, q_positions, k_positions, b, kv_heads, head_dim, block_k):
   _check_head_dim(head_dim)
-  slots = k.shape[1]
+  slots = k.shape[1] if k.ndim == 4 else -1
   if k.shape != (b, slots, kv_heads, head_dim) or v.shape != k.shape:
     raise ValueError(f"k and v must have shape [{b}, slots, {kv_heads}, {head_dim}] to match q, "
                      f"got {list(k.shape)} and {list(v.shape)}")
@@ -241,19 +344,29 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   if q_positions.shape != (b,) or k_positions.shape != (b, slots):
     raise ValueError(f"q_positions must be [{b}] and k_positions [{b}, {slots}], got "
                      f"{list(q_positions.shape)} and {list(k_positions.shape)}")
+
+
+def _decode_call(q, k, v, k_positions, q_positions, sinks, extra, *, group, out_dtype, window,
+                 block_k, num_programs, num_warps, num_stages, interpret):
+  """The decode kernel's launch and the merge of its shares. ``q``: ``[B, H, hd]`` queries, or
+  with ``extra`` = (cos, sin, step) the projections ``[B, H + 2K, hd]`` of an updating step, whose
+  outputs then include the cache (aliased to k, v, k_positions): -> (out [B, K, G, hd], *cache)."""
+  b, slots, kv_heads, head_dim = k.shape
+  update = bool(extra)
+  heads = kv_heads * group
   rows = max(16, 1 << (group - 1).bit_length())  # the dot's smallest M
-  out_dtype = q.dtype
-  q = q.astype(jnp.bfloat16).reshape(b, kv_heads * group, head_dim)  # heads of a KV head adjacent
-  k, v = k.astype(jnp.bfloat16), v.astype(jnp.bfloat16)
   shares, blocks_per_share = decode_shares(b * kv_heads, slots // block_k, num_programs)
-  sinks = sinks.astype(jnp.float32).reshape(kv_heads * group)
+  sinks = sinks.astype(jnp.float32).reshape(heads)
+  k_positions = k_positions.astype(jnp.int32)
 
   kernel = functools.partial(_decode_kernel, block_k=block_k, blocks_per_share=blocks_per_share,
-                             window=window, scale=head_dim ** -0.5, group=group, rows=rows)
+                             window=window, scale=head_dim ** -0.5, num_heads=heads, group=group,
+                             rows=rows, update=update)
   kv_spec = pl.BlockSpec((None, slots, None, head_dim), lambda i, h, s: (i, 0, h, 0))
+  pos_spec = pl.BlockSpec((None, slots), lambda i, h, s: (i, 0))
   whole = lambda a: pl.BlockSpec(a.shape, lambda i, h, s: (0,) * len(a.shape))
   if shares == 1:  # the kernel writes [B, K G, hd] itself
-    out_shape = [jax.ShapeDtypeStruct(q.shape, out_dtype)]
+    out_shape = [jax.ShapeDtypeStruct((b, heads, head_dim), out_dtype)]
     out_specs = [whole(out_shape[0])]
   else:  # each share's (out, top, total) of its `rows` query rows, in float32
     part = lambda *tail: pl.BlockSpec((None, None, None, rows, *tail),
@@ -261,21 +374,28 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
     out_specs = [part(head_dim), part(), part()]
     out_shape = [jax.ShapeDtypeStruct((b, kv_heads, shares, rows, *tail), jnp.float32)
                  for tail in ((head_dim,), (), ())]
+  operands = [q, k, v, k_positions, q_positions.astype(jnp.int32), sinks, *extra]
+  aliases = {}
+  if update:  # the cache, updated in place
+    aliases = {1: len(out_shape), 2: len(out_shape) + 1, 3: len(out_shape) + 2}
+    out_specs += [kv_spec, kv_spec, pos_spec]
+    out_shape += [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (k, v, k_positions)]
   results = pl.pallas_call(
       kernel,
       grid=(b, kv_heads, shares),
-      in_specs=[whole(q), kv_spec, kv_spec,  # q and sinks whole: their rows are gathered
-                pl.BlockSpec((None, slots), lambda i, h, s: (i, 0)),
-                pl.BlockSpec((b,), lambda i, h, s: (0,)),
-                whole(sinks)],
+      in_specs=[whole(q), kv_spec, kv_spec, pos_spec,  # q and sinks whole: their rows are gathered
+                pl.BlockSpec((b,), lambda i, h, s: (0,)), whole(sinks), *map(whole, extra)],
       out_specs=out_specs,
       out_shape=out_shape,
+      input_output_aliases=aliases,
       compiler_params=pltriton.CompilerParams(num_warps=num_warps, num_stages=num_stages),
       interpret=interpret,
-      name="decode_attention_sinks",
-  )(q, k, v, k_positions.astype(jnp.int32), q_positions.astype(jnp.int32), sinks)
+      name="decode_attention_sinks" + ("_update" if update else ""),
+  )(*operands)
+  cache = tuple(results[-3:]) if update else ()
+  results = results[:-3] if update else results
   if shares == 1:
-    return results[0].reshape(b, kv_heads, group, head_dim)
+    return (results[0].reshape(b, kv_heads, group, head_dim), *cache)
   out, top, total = results
   # Merge the shares and the sink: [B, K, shares, rows(, hd)] -> [B, K, G, hd].
   out, top, total = out[:, :, :, :group], top[:, :, :, :group], total[:, :, :, :group]
@@ -284,4 +404,4 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   share = jnp.exp2(top - peak[:, :, None])  # [B, K, shares, G]
   total = jnp.sum(total * share, axis=2) + jnp.exp2(sink - peak)
   out = jnp.sum(out * share[..., None], axis=2) / total[..., None]
-  return out.astype(out_dtype)
+  return (out.astype(out_dtype), *cache)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mxfp4_jax.kernels import grouped_matmul
-from mxfp4_jax.kernels.flash_attention import decode_attention, flash_attention
+from mxfp4_jax.kernels.flash_attention import decode_attention_update, flash_attention
 from mxfp4_jax.kernels.router import route
 from mxfp4_jax.mxfp4.layout import random_packed
 from mxfp4_jax.model.config import GptOssConfig
@@ -176,16 +176,37 @@ class Attention(nnx.Module):
     cfg = self.cfg
     b, t, _ = x.shape
     qkv = x @ self.qkv_weight[...] + self.qkv_bias[...]  # [B, T, (H + 2K) hd]
+    sinks = self.sinks[...].reshape(cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads)
+    window = cfg.sliding_window if self.sliding else None
+    prefill = isinstance(start, int) and start == 0  # known when tracing: an empty cache
+    if (cache is not None and t == 1 and not prefill
+        and cfg.resolved_attention_backend == "pallas"):
+      # A decode step in one kernel: RoPE on q and the new key, the key, value and position
+      # stored in the slot the step takes, attention over the cache.
+      heads = qkv.reshape(b, cfg.num_heads + 2 * cfg.num_kv_heads, cfg.head_dim)
+      out, *updated = decode_attention_update(
+          heads, cos[:, 0], sin[:, 0], cache.k, cache.v, positions[:, 0], cache.positions,
+          start, sinks, window=window, block_k=decode_block(cache.k.shape[1]),
+          interpret=jax.default_backend() != "gpu")
+      cache = LayerCache(*updated)
+    else:
+      out, cache = self._attend(qkv, cos, sin, positions, cache, start, prefill, sinks, window)
+    out = out.reshape(b, t, cfg.q_size) @ self.out_weight[...] + self.out_bias[...]
+    return out, cache
+
+  def _attend(self, qkv, cos, sin, positions, cache, start, prefill, sinks, window):
+    """RoPE, the cache's update and attention as separate steps: prefills, and decoding off
+    the kernel. qkv [B, T, (H + 2K) hd] -> (out [B, T, K, G, hd], cache)."""
+    cfg = self.cfg
+    b, t, _ = qkv.shape
+    groups = cfg.num_heads // cfg.num_kv_heads
     q, k, v = jnp.split(qkv, [cfg.q_size, cfg.q_size + cfg.kv_size], axis=-1)
     q = apply_rope(q.reshape(b, t, cfg.num_heads, cfg.head_dim), cos, sin)
     k = apply_rope(k.reshape(b, t, cfg.num_kv_heads, cfg.head_dim), cos, sin)
     v = v.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
-    groups = cfg.num_heads // cfg.num_kv_heads
     q = q.reshape(b, t, cfg.num_kv_heads, groups, cfg.head_dim)  # head h uses KV head h // G
     keys, values, key_pos = k, v, positions
-    prefill = isinstance(start, int) and start == 0  # known when tracing: an empty cache
-    decoding = cache is not None and t == 1 and not prefill
-    if decoding:
+    if cache is not None and t == 1 and not prefill:
       # A decode step stores its key first and attends over the cache alone (no copy of it): the
       # ring slot it takes held a key `window` or more positions back, which it must not see.
       cache = cache.write(k, v, positions, start)
@@ -199,19 +220,11 @@ class Attention(nnx.Module):
         values = jnp.concatenate([cache.v, v], axis=1)
         key_pos = jnp.concatenate([cache.positions, positions], axis=1)
       cache = cache.write(k, v, positions, start)
-    sinks = self.sinks[...].reshape(cfg.num_kv_heads, groups)
-    window = cfg.sliding_window if self.sliding else None
-    kernel = cfg.resolved_attention_backend == "pallas"
-    interpret = jax.default_backend() != "gpu"
-    if kernel and keys is k:  # a prefill: the keys are the queries' own tokens
-      out = flash_attention(q, k, v, positions, sinks, window=window, interpret=interpret)
-    elif kernel and decoding:
-      out = decode_attention(q[:, 0], keys, values, positions[:, 0], key_pos, sinks,
-                             window=window, block_k=decode_block(keys.shape[1]),
-                             interpret=interpret)[:, None]
+    if cfg.resolved_attention_backend == "pallas" and keys is k:  # a prefill: its own keys
+      out = flash_attention(q, k, v, positions, sinks, window=window,
+                            interpret=jax.default_backend() != "gpu")
     else:
       out = attend(q, keys, values, positions, key_pos, sinks, window, aligned=keys is k)
-    out = out.reshape(b, t, cfg.q_size) @ self.out_weight[...] + self.out_bias[...]
     return out, cache
 
 
