@@ -94,6 +94,57 @@ def test_bad_input_errors(change, match):
                  interpret=True)
 
 
+def numpy_rms_norm(h, weight, eps):
+  h = np.asarray(jnp.asarray(h).astype(jnp.float32), np.float64)
+  return h / np.sqrt((h * h).mean(-1, keepdims=True) + eps) * np.asarray(weight, np.float64)
+
+
+@pytest.mark.parametrize("n,d,e,k", [(1, 2880, 32, 4), (8, 2880, 128, 4), (3, 200, 5, 2)])
+def test_route_normalized_matches_float64(n, d, e, k):
+  """The norm folded into the router's kernel: a residual of large scale (the norm matters),
+  D not a power of two (masked columns), experts padded (5). The rows are each token
+  normalized, k times, rounded to bf16 once."""
+  _, weight, bias = inputs(n, d, e, seed=n + 1)
+  h = (jax.random.normal(jax.random.PRNGKey(n), (n, d)) * 40 + 3).astype(jnp.bfloat16)
+  norm_weight = jax.random.uniform(jax.random.PRNGKey(9), (d,), jnp.float32, 0.5, 1.5)
+  experts, weights, rows = router.route_normalized(h, norm_weight, 1e-5, weight, bias, k=k,
+                                                   interpret=INTERPRET)
+  x = numpy_rms_norm(h, norm_weight, 1e-5)
+  logits, want_experts, want_weights = numpy_route(x, weight, bias, k)
+  got_logits = np.take_along_axis(logits, np.asarray(experts), -1)
+  want_logits = np.take_along_axis(logits, want_experts, -1)
+  assert np.abs(got_logits - want_logits).max() < 2e-2
+  assert (np.asarray(experts) == want_experts).mean() > 0.9
+  assert np.abs(np.asarray(weights) - want_weights).max() < 2e-2
+  assert rows.shape == (n * k, d) and rows.dtype == jnp.bfloat16
+  got_rows = np.asarray(rows.astype(jnp.float32), np.float64)
+  np.testing.assert_allclose(got_rows, np.repeat(x, k, axis=0), rtol=2 ** -8, atol=1e-6)
+
+
+def test_route_normalized_rejects_bad_input():
+  _, weight, bias = inputs(2, 64, 16)
+  h = jnp.ones((2, 64), jnp.bfloat16)
+  with pytest.raises(ValueError, match=r"norm_weight must have shape \[64\]"):
+    router.route_normalized(h, jnp.ones(32), 1e-5, weight, bias, k=4, interpret=True)
+  with pytest.raises(ValueError, match="at most 8 tokens"):
+    router.route_normalized(jnp.ones((9, 64), jnp.bfloat16), jnp.ones(64), 1e-5, weight, bias,
+                            k=4, interpret=True)
+
+
+def test_model_moe_takes_the_norm_in_the_router_kernel():
+  """A decode step's MoE given the residual and its norm (the fused router) agrees with the MoE
+  of the normalized tokens through the jnp reference."""
+  cfg = GptOssConfig.from_dict(tiny.model_config()).replace(moe_interpret=True)
+  block = GptOss(cfg, rngs=nnx.Rngs(1)).layers[0]
+  h = jax.random.normal(jax.random.PRNGKey(3), (1, 1, cfg.hidden_size)).astype(jnp.bfloat16) * 9
+  assert cfg.experts_per_token <= cfg.num_experts // 2  # the one-row tiles that take the rows
+  got = block.mlp(h, block.mlp_norm)
+  block.mlp.cfg = cfg.replace(moe_backend="reference", moe_interpret=False, router_backend="xla")
+  want = block.mlp(block.mlp_norm(h))
+  err = jnp.linalg.norm((got - want).astype(jnp.float32)) / jnp.linalg.norm(want.astype(jnp.float32))
+  assert float(err) < 2e-2
+
+
 @pytest.mark.parametrize("backend", ["auto", "top_k"])
 def test_model_moe_routes_through_the_kernel(backend):
   """A bf16 MoE block with the kernels in interpret mode agrees with its jnp reference path."""

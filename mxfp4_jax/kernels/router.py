@@ -11,6 +11,11 @@ step's few tokens make each cost its launch and dependency rather than its work:
   kernel adds the bias and takes the top k and the softmax, in place of four of XLA's kernels.
   (One kernel for the norm before the MoE and all of this, one program reading the whole
   router weight, ran slower than XLA: BENCHMARKS.md.)
+
+`route_normalized` (a decode step's few tokens): the MoE's RMSNorm folded in. XLA's product
+takes the un-normalized tokens (times the norm's weight) and the kernel computes each token's
+RMS itself, scales the logits by it, and writes the normalized tokens, k copies each, for the
+one-row tiles of the grouped matmul: the norm's sum of squares and the copies cost no kernels.
 """
 
 from __future__ import annotations
@@ -81,23 +86,16 @@ def _router_product(x, weight):
   return jnp.sum(products, axis=2).astype(x.dtype)
 
 
-def _top_k_kernel(product_ref, bias_ref, experts_ref, weights_ref, *, k: int, num_experts: int):
-  n, padded_experts = product_ref.shape
-  # Rows past the last token re-read it, compute its results again and store them to its row,
-  # so no store needs a mask and no output is padded.
-  rows = jnp.minimum(pl.program_id(0) * BLOCK_T + lax.broadcasted_iota(jnp.int32, (BLOCK_T,), 0),
-                     n - 1)
-  # The logits rounded as the reference rounds them: the sum of the product and the bias in bf16.
-  logits = (product_ref[rows, :].astype(jnp.float32) + bias_ref[...].astype(jnp.float32)[None, :]
-            ).astype(jnp.bfloat16).astype(jnp.float32)  # [T, E']
+def _top_k_softmax(logits, *, k: int, num_experts: int):
+  """logits [T, E'] float32 (bf16 values; columns past ``num_experts`` padding) -> the top k's
+  expert ids [T, k] and their softmax [T, k]. k rounds of (max, lowest index holding it): ties
+  go to the lowest id, as in lax.top_k."""
+  tokens, padded_experts = logits.shape
   expert_ids = lax.broadcasted_iota(jnp.int32, logits.shape, 1)
   logits = jnp.where(expert_ids < num_experts, logits, -jnp.inf)
-
-  # Top k by k rounds of (max, lowest index holding it): ties go to the lowest id, as in
-  # lax.top_k.
-  slot = lax.broadcasted_iota(jnp.int32, (BLOCK_T, k), 1)
-  top = jnp.zeros((BLOCK_T, k), jnp.float32)
-  chosen = jnp.zeros((BLOCK_T, k), jnp.int32)
+  slot = lax.broadcasted_iota(jnp.int32, (tokens, k), 1)
+  top = jnp.zeros((tokens, k), jnp.float32)
+  chosen = jnp.zeros((tokens, k), jnp.int32)
   for j in range(k):
     best = jnp.max(logits, axis=1)  # [T]
     index = jnp.min(jnp.where(logits == best[:, None], expert_ids, padded_experts), axis=1)
@@ -105,18 +103,60 @@ def _top_k_kernel(product_ref, bias_ref, experts_ref, weights_ref, *, k: int, nu
     chosen = jnp.where(slot == j, index[:, None], chosen)
     logits = jnp.where(expert_ids == index[:, None], -jnp.inf, logits)
   exp = jnp.exp(top - jnp.max(top, axis=1, keepdims=True))
-  experts_ref[rows, :] = chosen
-  weights_ref[rows, :] = exp / jnp.sum(exp, axis=1, keepdims=True)
+  return chosen, exp / jnp.sum(exp, axis=1, keepdims=True)
+
+
+def _with_bias(product, bias_ref):
+  """The logits rounded as the reference rounds them: the product in bf16, plus the bias in
+  bf16."""
+  product = product.astype(jnp.bfloat16).astype(jnp.float32)
+  return (product + bias_ref[...].astype(jnp.float32)[None, :]).astype(jnp.bfloat16).astype(
+      jnp.float32)
+
+
+def _top_k_kernel(product_ref, bias_ref, experts_ref, weights_ref, *, k: int, num_experts: int):
+  n = product_ref.shape[0]
+  # Rows past the last token re-read it, compute its results again and store them to its row,
+  # so no store needs a mask and no output is padded.
+  rows = jnp.minimum(pl.program_id(0) * BLOCK_T + lax.broadcasted_iota(jnp.int32, (BLOCK_T,), 0),
+                     n - 1)
+  experts_ref[rows, :], weights_ref[rows, :] = _top_k_softmax(
+      _with_bias(product_ref[rows, :], bias_ref), k=k, num_experts=num_experts)
+
+
+def _normalized_top_k_kernel(product_ref, bias_ref, h_ref, norm_ref, experts_ref, weights_ref,
+                             rows_ref, *, k: int, num_experts: int, eps: float):
+  token = pl.program_id(0)
+  d = h_ref.shape[1]
+  width = pl.next_power_of_2(d)  # a load's width is a power of two; the columns past d masked
+  in_row = lax.broadcasted_iota(jnp.int32, (1, width), 1) < d
+  h = pltriton.load(h_ref.at[pl.ds(token, 1), pl.ds(0, width)], mask=in_row,
+                    other=0).astype(jnp.float32)  # [1, W]
+  # The norm as the model's RMSNorm computes it: float32, x rsqrt(mean(x^2) + eps), then x w.
+  inv_rms = lax.rsqrt(jnp.sum(h * h, axis=1, keepdims=True) / d + eps)  # [1, 1]
+  product = product_ref[pl.ds(token, 1), :] * inv_rms  # [1, E']: (h w) @ weight.T, normalized
+  experts_ref[pl.ds(token, 1), :], weights_ref[pl.ds(token, 1), :] = _top_k_softmax(
+      _with_bias(product, bias_ref), k=k, num_experts=num_experts)
+  norm = pltriton.load(norm_ref.at[pl.ds(0, width)], mask=in_row[0], other=0)
+  normalized = ((h * inv_rms) * norm[None, :]).astype(rows_ref.dtype)
+  for j in range(k):  # row t k + j: token t, as the one-row tiles read their x
+    pltriton.store(rows_ref.at[pl.ds(token * k + j, 1), pl.ds(0, width)], normalized, mask=in_row)
+
+
+def _padded_experts(product, bias):
+  """Product and bias padded to a power-of-two count of experts: a load's width is one."""
+  pad = pl.next_power_of_2(product.shape[1]) - product.shape[1]
+  if pad:
+    product = jnp.pad(product, ((0, 0), (0, pad)))
+    bias = jnp.pad(bias, (0, pad))
+  return product, bias
 
 
 @functools.partial(jax.jit, static_argnames=("k", "interpret"))
 def _top_k_pallas(product, bias, *, k: int, interpret: bool):
   """product [N, E] (``normed @ weight``), bias [E] -> (experts, weights) [N, k]."""
   n, num_experts = product.shape
-  padded_experts = pl.next_power_of_2(num_experts)  # a load's width is a power of two
-  if padded_experts != num_experts:
-    product = jnp.pad(product, ((0, 0), (0, padded_experts - num_experts)))
-    bias = jnp.pad(bias, (0, padded_experts - num_experts))
+  product, bias = _padded_experts(product, bias)
   return pl.pallas_call(
       functools.partial(_top_k_kernel, k=k, num_experts=num_experts),
       out_shape=(jax.ShapeDtypeStruct((n, k), jnp.int32), jax.ShapeDtypeStruct((n, k), jnp.float32)),
@@ -125,3 +165,52 @@ def _top_k_pallas(product, bias, *, k: int, interpret: bool):
       interpret=interpret,
       name="moe_router_top_k",
   )(product, bias)
+
+
+def route_normalized(h, norm_weight, eps: float, weight, bias, *, k: int,
+                     interpret: bool = False):
+  """The MoE's RMSNorm, then `route`, for a decode step's few tokens in one Pallas kernel after
+  XLA's product; also the normalized tokens, each repeated k times.
+
+  h [N, D] (the residual, bf16, N <= `PRODUCT_AS_SUM_TOKENS`), norm_weight [D] (the RMSNorm's
+  scale) and eps, weight [E, D], bias [E] -> (experts [N, k] int32, weights [N, k] float32,
+  rows [N k, D] in h's dtype, row t k + j being token t normalized). The logits equal
+  `route_reference`'s on the normalized tokens up to rounding: the product is taken on h times
+  the norm's weight and scaled by the inverse RMS after, in float32.
+  """
+  n, d = h.shape
+  if n > PRODUCT_AS_SUM_TOKENS:
+    raise ValueError(f"route_normalized: at most {PRODUCT_AS_SUM_TOKENS} tokens, got {n}")
+  if norm_weight.shape != (d,):
+    raise ValueError(f"route_normalized: norm_weight must have shape [{d}], got "
+                     f"{tuple(norm_weight.shape)}")
+  if weight.ndim != 2 or weight.shape[1] != d:
+    raise ValueError(f"router: h [N, {d}] needs weight [E, {d}], got {tuple(weight.shape)}")
+  if bias.shape != (weight.shape[0],):
+    raise ValueError(f"router: bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
+  why = kernel_supports(h.dtype, k, weight.shape[0])
+  if why:
+    raise ValueError(f"router kernel: {why}")
+  if n == 0:
+    return (jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.float32),
+            jnp.zeros((0, d), h.dtype))
+  scaled = h.astype(jnp.float32) * norm_weight.astype(jnp.float32)  # fused into the product
+  product = jnp.sum(scaled[:, None, :] * weight.astype(jnp.float32)[None], axis=2)  # [N, E]
+  return _normalized_top_k_pallas(product, bias, h, norm_weight.astype(jnp.float32), k=k,
+                                  eps=float(eps), interpret=interpret)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "eps", "interpret"))
+def _normalized_top_k_pallas(product, bias, h, norm_weight, *, k: int, eps: float,
+                             interpret: bool):
+  n, num_experts = product.shape
+  product, bias = _padded_experts(product, bias)
+  return pl.pallas_call(
+      functools.partial(_normalized_top_k_kernel, k=k, num_experts=num_experts, eps=eps),
+      out_shape=(jax.ShapeDtypeStruct((n, k), jnp.int32), jax.ShapeDtypeStruct((n, k), jnp.float32),
+                 jax.ShapeDtypeStruct((n * k, h.shape[1]), h.dtype)),
+      grid=(n,),
+      compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=1),
+      interpret=interpret,
+      name="moe_norm_router_top_k",
+  )(product, bias, h, norm_weight)

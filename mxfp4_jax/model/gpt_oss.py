@@ -16,7 +16,7 @@ from flax import nnx
 
 from mxfp4_jax.kernels import grouped_matmul
 from mxfp4_jax.kernels.flash_attention import decode_attention_update, flash_attention
-from mxfp4_jax.kernels.router import route
+from mxfp4_jax.kernels.router import PRODUCT_AS_SUM_TOKENS, route, route_normalized
 from mxfp4_jax.mxfp4.layout import random_packed
 from mxfp4_jax.model.config import GptOssConfig
 from mxfp4_jax.model.rope import apply_rope, rope_tables
@@ -240,34 +240,44 @@ class MoE(nnx.Module):
 
   @jax.named_scope("mxfp4_moe")  # the experts' grouped matmuls, findable in profiler traces
   @_exact_in_float32
-  def __call__(self, x):  # [B, T, D]
+  def __call__(self, x, norm: RMSNorm | None = None):
+    """x [B, T, D]: the MoE's input, or with ``norm`` the residual that ``norm`` normalizes
+    first (a decode step's tokens then take the norm inside the router's kernel)."""
     cfg = self.cfg
     b, t, d = x.shape
-    tokens = x.reshape(-1, d)  # [N, D]
-    # Top k of the router's logits, softmax over the chosen (a Pallas kernel per
-    # cfg.router_backend): [N, k] expert ids and weights.
-    experts, weights = route(tokens, self.router_weight[...], self.router_bias[...],
-                             k=cfg.experts_per_token, backend=cfg.resolved_router_backend,
-                             interpret=cfg.moe_interpret)
-
+    k = cfg.experts_per_token
     kernel_args = dict(backend=cfg.resolved_moe_backend, interpret=cfg.moe_interpret)
     swiglu_args = dict(activation="swiglu", swiglu_alpha=cfg.swiglu_alpha,
                        swiglu_limit=cfg.swiglu_limit)
+    # A decode step's few rows, about one per expert: each row is its own tile, so no sort,
+    # no group sizes and no scatter, only a sum over each token's k rows.
+    one_row_tiles = b * t * k <= cfg.num_experts // 2
+    if (norm is not None and one_row_tiles and cfg.resolved_router_backend == "top_k"
+        and b * t <= PRODUCT_AS_SUM_TOKENS):
+      # [N, k] experts and weights, and [N k, D] rows: token t normalized at rows t k .. t k + k.
+      experts, weights, rows = route_normalized(
+          x.reshape(-1, d), norm.scale[...], norm.eps, self.router_weight[...],
+          self.router_bias[...], k=k, interpret=cfg.moe_interpret)
+    else:
+      tokens = (x if norm is None else norm(x)).reshape(-1, d)  # [N, D]
+      # Top k of the router's logits, softmax over the chosen (a Pallas kernel per
+      # cfg.router_backend): [N, k] expert ids and weights.
+      experts, weights = route(tokens, self.router_weight[...], self.router_bias[...], k=k,
+                               backend=cfg.resolved_router_backend, interpret=cfg.moe_interpret)
+      rows = jnp.repeat(tokens, k, axis=0) if one_row_tiles else None  # [P, D]
+
     flat_experts = experts.reshape(-1)  # [P], token-major: row p is token p // k
-    if flat_experts.shape[0] <= cfg.num_experts // 2:
-      # A decode step's few rows, about one per expert: each row is its own tile, so no sort,
-      # no group sizes and no scatter, only a sum over each token's k rows.
-      rows = jnp.repeat(tokens, cfg.experts_per_token, axis=0)  # [P, D]
+    if one_row_tiles:
       h = grouped_matmul(rows, self.gate_up.get_value(), None, row_experts=flat_experts,
                          **swiglu_args, **kernel_args)  # [P, I]
       y = grouped_matmul(h, self.down.get_value(), None, weights.reshape(-1),
                          row_experts=flat_experts, out_dtype=jnp.float32, **kernel_args)
-      out = y.reshape(-1, cfg.experts_per_token, d).sum(axis=1)  # [N, D]
+      out = y.reshape(-1, k, d).sum(axis=1)  # [N, D]
       return out.astype(x.dtype).reshape(b, t, d)
 
     # Rows sorted by expert: the grouped matmul's ragged layout.
     order = jnp.argsort(flat_experts, stable=True)
-    token_of_row = order // cfg.experts_per_token
+    token_of_row = order // k
     group_sizes = jnp.bincount(flat_experts, length=cfg.num_experts).astype(jnp.int32)
     h = grouped_matmul(tokens[token_of_row], self.gate_up.get_value(), group_sizes,
                        **swiglu_args, **kernel_args)  # [P, I]
@@ -276,7 +286,7 @@ class MoE(nnx.Module):
     # Back to token-major order by a gather (XLA fuses it into the sum over each token's k rows)
     # rather than a scatter-add of y onto the tokens.
     rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
-    out = y[rank].reshape(-1, cfg.experts_per_token, d).sum(axis=1)  # [N, D]
+    out = y[rank].reshape(-1, k, d).sum(axis=1)  # [N, D]
     return out.astype(x.dtype).reshape(b, t, d)
 
 
@@ -291,7 +301,7 @@ class Block(nnx.Module):
   def __call__(self, x, cos, sin, positions, cache=None, start=0):  # x [B, T, D]: the residual
     attn, cache = self.attn(self.attn_norm(x), cos, sin, positions, cache, start)
     x = x + attn
-    return x + self.mlp(self.mlp_norm(x)), cache
+    return x + self.mlp(x, self.mlp_norm), cache
 
 
 class GptOss(nnx.Module):
