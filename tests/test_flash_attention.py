@@ -107,12 +107,14 @@ def np_rope(x, cos, sin):
   return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
-@pytest.mark.parametrize("window, num_programs, slots, slot", [
-    (None, 64, 96, 50),  # 3 shares of 1 block (the slot in the middle one), merged
-    (None, 1, 96, 95),  # one share of 3 blocks, normalised in the kernel; the last slot
-    (40, 8, 288, 7),  # 2 shares of 9 blocks, looped; a ring whose slot 7 holds the newest
-    (None, 64, 32, 0)])  # 2 shares of 1 block, the first slot
-def test_decode_update_rotates_stores_and_attends(rng, window, num_programs, slots, slot):
+@pytest.mark.parametrize("window, num_programs, slots, slot, block_k", [
+    (None, 64, 96, 50, 32),  # 3 shares of 1 block (the slot in the middle one), merged
+    (None, 1, 96, 95, 32),  # one share of 3 blocks, normalised in the kernel; the last slot
+    (40, 8, 288, 7, 16),  # 2 shares of 9 blocks, looped; the window ends inside the ring
+    (None, 64, 128, 0, 32),  # 4 shares of 1 block, the first slot
+    (None, 64, 64, 33, 32)])  # 2 blocks: one share (UNSPLIT_BLOCKS)
+def test_decode_update_rotates_stores_and_attends(rng, window, num_programs, slots, slot,
+                                                  block_k):
   """decode_attention_update against RoPE, the cache write and attention done apart in float64:
   the slot's old key is not seen, the new key is, every other slot keeps its bytes."""
   b, kv_heads, group, head_dim = 2, 2, 3, 32
@@ -129,8 +131,7 @@ def test_decode_update_rotates_stores_and_attends(rng, window, num_programs, slo
   out, new_k, new_v, new_pos = decode_attention_update(
       qkv, jnp.asarray(cos, jnp.float32), jnp.asarray(sin, jnp.float32), k, v,
       jnp.asarray(q_pos), jnp.asarray(k_pos), jnp.int32(slot + 3 * slots), sinks, window=window,
-      block_k=32,
-      num_programs=num_programs, interpret=INTERPRET)
+      block_k=block_k, num_programs=num_programs, interpret=INTERPRET)
 
   f64 = lambda a: np.asarray(jnp.asarray(a).astype(jnp.float32), np.float64)
   proj = f64(qkv)
@@ -169,6 +170,7 @@ def test_decode_update_rejects_a_qkv_that_does_not_fit_the_cache():
     (512, 17, 256, (1, 17)),  # batch 64: one share, normalised in the kernel
     (8, 129, 256, (26, 5)),  # batch 1, 8k keys
     (512, 129, 256, (5, 26)),  # batch 64, 8k keys: shares capped at MAX_SHARE_BLOCKS
+    (8, 2, 256, (1, 2)),  # batch 1, a sliding layer's ring: one share, no merge
 ])
 def test_decode_shares(heads, num_blocks, num_programs, expected):
   assert decode_shares(heads, num_blocks, num_programs) == expected

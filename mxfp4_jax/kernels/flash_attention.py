@@ -30,10 +30,12 @@ from mxfp4_jax.kernels.triton_ops import dot_accumulate
 LOG2E = math.log2(math.e)  # the softmax runs in base 2: exp(x) = exp2(x log2 e)
 # decode_attention: the slots are split into shares until about DECODE_PROGRAMS programs run, and
 # into shares of at most MAX_SHARE_BLOCKS key blocks; a share of up to STRAIGHT_LINE_BLOCKS blocks
-# is straight-line code, a longer one a loop.
+# is straight-line code, a longer one a loop. A cache of at most UNSPLIT_BLOCKS blocks (a sliding
+# layer's 128-key ring) is one share: its loads go out together, and one share needs no merge.
 DECODE_PROGRAMS = 256
 MAX_SHARE_BLOCKS = 32
 STRAIGHT_LINE_BLOCKS = 8
+UNSPLIT_BLOCKS = 2
 MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: exp2(MASKED - m) is 0, never NaN
 
 
@@ -250,7 +252,10 @@ def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *refs,
 
 def decode_shares(heads: int, num_blocks: int, num_programs: int) -> tuple[int, int]:
   """(shares, key blocks a share) for ``heads`` (row, KV head) pairs over ``num_blocks`` blocks:
-  about ``num_programs`` programs, shares of at most `MAX_SHARE_BLOCKS` blocks, none empty."""
+  about ``num_programs`` programs, shares of at most `MAX_SHARE_BLOCKS` blocks, none empty;
+  one share for at most `UNSPLIT_BLOCKS` blocks."""
+  if num_blocks <= UNSPLIT_BLOCKS:
+    return 1, num_blocks
   shares = min(num_blocks, max(num_programs // heads, -(-num_blocks // MAX_SHARE_BLOCKS)))
   per_share = -(-num_blocks // shares)
   return -(-num_blocks // per_share), per_share
