@@ -121,7 +121,7 @@ def test_route_normalized_matches_float64(n, d, e, k):
   np.testing.assert_allclose(got_rows, np.repeat(x, k, axis=0), rtol=2 ** -8, atol=1e-6)
 
 
-def test_route_normalized_rejects_bad_input():
+def test_route_normalized_rejects_bad_input_and_takes_no_tokens():
   _, weight, bias = inputs(2, 64, 16)
   h = jnp.ones((2, 64), jnp.bfloat16)
   with pytest.raises(ValueError, match=r"norm_weight must have shape \[64\]"):
@@ -129,6 +129,9 @@ def test_route_normalized_rejects_bad_input():
   with pytest.raises(ValueError, match="at most 8 tokens"):
     router.route_normalized(jnp.ones((9, 64), jnp.bfloat16), jnp.ones(64), 1e-5, weight, bias,
                             k=4, interpret=True)
+  experts, weights, rows = router.route_normalized(h[:0], jnp.ones(64), 1e-5, weight, bias, k=4,
+                                                   interpret=True)
+  assert experts.shape == (0, 4) and weights.shape == (0, 4) and rows.shape == (0, 64)
 
 
 def test_model_moe_takes_the_norm_in_the_router_kernel():

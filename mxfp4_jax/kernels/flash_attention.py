@@ -11,7 +11,10 @@ softmax's extra logit: the running maximum starts at it and the running sum at i
 `decode_attention` (one new token per row): a program holds the query heads of one KV head as
 the rows of its dots and streams a share of the cache's slots (flash-decoding); the shares'
 partial softmaxes and the sink are merged after the kernel, or, where a (row, KV head) has one
-share, in it. Slots may be in any order (a ring).
+share, in it. Slots may be in any order (a ring). `decode_attention_update`, what the model's
+decode steps run, takes the step's qkv projection instead: the same kernel rotates the queries
+and the new key and stores the new key, value and position in the cache (aliased in place), so
+no RoPE or cache-write kernels run before it.
 """
 
 from __future__ import annotations
