@@ -52,15 +52,18 @@ def kernel_supports(dtype, k: int, num_experts: int) -> str | None:
   return None
 
 
-def route(x, weight, bias, *, k: int, backend: str = "xla", interpret: bool = False):
-  """`route_reference`'s result, computed by ``backend`` (one of `BACKENDS`; the kernel runs in
-  interpret mode on any platform with ``interpret``). Shapes are checked here, with one-line
-  errors."""
-  d = x.shape[1]
+def _check_weights(d: int, weight, bias) -> None:
   if weight.ndim != 2 or weight.shape[1] != d:
     raise ValueError(f"router: x [N, {d}] needs weight [E, {d}], got {tuple(weight.shape)}")
   if bias.shape != (weight.shape[0],):
     raise ValueError(f"router: bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
+
+
+def route(x, weight, bias, *, k: int, backend: str = "xla", interpret: bool = False):
+  """`route_reference`'s result, computed by ``backend`` (one of `BACKENDS`; the kernel runs in
+  interpret mode on any platform with ``interpret``). Shapes are checked here, with one-line
+  errors."""
+  _check_weights(x.shape[1], weight, bias)
   if backend not in BACKENDS:
     raise ValueError(f"router backend must be one of {BACKENDS}, got {backend!r}")
   if backend == "xla":
@@ -184,10 +187,7 @@ def route_normalized(h, norm_weight, eps: float, weight, bias, *, k: int,
   if norm_weight.shape != (d,):
     raise ValueError(f"route_normalized: norm_weight must have shape [{d}], got "
                      f"{tuple(norm_weight.shape)}")
-  if weight.ndim != 2 or weight.shape[1] != d:
-    raise ValueError(f"router: h [N, {d}] needs weight [E, {d}], got {tuple(weight.shape)}")
-  if bias.shape != (weight.shape[0],):
-    raise ValueError(f"router: bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
+  _check_weights(d, weight, bias)
   why = kernel_supports(h.dtype, k, weight.shape[0])
   if why:
     raise ValueError(f"router kernel: {why}")
