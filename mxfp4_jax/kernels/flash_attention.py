@@ -207,15 +207,15 @@ def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *refs,
 
   def attend_block(block, carry):  # a block past the cache's end re-reads the last, all masked
     keys = pl.ds(jnp.minimum(block, num_blocks - 1) * block_k, block_k)
-    k, v, k_pos = k_ref[keys, :], v_ref[keys, :], k_pos_ref[keys]
+    k, v = k_ref[keys, :].astype(jnp.bfloat16), v_ref[keys, :].astype(jnp.bfloat16)
+    k_pos = k_pos_ref[keys]
     if update:  # the new key in its slot, whatever the cache held there
       is_new = block * block_k + lax.broadcasted_iota(jnp.int32, (block_k,), 0) == slot
       k_pos = jnp.where(is_new, q_pos, k_pos)
-      k = jnp.where(is_new[:, None], new_k, k.astype(jnp.bfloat16))
-      v = jnp.where(is_new[:, None], new_v, v.astype(jnp.bfloat16))
+      k = jnp.where(is_new[:, None], new_k, k)
+      v = jnp.where(is_new[:, None], new_v, v)
     visible = _visible(q_pos, k_pos, window) & (block < num_blocks)
-    return _online_softmax(carry, q, k.astype(jnp.bfloat16), v.astype(jnp.bfloat16),
-                           visible[None, :], scale)
+    return _online_softmax(carry, q, k, v, visible[None, :], scale)
 
   first = share * blocks_per_share
   if blocks_per_share <= STRAIGHT_LINE_BLOCKS:

@@ -195,7 +195,7 @@ def route_normalized(h, norm_weight, eps: float, weight, bias, *, k: int,
     return (jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.float32),
             jnp.zeros((0, d), h.dtype))
   scaled = h.astype(jnp.float32) * norm_weight.astype(jnp.float32)  # fused into the product
-  product = jnp.sum(scaled[:, None, :] * weight.astype(jnp.float32)[None], axis=2)  # [N, E]
+  product = _router_product(scaled, weight)  # [N, E] float32: a sum, as N <= 8
   return _normalized_top_k_pallas(product, bias, h, norm_weight.astype(jnp.float32), k=k,
                                   eps=float(eps), interpret=interpret)
 
