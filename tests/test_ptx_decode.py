@@ -77,8 +77,8 @@ def _words(lanes) -> np.ndarray:  # four lanes -> one 32-bit register, lane 0 lo
 
 
 def _factors(scales) -> tuple[np.ndarray, np.ndarray]:
-  """bf16x2 registers of 2**(scale - 127) for lanes (0, 1) and (2, 3)."""
-  factor = scales.astype(np.uint32) << 7
+  """bf16x2 registers of `bf16x2_factor_bits` for lanes (0, 1) and (2, 3)."""
+  factor = np.asarray(fmt.bf16x2_factor_bits(scales.astype(np.int32))).astype(np.uint32)
   return ((factor[:, 0] | factor[:, 1] << 16).astype(np.uint32),
           (factor[:, 2] | factor[:, 3] << 16).astype(np.uint32))
 

@@ -36,9 +36,10 @@ E2M1_EMAX = 2  # exponent of the largest E2M1 value: 6 = 1.5 * 2**2
 # code whose mantissa bit is 0 (round-to-nearest-even): down from an even code, up from an odd one.
 _MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
 
-# Scale bytes for which `e2m1_to_bf16_bits` is exact: every value of the block is a normal bf16.
+# Scale bytes every in-kernel decode takes exactly: from 2 every value of the block is a normal
+# bf16; up to 128 the factor 2**(scale - 1) of `e2m1_bf16x2_ptx` is one (|w| <= 12).
 KERNEL_SCALE_MIN = 2
-KERNEL_SCALE_MAX = 252
+KERNEL_SCALE_MAX = 128
 
 
 def _is_concrete(x) -> bool:
@@ -119,24 +120,31 @@ def e2m1_to_bf16_bits(codes, scales):
   return (bits | ((codes & 8) << 12)).astype(jnp.uint16)
 
 
+def bf16x2_factor_bits(scales):
+  """E8M0 scale bytes (int32) -> bf16 bits of ``2**(scale - 1)``, the factor `e2m1_bf16x2_ptx`
+  multiplies by: the block's scale times the ``2**126`` that turns its bit-moved values into
+  numbers. A finite bf16 for scale bytes up to 128 (`KERNEL_SCALE_MAX`)."""
+  return (scales * 128 + ((SCALE_BIAS - 1) << 7)).astype(jnp.uint16)  # one multiply-add
+
+
 def e2m1_bf16x2_ptx(nibble: str) -> str:
   """PTX that decodes the low (``nibble="low"``) or high nibbles of 4 bytes into 4 scaled bf16.
 
   For `pltriton.elementwise_inline_asm` with ``pack=4``: ``$2`` holds 4 packed bytes, ``$3`` and
-  ``$4`` the bf16 scale factors ``2**(scale - 127)`` of elements (0, 1) and (2, 3); ``$0`` and
-  ``$1`` receive the bf16 pairs. Two values per 32-bit op: the nibble's sign and its three
-  magnitude bits are moved to a bf16's sign and lowest exponent / top mantissa bits, which reads
-  as ``value * 2**-126`` (a subnormal for 0 and 0.5), then multiplied by ``2**126`` and by the
-  scale, both exact in ``mul.rn.bf16x2``. The same bits as `e2m1_to_bf16_bits` for scale bytes in
-  [KERNEL_SCALE_MIN, KERNEL_SCALE_MAX]; CPU interpret mode cannot run it (and flushes subnormals),
-  so kernels use `e2m1_to_bf16_bits` there.
+  ``$4`` the bf16 factors `bf16x2_factor_bits` (``2**(scale - 1)``) of elements (0, 1) and
+  (2, 3); ``$0`` and ``$1`` receive the bf16 pairs. Two values per 32-bit op: the nibble's sign
+  and its three magnitude bits are moved to a bf16's sign and lowest exponent / top mantissa
+  bits, which reads as ``value * 2**-126`` (a subnormal for 0 and 0.5); one ``mul.rn.bf16x2``
+  by ``2**126`` times the scale makes it the scaled value, exactly. The same bits as
+  `e2m1_to_bf16_bits` for scale bytes in [KERNEL_SCALE_MIN, KERNEL_SCALE_MAX]; CPU interpret mode
+  cannot run it (and flushes subnormals), so kernels use `e2m1_to_bf16_bits` there.
   """
   magnitude_shift, sign_shift = {"low": (6, 12), "high": (2, 8)}[nibble]
-  pair = lambda src, dst, scale: (
+  pair = lambda src, dst, factor: (
       f"shl.b32 t, {src}, {magnitude_shift}; and.b32 t, t, 0x01C001C0; "
       f"shl.b32 u, {src}, {sign_shift}; and.b32 u, u, 0x80008000; or.b32 {dst}, t, u; "
-      f"mul.rn.bf16x2 {dst}, {dst}, two126; mul.rn.bf16x2 {dst}, {dst}, {scale};")
-  return ("{ .reg .b32 lo, hi, zero, t, u, two126; mov.b32 zero, 0; mov.b32 two126, 0x7E807E80; "
+      f"mul.rn.bf16x2 {dst}, {dst}, {factor};")
+  return ("{ .reg .b32 lo, hi, zero, t, u; mov.b32 zero, 0; "
           "prmt.b32 lo, $2, zero, 0x4140; prmt.b32 hi, $2, zero, 0x4342; "  # bytes 0,1 | 2,3
           + pair("lo", "$0", "$3") + " " + pair("hi", "$1", "$4") + " }")
 
