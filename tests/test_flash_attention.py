@@ -115,8 +115,8 @@ def np_rope(x, cos, sin):
     (None, 64, 64, 33, 32)])  # 2 blocks: one share (UNSPLIT_BLOCKS)
 def test_decode_update_rotates_stores_and_attends(rng, window, num_programs, slots, slot,
                                                   block_k):
-  """decode_attention_update against RoPE, the cache write and attention done apart in float64:
-  the slot's old key is not seen, the new key is, every other slot keeps its bytes."""
+  """decode_attention_update against the bias, RoPE, the cache write and attention done apart in
+  float64: the slot's old key is not seen, the new key is, every other slot keeps its bytes."""
   b, kv_heads, group, head_dim = 2, 2, 3, 32
   heads = kv_heads * group
   qkv = jnp.asarray(rng.standard_normal((b, heads + 2 * kv_heads, head_dim)), jnp.bfloat16)
@@ -128,20 +128,24 @@ def test_decode_update_rotates_stores_and_attends(rng, window, num_programs, slo
   q_pos = np.array([slots + 40, 9])
   k_pos = np.stack([(np.arange(slots) - slot) % slots + q_pos[0] - slots,  # a ring, oldest at slot
                     np.where(np.arange(slots) < 9, np.arange(slots), -1)])
+  bias = jnp.asarray(rng.standard_normal((heads + 2 * kv_heads) * head_dim), jnp.bfloat16)
   out, new_k, new_v, new_pos = decode_attention_update(
       qkv, jnp.asarray(cos, jnp.float32), jnp.asarray(sin, jnp.float32), k, v,
-      jnp.asarray(q_pos), jnp.asarray(k_pos), jnp.int32(slot + 3 * slots), sinks, window=window,
-      block_k=block_k, num_programs=num_programs, interpret=INTERPRET)
+      jnp.asarray(q_pos), jnp.asarray(k_pos), jnp.int32(slot + 3 * slots), sinks, bias,
+      window=window, block_k=block_k, num_programs=num_programs, interpret=INTERPRET)
 
   f64 = lambda a: np.asarray(jnp.asarray(a).astype(jnp.float32), np.float64)
-  proj = f64(qkv)
+  proj = f64(qkv) + f64(bias).reshape(qkv.shape[1:])
   rope = lambda x: np_rope(x, cos[:, None], sin[:, None])
   want_k, want_v, want_pos = f64(k), f64(v), k_pos.copy()
   want_k[:, slot] = rope(proj[:, heads:heads + kv_heads])
-  want_v[:, slot] = proj[:, heads + kv_heads:]
+  want_v[:, slot] = f64(jnp.asarray(proj[:, heads + kv_heads:], jnp.bfloat16))
   want_pos[:, slot] = q_pos
-  # The stored key is rounded to bf16 as the kernel stores it; all other slots are untouched.
-  np.testing.assert_allclose(f64(new_k), f64(jnp.asarray(want_k, jnp.bfloat16)), rtol=0, atol=0)
+  # The stored key is rotated in float32 and rounded to bf16 (one ulp from the float64 rotation
+  # at most); all other slots are untouched.
+  np.testing.assert_allclose(f64(new_k), want_k, rtol=2 ** -8, atol=1e-6)
+  untouched = np.arange(slots) != slot
+  np.testing.assert_array_equal(f64(new_k)[:, untouched], f64(k)[:, untouched])
   np.testing.assert_array_equal(f64(new_v), want_v)
   np.testing.assert_array_equal(np.asarray(new_pos), want_pos)
   q = rope(proj[:, :heads]).reshape(b, 1, kv_heads, group, head_dim)

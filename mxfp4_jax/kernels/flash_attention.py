@@ -168,7 +168,7 @@ def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *refs,
                    block_k: int, blocks_per_share: int, window: int | None, scale: float,
                    num_heads: int, group: int, rows: int, update: bool):
   if update:  # q_ref holds the step's projections: [B, H + 2K, hd], queries, keys, values
-    cos_ref, sin_ref, step_ref, *out_refs, k_out_ref, v_out_ref, pos_out_ref = refs
+    cos_ref, sin_ref, step_ref, bias_ref, *out_refs, k_out_ref, v_out_ref, pos_out_ref = refs
   else:
     out_refs = refs
   row, kv_head, share = pl.program_id(0), pl.program_id(1), pl.program_id(2)
@@ -188,7 +188,11 @@ def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *refs,
     sin = jnp.where(cols < half, -1.0, 1.0) * sin_ref[row, cols % half]
 
     def projection(index, columns):  # rows ``index`` of this row's projections, [n, hd] f32
-      return q_ref[row, index[:, None], columns[None, :]].astype(jnp.float32)
+      rows, columns = index[:, None], columns[None, :]
+      # The bias added in float32 (as cuBLAS adds it to its float32 sums), rounded only after
+      # the rotation.
+      return (q_ref[row, rows, columns].astype(jnp.float32)
+              + bias_ref[rows, columns].astype(jnp.float32))
 
     def rotated(index):
       return (projection(index, cols) * cos[None, :]
@@ -296,8 +300,8 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
 
 
 @functools.partial(jax.jit, static_argnames=_DECODE_STATIC)
-def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step, sinks, *,
-                            window: int | None = None, block_k: int = 64,
+def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step, sinks,
+                            qkv_bias=None, *, window: int | None = None, block_k: int = 64,
                             num_programs: int = DECODE_PROGRAMS, num_warps: int = 4,
                             num_stages: int = 2, interpret: bool = False):
   """A decode step's attention from its projections: RoPE on the queries and the new key, the
@@ -314,6 +318,8 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
     q_positions: ``[B]`` int, each row's new position.
     step: int scalar >= 0, the step's global index: its slot is ``step % S`` (a ring).
     sinks, window and the launch arguments: as in `decode_attention`.
+    qkv_bias: optional ``[(H + 2K) hd]``, added to qkv in the kernel (so that the projection
+      runs without a bias epilogue, which cuBLAS implements as a copy of the bias first).
   Returns:
     (``[B, K, G, hd]`` in qkv's dtype, k, v, k_positions updated).
   """
@@ -332,8 +338,14 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
       raise ValueError(f"{name} must be [{b}, {head_dim // 2}], got {list(table.shape)}")
   if jnp.shape(step) != ():
     raise ValueError(f"step must be a scalar, got shape {list(jnp.shape(step))}")
+  if qkv_bias is None:
+    qkv_bias = jnp.zeros(qkv.shape[1:], qkv.dtype)
+  elif qkv_bias.shape != (qkv.shape[1] * head_dim,):
+    raise ValueError(f"qkv_bias must have shape [{qkv.shape[1] * head_dim}], "
+                     f"got {list(qkv_bias.shape)}")
   extra = (cos.astype(jnp.float32), sin.astype(jnp.float32),
-           jnp.reshape(step, (1,)).astype(jnp.int32))
+           jnp.reshape(step, (1,)).astype(jnp.int32),
+           qkv_bias.reshape(qkv.shape[1:]).astype(qkv.dtype))
   out, k, v, k_positions = _decode_call(
       qkv, k, v, k_positions, q_positions, sinks, extra, group=heads // kv_heads,
       out_dtype=qkv.dtype, window=window, block_k=block_k, num_programs=num_programs,
@@ -357,7 +369,7 @@ def _check_cache(k, v, q_positions, k_positions, b, kv_heads, head_dim, block_k)
 def _decode_call(q, k, v, k_positions, q_positions, sinks, extra, *, group, out_dtype, window,
                  block_k, num_programs, num_warps, num_stages, interpret):
   """The decode kernel's launch and the merge of its shares. ``q``: ``[B, H, hd]`` queries, or
-  with ``extra`` = (cos, sin, step) the projections ``[B, H + 2K, hd]`` of an updating step, whose
+  with ``extra`` = (cos, sin, step, bias) the projections ``[B, H + 2K, hd]`` of an updating step, whose
   outputs then include the cache (aliased to k, v, k_positions): -> (out [B, K, G, hd], *cache)."""
   b, slots, kv_heads, head_dim = k.shape
   update = bool(extra)

@@ -175,21 +175,22 @@ class Attention(nnx.Module):
     keys and the T new ones, which are then stored at global step ``start``; -> (out, cache)."""
     cfg = self.cfg
     b, t, _ = x.shape
-    qkv = x @ self.qkv_weight[...] + self.qkv_bias[...]  # [B, T, (H + 2K) hd]
+    projected = x @ self.qkv_weight[...]  # [B, T, (H + 2K) hd], the bias still to add
     sinks = self.sinks[...].reshape(cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads)
     window = cfg.sliding_window if self.sliding else None
     prefill = isinstance(start, int) and start == 0  # known when tracing: an empty cache
     if (cache is not None and t == 1 and not prefill
         and cfg.resolved_attention_backend == "pallas"):
-      # A decode step in one kernel: RoPE on q and the new key, the key, value and position
-      # stored in the slot the step takes, attention over the cache.
-      heads = qkv.reshape(b, cfg.num_heads + 2 * cfg.num_kv_heads, cfg.head_dim)
+      # A decode step in one kernel: the bias, RoPE on q and the new key, the key, value and
+      # position stored in the slot the step takes, attention over the cache.
+      heads = projected.reshape(b, cfg.num_heads + 2 * cfg.num_kv_heads, cfg.head_dim)
       out, *updated = decode_attention_update(
           heads, cos[:, 0], sin[:, 0], cache.k, cache.v, positions[:, 0], cache.positions,
-          start, sinks, window=window, block_k=decode_block(cache.k.shape[1]),
-          interpret=jax.default_backend() != "gpu")
+          start, sinks, self.qkv_bias[...], window=window,
+          block_k=decode_block(cache.k.shape[1]), interpret=jax.default_backend() != "gpu")
       cache = LayerCache(*updated)
     else:
+      qkv = projected + self.qkv_bias[...]
       out, cache = self._attend(qkv, cos, sin, positions, cache, start, prefill, sinks, window)
     out = out.reshape(b, t, cfg.q_size) @ self.out_weight[...] + self.out_bias[...]
     return out, cache
