@@ -229,7 +229,8 @@ def quantize(w, axis: int = -1) -> tuple[jax.Array, jax.Array]:
   exponent), values are rounded to nearest-even on the E2M1 grid and saturate at +-6 * scale.
   An all-zero block gets scale byte 127. The shared exponent is at least ``KERNEL_SCALE_MIN - 127``
   (2**-125) so that every scale is one the kernel decodes exactly; blocks below that magnitude
-  round toward zero. ``axis`` is moved last: for ``w[N, K]`` with ``axis=-1``
+  round toward zero. Blocks holding a magnitude of 16 or more get scales above
+  ``KERNEL_SCALE_MAX``, which `layout.pack` rejects. ``axis`` is moved last: for ``w[N, K]`` with ``axis=-1``
   the result is ``blocks[N, K/32, 16]``, ``scales[N, K/32]``.
   """
   w = jnp.asarray(w)
