@@ -2,7 +2,7 @@
 integer decode.
 
 Interpret mode cannot run inline PTX, so the PTX text itself is executed here by a small
-emulator of the seven instructions they use, with their PTX ISA semantics (prmt byte selection,
+emulator of the eight instructions they use, with their PTX ISA semantics (prmt byte selection,
 bf16x2 multiply with subnormal inputs, round to nearest even), over all byte values.
 """
 
@@ -55,6 +55,7 @@ def run_ptx(text: str, operands: dict) -> dict:
         "shl.b32": lambda: (a[0] << np.uint32(int(src[1]))) & np.uint32(0xFFFFFFFF),
         "shr.b32": lambda: a[0] >> np.uint32(int(src[1])),
         "and.b32": lambda: a[0] & a[1],
+        "mul.lo.u32": lambda: (a[0].astype(np.uint64) * np.uint64(a[1])) & np.uint64(0xFFFFFFFF),
         "or.b32": lambda: a[0] | a[1],
         "mul.rn.bf16x2": lambda: _bf16x2_mul(a[0], a[1]),
     }[op]().astype(np.uint32)

@@ -132,20 +132,25 @@ def e2m1_bf16x2_ptx(nibble: str) -> str:
 
   For `pltriton.elementwise_inline_asm` with ``pack=4``: ``$2`` holds 4 packed bytes, ``$3`` and
   ``$4`` the bf16 factors `bf16x2_factor_bits` (``2**(scale - 1)``) of elements (0, 1) and
-  (2, 3); ``$0`` and ``$1`` receive the bf16 pairs. Two values per 32-bit op: the nibble's sign
-  and its three magnitude bits are moved to a bf16's sign and lowest exponent / top mantissa
-  bits, which reads as ``value * 2**-126`` (a subnormal for 0 and 0.5); one ``mul.rn.bf16x2``
-  by ``2**126`` times the scale makes it the scaled value, exactly. The same bits as
-  `e2m1_to_bf16_bits` for scale bytes in [KERNEL_SCALE_MIN, KERNEL_SCALE_MAX]; CPU interpret mode
-  cannot run it (and flushes subnormals), so kernels use `e2m1_to_bf16_bits` there.
+  (2, 3); ``$0`` and ``$1`` receive the bf16 pairs. Two values per 32-bit op: with the other
+  nibbles masked off and bytes (0, 1), (2, 3) spread one to a 16-bit lane, one integer multiply
+  by ``2**a + 2**b`` places two copies of each nibble that cannot carry into each other, one
+  with its magnitude bits on a bf16's lowest exponent / top mantissa bits, one with its sign bit
+  on the sign; a mask keeps those four bits. That reads as ``value * 2**-126`` (a subnormal for
+  0 and 0.5); one ``mul.rn.bf16x2`` by ``2**126`` times the scale makes it the scaled value,
+  exactly. The same bits as `e2m1_to_bf16_bits` for scale bytes in [KERNEL_SCALE_MIN,
+  KERNEL_SCALE_MAX]; CPU interpret mode cannot run it (and flushes subnormals), so kernels use
+  `e2m1_to_bf16_bits` there.
   """
-  magnitude_shift, sign_shift = {"low": (6, 12), "high": (2, 8)}[nibble]
+  # Nibble bits 0-2 (magnitude) to bf16 bits 6-8, bit 3 (sign) to bit 15: copies 6 and 12 up
+  # for the low nibble, 2 and 8 up for the high one (bits 4-7).
+  nibbles, copies = {"low": (0x0F0F0F0F, (1 << 6) | (1 << 12)),
+                     "high": (0xF0F0F0F0, (1 << 2) | (1 << 8))}[nibble]
   pair = lambda src, dst, factor: (
-      f"shl.b32 t, {src}, {magnitude_shift}; and.b32 t, t, 0x01C001C0; "
-      f"shl.b32 u, {src}, {sign_shift}; and.b32 u, u, 0x80008000; or.b32 {dst}, t, u; "
+      f"mul.lo.u32 {dst}, {src}, {copies:#x}; and.b32 {dst}, {dst}, 0x81C081C0; "
       f"mul.rn.bf16x2 {dst}, {dst}, {factor};")
-  return ("{ .reg .b32 lo, hi, zero, t, u; mov.b32 zero, 0; "
-          "prmt.b32 lo, $2, zero, 0x4140; prmt.b32 hi, $2, zero, 0x4342; "  # bytes 0,1 | 2,3
+  return (f"{{ .reg .b32 z, lo, hi, zero; mov.b32 zero, 0; and.b32 z, $2, {nibbles:#x}; "
+          "prmt.b32 lo, z, zero, 0x4140; prmt.b32 hi, z, zero, 0x4342; "  # bytes 0,1 | 2,3
           + pair("lo", "$0", "$3") + " " + pair("hi", "$1", "$4") + " }")
 
 
