@@ -12,7 +12,8 @@ from mxfp4_jax.mxfp4 import format as fmt
 from mxfp4_jax.mxfp4 import layout
 
 
-def random_checkpoint(rng, e, n, num_blocks, with_bias=True, scale_range=(100, fmt.KERNEL_SCALE_MAX)):
+def random_checkpoint(rng, e, n, num_blocks, with_bias=True,
+                      scale_range=(100, fmt.KERNEL_SCALE_MAX)):
   blocks = rng.integers(0, 256, (e, n, num_blocks, 16), dtype=np.uint8)
   scales = rng.integers(*scale_range, (e, n, num_blocks), endpoint=True, dtype=np.uint8)
   bias = rng.standard_normal((e, n)).astype(np.float32) if with_bias else None

@@ -369,8 +369,9 @@ def _check_cache(k, v, q_positions, k_positions, b, kv_heads, head_dim, block_k)
 def _decode_call(q, k, v, k_positions, q_positions, sinks, extra, *, group, out_dtype, window,
                  block_k, num_programs, num_warps, num_stages, interpret):
   """The decode kernel's launch and the merge of its shares. ``q``: ``[B, H, hd]`` queries, or
-  with ``extra`` = (cos, sin, step, bias) the projections ``[B, H + 2K, hd]`` of an updating step, whose
-  outputs then include the cache (aliased to k, v, k_positions): -> (out [B, K, G, hd], *cache)."""
+  with ``extra`` = (cos, sin, step, bias) the projections ``[B, H + 2K, hd]`` of an updating
+  step, whose outputs then include the cache (aliased to k, v, k_positions):
+  -> (out [B, K, G, hd], *cache)."""
   b, slots, kv_heads, head_dim = k.shape
   update = bool(extra)
   heads = kv_heads * group

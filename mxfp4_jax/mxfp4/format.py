@@ -124,7 +124,7 @@ def bf16x2_factor_bits(scales):
   """E8M0 scale bytes (int32) -> bf16 bits of ``2**(scale - 1)``, the factor `e2m1_bf16x2_ptx`
   multiplies by: the block's scale times the ``2**126`` that turns its bit-moved values into
   numbers. A finite bf16 for scale bytes up to 128 (`KERNEL_SCALE_MAX`)."""
-  return (scales * 128 + ((SCALE_BIAS - 1) << 7)).astype(jnp.uint16)  # one multiply-add
+  return ((scales + SCALE_BIAS - 1) << 7).astype(jnp.uint16)
 
 
 def e2m1_bf16x2_ptx(nibble: str) -> str:
@@ -235,8 +235,8 @@ def quantize(w, axis: int = -1) -> tuple[jax.Array, jax.Array]:
   An all-zero block gets scale byte 127. The shared exponent is at least ``KERNEL_SCALE_MIN - 127``
   (2**-125) so that every scale is one the kernel decodes exactly; blocks below that magnitude
   round toward zero. Blocks holding a magnitude of 16 or more get scales above
-  ``KERNEL_SCALE_MAX``, which `layout.pack` rejects. ``axis`` is moved last: for ``w[N, K]`` with ``axis=-1``
-  the result is ``blocks[N, K/32, 16]``, ``scales[N, K/32]``.
+  ``KERNEL_SCALE_MAX``, which `layout.pack` rejects. ``axis`` is moved last: for ``w[N, K]``
+  with ``axis=-1`` the result is ``blocks[N, K/32, 16]``, ``scales[N, K/32]``.
   """
   w = jnp.asarray(w)
   if not jnp.issubdtype(w.dtype, jnp.floating):

@@ -127,7 +127,8 @@ def _check_kernel_scale_range(blocks, scales, where: str) -> None:
     index = tuple(int(i) for i in np.argwhere(bad)[0])
     raise ValueError(
         f"{where}: scale byte {int(s[index])} at {index} is outside [{fmt.KERNEL_SCALE_MIN}, "
-        f"{fmt.KERNEL_SCALE_MAX}], the range the kernel decodes exactly (block scales 2**-125..2**1)")
+        f"{fmt.KERNEL_SCALE_MAX}], the range the kernel decodes exactly "
+        "(block scales 2**-125..2**1)")
 
 
 def pack(blocks, scales, bias=None, *, swiglu_halves: bool = False) -> PackedMXFP4:
