@@ -179,8 +179,8 @@ class Attention(nnx.Module):
     sinks = self.sinks[...].reshape(cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads)
     window = cfg.sliding_window if self.sliding else None
     prefill = isinstance(start, int) and start == 0  # known when tracing: an empty cache
-    if (cache is not None and t == 1 and not prefill
-        and cfg.resolved_attention_backend == "pallas"):
+    decoding = cache is not None and t == 1 and not prefill
+    if decoding and cfg.resolved_attention_backend == "pallas":
       # A decode step in one kernel: the bias, RoPE on q and the new key, the key, value and
       # position stored in the slot the step takes, attention over the cache.
       heads = projected.reshape(b, cfg.num_heads + 2 * cfg.num_kv_heads, cfg.head_dim)
@@ -191,11 +191,12 @@ class Attention(nnx.Module):
       cache = LayerCache(*updated)
     else:
       qkv = projected + self.qkv_bias[...]
-      out, cache = self._attend(qkv, cos, sin, positions, cache, start, prefill, sinks, window)
+      out, cache = self._attend(qkv, cos, sin, positions, cache, start, prefill, decoding, sinks,
+                                window)
     out = out.reshape(b, t, cfg.q_size) @ self.out_weight[...] + self.out_bias[...]
     return out, cache
 
-  def _attend(self, qkv, cos, sin, positions, cache, start, prefill, sinks, window):
+  def _attend(self, qkv, cos, sin, positions, cache, start, prefill, decoding, sinks, window):
     """RoPE, the cache's update and attention as separate steps: prefills, and decoding off
     the kernel. qkv [B, T, (H + 2K) hd] -> (out [B, T, K, G, hd], cache)."""
     cfg = self.cfg
@@ -207,7 +208,7 @@ class Attention(nnx.Module):
     v = v.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
     q = q.reshape(b, t, cfg.num_kv_heads, groups, cfg.head_dim)  # head h uses KV head h // G
     keys, values, key_pos = k, v, positions
-    if cache is not None and t == 1 and not prefill:
+    if decoding:
       # A decode step stores its key first and attends over the cache alone (no copy of it): the
       # ring slot it takes held a key `window` or more positions back, which it must not see.
       cache = cache.write(k, v, positions, start)
