@@ -107,16 +107,17 @@ def np_rope(x, cos, sin):
   return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
-@pytest.mark.parametrize("window, num_programs, slots, slot, block_k", [
-    (None, 64, 96, 50, 32),  # 3 shares of 1 block (the slot in the middle one), merged
-    (None, 1, 96, 95, 32),  # one share of 3 blocks, normalised in the kernel; the last slot
-    (40, 8, 288, 7, 16),  # 2 shares of 9 blocks, looped; the window ends inside the ring
-    (None, 64, 128, 0, 32),  # 4 shares of 1 block, the first slot
-    (None, 64, 64, 33, 32)])  # 2 blocks: one share (UNSPLIT_BLOCKS)
+@pytest.mark.parametrize("window, num_programs, slots, slot, block_k, norm", [
+    (None, 64, 96, 50, 32, False),  # 3 shares of 1 block (the slot in the middle one), merged
+    (None, 1, 96, 95, 32, True),  # one share of 3 blocks, normalised in the kernel; the last slot
+    (40, 8, 288, 7, 16, True),  # 2 shares of 9 blocks, looped; the window ends inside the ring
+    (None, 64, 128, 0, 32, False),  # 4 shares of 1 block, the first slot
+    (None, 64, 64, 33, 32, False)])  # 2 blocks: one share (UNSPLIT_BLOCKS)
 def test_decode_update_rotates_stores_and_attends(rng, window, num_programs, slots, slot,
-                                                  block_k):
-  """decode_attention_update against the bias, RoPE, the cache write and attention done apart in
-  float64: the slot's old key is not seen, the new key is, every other slot keeps its bytes."""
+                                                  block_k, norm):
+  """decode_attention_update against the norm's 1/RMS, the bias, RoPE, the cache write and
+  attention done apart in float64: the slot's old key is not seen, the new key is, every other
+  slot keeps its bytes."""
   b, kv_heads, group, head_dim = 2, 2, 3, 32
   heads = kv_heads * group
   qkv = jnp.asarray(rng.standard_normal((b, heads + 2 * kv_heads, head_dim)), jnp.bfloat16)
@@ -129,13 +130,18 @@ def test_decode_update_rotates_stores_and_attends(rng, window, num_programs, slo
   k_pos = np.stack([(np.arange(slots) - slot) % slots + q_pos[0] - slots,  # a ring, oldest at slot
                     np.where(np.arange(slots) < 9, np.arange(slots), -1)])
   bias = jnp.asarray(rng.standard_normal((heads + 2 * kv_heads) * head_dim), jnp.bfloat16)
+  # Rows of 100 features (not a power of two) whose RMS scales the projections, about 1 / 3.
+  norm_rows = jnp.asarray(rng.standard_normal((b, 100)) * 3, jnp.bfloat16) if norm else None
+  eps = 0.25
   out, new_k, new_v, new_pos = decode_attention_update(
       qkv, jnp.asarray(cos, jnp.float32), jnp.asarray(sin, jnp.float32), k, v,
       jnp.asarray(q_pos), jnp.asarray(k_pos), jnp.int32(slot + 3 * slots), sinks, bias,
-      window=window, block_k=block_k, num_programs=num_programs, interpret=INTERPRET)
+      norm_rows, norm_eps=eps, window=window, block_k=block_k, num_programs=num_programs,
+      interpret=INTERPRET)
 
   f64 = lambda a: np.asarray(jnp.asarray(a).astype(jnp.float32), np.float64)
-  proj = f64(qkv) + f64(bias).reshape(qkv.shape[1:])
+  inv_rms = 1 / np.sqrt(np.mean(f64(norm_rows) ** 2, axis=1) + eps) if norm else np.ones(b)
+  proj = f64(qkv) * inv_rms[:, None, None] + f64(bias).reshape(qkv.shape[1:])
   rope = lambda x: np_rope(x, cos[:, None], sin[:, None])
   want_k, want_v, want_pos = f64(k), f64(v), k_pos.copy()
   want_k[:, slot] = rope(proj[:, heads:heads + kv_heads])

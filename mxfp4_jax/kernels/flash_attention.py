@@ -166,9 +166,12 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
 
 def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *refs,
                    block_k: int, blocks_per_share: int, window: int | None, scale: float,
-                   num_heads: int, group: int, rows: int, update: bool):
+                   num_heads: int, group: int, rows: int, update: bool,
+                   rms_eps: float | None):
   if update:  # q_ref holds the step's projections: [B, H + 2K, hd], queries, keys, values
     cos_ref, sin_ref, step_ref, bias_ref, *out_refs, k_out_ref, v_out_ref, pos_out_ref = refs
+    if rms_eps is not None:
+      norm_rows_ref, *out_refs = out_refs
   else:
     out_refs = refs
   row, kv_head, share = pl.program_id(0), pl.program_id(1), pl.program_id(2)
@@ -186,12 +189,20 @@ def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *refs,
     half = head_dim // 2
     cos = cos_ref[row, cols % half]
     sin = jnp.where(cols < half, -1.0, 1.0) * sin_ref[row, cols % half]
+    inv_rms = 1.0
+    if rms_eps is not None:  # the projection's input was the norm's input times its weight
+      d = norm_rows_ref.shape[1]
+      width = pl.next_power_of_2(d)  # a load's width is a power of two; the columns past d masked
+      x = pltriton.load(norm_rows_ref.at[pl.ds(row, 1), pl.ds(0, width)],
+                        mask=lax.broadcasted_iota(jnp.int32, (1, width), 1) < d,
+                        other=0).astype(jnp.float32)  # [1, W]
+      inv_rms = lax.rsqrt(jnp.sum(x * x) / d + rms_eps)
 
     def projection(index, columns):  # rows ``index`` of this row's projections, [n, hd] f32
       rows, columns = index[:, None], columns[None, :]
       # The bias added in float32 (as cuBLAS adds it to its float32 sums), rounded only after
       # the rotation.
-      return (q_ref[row, rows, columns].astype(jnp.float32)
+      return (q_ref[row, rows, columns].astype(jnp.float32) * inv_rms
               + bias_ref[rows, columns].astype(jnp.float32))
 
     def rotated(index):
@@ -269,6 +280,7 @@ def decode_shares(heads: int, num_blocks: int, num_programs: int) -> tuple[int, 
 
 
 _DECODE_STATIC = ("window", "block_k", "num_programs", "num_warps", "num_stages", "interpret")
+_UPDATE_STATIC = _DECODE_STATIC + ("norm_eps",)
 
 
 @functools.partial(jax.jit, static_argnames=_DECODE_STATIC)
@@ -299,9 +311,10 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   return out
 
 
-@functools.partial(jax.jit, static_argnames=_DECODE_STATIC)
+@functools.partial(jax.jit, static_argnames=_UPDATE_STATIC)
 def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step, sinks,
-                            qkv_bias=None, *, window: int | None = None, block_k: int = 64,
+                            qkv_bias=None, norm_rows=None, *, norm_eps: float = 1e-5,
+                            window: int | None = None, block_k: int = 64,
                             num_programs: int = DECODE_PROGRAMS, num_warps: int = 4,
                             num_stages: int = 2, interpret: bool = False):
   """A decode step's attention from its projections: RoPE on the queries and the new key, the
@@ -320,6 +333,10 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
     sinks, window and the launch arguments: as in `decode_attention`.
     qkv_bias: optional ``[(H + 2K) hd]``, added to qkv in the kernel (so that the projection
       runs without a bias epilogue, which cuBLAS implements as a copy of the bias first).
+    norm_rows: optional ``[B, D]``, the rows an RMSNorm before the projection normalizes; qkv is
+      then the projection of those rows times the norm's weight, not yet divided by their RMS,
+      and the kernel scales it by ``rsqrt(mean(row ** 2) + norm_eps)`` before the bias: the
+      norm's reduction and scaling cost no kernels before the projection.
   Returns:
     (``[B, K, G, hd]`` in qkv's dtype, k, v, k_positions updated).
   """
@@ -346,8 +363,13 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
   extra = (cos.astype(jnp.float32), sin.astype(jnp.float32),
            jnp.reshape(step, (1,)).astype(jnp.int32),
            qkv_bias.reshape(qkv.shape[1:]).astype(qkv.dtype))
+  if norm_rows is not None:
+    if norm_rows.ndim != 2 or norm_rows.shape[0] != b:
+      raise ValueError(f"norm_rows must be [{b}, features], got {list(norm_rows.shape)}")
+    extra += (norm_rows,)
   out, k, v, k_positions = _decode_call(
       qkv, k, v, k_positions, q_positions, sinks, extra, group=heads // kv_heads,
+      rms_eps=None if norm_rows is None else float(norm_eps),
       out_dtype=qkv.dtype, window=window, block_k=block_k, num_programs=num_programs,
       num_warps=num_warps, num_stages=num_stages, interpret=interpret)
   return out, k, v, k_positions
@@ -367,10 +389,10 @@ def _check_cache(k, v, q_positions, k_positions, b, kv_heads, head_dim, block_k)
 
 
 def _decode_call(q, k, v, k_positions, q_positions, sinks, extra, *, group, out_dtype, window,
-                 block_k, num_programs, num_warps, num_stages, interpret):
+                 block_k, num_programs, num_warps, num_stages, interpret, rms_eps=None):
   """The decode kernel's launch and the merge of its shares. ``q``: ``[B, H, hd]`` queries, or
-  with ``extra`` = (cos, sin, step, bias) the projections ``[B, H + 2K, hd]`` of an updating
-  step, whose outputs then include the cache (aliased to k, v, k_positions):
+  with ``extra`` = (cos, sin, step, bias[, norm_rows]) the projections ``[B, H + 2K, hd]`` of an
+  updating step, whose outputs then include the cache (aliased to k, v, k_positions):
   -> (out [B, K, G, hd], *cache)."""
   b, slots, kv_heads, head_dim = k.shape
   update = bool(extra)
@@ -382,7 +404,7 @@ def _decode_call(q, k, v, k_positions, q_positions, sinks, extra, *, group, out_
 
   kernel = functools.partial(_decode_kernel, block_k=block_k, blocks_per_share=blocks_per_share,
                              window=window, scale=head_dim ** -0.5, num_heads=heads, group=group,
-                             rows=rows, update=update)
+                             rows=rows, update=update, rms_eps=rms_eps)
   kv_spec = pl.BlockSpec((None, slots, None, head_dim), lambda i, h, s: (i, 0, h, 0))
   pos_spec = pl.BlockSpec((None, slots), lambda i, h, s: (i, 0))
   whole = lambda a: pl.BlockSpec(a.shape, lambda i, h, s: (0,) * len(a.shape))

@@ -170,27 +170,33 @@ class Attention(nnx.Module):
     self.cfg, self.sliding = cfg, cfg.is_sliding(layer)
 
   @_exact_in_float32
-  def __call__(self, x, cos, sin, positions, cache: LayerCache | None = None, start=0):
-    """x [B, T, D]; positions [B, T] (-1: padding). With a cache, attention runs over the cached
-    keys and the T new ones, which are then stored at global step ``start``; -> (out, cache)."""
+  def __call__(self, x, cos, sin, positions, cache: LayerCache | None = None, start=0,
+               norm: RMSNorm | None = None):
+    """x [B, T, D]: the attention's input, or with ``norm`` the residual that ``norm``
+    normalizes first; positions [B, T] (-1: padding). With a cache, attention runs over the
+    cached keys and the T new ones, which are then stored at global step ``start``;
+    -> (out, cache)."""
     cfg = self.cfg
     b, t, _ = x.shape
-    projected = x @ self.qkv_weight[...]  # [B, T, (H + 2K) hd], the bias still to add
     sinks = self.sinks[...].reshape(cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads)
     window = cfg.sliding_window if self.sliding else None
     prefill = isinstance(start, int) and start == 0  # known when tracing: an empty cache
     decoding = cache is not None and t == 1 and not prefill
     if decoding and cfg.resolved_attention_backend == "pallas":
-      # A decode step in one kernel: the bias, RoPE on q and the new key, the key, value and
-      # position stored in the slot the step takes, attention over the cache.
+      # A decode step in one kernel: the norm's 1/RMS and the bias, RoPE on q and the new key,
+      # the key, value and position stored in the slot the step takes, attention over the
+      # cache. The projection takes the residual times the norm's weight.
+      rows = x if norm is None else (x.astype(jnp.float32) * norm.scale[...]).astype(x.dtype)
+      projected = rows @ self.qkv_weight[...]  # [B, 1, (H + 2K) hd]
       heads = projected.reshape(b, cfg.num_heads + 2 * cfg.num_kv_heads, cfg.head_dim)
       out, *updated = decode_attention_update(
           heads, cos[:, 0], sin[:, 0], cache.k, cache.v, positions[:, 0], cache.positions,
-          start, sinks, self.qkv_bias[...], window=window,
+          start, sinks, self.qkv_bias[...], None if norm is None else x[:, 0],
+          norm_eps=norm.eps if norm is not None else 1e-5, window=window,
           block_k=decode_block(cache.k.shape[1]), interpret=jax.default_backend() != "gpu")
       cache = LayerCache(*updated)
     else:
-      qkv = projected + self.qkv_bias[...]
+      qkv = (x if norm is None else norm(x)) @ self.qkv_weight[...] + self.qkv_bias[...]
       out, cache = self._attend(qkv, cos, sin, positions, cache, start, prefill, decoding, sinks,
                                 window)
     out = out.reshape(b, t, cfg.q_size) @ self.out_weight[...] + self.out_bias[...]
@@ -301,7 +307,7 @@ class Block(nnx.Module):
     self.mlp = MoE(cfg, rngs)
 
   def __call__(self, x, cos, sin, positions, cache=None, start=0):  # x [B, T, D]: the residual
-    attn, cache = self.attn(self.attn_norm(x), cos, sin, positions, cache, start)
+    attn, cache = self.attn(x, cos, sin, positions, cache, start, norm=self.attn_norm)
     x = x + attn
     return x + self.mlp(x, self.mlp_norm), cache
 
