@@ -167,10 +167,10 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
 def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *refs,
                    block_k: int, blocks_per_share: int, window: int | None, scale: float,
                    num_heads: int, group: int, rows: int, update: bool,
-                   rms_eps: float | None):
+                   norm_eps: float | None):
   if update:  # q_ref holds the step's projections: [B, H + 2K, hd], queries, keys, values
     cos_ref, sin_ref, step_ref, bias_ref, *out_refs, k_out_ref, v_out_ref, pos_out_ref = refs
-    if rms_eps is not None:
+    if norm_eps is not None:
       norm_rows_ref, *out_refs = out_refs
   else:
     out_refs = refs
@@ -190,13 +190,13 @@ def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *refs,
     cos = cos_ref[row, cols % half]
     sin = jnp.where(cols < half, -1.0, 1.0) * sin_ref[row, cols % half]
     inv_rms = 1.0
-    if rms_eps is not None:  # the projection's input was the norm's input times its weight
+    if norm_eps is not None:  # the projection's input was the norm's input times its weight
       d = norm_rows_ref.shape[1]
       width = pl.next_power_of_2(d)  # a load's width is a power of two; the columns past d masked
       x = pltriton.load(norm_rows_ref.at[pl.ds(row, 1), pl.ds(0, width)],
                         mask=lax.broadcasted_iota(jnp.int32, (1, width), 1) < d,
                         other=0).astype(jnp.float32)  # [1, W]
-      inv_rms = lax.rsqrt(jnp.sum(x * x) / d + rms_eps)
+      inv_rms = lax.rsqrt(jnp.sum(x * x) / d + norm_eps)
 
     def projection(index, columns):  # rows ``index`` of this row's projections, [n, hd] f32
       rows, columns = index[:, None], columns[None, :]
@@ -369,7 +369,7 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
     extra += (norm_rows,)
   out, k, v, k_positions = _decode_call(
       qkv, k, v, k_positions, q_positions, sinks, extra, group=heads // kv_heads,
-      rms_eps=None if norm_rows is None else float(norm_eps),
+      norm_eps=None if norm_rows is None else float(norm_eps),
       out_dtype=qkv.dtype, window=window, block_k=block_k, num_programs=num_programs,
       num_warps=num_warps, num_stages=num_stages, interpret=interpret)
   return out, k, v, k_positions
@@ -389,7 +389,7 @@ def _check_cache(k, v, q_positions, k_positions, b, kv_heads, head_dim, block_k)
 
 
 def _decode_call(q, k, v, k_positions, q_positions, sinks, extra, *, group, out_dtype, window,
-                 block_k, num_programs, num_warps, num_stages, interpret, rms_eps=None):
+                 block_k, num_programs, num_warps, num_stages, interpret, norm_eps=None):
   """The decode kernel's launch and the merge of its shares. ``q``: ``[B, H, hd]`` queries, or
   with ``extra`` = (cos, sin, step, bias[, norm_rows]) the projections ``[B, H + 2K, hd]`` of an
   updating step, whose outputs then include the cache (aliased to k, v, k_positions):
@@ -404,7 +404,7 @@ def _decode_call(q, k, v, k_positions, q_positions, sinks, extra, *, group, out_
 
   kernel = functools.partial(_decode_kernel, block_k=block_k, blocks_per_share=blocks_per_share,
                              window=window, scale=head_dim ** -0.5, num_heads=heads, group=group,
-                             rows=rows, update=update, rms_eps=rms_eps)
+                             rows=rows, update=update, norm_eps=norm_eps)
   kv_spec = pl.BlockSpec((None, slots, None, head_dim), lambda i, h, s: (i, 0, h, 0))
   pos_spec = pl.BlockSpec((None, slots), lambda i, h, s: (i, 0))
   whole = lambda a: pl.BlockSpec(a.shape, lambda i, h, s: (0,) * len(a.shape))

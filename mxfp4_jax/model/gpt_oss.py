@@ -186,14 +186,17 @@ class Attention(nnx.Module):
       # A decode step in one kernel: the norm's 1/RMS and the bias, RoPE on q and the new key,
       # the key, value and position stored in the slot the step takes, attention over the
       # cache. The projection takes the residual times the norm's weight.
-      rows = x if norm is None else (x.astype(jnp.float32) * norm.scale[...]).astype(x.dtype)
+      rows, norm_args = x, {}
+      if norm is not None:
+        rows = (x.astype(jnp.float32) * norm.scale[...]).astype(x.dtype)
+        norm_args = dict(norm_rows=x[:, 0], norm_eps=norm.eps)
       projected = rows @ self.qkv_weight[...]  # [B, 1, (H + 2K) hd]
       heads = projected.reshape(b, cfg.num_heads + 2 * cfg.num_kv_heads, cfg.head_dim)
       out, *updated = decode_attention_update(
           heads, cos[:, 0], sin[:, 0], cache.k, cache.v, positions[:, 0], cache.positions,
-          start, sinks, self.qkv_bias[...], None if norm is None else x[:, 0],
-          norm_eps=norm.eps if norm is not None else 1e-5, window=window,
-          block_k=decode_block(cache.k.shape[1]), interpret=jax.default_backend() != "gpu")
+          start, sinks, self.qkv_bias[...], window=window,
+          block_k=decode_block(cache.k.shape[1]), interpret=jax.default_backend() != "gpu",
+          **norm_args)
       cache = LayerCache(*updated)
     else:
       qkv = (x if norm is None else norm(x)) @ self.qkv_weight[...] + self.qkv_bias[...]
