@@ -14,7 +14,8 @@ def get_config():
   c.model.update(dict(
       vocab_size=512, hidden_size=64, num_layers=2, num_experts=4, experts_per_token=2,
       intermediate_size=64, num_heads=4, num_kv_heads=2, head_dim=16, sliding_window=8))
-  c.bench.update(dict(batch_sizes="1,4", context=24, decode_steps=8, prefill_lengths="32,64"))
+  c.bench.update(dict(batch_sizes="1,4", context=24, decode_steps=8, prefill_lengths="32,64",
+                      timed_runs=2))
   return c
 
 

@@ -9,7 +9,9 @@ Without ``--config.checkpoint`` the weights are random, of the real shapes, gene
 device in the packed layout (speed does not depend on their values; routing of random weights
 spreads tokens over experts much as trained routers do). Decode roofline: HBM bytes a step must
 read (`benchmarking.decode_step_bytes`); prefill roofline: matmul FLOPs at the bf16 ceiling.
-Warm start: set ``--config.bench.compilation_cache_dir`` and run twice.
+Each figure is the median of ``--config.bench.timed_runs`` runs after an untimed one (the
+printed range is theirs). Warm start: set ``--config.bench.compilation_cache_dir`` and run
+twice.
 ``--config.bench.kernel_options=prefetch=2``: KernelConfig fields replaced in every tuned
 config the model's grouped matmuls pick (as ``bench_kernel --config.kernel_options``).
 """
@@ -48,18 +50,25 @@ def _decode(model, bench, batch: int, rng) -> dict:
                         chunk=bench.decode_steps)
   prompts = rng.integers(0, cfg.vocab_size, (batch, bench.context)).tolist()
   # The first run compiles, and its first execution also loads kernels and builds CUDA graphs:
-  # only the second one is timed.
+  # only the runs after it are timed.
   run = lambda: generator.generate(prompts, max_new_tokens=1 + bench.decode_steps, params=GREEDY)
   compile_s = run().stats.compile_s
-  stats = run().stats
+  runs = [run().stats for _ in range(bench.timed_runs)]
+  stats = runs[_median_index([r.decode_tokens_per_s for r in runs])]
   step_bytes = sum(benchmarking.decode_step_bytes(
       cfg, batch, bench.context + bench.decode_steps // 2).values())
   roofline = batch / (step_bytes / bench.hbm_bytes_per_s)
   return dict(kind="decode", batch=batch, context=bench.context,
               tokens_per_s=stats.decode_tokens_per_s, roofline_tokens_per_s=roofline,
               fraction_of_roofline=stats.decode_tokens_per_s / roofline,
+              runs_tokens_per_s=[r.decode_tokens_per_s for r in runs],
               step_ms=1e3 * stats.decode_s / bench.decode_steps, bytes_per_step=step_bytes,
               compile_s=compile_s, time_to_first_token_s=stats.prefill_s)
+
+
+def _median_index(values: list[float]) -> int:
+  """The index of the median (the lower middle of an even count): a run that happened."""
+  return sorted(range(len(values)), key=values.__getitem__)[(len(values) - 1) // 2]
 
 
 def _prefill(model, bench, length: int, rng) -> dict:
@@ -67,12 +76,14 @@ def _prefill(model, bench, length: int, rng) -> dict:
   generator = Generator(model, max_len=length + 1)
   prompt = rng.integers(0, cfg.vocab_size, (1, length)).tolist()
   generator.generate(prompt, max_new_tokens=1, params=GREEDY)  # compile, first run
-  stats = generator.generate(prompt, max_new_tokens=1, params=GREEDY).stats
+  runs = [generator.generate(prompt, max_new_tokens=1, params=GREEDY).stats.prefill_tokens_per_s
+          for _ in range(bench.timed_runs)]
+  tokens_per_s = runs[_median_index(runs)]
   flops = benchmarking.prefill_flops(cfg, length)
   roofline = length / (flops / bench.bf16_flops_per_s)
-  return dict(kind="prefill", batch=1, context=length, tokens_per_s=stats.prefill_tokens_per_s,
-              roofline_tokens_per_s=roofline,
-              fraction_of_roofline=stats.prefill_tokens_per_s / roofline)
+  return dict(kind="prefill", batch=1, context=length, tokens_per_s=tokens_per_s,
+              roofline_tokens_per_s=roofline, fraction_of_roofline=tokens_per_s / roofline,
+              runs_tokens_per_s=runs)
 
 
 def _plot(rows: list[dict], path) -> None:
@@ -93,11 +104,13 @@ def _plot(rows: list[dict], path) -> None:
 
 
 def _print_row(r: dict) -> None:
+  runs = r["runs_tokens_per_s"]
   print(f"{r['kind']:>7} batch {r['batch']:>4} context {r['context']:>6}: "
         f"{r['tokens_per_s']:>12,.1f} tok/s | roofline {r['roofline_tokens_per_s']:>12,.1f} "
         f"({r['fraction_of_roofline']:.1%})"
         + (f" | step {r['step_ms']:.2f} ms | compile {r['compile_s']:.1f} s"
-           if r["kind"] == "decode" else ""), flush=True)
+           if r["kind"] == "decode" else "")
+        + f" | median of {len(runs)}, {min(runs):,.1f}-{max(runs):,.1f}", flush=True)
 
 
 def main(argv) -> None:

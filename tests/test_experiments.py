@@ -132,9 +132,13 @@ def test_bench_e2e_on_the_tiny_model(tmp_path):
   assert result.returncode == 0, result.stderr
   lines = [l for l in result.stdout.splitlines() if "tok/s" in l]
   assert [l.split()[0] for l in lines] == ["decode", "decode", "prefill"]
+  assert all("median of 2" in l for l in lines)
   assert (tmp_path / "results.json").exists() and (tmp_path / "decode.png").exists()
   results = json.loads((tmp_path / "results.json").read_text())
   assert 0 < results["weight_bytes"] < 10 * 2**20  # the tiny model: well under 10 MiB
+  for row in results["results"]:  # the reported figure is one of the runs, their median
+    runs = sorted(row["runs_tokens_per_s"])
+    assert len(runs) == 2 and row["tokens_per_s"] == runs[0]
 
 
 def test_decode_roofline_of_20b_batch_1():
