@@ -28,7 +28,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from mxfp4_jax.kernels.triton_ops import dot_accumulate
+from mxfp4_jax.kernels.triton_ops import dot_accumulate, load_row_rms
 
 LOG2E = math.log2(math.e)  # the softmax runs in base 2: exp(x) = exp2(x log2 e)
 # decode_attention: the slots are split into shares until about DECODE_PROGRAMS programs run, and
@@ -191,12 +191,8 @@ def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *refs,
     sin = jnp.where(cols < half, -1.0, 1.0) * sin_ref[row, cols % half]
     inv_rms = 1.0
     if norm_eps is not None:  # the projection's input was the norm's input times its weight
-      d = norm_rows_ref.shape[1]
-      width = pl.next_power_of_2(d)  # a load's width is a power of two; the columns past d masked
-      x = pltriton.load(norm_rows_ref.at[pl.ds(row, 1), pl.ds(0, width)],
-                        mask=lax.broadcasted_iota(jnp.int32, (1, width), 1) < d,
-                        other=0).astype(jnp.float32)  # [1, W]
-      inv_rms = lax.rsqrt(jnp.sum(x * x) / d + norm_eps)
+      _, _, inv_rms = load_row_rms(norm_rows_ref, row, norm_eps)
+      inv_rms = inv_rms.reshape(())  # one number for every projection of the row
 
     def projection(index, columns):  # rows ``index`` of this row's projections, [n, hd] f32
       rows, columns = index[:, None], columns[None, :]

@@ -28,6 +28,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
+from mxfp4_jax.kernels.triton_ops import load_row_rms
+
 BLOCK_T = 16  # tokens a program routes
 PRODUCT_AS_SUM_TOKENS = 8  # up to this many tokens, `_router_product` is a sum (one XLA kernel)
 BACKENDS = ("xla", "top_k")
@@ -130,13 +132,9 @@ def _top_k_kernel(product_ref, bias_ref, experts_ref, weights_ref, *, k: int, nu
 def _normalized_top_k_kernel(product_ref, bias_ref, h_ref, norm_ref, experts_ref, weights_ref,
                              rows_ref, *, k: int, num_experts: int, eps: float):
   token = pl.program_id(0)
-  d = h_ref.shape[1]
-  width = pl.next_power_of_2(d)  # a load's width is a power of two; the columns past d masked
-  in_row = lax.broadcasted_iota(jnp.int32, (1, width), 1) < d
-  h = pltriton.load(h_ref.at[pl.ds(token, 1), pl.ds(0, width)], mask=in_row,
-                    other=0).astype(jnp.float32)  # [1, W]
   # The norm as the model's RMSNorm computes it: float32, x rsqrt(mean(x^2) + eps), then x w.
-  inv_rms = lax.rsqrt(jnp.sum(h * h, axis=1, keepdims=True) / d + eps)  # [1, 1]
+  h, in_row, inv_rms = load_row_rms(h_ref, token, eps)  # [1, W], [1, W], [1, 1]
+  width = in_row.shape[1]
   product = product_ref[pl.ds(token, 1), :] * inv_rms  # [1, E']: (h w) @ weight.T, normalized
   experts_ref[pl.ds(token, 1), :], weights_ref[pl.ds(token, 1), :] = _top_k_softmax(
       _with_bias(product, bias_ref), k=k, num_experts=num_experts)

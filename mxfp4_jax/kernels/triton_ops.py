@@ -1,4 +1,4 @@
-"""Two Triton operations that the Pallas lowering lacks.
+"""Two Triton operations that the Pallas lowering lacks, and a row's RMS inside a kernel.
 
 `dot_accumulate(acc, a, b)`: ``acc + a @ b`` that Triton runs as one MMA into ``acc``.
 
@@ -9,12 +9,18 @@ the Triton path (interpret mode, CPU) it is the plain ``acc + a @ b`` in float32
 
 `inline_asm(asm, args, ...)`: elementwise inline PTX with several results (Pallas' own
 `pltriton.elementwise_inline_asm` lowers only one). Triton path only.
+
+`load_row_rms(ref, row, eps)`: a row and its inverse RMS, for kernels that apply an RMSNorm
+themselves (the router's top-k and decode attention).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
 from jax.extend import core as jex_core
 from jax.interpreters import mlir
 
@@ -41,6 +47,18 @@ def _reference(acc, a, b):
 
 dot_accumulate_p.def_impl(_reference)
 mlir.register_lowering(dot_accumulate_p, mlir.lower_fun(_reference, multiple_results=False))
+
+
+def load_row_rms(ref, row, eps: float):
+  """Row ``row`` of a ``[N, D]`` ref inside a kernel -> (the row [1, W] float32, its columns
+  mask [1, W], its inverse RMS [1, 1]). W is D rounded up to a power of two (a load's width);
+  the columns past D read as zero. The RMS as the model's RMSNorm takes it: float32,
+  ``rsqrt(mean(x ** 2) + eps)``."""
+  d = ref.shape[1]
+  in_row = lax.broadcasted_iota(jnp.int32, (1, pl.next_power_of_2(d)), 1) < d
+  x = pltriton.load(ref.at[pl.ds(row, 1), pl.ds(0, in_row.shape[1])], mask=in_row,
+                    other=0).astype(jnp.float32)
+  return x, in_row, lax.rsqrt(jnp.sum(x * x, axis=1, keepdims=True) / d + eps)
 
 
 def inline_asm(asm: str, args, *, constraints: str, pack: int,
