@@ -54,14 +54,15 @@ def _decode(model, bench, batch: int, rng) -> dict:
   run = lambda: generator.generate(prompts, max_new_tokens=1 + bench.decode_steps, params=GREEDY)
   compile_s = run().stats.compile_s
   runs = [run().stats for _ in range(bench.timed_runs)]
-  stats = runs[_median_index([r.decode_tokens_per_s for r in runs])]
+  rates = [r.decode_tokens_per_s for r in runs]
+  stats = runs[_median_index(rates)]
   step_bytes = sum(benchmarking.decode_step_bytes(
       cfg, batch, bench.context + bench.decode_steps // 2).values())
   roofline = batch / (step_bytes / bench.hbm_bytes_per_s)
   return dict(kind="decode", batch=batch, context=bench.context,
               tokens_per_s=stats.decode_tokens_per_s, roofline_tokens_per_s=roofline,
               fraction_of_roofline=stats.decode_tokens_per_s / roofline,
-              runs_tokens_per_s=[r.decode_tokens_per_s for r in runs],
+              runs_tokens_per_s=rates,
               step_ms=1e3 * stats.decode_s / bench.decode_steps, bytes_per_step=step_bytes,
               compile_s=compile_s, time_to_first_token_s=stats.prefill_s)
 
