@@ -60,7 +60,7 @@ def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
     return interleave(values[:4]), interleave(values[4:])
 
   def half(nibble, scales):
-    bits = fmt.bf16x2_factor_bits(scales.astype(jnp.int32))
+    bits = fmt.bf16x2_factor_bits(scales)
     factor = jnp.broadcast_to(lax.bitcast_convert_type(bits, jnp.bfloat16)[:, None], packed.shape)
     [out] = pltriton.elementwise_inline_asm(
         fmt.e2m1_bf16x2_ptx(nibble), args=[packed, factor], constraints="=r,=r,r,r,r", pack=4,
