@@ -13,7 +13,8 @@ Each figure is the median of ``--config.bench.timed_runs`` runs after an untimed
 printed range is theirs). Warm start: set ``--config.bench.compilation_cache_dir`` and run
 twice.
 ``--config.bench.kernel_options=prefetch=2``: KernelConfig fields replaced in every tuned
-config the model's grouped matmuls pick (as ``bench_kernel --config.kernel_options``).
+config the model's grouped matmuls pick (as ``bench_kernel --config.kernel_options``); options
+that change the experts' results are refused before anything is timed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app
 from flax import nnx
@@ -29,11 +31,14 @@ from experiments import common
 from mxfp4_jax import benchmarking
 from mxfp4_jax.generate.engine import Generator
 from mxfp4_jax.generate.sampling import SamplingParams
-from mxfp4_jax.kernels import tuning
+from mxfp4_jax.kernels import grouped_matmul, tuning
 from mxfp4_jax.model import GptOss, GptOssConfig
 
 _CONFIG = common.define_config("gpt_oss_20b.py")
 GREEDY = SamplingParams(temperature=0)
+# Kernel options may change the order of the float32 sums, so the bf16 outputs differ by a few
+# roundings (~1e-3); a wrong decode differs by ~1.
+MAX_OPTION_REL_ERR = 1e-2
 
 
 def _build(config):
@@ -42,6 +47,52 @@ def _build(config):
                for k in ("dtype", "moe_backend", "moe_interpret", "attention_backend")}
     return common.load_checkpoint(config.checkpoint, "--config.checkpoint", **runtime)
   return GptOss(GptOssConfig.from_dict(config.model), rngs=nnx.Rngs(config.seed))
+
+
+def _experts(model, x, group_sizes, row_experts, row_weights):
+  """The first layer's two grouped matmuls on ``x`` [P, D]: (gate_up's SwiGLU [P, I], down's
+  [P, D] with the row weights)."""
+  cfg, moe = model.cfg, model.layers[0].mlp
+  routing = dict(row_experts=row_experts, backend="pallas", interpret=cfg.moe_interpret)
+  h = grouped_matmul(x, moe.gate_up.get_value(), group_sizes, activation="swiglu",
+                     swiglu_alpha=cfg.swiglu_alpha, swiglu_limit=cfg.swiglu_limit, **routing)
+  return h, grouped_matmul(h, moe.down.get_value(), group_sizes, row_weights,
+                           out_dtype=jnp.float32, **routing)
+
+
+def check_kernel_options(model, bench, options: dict) -> None:
+  """Kernel options change how the grouped matmuls run, not what they compute: the first
+  layer's experts run the rows of each batch and prompt this benchmark times, the way the model
+  routes them (one-row tiles or groups), with the options and with the tuned defaults (which the
+  GPU tests check against float64). A difference past `MAX_OPTION_REL_ERR` is a usage error."""
+  cfg = model.cfg
+  if not options or cfg.resolved_moe_backend != "pallas":
+    return
+  key = jax.random.PRNGKey(0)
+  for tokens in sorted({*common.csv_list(bench.batch_sizes, int),
+                        *common.csv_list(bench.prefill_lengths, int)}):
+    key, k_route, k_x, k_weights = jax.random.split(key, 4)
+    rows = tokens * cfg.experts_per_token
+    group_sizes = benchmarking.random_routing(k_route, rows, cfg.num_experts,
+                                              cfg.experts_per_token)
+    row_experts = None
+    if cfg.moe_one_row_tiles(tokens):
+      row_experts = jnp.repeat(jnp.arange(cfg.num_experts), group_sizes,
+                               total_repeat_length=rows)
+      group_sizes = None
+    args = (model, jax.random.normal(k_x, (rows, cfg.hidden_size), jnp.bfloat16), group_sizes,
+            row_experts, jax.random.uniform(k_weights, (rows,), jnp.float32))
+    with tuning.overridden(**options):
+      tried = _experts(*args)
+    for name, out, default in zip(("gate_up", "down"), tried, _experts(*args)):
+      err = benchmarking.relative_error(out, default)
+      if not err <= MAX_OPTION_REL_ERR:
+        raise app.UsageError(
+            f"--config.bench.kernel_options={bench.kernel_options!r}: {name} of {tokens} tokens "
+            f"({rows} rows) differs from the tuned kernel by {err:.2e} (relative), past "
+            f"{MAX_OPTION_REL_ERR}")
+  print(f"kernel options {bench.kernel_options!r}: the experts' results match the tuned "
+        "kernel's", flush=True)
 
 
 def _decode(model, bench, batch: int, rng) -> dict:
@@ -138,7 +189,9 @@ def main(argv) -> None:
   rng = np.random.default_rng(config.seed)
   rows = []
   # Kernel options apply while the generators trace (and so compile) the model.
-  with tuning.overridden(**common.kernel_options(bench.kernel_options)):
+  options = common.kernel_options(bench.kernel_options)
+  check_kernel_options(model, bench, options)
+  with tuning.overridden(**options):
     for batch in common.csv_list(bench.batch_sizes, int):
       rows.append(_decode(model, bench, batch, rng))
       _print_row(rows[-1])

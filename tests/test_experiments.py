@@ -141,6 +141,44 @@ def test_bench_e2e_on_the_tiny_model(tmp_path):
     assert len(runs) == 2 and row["tokens_per_s"] == runs[0]
 
 
+def _tiny_interpreted_model():
+  from flax import nnx
+  from configs import tiny
+  from mxfp4_jax.model import GptOss, GptOssConfig
+  config = tiny.get_config()
+  config.model.update(moe_backend="pallas", moe_interpret=True)
+  return GptOss(GptOssConfig.from_dict(config.model), rngs=nnx.Rngs(0)), config.bench
+
+
+def test_bench_e2e_checks_kernel_options_against_the_tuned_kernel(monkeypatch):
+  """Options are tried on the rows of every batch and prompt of the run, one-row tiles (batch
+  1) and groups (the prompt) alike, before anything is timed; one that changes the results is
+  refused, naming the flag, the matmul and the row count."""
+  from absl import app
+  from experiments import bench_e2e
+  from mxfp4_jax.kernels import tuning
+  model, bench = _tiny_interpreted_model()
+  bench.update(batch_sizes="1", prefill_lengths="16", kernel_options="prefetch=1")
+  seen = []
+  real = bench_e2e.grouped_matmul
+
+  def recording(x, *args, **kwargs):
+    seen.append((x.shape[0], kwargs["row_experts"] is not None, dict(tuning._overrides)))
+    return real(x, *args, **kwargs)
+  monkeypatch.setattr(bench_e2e, "grouped_matmul", recording)
+  bench_e2e.check_kernel_options(model, bench, {"prefetch": 1})
+  assert {(rows, by_row) for rows, by_row, _ in seen} == {(2, True), (32, False)}  # top 2
+  assert {str(options) for *_, options in seen} == {"{}", "{'prefetch': 1}"}
+
+  def wrong_with_options(x, *args, **kwargs):  # a kernel option that breaks the down matmul
+    out = real(x, *args, **kwargs)
+    return out * 1.5 if tuning._overrides and kwargs.get("activation") is None else out
+  monkeypatch.setattr(bench_e2e, "grouped_matmul", wrong_with_options)
+  with pytest.raises(app.UsageError, match=r"kernel_options='prefetch=1': down of 1 tokens "
+                                           r"\(2 rows\) differs from the tuned kernel by 5.00e-01"):
+    bench_e2e.check_kernel_options(model, bench, {"prefetch": 1})
+
+
 def test_decode_roofline_of_20b_batch_1():
   """About 3.7 GB a step (experts 1.27, attention 1.27, unembedding 1.16): ~790 tok/s at 2.95 TB/s."""
   from configs import gpt_oss_20b

@@ -93,6 +93,11 @@ class GptOssConfig:
       return "reference"
     return "pallas" if self.moe_interpret else default_backend()
 
+  def moe_one_row_tiles(self, tokens: int) -> bool:
+    """Whether the MoE runs the rows of ``tokens`` tokens one kernel tile each (the grouped
+    matmul's ``row_experts``: no sort): a decode step's few rows, about one per expert."""
+    return tokens * self.experts_per_token <= self.num_experts // 2
+
   @property
   def resolved_router_backend(self) -> str:
     if self.router_backend != "auto":

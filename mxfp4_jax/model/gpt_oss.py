@@ -262,7 +262,7 @@ class MoE(nnx.Module):
                        swiglu_limit=cfg.swiglu_limit)
     # A decode step's few rows, about one per expert: each row is its own tile, so no sort,
     # no group sizes and no scatter, only a sum over each token's k rows.
-    one_row_tiles = b * t * k <= cfg.num_experts // 2
+    one_row_tiles = cfg.moe_one_row_tiles(b * t)
     if (norm is not None and one_row_tiles and cfg.resolved_router_backend == "top_k"
         and b * t <= PRODUCT_AS_SUM_TOKENS):
       # [N, k] experts and weights, and [N k, D] rows: token t normalized at rows t k .. t k + k.
