@@ -32,6 +32,7 @@ from mxfp4_jax import benchmarking
 from mxfp4_jax.generate.engine import Generator
 from mxfp4_jax.generate.sampling import SamplingParams
 from mxfp4_jax.kernels import grouped_matmul, tuning
+from mxfp4_jax.kernels.reference import expert_of_row
 from mxfp4_jax.model import GptOss, GptOssConfig
 
 _CONFIG = common.define_config("gpt_oss_20b.py")
@@ -77,8 +78,7 @@ def check_kernel_options(model, bench, options: dict) -> None:
                                               cfg.experts_per_token)
     row_experts = None
     if cfg.moe_one_row_tiles(tokens):
-      row_experts = jnp.repeat(jnp.arange(cfg.num_experts), group_sizes,
-                               total_repeat_length=rows)
+      row_experts = expert_of_row(group_sizes, rows)
       group_sizes = None
     args = (model, jax.random.normal(k_x, (rows, cfg.hidden_size), jnp.bfloat16), group_sizes,
             row_experts, jax.random.uniform(k_weights, (rows,), jnp.float32))

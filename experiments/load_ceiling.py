@@ -24,6 +24,7 @@ from experiments import common
 from experiments.kernel_problems import kernel_problem, weight_copies
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import grouped_matmul
+from mxfp4_jax.kernels.reference import expert_of_row
 from mxfp4_jax.kernels.tuning import pick_config
 from mxfp4_jax.mxfp4.layout import PackedMXFP4
 
@@ -82,7 +83,7 @@ def _measure(shape_name: str, config) -> list[dict]:
   copies = weight_copies(shape_name, config, rows)
   group_sizes, weights, xs, row_weights, _ = kernel_problem(
       jax.random.PRNGKey(config.seed), shape_name, rows, copies, config.top_k)
-  row_experts = jnp.repeat(jnp.arange(num_experts), group_sizes, total_repeat_length=rows)
+  row_experts = expert_of_row(group_sizes, rows)
   swiglu = activation == "swiglu"
   cfg = pick_config(rows, num_experts, n // 2 if swiglu else n,
                     k_tiles=weights[0].values.shape[1])

@@ -17,6 +17,7 @@ from experiments import common
 from experiments.kernel_problems import PERTURB, kernel_problem, weight_copies
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import KernelConfig, grouped_matmul
+from mxfp4_jax.kernels.reference import expert_of_row
 from mxfp4_jax.kernels.tuning import rows_per_expert
 
 _CONFIG = common.define_config("tune_kernel.py")
@@ -43,7 +44,7 @@ def main(argv) -> None:
         key, shape_name, num_rows, copies, config.top_k)
     row_experts = None
     if config.row_experts:  # a decode step's rows: one tile each, no sort (the model's path)
-      row_experts = jnp.repeat(jnp.arange(num_experts), group_sizes, total_repeat_length=num_rows)
+      row_experts = expert_of_row(group_sizes, num_rows)
       group_sizes = None
     args = [(x, w, group_sizes if row_experts is None else row_experts, row_weights)
             for x, w in zip(xs, weights)]
