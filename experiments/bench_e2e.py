@@ -205,7 +205,8 @@ def main(argv) -> None:
   common.write_json(out / "results.json", dict(
       device=common.device_description(), config=config.to_dict(), build_s=build_s,
       weight_bytes=weight_bytes, peak_memory_bytes=peak, results=rows))
-  _plot(rows, out / "decode.png")
+  if any(r["kind"] == "decode" for r in rows):  # a prefill-only run has no decode curve
+    _plot(rows, out / "decode.png")
   print(f"wrote {out}")
 
 

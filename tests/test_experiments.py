@@ -150,6 +150,14 @@ def _tiny_interpreted_model():
   return GptOss(GptOssConfig.from_dict(config.model), rngs=nnx.Rngs(0)), config.bench
 
 
+def test_bench_e2e_prefill_only(tmp_path):
+  result = _run("experiments.bench_e2e", "--config=configs/tiny.py", "--config.bench.batch_sizes=",
+                "--config.bench.prefill_lengths=16", f"--config.bench.output_dir={tmp_path}")
+  assert result.returncode == 0, result.stderr
+  assert [l.split()[0] for l in result.stdout.splitlines() if "tok/s" in l] == ["prefill"]
+  assert (tmp_path / "results.json").exists() and not (tmp_path / "decode.png").exists()
+
+
 def test_bench_e2e_checks_kernel_options_against_the_tuned_kernel(monkeypatch):
   """Options are tried on the rows of every batch and prompt of the run, one-row tiles (batch
   1) and groups (the prompt) alike, before anything is timed; one that changes the results is
