@@ -84,11 +84,9 @@ TABLE: tuple[tuple[int, KernelConfig], ...] = (
     (32, KernelConfig(block_m=32, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
                       accumulate_in_mma=True, unroll_split=True)),
     (64, KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=4, decode="bf16x2")),
-    # P=4096 (prefill 1k, 128 rows per expert), H200, 2026-12-04, three sweeps, gate_up / down:
-    # without in-MMA accumulation 0.554-0.584 / 0.252-0.267 ms, with it 0.572-0.635 / 0.293-0.337
-    # (the last row's config). Not yet timed end to end.
-    (128, KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
-                       prefetch_scales=True)),
+    # 65-128 rows per expert (prefill 1k) take the last row: without in-MMA accumulation the
+    # kernel alone ran 5-17% faster at P=4096, but prefill 1k did not (H200, 2026-12-04,
+    # BENCHMARKS.md fifteenth round).
     # P=16384: 1.786 ms (304 TF/s) on the H100 with decode="bf16x2"; H200, 2026-12-02:
     # bf16x2 1.746 ms, lut 1.691 ms (321 TF/s). H200, 2026-12-04, with the one-multiply
     # bf16x2 decode, gate_up / down: lut 1.664 / 0.937 ms, bf16x2 in the MMA 1.610 / 0.839.
