@@ -139,11 +139,13 @@ def _prefill(model, bench, length: int, rng) -> dict:
 
 
 def _plot(rows: list[dict], path) -> None:
+  decode = [r for r in rows if r["kind"] == "decode"]
+  if not decode:  # a prefill-only run has no decode curve (and log axes cannot take none)
+    return
   import matplotlib  # noqa: PLC0415
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # noqa: PLC0415
 
-  decode = [r for r in rows if r["kind"] == "decode"]
   fig, ax = plt.subplots(figsize=(6, 4))
   ax.plot([r["batch"] for r in decode], [r["tokens_per_s"] for r in decode], "o-", label="measured")
   ax.plot([r["batch"] for r in decode], [r["roofline_tokens_per_s"] for r in decode], "x--",
@@ -205,8 +207,7 @@ def main(argv) -> None:
   common.write_json(out / "results.json", dict(
       device=common.device_description(), config=config.to_dict(), build_s=build_s,
       weight_bytes=weight_bytes, peak_memory_bytes=peak, results=rows))
-  if any(r["kind"] == "decode" for r in rows):  # a prefill-only run has no decode curve
-    _plot(rows, out / "decode.png")
+  _plot(rows, out / "decode.png")
   print(f"wrote {out}")
 
 

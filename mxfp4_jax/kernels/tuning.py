@@ -3,7 +3,7 @@
 The table's block shapes come from ``python -m experiments.tune_kernel`` sweeps on the H100
 (the block shapes with the integer decode); the decode, accumulation, scale-prefetch and split
 choices were then timed one at a time with ``experiments.bench_kernel --config.kernel_options``
-and ``tune_kernel``'s split options, the last two rows' decode and accumulation and the first
+and ``tune_kernel``'s split options, the last row's decode and accumulation and the first
 row's prefetch and split target on an H200. BENCHMARKS.md records each of those runs.
 """
 
