@@ -66,6 +66,24 @@ def busy_and_span_us(events: list[dict]) -> tuple[float, float]:
   return busy, intervals[-1][1] - intervals[0][0]
 
 
+def idle_gaps(events: list[dict], top: int) -> list[str]:
+  """The ``top`` longest stretches with no kernel on any stream: when (from the first
+  kernel's start) and between which kernels. Launch gaps and host syncs show up here."""
+  ordered = sorted(events, key=lambda e: float(e["ts"]))
+  first, gaps = float(ordered[0]["ts"]), []
+  last = ordered[0]
+  for e in ordered[1:]:
+    end = float(last["ts"]) + float(last["dur"])
+    if float(e["ts"]) > end:
+      gaps.append((float(e["ts"]) - end, end - first, last["name"], e["name"]))
+    if float(e["ts"]) + float(e["dur"]) > end:
+      last = e
+  lines = [f"{'idle us':>9} {'at us':>9}  after -> before"]
+  for us, at, before, after in sorted(gaps, reverse=True)[:top]:
+    lines.append(f"{us:9.1f} {at:9.1f}  {before[:50]} -> {after[:50]}")
+  return lines
+
+
 def kernel_name(event: dict) -> str:
   return re.sub(r"[._]\d+$", "", re.sub(r"\.\d+", "", event["name"]))
 
@@ -93,6 +111,7 @@ def summarize(path, steps: int = 1, top: int = 25) -> str:
            f"{span / steps:.1f} us/step | idle {1 - busy / span if span else 0:.1%}",
            "", "by kernel:", *table(events, kernel_name, steps, top),
            "", "by fusion:", *table(events, lambda e: e["name"], steps, top),
+           "", "longest idle gaps (whole trace):", *idle_gaps(events, top),
            "", f"args of one event: {sorted(events[0].get('args', {}))}"]
   return "\n".join(lines)
 

@@ -150,12 +150,14 @@ def _tiny_interpreted_model():
   return GptOss(GptOssConfig.from_dict(config.model), rngs=nnx.Rngs(0)), config.bench
 
 
-def test_bench_e2e_prefill_only(tmp_path):
+def test_bench_e2e_prefill_only_with_a_trace(tmp_path):
   result = _run("experiments.bench_e2e", "--config=configs/tiny.py", "--config.bench.batch_sizes=",
-                "--config.bench.prefill_lengths=16", f"--config.bench.output_dir={tmp_path}")
+                "--config.bench.prefill_lengths=16", f"--config.bench.output_dir={tmp_path}",
+                f"--config.bench.profile_dir={tmp_path}/trace")
   assert result.returncode == 0, result.stderr
   assert [l.split()[0] for l in result.stdout.splitlines() if "tok/s" in l] == ["prefill"]
   assert (tmp_path / "results.json").exists() and not (tmp_path / "decode.png").exists()
+  assert list((tmp_path / "trace" / "prefill16").rglob("perfetto_trace.json.gz"))
 
 
 def test_bench_e2e_checks_kernel_options_against_the_tuned_kernel(monkeypatch):
@@ -316,6 +318,8 @@ def test_trace_summary_counts_stream_kernels_per_step(tmp_path):
   assert lines[5].split() == ["10.0", "40.0%", "1.0", "fusion"]  # fusion.1 and fusion.2
   by_fusion = lines[lines.index("by fusion:") + 2:]
   assert [l.split()[-1] for l in by_fusion[:3]] == ["mxfp4_gemm", "fusion.1", "fusion.2"]
+  gaps = lines[lines.index("longest idle gaps (whole trace):") + 2:]
+  assert gaps[0].split() == ["15.0", "15.0", "fusion.2", "->", "mxfp4_gemm"]  # not per step
 
 
 def test_trace_summary_without_gpu_events_is_a_one_line_error(tmp_path):
