@@ -105,7 +105,9 @@ def _decode(model, bench, batch: int, rng) -> dict:
   run = lambda: generator.generate(prompts, max_new_tokens=1 + bench.decode_steps, params=GREEDY)
   compile_s = run().stats.compile_s
   runs = [run().stats for _ in range(bench.timed_runs)]
-  _trace(bench, f"decode_batch{batch}", run)
+  if bench.profile_dir:  # one more run, its decode steps (one chunk) traced
+    generator.generate(prompts, max_new_tokens=1 + bench.decode_steps, params=GREEDY,
+                       trace=(0, lambda: _profiler(bench, f"decode_batch{batch}")))
   rates = [r.decode_tokens_per_s for r in runs]
   stats = runs[_median_index(rates)]
   step_bytes = sum(benchmarking.decode_step_bytes(
@@ -119,12 +121,10 @@ def _decode(model, bench, batch: int, rng) -> dict:
               compile_s=compile_s, time_to_first_token_s=stats.prefill_s)
 
 
-def _trace(bench, name: str, run) -> None:
-  """One more run of ``run``, traced by `jax.profiler` into ``bench.profile_dir``/``name``
-  (read it with `experiments.trace_summary`); nothing without a profile_dir."""
-  if bench.profile_dir:
-    with jax.profiler.trace(f"{bench.profile_dir}/{name}", create_perfetto_trace=True):
-      run()
+def _profiler(bench, name: str):
+  """A `jax.profiler` trace into ``bench.profile_dir``/``name`` (read it with
+  `experiments.trace_summary`)."""
+  return jax.profiler.trace(f"{bench.profile_dir}/{name}", create_perfetto_trace=True)
 
 
 def _median_index(values: list[float]) -> int:
@@ -139,7 +139,9 @@ def _prefill(model, bench, length: int, rng) -> dict:
   run = lambda: generator.generate(prompt, max_new_tokens=1, params=GREEDY)
   run()  # compile, first run
   runs = [run().stats.prefill_tokens_per_s for _ in range(bench.timed_runs)]
-  _trace(bench, f"prefill{length}", run)
+  if bench.profile_dir:  # one more run, traced
+    with _profiler(bench, f"prefill{length}"):
+      run()
   tokens_per_s = runs[_median_index(runs)]
   flops = benchmarking.prefill_flops(cfg, length)
   roofline = length / (flops / bench.bf16_flops_per_s)

@@ -128,12 +128,15 @@ def test_generate_rejects_an_overlong_prompt_before_work():
 def test_bench_e2e_on_the_tiny_model(tmp_path):
   result = _run("experiments.bench_e2e", "--config=configs/tiny.py",
                 "--config.bench.batch_sizes=1,2", "--config.bench.prefill_lengths=16",
-                f"--config.bench.output_dir={tmp_path}")
+                f"--config.bench.output_dir={tmp_path}",
+                f"--config.bench.profile_dir={tmp_path}/trace")
   assert result.returncode == 0, result.stderr
   lines = [l for l in result.stdout.splitlines() if "tok/s" in l]
   assert [l.split()[0] for l in lines] == ["decode", "decode", "prefill"]
   assert all("median of 2" in l for l in lines)
   assert (tmp_path / "results.json").exists() and (tmp_path / "decode.png").exists()
+  for case in ("decode_batch1", "decode_batch2", "prefill16"):  # one traced run of each
+    assert list((tmp_path / "trace" / case).rglob("perfetto_trace.json.gz")), case
   results = json.loads((tmp_path / "results.json").read_text())
   assert 0 < results["weight_bytes"] < 10 * 2**20  # the tiny model: well under 10 MiB
   for row in results["results"]:  # the reported figure is one of the runs, their median
@@ -150,14 +153,12 @@ def _tiny_interpreted_model():
   return GptOss(GptOssConfig.from_dict(config.model), rngs=nnx.Rngs(0)), config.bench
 
 
-def test_bench_e2e_prefill_only_with_a_trace(tmp_path):
+def test_bench_e2e_prefill_only(tmp_path):
   result = _run("experiments.bench_e2e", "--config=configs/tiny.py", "--config.bench.batch_sizes=",
-                "--config.bench.prefill_lengths=16", f"--config.bench.output_dir={tmp_path}",
-                f"--config.bench.profile_dir={tmp_path}/trace")
+                "--config.bench.prefill_lengths=16", f"--config.bench.output_dir={tmp_path}")
   assert result.returncode == 0, result.stderr
   assert [l.split()[0] for l in result.stdout.splitlines() if "tok/s" in l] == ["prefill"]
   assert (tmp_path / "results.json").exists() and not (tmp_path / "decode.png").exists()
-  assert list((tmp_path / "trace" / "prefill16").rglob("perfetto_trace.json.gz"))
 
 
 def test_bench_e2e_checks_kernel_options_against_the_tuned_kernel(monkeypatch):
