@@ -90,3 +90,13 @@ def test_clip_group_sizes():
   assert clip(jnp.array([3, -4, 10, 5]), 12).tolist() == [3, 0, 9, 0]
   assert clip(jnp.array([0, 0]), 4).tolist() == [0, 0]
   assert clip(jnp.array([2, 2]), 4).tolist() == [2, 2]
+
+
+@given(st.integers(1, 128), st.lists(st.integers(0, 127), min_size=0, max_size=300))
+def test_sort_by_expert_is_the_stable_argsort(num_experts, experts):
+  experts = np.array(experts, np.int32) % num_experts
+  order, position, group_sizes = jax.jit(sched.sort_by_expert, static_argnums=1)(
+      jnp.asarray(experts), num_experts)
+  np.testing.assert_array_equal(order, np.argsort(experts, kind="stable"))
+  np.testing.assert_array_equal(np.asarray(order)[np.asarray(position)], np.arange(len(experts)))
+  np.testing.assert_array_equal(group_sizes, np.bincount(experts, minlength=num_experts))

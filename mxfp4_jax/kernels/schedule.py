@@ -29,6 +29,25 @@ class TileSchedule:
   window: jax.Array  # [T] int32: first row the tile reads
 
 
+def sort_by_expert(experts: jax.Array, num_experts: int):
+  """Rows' experts ``[P]`` (each in ``[0, E)``) -> the grouped layout: ``order`` [P] (the row at
+  each sorted position), ``position`` [P] (its inverse: where each row sits) and ``group_sizes``
+  [E], the rows sorted by expert and stably (by row within an expert).
+
+  A counting sort: a row's position is its expert's first position plus the rows of its expert
+  before it, from a cumulative count over a ``[P, E]`` one-hot. For a 1k-token prompt of
+  GPT-OSS-20B (P = 4096, H200) that count takes 5.2 us a layer where XLA's sort of the same keys
+  took 31.6 us; the prefill gained 2.5% (BENCHMARKS.md, sixteenth round)."""
+  one_hot = (experts[:, None] == jnp.arange(num_experts)[None, :]).astype(jnp.int32)  # [P, E]
+  group_sizes = one_hot.sum(axis=0)
+  before = jnp.cumsum(group_sizes) - group_sizes  # [E]: rows of the experts ahead
+  # Rows of its own expert up to and including each row, less one, after those.
+  position = before[experts] + (jnp.cumsum(one_hot, axis=0) * one_hot).sum(axis=1) - 1
+  rows = jnp.arange(experts.shape[0], dtype=jnp.int32)
+  order = jnp.zeros_like(rows).at[position].set(rows, unique_indices=True)
+  return order, position, group_sizes
+
+
 def max_tiles(num_rows: int, num_experts: int, block_m: int) -> int:
   groups_with_rows = min(num_experts + 1, num_rows)  # E experts and the tail
   return groups_with_rows + (num_rows - groups_with_rows) // block_m

@@ -17,6 +17,7 @@ from flax import nnx
 from mxfp4_jax.kernels import grouped_matmul
 from mxfp4_jax.kernels.flash_attention import decode_attention_update, flash_attention
 from mxfp4_jax.kernels.router import PRODUCT_AS_SUM_TOKENS, route, route_normalized
+from mxfp4_jax.kernels.schedule import sort_by_expert
 from mxfp4_jax.mxfp4.layout import random_packed
 from mxfp4_jax.model.config import GptOssConfig
 from mxfp4_jax.model.rope import apply_rope, rope_tables
@@ -287,17 +288,15 @@ class MoE(nnx.Module):
       return out.astype(x.dtype).reshape(b, t, d)
 
     # Rows sorted by expert: the grouped matmul's ragged layout.
-    order = jnp.argsort(flat_experts, stable=True)
+    order, position, group_sizes = sort_by_expert(flat_experts, cfg.num_experts)
     token_of_row = order // k
-    group_sizes = jnp.bincount(flat_experts, length=cfg.num_experts).astype(jnp.int32)
     h = grouped_matmul(tokens[token_of_row], self.gate_up.get_value(), group_sizes,
                        **swiglu_args, **kernel_args)  # [P, I]
     y = grouped_matmul(h, self.down.get_value(), group_sizes, weights.reshape(-1)[order],
                        out_dtype=jnp.float32, **kernel_args)  # [P, D], router weight applied
     # Back to token-major order by a gather (XLA fuses it into the sum over each token's k rows)
     # rather than a scatter-add of y onto the tokens.
-    rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
-    out = y[rank].reshape(-1, k, d).sum(axis=1)  # [N, D]
+    out = y[position].reshape(-1, k, d).sum(axis=1)  # [N, D]
     return out.astype(x.dtype).reshape(b, t, d)
 
 
