@@ -55,17 +55,17 @@ def main(argv) -> None:
     timings = []
     numbers = (common.csv_list(getattr(config, f), int)
                for f in ("block_m", "block_n", "num_warps", "num_stages", "k_unroll", "k_splits",
-                         "prefetch", "column_blocks"))
+                         "prefetch", "column_blocks", "remainder_block_m"))
     flags = (common.csv_list(config[f], lambda v: bool(int(v)))
              for f in ("accumulate_in_mma", "prefetch_scales", "unroll_split"))
-    for (bm, bn, warps, stages, unroll, splits, ahead, blocks, decode, in_mma, prefetch,
+    for (bm, bn, warps, stages, unroll, splits, ahead, blocks, rest, decode, in_mma, prefetch,
          unroll_split) in itertools.product(
         *numbers, common.csv_list(config.decode), *flags):
       if bm > m_limit or (unroll_split and splits == 1):  # the latter: no split to unroll
         continue
       cfg = KernelConfig(block_m=bm, block_n=bn, num_warps=warps, num_stages=stages,
                          k_unroll=unroll, k_splits=splits, prefetch=ahead,
-                         column_blocks=blocks, decode=decode,
+                         column_blocks=blocks, remainder_block_m=rest, decode=decode,
                          accumulate_in_mma=in_mma, prefetch_scales=prefetch,
                          unroll_split=unroll_split)
       fn = functools.partial(_kernel, by_row=config.row_experts, activation=activation,

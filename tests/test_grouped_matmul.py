@@ -385,6 +385,19 @@ def test_column_blocks_compute_the_same_sums(rng, swiglu, options):
   check(out, ref, case["group_sizes"], rtol=1e-5)
 
 
+@pytest.mark.parametrize("swiglu", [False, True])
+@pytest.mark.parametrize("group_sizes", [[37, 0, 33, 16, 20], [32, 64, 1, 0, 0], [0, 0, 0, 0, 5]])
+def test_remainder_tiles_compute_the_same_sums(rng, swiglu, group_sizes):
+  """Rows past a group's full 32-row tiles, 16 or fewer, go to a second call with 16-row tiles
+  that writes into the first call's output: groups with and without such rows, groups of them
+  alone, an empty group, tail rows (the last case), and the tail alone writes zeros."""
+  case, ref, _ = make_case(rng, 5, 128, 64, sum(group_sizes) + 3, group_sizes, bias=True,
+                           row_weights=not swiglu, swiglu=swiglu)
+  config = dataclasses.replace(CFG, block_m=32, remainder_block_m=16)
+  out = run(case, "pallas", config=config, out_dtype=jnp.float32)
+  check(out, ref, case["group_sizes"], rtol=1e-5)
+
+
 @pytest.mark.parametrize("decode", ["bf16x2", "lut"])
 def test_ptx_decode_computes_the_same_sums(rng, decode):
   """The PTX decodes run inline PTX on a GPU; interpret mode falls back to the integer decode."""
@@ -407,6 +420,10 @@ def test_kernel_config_rejects_bad_blocks():
     KernelConfig(block_m=16, block_n=48, num_warps=4, num_stages=2)
   with pytest.raises(ValueError, match="block_m=8 must be a power of two >= 16"):
     KernelConfig(block_m=8, block_n=32, num_warps=4, num_stages=2)
+  for rest in (8, 24):
+    with pytest.raises(ValueError, match=f"remainder_block_m={rest} must be 0 or a power of two "
+                                         ">= 16"):
+      KernelConfig(block_m=32, block_n=32, num_warps=4, num_stages=2, remainder_block_m=rest)
 
 
 @pytest.mark.parametrize("swiglu", [False, True])
@@ -443,12 +460,15 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
                                               dataclasses.replace(tuning.TABLE[-1][1],
                                                                   decode="bf16x2"),
                                               dataclasses.replace(tuning.TABLE[0][1], k_splits=9,
-                                                                  column_blocks=2)],
+                                                                  column_blocks=2),
+                                              dataclasses.replace(tuning.TABLE[-1][1],
+                                                                  remainder_block_m=0)],
     ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_"
                    f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"
                    f"{'_prefetch' if c.prefetch_scales else ''}{'_straight' if c.unroll_split else ''}"
                    f"{f'_ahead{c.prefetch}' if c.prefetch else ''}"
-                   f"{f'_blocks{c.column_blocks}' if c.column_blocks > 1 else ''}"))
+                   f"{f'_blocks{c.column_blocks}' if c.column_blocks > 1 else ''}"
+                   f"{f'_rest{c.remainder_block_m}' if c.remainder_block_m else ''}"))
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.
@@ -494,7 +514,7 @@ def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
 
   text = jax.jit(f).trace(x, w, group_sizes, row_weights).lower(
       lowering_platforms=("cuda",)).as_text()
-  assert verified == [True]
+  assert verified == [True] * (2 if config.remainder_block_m else 1)
   assert "__gpu$xla.gpu.triton" in text
   assert ("mul.rn.bf16x2" in inline_asm) == (config.decode != "integer")
   assert ("0x6240" in inline_asm) == (config.decode == "lut")

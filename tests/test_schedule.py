@@ -63,6 +63,30 @@ def test_every_row_written_once_by_its_group(case):
   assert (np.diff(start[used]) > 0).all()
 
 
+@given(schedules())
+def test_remainder_tiles_and_the_rest_write_every_row_once(case):
+  """With each group's last rows (at most block_m / 2 past its full tiles) left to tiles of
+  block_m / 2, the two schedules together still write every row once, by its own group."""
+  group_sizes, num_rows, block_m = case
+  small, read_rows = block_m // 2, max(num_rows, block_m)
+  sizes = sched.clip_group_sizes(jnp.asarray(group_sizes), num_rows)
+  leave = sched.remainders(sizes, block_m, small)
+  main = sched.tile_schedule(sizes, num_rows, block_m, read_rows, leave)
+  rest = sched.remainder_schedule(sizes, leave, num_rows, small, read_rows)
+  assert rest.group.shape == (min(len(group_sizes), num_rows),)
+  expected_group = row_groups(group_sizes, num_rows)
+  writes = np.zeros(num_rows, np.int64)
+  for tiles, rows in ((main, block_m), (rest, small)):
+    tiles = jax.tree.map(np.asarray, tiles)
+    for g, s, e, w in zip(tiles.group, tiles.start, tiles.end, tiles.window):
+      if s < e:
+        np.testing.assert_array_equal(expected_group[s:e], g)
+        assert e - s <= rows and 0 <= w <= read_rows - rows and w <= s and e <= w + rows
+        writes[s:e] += 1
+  np.testing.assert_array_equal(writes, 1)
+  assert (np.asarray(leave) <= small).all()
+
+
 def test_small_example():
   """Experts of 5, 0 and 20 rows and 7 tail rows, in tiles of 16: 4 tiles used of 4 + 28 // 16."""
   tiles = tile_schedule(jnp.array([5, 0, 20], jnp.int32), 32, 16)

@@ -8,6 +8,7 @@ Layout: `mxfp4_jax.mxfp4.layout`; ragged groups: `schedule`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -71,9 +72,10 @@ def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
 
 def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_cols: int,
             swiglu_half: int, has_bias: bool, has_row_weights: bool, swiglu_alpha: float,
-            swiglu_limit: float, decode: str, row_tiles: bool):
+            swiglu_limit: float, decode: str, row_tiles: bool, has_written: bool = False):
   bm, bn = cfg.block_m, cfg.block_n
   out_ref = refs[-1]
+  refs = refs[:-2] if has_written else refs[:-1]  # the written input aliases the output
   tile, col_tile = pl.program_id(0), pl.program_id(1)
   if row_tiles:  # tile p is row p alone (``row_experts``); an expert outside [0, E) gives zeros
     experts_ref, x_ref, values_ref, scales_ref, *refs = refs
@@ -242,12 +244,6 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
   if x.shape[1] != w.padded_in_features:
     x = jnp.pad(x, ((0, 0), (0, w.padded_in_features - x.shape[1])))
 
-  if row_experts is None:
-    tiles = sched.tile_schedule(group_sizes, num_rows, cfg.block_m, read_rows=padded_rows)
-    schedule = [tiles.group, tiles.start, tiles.end, tiles.window]
-  else:
-    schedule = [row_experts.astype(jnp.int32)]
-  num_tiles = schedule[0].shape[0]
   decode = "integer" if interpret else cfg.decode  # interpret mode cannot run PTX
   values, tables = w.values, []
   if decode == "lut":
@@ -256,34 +252,55 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
     values = lax.bitcast_convert_type(values.reshape(*values.shape[:-1], -1, 4), jnp.uint32)
     tables = [jnp.broadcast_to(jnp.array(fmt.LUT_REGISTERS, jnp.uint32)[:, None, None],
                                (3, cfg.block_n, values.shape[-1]))]
-  operands = [*schedule, x, values, w.scales, *tables]
+  operands = [x, values, w.scales, *tables]
   # Split K leaves bias and row weights to the epilogue that runs on the summed shares.
   split_k = cfg.k_splits > 1
   has_bias = w.bias is not None and not split_k
   has_row_weights = row_weights is not None and not split_k
   operands += [w.bias] if has_bias else []
   operands += [row_weights.astype(jnp.float32)] if has_row_weights else []
-
-  kernel = functools.partial(
-      _kernel, cfg=cfg, num_experts=w.num_experts, num_k_tiles=w.values.shape[1],
-      out_cols=out_cols, swiglu_half=out_cols if activation == "swiglu" else 0,
-      has_bias=has_bias, has_row_weights=has_row_weights,
-      swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
-      decode=decode, row_tiles=row_experts is not None)
-  grid = (num_tiles, pl.cdiv(out_cols, cfg.block_n * cfg.column_blocks))
   out_shape = jax.ShapeDtypeStruct((padded_rows, out_cols), out_dtype)
   if split_k:
-    grid += (cfg.k_splits,)
     out_shape = jax.ShapeDtypeStruct((cfg.k_splits, padded_rows, w.out_features), jnp.float32)
-  out = pl.pallas_call(
-      kernel,
-      out_shape=out_shape,
-      grid=grid,
-      compiler_params=pltriton.CompilerParams(num_warps=cfg.num_warps, num_stages=cfg.num_stages),
-      interpret=interpret,
-      name="mxfp4_grouped_matmul" + ("_swiglu" if activation == "swiglu" else "")
-      + ("_split_k" if split_k else ""),
-  )(*operands)
+
+  def run(schedule, cfg, written=None):
+    """One pallas_call over the tiles of ``schedule``; with ``written`` (an earlier call's
+    output) it writes its tiles' rows into that buffer and leaves the others as they are."""
+    kernel = functools.partial(
+        _kernel, cfg=cfg, num_experts=w.num_experts, num_k_tiles=w.values.shape[1],
+        out_cols=out_cols, swiglu_half=out_cols if activation == "swiglu" else 0,
+        has_bias=has_bias, has_row_weights=has_row_weights,
+        swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
+        decode=decode, row_tiles=row_experts is not None, has_written=written is not None)
+    grid = (schedule[0].shape[0], pl.cdiv(out_cols, cfg.block_n * cfg.column_blocks))
+    grid += (cfg.k_splits,) if split_k else ()
+    args = [*schedule, *operands] + ([written] if written is not None else [])
+    return pl.pallas_call(
+        kernel,
+        out_shape=out_shape,
+        grid=grid,
+        input_output_aliases={len(args) - 1: 0} if written is not None else {},
+        compiler_params=pltriton.CompilerParams(num_warps=cfg.num_warps,
+                                                num_stages=cfg.num_stages),
+        interpret=interpret,
+        name="mxfp4_grouped_matmul" + ("_swiglu" if activation == "swiglu" else "")
+        + ("_split_k" if split_k else "") + ("_remainders" if written is not None else ""),
+    )(*args)
+
+  as_list = lambda t: [t.group, t.start, t.end, t.window]
+  if row_experts is not None:
+    out = run([row_experts.astype(jnp.int32)], cfg)
+  elif 0 < cfg.remainder_block_m < cfg.block_m and not split_k:
+    # Each group's last few rows (at most remainder_block_m past its full tiles) get a tile of
+    # their own size, in a second call, instead of a mostly empty block_m tile.
+    sizes = sched.clip_group_sizes(group_sizes, num_rows)
+    leave = sched.remainders(sizes, cfg.block_m, cfg.remainder_block_m)
+    out = run(as_list(sched.tile_schedule(sizes, num_rows, cfg.block_m, padded_rows, leave)), cfg)
+    rest = sched.remainder_schedule(sizes, leave, num_rows, cfg.remainder_block_m, padded_rows)
+    out = run(as_list(rest), dataclasses.replace(cfg, block_m=cfg.remainder_block_m,
+                                                 remainder_block_m=0), out)
+  else:
+    out = run(as_list(sched.tile_schedule(group_sizes, num_rows, cfg.block_m, padded_rows)), cfg)
   if split_k:
     expert = (expert_of_row(group_sizes, num_rows) if row_experts is None
               else sched.valid_experts(row_experts, w.num_experts))

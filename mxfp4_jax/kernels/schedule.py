@@ -23,7 +23,7 @@ import jax.numpy as jnp
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class TileSchedule:
-  group: jax.Array  # [T] int32: expert index, E for the tail group, E + 1 past the last tile
+  group: jax.Array  # [T] int32: expert index, E for the tail group, past the last tile more
   start: jax.Array  # [T] int32: first row the tile writes
   end: jax.Array  # [T] int32: one past the last row the tile writes (== start when empty)
   window: jax.Array  # [T] int32: first row the tile reads
@@ -59,10 +59,20 @@ def clip_group_sizes(group_sizes: jax.Array, num_rows: int) -> jax.Array:
   return jnp.diff(ends, prepend=0)
 
 
+def remainders(group_sizes: jax.Array, block_m: int, small_block_m: int) -> jax.Array:
+  """[E]: each group's last rows past its full ``block_m`` tiles when they are at most
+  ``small_block_m`` (else 0): rows that a tile of ``small_block_m`` covers at a fraction of a
+  ``block_m`` tile's cost (`tile_schedule`'s ``leave_last`` and `remainder_schedule`)."""
+  rest = group_sizes % block_m
+  return jnp.where(rest <= small_block_m, rest, 0)
+
+
 def tile_schedule(group_sizes: jax.Array, num_rows: int, block_m: int,
-                  read_rows: int | None = None) -> TileSchedule:
+                  read_rows: int | None = None, leave_last: jax.Array | None = None
+                  ) -> TileSchedule:
   """Tiles for ``group_sizes`` [E] (clipped, see `clip_group_sizes`) over ``num_rows`` rows of
-  which a tile may read ``read_rows >= block_m`` (default ``num_rows``)."""
+  which a tile may read ``read_rows >= block_m`` (default ``num_rows``). ``leave_last`` [E]:
+  rows at the end of each group that no tile covers (`remainder_schedule` tiles them)."""
   read_rows = num_rows if read_rows is None else read_rows
   if read_rows < max(block_m, num_rows):
     raise ValueError(f"read_rows={read_rows} must be at least block_m={block_m} and "
@@ -71,16 +81,36 @@ def tile_schedule(group_sizes: jax.Array, num_rows: int, block_m: int,
   expert_ends = jnp.cumsum(clip_group_sizes(group_sizes, num_rows))
   group_ends = jnp.append(expert_ends, num_rows)  # [E + 1], the tail group last
   group_starts = group_ends - jnp.diff(group_ends, prepend=0)
-  tiles = -(-(group_ends - group_starts) // block_m)
+  if leave_last is not None:
+    group_ends = group_ends - jnp.append(leave_last, 0)
+  return _tiles(group_starts, group_ends, max_tiles(num_rows, num_experts, block_m), block_m,
+                read_rows)
+
+
+def remainder_schedule(group_sizes: jax.Array, leave_last: jax.Array, num_rows: int,
+                       block_m: int, read_rows: int | None = None) -> TileSchedule:
+  """The tiles `tile_schedule` leaves out with ``leave_last`` (each at most ``block_m`` rows):
+  one tile a group that has such rows, no tail group."""
+  read_rows = num_rows if read_rows is None else read_rows
+  group_ends = jnp.cumsum(clip_group_sizes(group_sizes, num_rows))
+  return _tiles(group_ends - leave_last, group_ends, min(group_sizes.shape[0], num_rows),
+                block_m, read_rows)
+
+
+def _tiles(group_starts, group_ends, num_tiles: int, block_m: int, read_rows: int):
+  """Tiles of at most ``block_m`` rows over each group's ``[start, end)``, in group order;
+  tiles past the last mark their group one past the last group's index."""
+  last_group = group_starts.shape[0] - 1
+  tiles = -(-jnp.maximum(group_ends - group_starts, 0) // block_m)
   tile_ends = jnp.cumsum(tiles)
   tile_starts = tile_ends - tiles
 
-  t = jnp.arange(max_tiles(num_rows, num_experts, block_m), dtype=jnp.int32)
+  t = jnp.arange(num_tiles, dtype=jnp.int32)
   # "compare_all": a [T, E + 1] comparison in one fusion. The default binary search lowers to a
   # while loop, and on a GPU each of its trips waits on the host (~0.1 ms per call, measured).
   group = jnp.searchsorted(tile_ends, t, side="right", method="compare_all").astype(jnp.int32)
-  in_range = group <= num_experts
-  g = jnp.minimum(group, num_experts)
+  in_range = group <= last_group
+  g = jnp.minimum(group, last_group)
   start = group_starts[g] + (t - tile_starts[g]) * block_m
   end = jnp.minimum(start + block_m, group_ends[g])
   start, end = jnp.where(in_range, start, 0), jnp.where(in_range, end, 0)

@@ -4,7 +4,9 @@ The table's block shapes come from ``python -m experiments.tune_kernel`` sweeps 
 (the block shapes with the integer decode); the decode, accumulation, scale-prefetch and split
 choices were then timed one at a time with ``experiments.bench_kernel --config.kernel_options``
 and ``tune_kernel``'s split options, the last row's decode and accumulation and the first
-row's prefetch and split target on an H200. BENCHMARKS.md records each of those runs.
+row's prefetch and split target on an H200, and the last row's remainder tiles end to end
+(``bench_e2e --config.bench.kernel_options=remainder_block_m=32``). BENCHMARKS.md records each
+of those runs.
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ class KernelConfig:
   # 0.0730 with 1, 0.0699 with 2. With 2 for down at decode sizes, 20b batch 1 ran 1-2% slower
   # end to end, so the table keeps 1 (BENCHMARKS.md, ninth round).
   column_blocks: int = 1
+  # Grouped rows (not one-row tiles), no split, block_m above it: each group's rows past its
+  # full block_m tiles, when at most this many, go to a second call with tiles of this size
+  # (0: off). A tile costs
+  # its expert's whole weight decode whatever it holds, and a prefill's groups often end a few
+  # rows past a full tile.
+  remainder_block_m: int = 0
 
   def __post_init__(self):
     if self.decode not in DECODES:
@@ -64,6 +72,9 @@ class KernelConfig:
         raise TypeError(f"KernelConfig.{f.name} must be an int, got {getattr(self, f.name)!r}")
     if self.prefetch < 0:
       raise ValueError(f"KernelConfig.prefetch must be >= 0, got {self.prefetch}")
+    rest = self.remainder_block_m
+    if rest and (rest < 16 or rest & (rest - 1)):
+      raise ValueError(f"KernelConfig.remainder_block_m={rest} must be 0 or a power of two >= 16")
     if self.column_blocks < 1:
       raise ValueError(f"KernelConfig.column_blocks must be >= 1, got {self.column_blocks}")
     for name in ("block_m", "block_n"):
@@ -90,8 +101,10 @@ TABLE: tuple[tuple[int, KernelConfig], ...] = (
     # P=16384: 1.786 ms (304 TF/s) on the H100 with decode="bf16x2"; H200, 2026-12-02:
     # bf16x2 1.746 ms, lut 1.691 ms (321 TF/s). H200, 2026-12-04, with the one-multiply
     # bf16x2 decode, gate_up / down: lut 1.664 / 0.937 ms, bf16x2 in the MMA 1.610 / 0.839.
+    # Remainder tiles of 32 rows (H200, 2026-12-04, 20b prefill 1k end to end, medians of 11):
+    # 39,295 and 39,232 tok/s against 36,153-36,651 without; with 64, 36,805 and 36,867.
     (1 << 62, KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
-                           accumulate_in_mma=True, prefetch_scales=True)),
+                           accumulate_in_mma=True, prefetch_scales=True, remainder_block_m=32)),
 )
 
 
