@@ -3,7 +3,8 @@ to bf16 in registers, one ``[block_n, 64]`` tile at a time, right before the ten
 
 Operands are swapped (``out^T = W^T x^T``): the decoded weight tile is the dot's A operand, so
 Triton can feed wgmma from registers, and ``block_m`` (rows per expert) can stay as small as 16.
-Layout: `mxfp4_jax.mxfp4.layout`; ragged groups: `schedule`.
+Layout: `mxfp4_jax.mxfp4.layout`; ragged groups: `schedule` (a group's last few rows may go to a
+second call with smaller tiles, `KernelConfig.remainder_block_m`).
 """
 
 from __future__ import annotations

@@ -59,9 +59,8 @@ class KernelConfig:
   column_blocks: int = 1
   # Grouped rows (not one-row tiles), no split, block_m above it: each group's rows past its
   # full block_m tiles, when at most this many, go to a second call with tiles of this size
-  # (0: off). A tile costs
-  # its expert's whole weight decode whatever it holds, and a prefill's groups often end a few
-  # rows past a full tile.
+  # (0: off). A tile costs its expert's whole weight decode whatever it holds, and a prefill's
+  # groups often end a few rows past a full tile.
   remainder_block_m: int = 0
 
   def __post_init__(self):
