@@ -102,12 +102,12 @@ def _decode(model, bench, batch: int, rng) -> dict:
   prompts = rng.integers(0, cfg.vocab_size, (batch, bench.context)).tolist()
   # The first run compiles, and its first execution also loads kernels and builds CUDA graphs:
   # only the runs after it are timed.
-  run = lambda: generator.generate(prompts, max_new_tokens=1 + bench.decode_steps, params=GREEDY)
+  run = lambda trace=None: generator.generate(
+      prompts, max_new_tokens=1 + bench.decode_steps, params=GREEDY, trace=trace)
   compile_s = run().stats.compile_s
   runs = [run().stats for _ in range(bench.timed_runs)]
   if bench.profile_dir:  # one more run, its decode steps (one chunk) traced
-    generator.generate(prompts, max_new_tokens=1 + bench.decode_steps, params=GREEDY,
-                       trace=(0, lambda: _profiler(bench, f"decode_batch{batch}")))
+    run(trace=(0, lambda: _profiler(bench, f"decode_batch{batch}")))
   rates = [r.decode_tokens_per_s for r in runs]
   stats = runs[_median_index(rates)]
   step_bytes = sum(benchmarking.decode_step_bytes(

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class TileSchedule:
-  group: jax.Array  # [T] int32: expert index, E for the tail group, above that past the last tile
+  group: jax.Array  # [T] int32: expert index; E or more: the tail group or past the last tile
   start: jax.Array  # [T] int32: first row the tile writes
   end: jax.Array  # [T] int32: one past the last row the tile writes (== start when empty)
   window: jax.Array  # [T] int32: first row the tile reads
