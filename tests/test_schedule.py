@@ -116,11 +116,24 @@ def test_clip_group_sizes():
   assert clip(jnp.array([2, 2]), 4).tolist() == [2, 2]
 
 
+@pytest.mark.parametrize("method", ["counting", "argsort"])
 @given(st.integers(1, 128), st.lists(st.integers(0, 127), min_size=0, max_size=300))
-def test_sort_by_expert_is_the_stable_argsort(num_experts, experts):
+def test_sort_by_expert_is_the_stable_argsort(method, num_experts, experts):
   experts = np.array(experts, np.int32) % num_experts
-  order, position, group_sizes = jax.jit(sched.sort_by_expert, static_argnums=1)(
-      jnp.asarray(experts), num_experts)
+  order, position, group_sizes = jax.jit(sched.sort_by_expert, static_argnums=(1, 2))(
+      jnp.asarray(experts), num_experts, method)
   np.testing.assert_array_equal(order, np.argsort(experts, kind="stable"))
   np.testing.assert_array_equal(np.asarray(order)[np.asarray(position)], np.arange(len(experts)))
   np.testing.assert_array_equal(group_sizes, np.bincount(experts, minlength=num_experts))
+
+
+def test_sort_by_expert_method():
+  experts = jnp.zeros(8, jnp.int32)
+  with pytest.raises(ValueError, match="method must be 'counting' or 'argsort', got 'radix'"):
+    sched.sort_by_expert(experts, 4, "radix")
+  # Either side of COUNTING_SORT_MIN_ROWS the default gives the stable layout.
+  for rows in (sched.COUNTING_SORT_MIN_ROWS - 1, sched.COUNTING_SORT_MIN_ROWS):
+    experts = jax.random.randint(jax.random.key(rows), (rows,), 0, 32)
+    for got, want in zip(sched.sort_by_expert(experts, 32),
+                         sched.sort_by_expert(experts, 32, "argsort")):
+      np.testing.assert_array_equal(got, want)

@@ -29,21 +29,37 @@ class TileSchedule:
   window: jax.Array  # [T] int32: first row the tile reads
 
 
-def sort_by_expert(experts: jax.Array, num_experts: int):
+# Rows from which `sort_by_expert` counts rather than sorts. H200, 20b, against XLA's sort: the
+# 1k prefill (P = 4096) gained 2.5%, batch-256 decode (P = 1024) 18,818-18,847 tok/s against
+# 18,806-18,808, batch-64 decode (P = 256) lost 1.5% (7,727-7,729 against 7,848); BENCHMARKS.md,
+# sixteenth and seventeenth rounds.
+COUNTING_SORT_MIN_ROWS = 1024
+
+
+def sort_by_expert(experts: jax.Array, num_experts: int, method: str | None = None):
   """Rows' experts ``[P]`` (each in ``[0, E)``) -> the grouped layout: ``order`` [P] (the row at
   each sorted position), ``position`` [P] (its inverse: where each row sits) and ``group_sizes``
   [E], the rows sorted by expert and stably (by row within an expert).
 
-  A counting sort: a row's position is its expert's first position plus the rows of its expert
+  ``method``: "counting" or "argsort", by default counting from `COUNTING_SORT_MIN_ROWS` rows.
+  A counting sort places a row at its expert's first position plus the rows of its expert
   before it, from a cumulative count over a ``[P, E]`` one-hot. For a 1k-token prompt of
   GPT-OSS-20B (P = 4096, H200) that count takes 5.2 us a layer where XLA's sort of the same keys
-  took 31.6 us; the prefill gained 2.5% (BENCHMARKS.md, sixteenth round)."""
+  took 31.6 us."""
+  num_rows = experts.shape[0]
+  method = method or ("counting" if num_rows >= COUNTING_SORT_MIN_ROWS else "argsort")
+  rows = jnp.arange(num_rows, dtype=jnp.int32)
+  if method == "argsort":
+    order = jnp.argsort(experts, stable=True).astype(jnp.int32)
+    position = jnp.zeros_like(rows).at[order].set(rows, unique_indices=True)
+    return order, position, jnp.bincount(experts, length=num_experts).astype(jnp.int32)
+  if method != "counting":
+    raise ValueError(f"sort_by_expert: method must be 'counting' or 'argsort', got {method!r}")
   one_hot = (experts[:, None] == jnp.arange(num_experts)[None, :]).astype(jnp.int32)  # [P, E]
   group_sizes = one_hot.sum(axis=0)
   before = jnp.cumsum(group_sizes) - group_sizes  # [E]: rows of the experts ahead
   # Rows of its own expert up to and including each row, less one, after those.
   position = before[experts] + (jnp.cumsum(one_hot, axis=0) * one_hot).sum(axis=1) - 1
-  rows = jnp.arange(experts.shape[0], dtype=jnp.int32)
   order = jnp.zeros_like(rows).at[position].set(rows, unique_indices=True)
   return order, position, group_sizes
 
