@@ -62,6 +62,12 @@ class KernelConfig:
   # (0: off). A tile costs its expert's whole weight decode whatever it holds, and a prefill's
   # groups often end a few rows past a full tile.
   remainder_block_m: int = 0
+  # With k_splits > 1: the last of a tile's splits to store its share (an atomic count a tile)
+  # adds the shares and applies the epilogue, instead of an XLA kernel after the call (two
+  # fewer kernels a decode layer). Reading back whole [block_m, block_n] blocks it lost 7% at
+  # 20b batch 1 (H200, BENCHMARKS.md seventeenth round), with gate_up at 80 registers a thread
+  # against 67; one-row tiles now read back their row alone (68), not yet timed.
+  sum_splits_in_kernel: bool = False
 
   def __post_init__(self):
     if self.decode not in DECODES:
