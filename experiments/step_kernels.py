@@ -23,6 +23,7 @@ from jax.sharding import SingleDeviceSharding
 from experiments import common
 from mxfp4_jax.generate.engine import Generator
 from mxfp4_jax.generate.sampling import SamplingParams
+from mxfp4_jax.kernels import tuning
 from mxfp4_jax.model import GptOss, GptOssConfig
 
 _NOT_KERNELS = {"parameter", "get-tuple-element", "tuple", "bitcast", "constant"}
@@ -90,7 +91,8 @@ def main(argv) -> None:
   except (NotImplementedError, RuntimeError) as e:
     raise app.UsageError(f"compiling for a GPU needs XLA's CUDA plugin (pip install -e "
                          f"'.[cuda13]'): {str(e).splitlines()[0]}") from None
-  hlo = compile_decode_loop(config, device)
+  with tuning.overridden(**common.kernel_options(config.kernel_options)):
+    hlo = compile_decode_loop(config, device)
   kernels = loop_body_kernels(hlo)
   out = common.output_dir(config, "step_kernels")
   (out / "decode_loop.hlo.txt").write_text(hlo)

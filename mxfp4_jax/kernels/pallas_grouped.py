@@ -90,7 +90,7 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     experts_ref, x_ref, values_ref, scales_ref, *refs = refs
     group = sched.valid_experts(experts_ref[tile], num_experts)
     start, end = tile, tile + 1
-    window = jnp.minimum(tile, out_ref.shape[-2] - bm)
+    window = jnp.minimum(tile, shares_ref.shape[-2] - bm)  # the padded rows (see out_rows)
   else:
     group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales_ref, *refs = refs
     group, start, end, window = group_ref[tile], start_ref[tile], end_ref[tile], window_ref[tile]
@@ -239,7 +239,7 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     @pl.when(arrived == cfg.k_splits - 1)
     def _():
       # A one-row tile reads back its row alone: [bm, bn] blocks would take the registers of bm
-      # rows, and with them one program an SM (sm_90: 80 registers a thread against 68).
+      # rows (sm_90 gate_up: 80 registers a thread against 68, one program an SM fewer).
       sum_rows, sum_window = (1, tile) if row_tiles else (bm, window)
       shares = lambda row0, mask: sum(
           pltriton.load(shares_ref.at[jnp.int32(s), pl.ds(sum_window, sum_rows), pl.ds(row0, bn)],
@@ -307,7 +307,10 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
   has_row_weights = row_weights is not None and (sums_here or not split_k)
   operands += [w.bias] if has_bias else []
   operands += [row_weights.astype(jnp.float32)] if has_row_weights else []
-  out_shape = jax.ShapeDtypeStruct((padded_rows, out_cols), out_dtype)
+  # One-row tiles that finish their sums here store one row each: no padding to slice off (a
+  # kernel of its own in XLA).
+  out_rows = num_rows if sums_here and row_experts is not None else padded_rows
+  out_shape = jax.ShapeDtypeStruct((out_rows, out_cols), out_dtype)
   shares = jax.ShapeDtypeStruct((cfg.k_splits, padded_rows, w.out_features), jnp.float32)
 
   def run(schedule, cfg, written=None):
@@ -363,4 +366,4 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
     return moe_epilogue(out.sum(axis=0)[:num_rows], w, expert, row_weights,
                         activation=activation, out_dtype=out_dtype, swiglu_alpha=swiglu_alpha,
                         swiglu_limit=swiglu_limit)
-  return out[:num_rows] if padded_rows != num_rows else out
+  return out[:num_rows] if out.shape[0] != num_rows else out

@@ -63,10 +63,11 @@ class KernelConfig:
   # groups often end a few rows past a full tile.
   remainder_block_m: int = 0
   # With k_splits > 1: the last of a tile's splits to store its share (an atomic count a tile)
-  # adds the shares and applies the epilogue, instead of an XLA kernel after the call (two
-  # fewer kernels a decode layer). Reading back whole [block_m, block_n] blocks it lost 7% at
-  # 20b batch 1 (H200, BENCHMARKS.md seventeenth round), with gate_up at 80 registers a thread
-  # against 67; one-row tiles now read back their row alone (68), not yet timed.
+  # adds the shares and applies the epilogue, instead of an XLA kernel after the call. Its
+  # first form lost 7% at 20b batch 1 (H200, BENCHMARKS.md seventeenth round): the two
+  # epilogue kernels a layer it removed came back as copies of the zeroed counts into each
+  # call's buffer, plus a kernel slicing gate_up's padded rows. Without the slice the step has
+  # as many kernels as the default; not yet timed so.
   sum_splits_in_kernel: bool = False
 
   def __post_init__(self):
