@@ -231,7 +231,7 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
       return
     # Every thread's shares are stored before the count (one thread's acquire-release atomic,
     # as in a split-K semaphore); the split that counts last reads them all back from L2.
-    if not interpret:  # (programs run one at a time there)
+    if not interpret:  # (which runs one program at a time, and lowers no barrier)
       pltriton.debug_barrier()
     arrived = pltriton.atomic_add(count_ref, (jnp.asarray(tile), jnp.asarray(col_tile)),
                                    jnp.ones((), jnp.int32))
