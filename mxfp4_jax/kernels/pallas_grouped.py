@@ -303,8 +303,9 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
   # XLA after the call, or in each tile's last split (`KernelConfig.sum_splits_in_kernel`).
   split_k = cfg.k_splits > 1
   sums_here = split_k and cfg.sum_splits_in_kernel
-  has_bias = w.bias is not None and (sums_here or not split_k)
-  has_row_weights = row_weights is not None and (sums_here or not split_k)
+  epilogue_here = sums_here or not split_k
+  has_bias = w.bias is not None and epilogue_here
+  has_row_weights = row_weights is not None and epilogue_here
   operands += [w.bias] if has_bias else []
   operands += [row_weights.astype(jnp.float32)] if has_row_weights else []
   # One-row tiles that finish their sums here store one row each: no padding to slice off (a
