@@ -91,8 +91,7 @@ def main(argv) -> None:
                                accumulate_in_mma=config.accumulate_in_mma,
                                prefetch_scales=config.prefetch_scales,
                                k_splits=config.k_splits, unroll_split=config.unroll_split,
-                               prefetch=config.prefetch, column_blocks=config.column_blocks,
-                               sum_splits_in_kernel=config.sum_splits_in_kernel)
+                               prefetch=config.prefetch, column_blocks=config.column_blocks)
   out = common.output_dir(config, "kernel_sass")
   ttir = out / "kernel.ttir"
   ttir.write_text(lower_to_ttir(config, kernel_config))

@@ -176,16 +176,14 @@ def test_k_unroll(rng, k, k_unroll):
         rtol=1e-5)
 
 
-@pytest.mark.parametrize("in_kernel", [False, True], ids=["xla_sum", "kernel_sum"])
 @pytest.mark.parametrize("swiglu", [False, True])
 @pytest.mark.parametrize("k,k_splits", [(320, 2), (320, 3), (128, 2), (192, 5)])
-def test_split_k(rng, swiglu, k, k_splits, in_kernel):
+def test_split_k(rng, swiglu, k, k_splits):
   """Split K sums the shares of 2..5 programs (uneven when the splits do not divide K / 64, and
-  some programs with no K tiles at all) and applies the epilogue to the sum: after the call, or
-  in each tile's last split to arrive (``sum_splits_in_kernel``)."""
+  some programs with no K tiles at all) and applies the epilogue to the sum."""
   case, ref, _ = make_case(rng, 3, k, 64, 37, [11, 0, 20], bias=True, row_weights=not swiglu,
                            swiglu=swiglu)
-  config = dataclasses.replace(CFG, k_splits=k_splits, sum_splits_in_kernel=in_kernel)
+  config = dataclasses.replace(CFG, k_splits=k_splits)
   out = np.asarray(run(case, "pallas", config=config, out_dtype=jnp.float32))
   assert np.isfinite(out).all() and not out[31:].any()
   check(out, ref, case["group_sizes"], rtol=1e-5)
@@ -248,9 +246,6 @@ def test_overridden_replaces_fields_of_every_picked_config_inside_only():
     ("p33_e32", False, dataclasses.replace(CFG, k_splits=2)),  # split K: epilogue by row expert
     ("p7_padded_k", False, dataclasses.replace(CFG, k_splits=2, unroll_split=True,
                                                prefetch=1)),  # 2 tiles, 1 a split
-    ("p33_e32_swiglu", True, dataclasses.replace(CFG, k_splits=2, unroll_split=True,
-                                                 sum_splits_in_kernel=True)),
-    ("p7_padded_k", False, dataclasses.replace(CFG, k_splits=2, sum_splits_in_kernel=True)),
     ("single_row_groups", False, None),  # the picked config
 ])
 def test_row_experts_in_any_order(rng, backend, name, swiglu, config):
@@ -269,13 +264,11 @@ def test_row_experts_in_any_order(rng, backend, name, swiglu, config):
   check(out, ref[shuffle], [p])
 
 
-@pytest.mark.parametrize("backend,config", [
-    ("pallas", CFG), ("reference", CFG),
-    ("pallas", dataclasses.replace(CFG, k_splits=2, sum_splits_in_kernel=True))])
-def test_traced_row_experts_out_of_range_give_zeros(rng, backend, config):
-  case, ref, _ = make_case(rng, 3, 128, 32, 5, [2, 2, 1], bias=True, row_weights=True)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_traced_row_experts_out_of_range_give_zeros(rng, backend):
+  case, ref, _ = make_case(rng, 3, 64, 32, 5, [2, 2, 1], bias=True, row_weights=True)
   fn = jax.jit(lambda x, w, r, rw: grouped_matmul(
-      x, w, None, rw, row_experts=r, backend=backend, config=config,
+      x, w, None, rw, row_experts=r, backend=backend, config=CFG,
       interpret=INTERPRET and backend == "pallas"))
   out = np.asarray(fn(case["x"], case["w"], jnp.array([0, 3, 1, -1, 2], jnp.int32),
                       case["row_weights"]).astype(jnp.float32))
@@ -469,16 +462,13 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
                                               dataclasses.replace(tuning.TABLE[0][1], k_splits=9,
                                                                   column_blocks=2),
                                               dataclasses.replace(tuning.TABLE[-1][1],
-                                                                  remainder_block_m=0),
-                                              dataclasses.replace(tuning.TABLE[0][1], k_splits=9,
-                                                                  sum_splits_in_kernel=True)],
+                                                                  remainder_block_m=0)],
     ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_"
                    f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"
                    f"{'_prefetch' if c.prefetch_scales else ''}{'_straight' if c.unroll_split else ''}"
                    f"{f'_ahead{c.prefetch}' if c.prefetch else ''}"
                    f"{f'_blocks{c.column_blocks}' if c.column_blocks > 1 else ''}"
-                   f"{f'_rest{c.remainder_block_m}' if c.remainder_block_m else ''}"
-                   f"{'_sums' if c.sum_splits_in_kernel else ''}"))
+                   f"{f'_rest{c.remainder_block_m}' if c.remainder_block_m else ''}"))
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.

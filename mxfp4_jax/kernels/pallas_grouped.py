@@ -73,24 +73,16 @@ def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
 
 def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_cols: int,
             swiglu_half: int, has_bias: bool, has_row_weights: bool, swiglu_alpha: float,
-            swiglu_limit: float, decode: str, row_tiles: bool, interpret: bool,
-            has_written: bool = False):
+            swiglu_limit: float, decode: str, row_tiles: bool, has_written: bool = False):
   bm, bn = cfg.block_m, cfg.block_n
-  split_k = cfg.k_splits > 1
-  sums_here = split_k and cfg.sum_splits_in_kernel
-  if sums_here:  # outputs: the splits' shares, their arrival counts, the finished rows
-    *refs, shares_ref, count_ref, out_ref = refs
-    refs = refs[:-1]  # the zeroed counts' input (aliased by count_ref)
-  else:
-    out_ref = refs[-1]
-    shares_ref = out_ref
-    refs = refs[:-2] if has_written else refs[:-1]  # the written input aliases the output
+  out_ref = refs[-1]
+  refs = refs[:-2] if has_written else refs[:-1]  # the written input aliases the output
   tile, col_tile = pl.program_id(0), pl.program_id(1)
   if row_tiles:  # tile p is row p alone (``row_experts``); an expert outside [0, E) gives zeros
     experts_ref, x_ref, values_ref, scales_ref, *refs = refs
     group = sched.valid_experts(experts_ref[tile], num_experts)
     start, end = tile, tile + 1
-    window = jnp.minimum(tile, shares_ref.shape[-2] - bm)  # the padded rows (see out_rows)
+    window = jnp.minimum(tile, out_ref.shape[-2] - bm)
   else:
     group_ref, start_ref, end_ref, window_ref, x_ref, values_ref, scales_ref, *refs = refs
     group, start, end, window = group_ref[tile], start_ref[tile], end_ref[tile], window_ref[tile]
@@ -113,10 +105,10 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   owned = col_tile * bn * cfg.column_blocks
   col0 = jnp.minimum(owned, out_cols - bn * cfg.column_blocks)
   out_blocks = tuple(col0 + i * bn for i in range(cfg.column_blocks))
-  owned_cols = tuple((c + lax.broadcasted_iota(jnp.int32, (bn,), 0)) >= owned for c in out_blocks)
   row_mask = (rows >= start) & (rows < end)
-  # [bm, bn] a block: the tile's rows, and the columns this program owns
-  masks = tuple(row_mask[:, None] & cols[None, :] for cols in owned_cols)
+  masks = tuple(  # [bm, bn] a block: the tile's rows, and the columns this program owns
+      row_mask[:, None] & ((c + lax.broadcasted_iota(jnp.int32, (bn,), 0)) >= owned)[None, :]
+      for c in out_blocks)
 
   # Weight rows that feed the output blocks, each its own dot: the blocks, then for the fused
   # SwiGLU their linear halves (the blocks' own rows being the glu halves).
@@ -205,8 +197,8 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     return tuple(jnp.zeros((bn, bm), jnp.float32) for _ in weight_rows)
 
   # Split K: this program sums its share of the K tiles and stores the raw float32 sums for
-  # every weight row it read; the caller, or the tile's last split here, adds the shares and
-  # applies the epilogue.
+  # every weight row it read; the caller adds the shares and applies the epilogue.
+  split_k = cfg.k_splits > 1
   per_split = pl.cdiv(num_k_tiles, cfg.k_splits)
   first = pl.program_id(2) * per_split if split_k else 0
   if split_k and cfg.unroll_split and num_k_tiles % cfg.k_splits == 0:
@@ -218,57 +210,20 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     # rows, and tail tiles (rows past sum(group_sizes), defined as zero), run it zero times.
     unroll = cfg.k_unroll if num_k_tiles % cfg.k_unroll == 0 else 1
     accs = loop(0, has_work * (num_k_tiles // unroll), unroll)
-  finish = functools.partial(
-      _epilogue, bias_ref=bias_ref, row_weights_ref=row_weights_ref, group=group,
-      weight_rows=weight_rows, out_blocks=out_blocks, masks=masks, swiglu_half=swiglu_half,
-      swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit, column_blocks=cfg.column_blocks,
-      rows_read=rows_read, is_expert=is_expert, out_ref=out_ref, window=window, bm=bm, bn=bn)
   if split_k:
     for acc, row0, mask in zip(accs, weight_rows, mask_of_row):
-      pltriton.store(shares_ref.at[pl.program_id(2), pl.ds(window, bm), pl.ds(row0, bn)],
-                     acc.T, mask=mask)
-    if not sums_here:
-      return
-    # Every thread's shares are stored before the count (one thread's acquire-release atomic,
-    # as in a split-K semaphore); the split that counts last reads them all back from L2.
-    if not interpret:  # (which runs one program at a time, and lowers no barrier)
-      pltriton.debug_barrier()
-    arrived = pltriton.atomic_add(count_ref, (jnp.asarray(tile), jnp.asarray(col_tile)),
-                                   jnp.ones((), jnp.int32))
-
-    @pl.when(arrived == cfg.k_splits - 1)
-    def _():
-      # A one-row tile reads back its row alone: [bm, bn] blocks would take the registers of bm
-      # rows (sm_90 gate_up: 80 registers a thread against 68, one program an SM fewer).
-      sum_rows, sum_window = (1, tile) if row_tiles else (bm, window)
-      shares = lambda row0, mask: sum(
-          pltriton.load(shares_ref.at[jnp.int32(s), pl.ds(sum_window, sum_rows), pl.ds(row0, bn)],
-                        mask=None if row_tiles else mask, other=None if row_tiles else 0.0)
-          for s in range(cfg.k_splits)).T
-      sums = tuple(shares(row0, mask) for row0, mask in zip(weight_rows, mask_of_row))
-      if row_tiles:
-        finish(sums, window=tile, bm=1, rows_read=pl.ds(tile, 1),
-               masks=tuple(cols[None, :] for cols in owned_cols))
-      else:
-        finish(sums)
+      pltriton.store(out_ref.at[pl.program_id(2), pl.ds(window, bm), pl.ds(row0, bn)], acc.T,
+                     mask=mask)
     return
-  finish(accs)
-
-
-def _epilogue(accs, *, bias_ref, row_weights_ref, group, weight_rows, out_blocks, masks,
-              swiglu_half, swiglu_alpha, swiglu_limit, column_blocks, rows_read, is_expert,
-              out_ref, window, bm, bn):
-  """A tile's float32 sums ([bn, bm] a weight row block) -> bias, SwiGLU, row weights, zeros
-  for a tile without an expert; stored into the rows and columns the program owns."""
-  if bias_ref is not None:
+  if has_bias:
     accs = tuple(acc + bias_ref[group, pl.ds(row0, bn)][:, None]
                  for acc, row0 in zip(accs, weight_rows))
   outs = accs
   if swiglu_half:
-    glu, linear = accs[:column_blocks], accs[column_blocks:]
+    glu, linear = accs[:cfg.column_blocks], accs[cfg.column_blocks:]
     outs = [swiglu(g, l, alpha=swiglu_alpha, limit=swiglu_limit) for g, l in zip(glu, linear)]
   for out, block, mask in zip(outs, out_blocks, masks):
-    if row_weights_ref is not None:
+    if has_row_weights:
       out = out * row_weights_ref[rows_read].astype(jnp.float32)[None, :]
     out = jnp.where(is_expert, out, 0.0)
     pltriton.store(out_ref.at[pl.ds(window, bm), pl.ds(block, bn)], out.T.astype(out_ref.dtype),
@@ -299,20 +254,15 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
     tables = [jnp.broadcast_to(jnp.array(fmt.LUT_REGISTERS, jnp.uint32)[:, None, None],
                                (3, cfg.block_n, values.shape[-1]))]
   operands = [x, values, w.scales, *tables]
-  # Split K leaves bias and row weights to the epilogue that runs on the summed shares: in
-  # XLA after the call, or in each tile's last split (`KernelConfig.sum_splits_in_kernel`).
+  # Split K leaves bias and row weights to the epilogue that runs on the summed shares.
   split_k = cfg.k_splits > 1
-  sums_here = split_k and cfg.sum_splits_in_kernel
-  epilogue_here = sums_here or not split_k
-  has_bias = w.bias is not None and epilogue_here
-  has_row_weights = row_weights is not None and epilogue_here
+  has_bias = w.bias is not None and not split_k
+  has_row_weights = row_weights is not None and not split_k
   operands += [w.bias] if has_bias else []
   operands += [row_weights.astype(jnp.float32)] if has_row_weights else []
-  # One-row tiles that finish their sums here store one row each: no padding to slice off (a
-  # kernel of its own in XLA).
-  out_rows = num_rows if sums_here and row_experts is not None else padded_rows
-  out_shape = jax.ShapeDtypeStruct((out_rows, out_cols), out_dtype)
-  shares = jax.ShapeDtypeStruct((cfg.k_splits, padded_rows, w.out_features), jnp.float32)
+  out_shape = jax.ShapeDtypeStruct((padded_rows, out_cols), out_dtype)
+  if split_k:
+    out_shape = jax.ShapeDtypeStruct((cfg.k_splits, padded_rows, w.out_features), jnp.float32)
 
   def run(schedule, cfg, written=None):
     """One pallas_call over the tiles of ``schedule``; with ``written`` (an earlier call's
@@ -322,30 +272,21 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
         out_cols=out_cols, swiglu_half=out_cols if activation == "swiglu" else 0,
         has_bias=has_bias, has_row_weights=has_row_weights,
         swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
-        decode=decode, row_tiles=row_experts is not None, interpret=interpret,
-        has_written=written is not None)
+        decode=decode, row_tiles=row_experts is not None, has_written=written is not None)
     grid = (schedule[0].shape[0], pl.cdiv(out_cols, cfg.block_n * cfg.column_blocks))
     grid += (cfg.k_splits,) if split_k else ()
     args = [*schedule, *operands] + ([written] if written is not None else [])
-    outputs, aliases = out_shape, {len(args) - 1: 0} if written is not None else {}
-    if sums_here:  # the shares, an arrival count a tile (zeroed here), the finished rows
-      args.append(jnp.zeros(grid[:2], jnp.int32))
-      outputs, aliases = (shares, jax.ShapeDtypeStruct(args[-1].shape, jnp.int32),
-                          out_shape), {len(args) - 1: 1}
-    elif split_k:
-      outputs = shares
-    out = pl.pallas_call(
+    return pl.pallas_call(
         kernel,
-        out_shape=outputs,
+        out_shape=out_shape,
         grid=grid,
-        input_output_aliases=aliases,
+        input_output_aliases={len(args) - 1: 0} if written is not None else {},
         compiler_params=pltriton.CompilerParams(num_warps=cfg.num_warps,
                                                 num_stages=cfg.num_stages),
         interpret=interpret,
         name="mxfp4_grouped_matmul" + ("_swiglu" if activation == "swiglu" else "")
         + ("_split_k" if split_k else "") + ("_remainders" if written is not None else ""),
     )(*args)
-    return out[-1] if sums_here else out
 
   as_list = lambda t: [t.group, t.start, t.end, t.window]
   if row_experts is not None:
@@ -361,10 +302,10 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
                                                  remainder_block_m=0), out)
   else:
     out = run(as_list(sched.tile_schedule(group_sizes, num_rows, cfg.block_m, padded_rows)), cfg)
-  if split_k and not sums_here:
+  if split_k:
     expert = (expert_of_row(group_sizes, num_rows) if row_experts is None
               else sched.valid_experts(row_experts, w.num_experts))
     return moe_epilogue(out.sum(axis=0)[:num_rows], w, expert, row_weights,
                         activation=activation, out_dtype=out_dtype, swiglu_alpha=swiglu_alpha,
                         swiglu_limit=swiglu_limit)
-  return out[:num_rows] if out.shape[0] != num_rows else out
+  return out[:num_rows] if padded_rows != num_rows else out

@@ -26,7 +26,10 @@ class KernelConfig:
   num_warps: int
   num_stages: int
   k_unroll: int = 1  # 64-value K tiles per loop iteration (1 when it does not divide K / 64)
-  k_splits: int = 1  # programs sharing one output tile's K range; their f32 sums add up after
+  # Programs sharing one output tile's K range; XLA adds their f32 sums after the call. (Adding
+  # them in the kernel, in the last split to arrive by an atomic count, lost 0.5-7% at 20b
+  # batch 1-64 in three forms: BENCHMARKS.md, seventeenth and eighteenth rounds.)
+  k_splits: int = 1
   # "integer": `format.e2m1_to_bf16_bits`; "bf16x2": inline PTX, two values per op
   # (`format.e2m1_bf16x2_ptx`; about 45% fewer instructions in the K loop); "lut": inline PTX,
   # table lookups by `prmt` on 32-bit words (`format.e2m1_lut_ptx`, 21 instructions for 8
@@ -62,13 +65,6 @@ class KernelConfig:
   # (0: off). A tile costs its expert's whole weight decode whatever it holds, and a prefill's
   # groups often end a few rows past a full tile.
   remainder_block_m: int = 0
-  # With k_splits > 1: the last of a tile's splits to store its share (an atomic count a tile)
-  # adds the shares and applies the epilogue, instead of an XLA kernel after the call. Its
-  # first form lost 7% at 20b batch 1 (H200, BENCHMARKS.md seventeenth round): the two
-  # epilogue kernels a layer it removed came back as copies of the zeroed counts into each
-  # call's buffer, plus a kernel slicing gate_up's padded rows. Without the slice the step has
-  # as many kernels as the default; not yet timed so.
-  sum_splits_in_kernel: bool = False
 
   def __post_init__(self):
     if self.decode not in DECODES:
