@@ -33,6 +33,9 @@ def get_config():
   c.top_k = 4
   c.row_experts = False  # True: each row names its expert, one tile a row (a decode step's path)
   c.weight_copies = 8
+  # True: 2 copies only, whose experts at decode sizes mostly stay in the 50 MB L2: how fast the
+  # kernel reads its weights from L2 (e.g. 20b down at P=4: 2 x 17.6 MB)
+  c.weights_in_l2 = False
   c.max_weight_bytes = 6e9
   c.calls = (2, 8)
   c.repeats = 3
