@@ -48,13 +48,13 @@ def sort_by_expert(experts: jax.Array, num_experts: int, method: str | None = No
   took 31.6 us."""
   num_rows = experts.shape[0]
   method = method or ("counting" if num_rows >= COUNTING_SORT_MIN_ROWS else "argsort")
+  if method not in ("counting", "argsort"):
+    raise ValueError(f"sort_by_expert: method must be 'counting' or 'argsort', got {method!r}")
   rows = jnp.arange(num_rows, dtype=jnp.int32)
   if method == "argsort":
     order = jnp.argsort(experts, stable=True).astype(jnp.int32)
     position = jnp.zeros_like(rows).at[order].set(rows, unique_indices=True)
     return order, position, jnp.bincount(experts, length=num_experts).astype(jnp.int32)
-  if method != "counting":
-    raise ValueError(f"sort_by_expert: method must be 'counting' or 'argsort', got {method!r}")
   one_hot = (experts[:, None] == jnp.arange(num_experts)[None, :]).astype(jnp.int32)  # [P, E]
   group_sizes = one_hot.sum(axis=0)
   before = jnp.cumsum(group_sizes) - group_sizes  # [E]: rows of the experts ahead
