@@ -30,11 +30,7 @@ def _rotated_copies(touched_bytes: float, copy_bytes: float, config, at_least: i
 
 def weight_copies(shape_name: str, config, num_rows: int) -> int:
   """Weight copies to rotate: at least config.weight_copies, more when the experts ``num_rows``
-  rows touch are too few bytes to leave L2, fewer when all copies would pass the byte cap. With
-  ``config.weights_in_l2`` (where the config has it), 2: at decode sizes a call's experts then
-  mostly stay in L2, which times the kernel reading from L2 instead of HBM."""
-  if config.get("weights_in_l2", False):
-    return 2
+  rows touch are too few bytes to leave L2, fewer when all copies would pass the byte cap."""
   num_experts, k, n, _ = SHAPES[shape_name]
   expert = k * n * BITS_PER_WEIGHT / 8
   experts_hit = min(num_rows, benchmarking.expected_experts_hit(

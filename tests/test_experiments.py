@@ -373,10 +373,10 @@ def test_load_ceiling_xors_every_byte_a_program_reads():
 
 def test_weight_copies_leave_l2_unless_asked_to_stay_in_it():
   from configs import tune_kernel  # noqa: PLC0415
-  from experiments.kernel_problems import weight_copies  # noqa: PLC0415
+  from experiments.tune_kernel import copies_to_rotate  # noqa: PLC0415
   config = tune_kernel.get_config()
   # 20b down at P = 4: 4 experts of 4.4 MB a call, so 100 MB of rotation needs 6 copies; at
   # least config.weight_copies (8).
-  assert weight_copies("20b_down", config, 4) == 8
+  assert copies_to_rotate("20b_down", config, 4) == 8
   config.weights_in_l2 = True
-  assert weight_copies("20b_down", config, 4) == 2
+  assert copies_to_rotate("20b_down", config, 4) == 2
