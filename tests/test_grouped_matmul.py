@@ -246,6 +246,7 @@ def test_overridden_replaces_fields_of_every_picked_config_inside_only():
     ("p33_e32", False, dataclasses.replace(CFG, k_splits=2)),  # split K: epilogue by row expert
     ("p7_padded_k", False, dataclasses.replace(CFG, k_splits=2, unroll_split=True,
                                                prefetch=1)),  # 2 tiles, 1 a split
+    ("p33_e32_swiglu", True, dataclasses.replace(CFG, k_splits=2, columns_first=True)),
     ("single_row_groups", False, None),  # the picked config
 ])
 def test_row_experts_in_any_order(rng, backend, name, swiglu, config):
@@ -361,7 +362,9 @@ def test_pallas_needs_16_output_features(rng):
                                      dict(prefetch=1), dict(prefetch=2, k_unroll=3),
                                      dict(prefetch=4),  # more than the 3 tiles
                                      dict(prefetch=2, k_splits=2),  # a loop of 2, one of 1
-                                     dict(decode="bf16x2", accumulate_in_mma=True, prefetch=2)])
+                                     dict(decode="bf16x2", accumulate_in_mma=True, prefetch=2),
+                                     dict(columns_first=True),
+                                     dict(columns_first=True, k_splits=3, unroll_split=True)])
 def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
   """Accumulating in the MMA and prefetching scales or whole tiles (also with split K and
   unrolling) change how the kernel runs, not what it computes; K = 192 is three tiles, so the
@@ -387,13 +390,15 @@ def test_column_blocks_compute_the_same_sums(rng, swiglu, options):
 
 @pytest.mark.parametrize("swiglu", [False, True])
 @pytest.mark.parametrize("group_sizes", [[37, 0, 33, 16, 20], [32, 64, 1, 0, 0], [0, 0, 0, 0, 5]])
-def test_remainder_tiles_compute_the_same_sums(rng, swiglu, group_sizes):
+@pytest.mark.parametrize("columns_first", [False, True])
+def test_remainder_tiles_compute_the_same_sums(rng, swiglu, group_sizes, columns_first):
   """Rows past a group's full 32-row tiles, 16 or fewer, go to a second call with 16-row tiles
   that writes into the first call's output: groups with and without such rows, groups of them
-  alone, an empty group, tail rows (the last case), and the tail alone writes zeros."""
+  alone, an empty group, tail rows (the last case), and the tail alone writes zeros; in either
+  launch order."""
   case, ref, _ = make_case(rng, 5, 128, 64, sum(group_sizes) + 3, group_sizes, bias=True,
                            row_weights=not swiglu, swiglu=swiglu)
-  config = dataclasses.replace(CFG, block_m=32, remainder_block_m=16)
+  config = dataclasses.replace(CFG, block_m=32, remainder_block_m=16, columns_first=columns_first)
   out = run(case, "pallas", config=config, out_dtype=jnp.float32)
   check(out, ref, case["group_sizes"], rtol=1e-5)
 
@@ -462,13 +467,16 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
                                               dataclasses.replace(tuning.TABLE[0][1], k_splits=9,
                                                                   column_blocks=2),
                                               dataclasses.replace(tuning.TABLE[-1][1],
-                                                                  remainder_block_m=0)],
+                                                                  remainder_block_m=0),
+                                              dataclasses.replace(tuning.TABLE[-1][1],
+                                                                  columns_first=True)],
     ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_"
                    f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"
                    f"{'_prefetch' if c.prefetch_scales else ''}{'_straight' if c.unroll_split else ''}"
                    f"{f'_ahead{c.prefetch}' if c.prefetch else ''}"
                    f"{f'_blocks{c.column_blocks}' if c.column_blocks > 1 else ''}"
-                   f"{f'_rest{c.remainder_block_m}' if c.remainder_block_m else ''}"))
+                   f"{f'_rest{c.remainder_block_m}' if c.remainder_block_m else ''}"
+                   f"{'_columns_first' if c.columns_first else ''}"))
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.
@@ -519,8 +527,8 @@ def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   assert ("mul.rn.bf16x2" in inline_asm) == (config.decode != "integer")
   assert ("0x6240" in inline_asm) == (config.decode == "lut")
   assert "mxfp4_grouped_matmul" + ("_swiglu" if swiglu else "") in text
-  grid = (max_tiles(p, e, config.block_m), -(-out_cols // (config.block_n * config.column_blocks)),
-          config.k_splits)
+  grid = (max_tiles(p, e, config.block_m), -(-out_cols // (config.block_n * config.column_blocks)))
+  grid = (*(grid[::-1] if config.columns_first else grid), config.k_splits)
   assert re.search(rf"grid_x = {grid[0]} : i32, grid_y = {grid[1]} : i32, grid_z = {grid[2]}",
                    text)
 

@@ -78,6 +78,8 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   out_ref = refs[-1]
   refs = refs[:-2] if has_written else refs[:-1]  # the written input aliases the output
   tile, col_tile = pl.program_id(0), pl.program_id(1)
+  if cfg.columns_first:
+    col_tile, tile = tile, col_tile
   if row_tiles:  # tile p is row p alone (``row_experts``); an expert outside [0, E) gives zeros
     experts_ref, x_ref, values_ref, scales_ref, *refs = refs
     group = sched.valid_experts(experts_ref[tile], num_experts)
@@ -274,6 +276,7 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
         swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
         decode=decode, row_tiles=row_experts is not None, has_written=written is not None)
     grid = (schedule[0].shape[0], pl.cdiv(out_cols, cfg.block_n * cfg.column_blocks))
+    grid = grid[::-1] if cfg.columns_first else grid  # axis 0 varies fastest in launch order
     grid += (cfg.k_splits,) if split_k else ()
     args = [*schedule, *operands] + ([written] if written is not None else [])
     return pl.pallas_call(

@@ -60,6 +60,13 @@ class KernelConfig:
   # 0.0730 with 1, 0.0699 with 2. With 2 for down at decode sizes, 20b batch 1 ran 1-2% slower
   # end to end, so the table keeps 1 (BENCHMARKS.md, ninth round).
   column_blocks: int = 1
+  # Launch order: a row tile's column tiles one after another (grid axis 0, which varies
+  # fastest), instead of every row tile's first column tile, then every row tile's second, ...
+  # The programs in flight then share a few row tiles, so each tile of x comes from HBM once
+  # and its expert's weights stay in L2 across the expert's row tiles. Row tiles first, a
+  # prefill-sized x (94 MB at P = 16384, K = 2880) is swept once per column tile, more than the
+  # 50 MB L2 holds. Not yet timed.
+  columns_first: bool = False
   # Grouped rows (not one-row tiles), no split, block_m above it: each group's rows past its
   # full block_m tiles, when at most this many, go to a second call with tiles of this size
   # (0: off). A tile costs its expert's whole weight decode whatever it holds, and a prefill's
