@@ -91,7 +91,8 @@ def main(argv) -> None:
                                accumulate_in_mma=config.accumulate_in_mma,
                                prefetch_scales=config.prefetch_scales,
                                k_splits=config.k_splits, unroll_split=config.unroll_split,
-                               prefetch=config.prefetch, column_blocks=config.column_blocks)
+                               prefetch=config.prefetch, column_blocks=config.column_blocks,
+                               paired_halves=config.paired_halves)
   out = common.output_dir(config, "kernel_sass")
   ttir = out / "kernel.ttir"
   ttir.write_text(lower_to_ttir(config, kernel_config))

@@ -63,9 +63,10 @@ def main(argv) -> None:
                for f in ("block_m", "block_n", "num_warps", "num_stages", "k_unroll", "k_splits",
                          "prefetch", "column_blocks", "remainder_block_m"))
     flags = (common.csv_list(config[f], lambda v: bool(int(v)))
-             for f in ("accumulate_in_mma", "prefetch_scales", "unroll_split", "columns_first"))
+             for f in ("accumulate_in_mma", "prefetch_scales", "unroll_split", "columns_first",
+                       "paired_halves"))
     for (bm, bn, warps, stages, unroll, splits, ahead, blocks, rest, decode, in_mma, prefetch,
-         unroll_split, columns_first) in itertools.product(
+         unroll_split, columns_first, paired) in itertools.product(
         *numbers, common.csv_list(config.decode), *flags):
       if bm > m_limit or (unroll_split and splits == 1):  # the latter: no split to unroll
         continue
@@ -73,7 +74,8 @@ def main(argv) -> None:
                          k_unroll=unroll, k_splits=splits, prefetch=ahead,
                          column_blocks=blocks, remainder_block_m=rest, decode=decode,
                          accumulate_in_mma=in_mma, prefetch_scales=prefetch,
-                         unroll_split=unroll_split, columns_first=columns_first)
+                         unroll_split=unroll_split, columns_first=columns_first,
+                         paired_halves=paired)
       fn = functools.partial(_kernel, by_row=config.row_experts, activation=activation,
                              backend="pallas", config=cfg)
       try:

@@ -364,7 +364,13 @@ def test_pallas_needs_16_output_features(rng):
                                      dict(prefetch=2, k_splits=2),  # a loop of 2, one of 1
                                      dict(decode="bf16x2", accumulate_in_mma=True, prefetch=2),
                                      dict(columns_first=True),
-                                     dict(columns_first=True, k_splits=3, unroll_split=True)])
+                                     dict(columns_first=True, k_splits=3, unroll_split=True),
+                                     dict(paired_halves=True),
+                                     dict(paired_halves=True, decode="bf16x2",
+                                          accumulate_in_mma=True, prefetch_scales=True),
+                                     dict(paired_halves=True, k_splits=3, unroll_split=True,
+                                          prefetch=1),
+                                     dict(paired_halves=True, k_splits=2)])
 def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
   """Accumulating in the MMA and prefetching scales or whole tiles (also with split K and
   unrolling) change how the kernel runs, not what it computes; K = 192 is three tiles, so the
@@ -384,6 +390,16 @@ def test_column_blocks_compute_the_same_sums(rng, swiglu, options):
   case, ref, _ = make_case(rng, 3, 192, 160 if swiglu else 80, 37, [11, 0, 20], bias=True,
                            row_weights=not swiglu, swiglu=swiglu)
   config = dataclasses.replace(CFG, block_n=16, column_blocks=2, **options)
+  out = run(case, "pallas", config=config, out_dtype=jnp.float32)
+  check(out, ref, case["group_sizes"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(k_splits=2), dict(k_splits=3, unroll_split=True)])
+def test_paired_halves_compute_the_same_sums(rng, options):
+  """Paired glu and linear rows, two 8-wide output blocks a program over 40 output columns: the
+  last program slides back to columns 24-39 and writes only 32-39."""
+  case, ref, _ = make_case(rng, 3, 192, 80, 37, [11, 0, 20], bias=True, swiglu=True)
+  config = dataclasses.replace(CFG, block_n=16, column_blocks=2, paired_halves=True, **options)
   out = run(case, "pallas", config=config, out_dtype=jnp.float32)
   check(out, ref, case["group_sizes"], rtol=1e-5)
 
@@ -469,14 +485,20 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
                                               dataclasses.replace(tuning.TABLE[-1][1],
                                                                   remainder_block_m=0),
                                               dataclasses.replace(tuning.TABLE[-1][1],
-                                                                  columns_first=True)],
+                                                                  columns_first=True),
+                                              dataclasses.replace(tuning.TABLE[-1][1],
+                                                                  block_m=256, num_stages=3,
+                                                                  paired_halves=True),
+                                              dataclasses.replace(tuning.TABLE[0][1],
+                                                                  paired_halves=True)],
     ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_"
                    f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"
                    f"{'_prefetch' if c.prefetch_scales else ''}{'_straight' if c.unroll_split else ''}"
                    f"{f'_ahead{c.prefetch}' if c.prefetch else ''}"
                    f"{f'_blocks{c.column_blocks}' if c.column_blocks > 1 else ''}"
                    f"{f'_rest{c.remainder_block_m}' if c.remainder_block_m else ''}"
-                   f"{'_columns_first' if c.columns_first else ''}"))
+                   f"{'_columns_first' if c.columns_first else ''}"
+                   f"{'_paired' if c.paired_halves else ''}"))
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.
@@ -527,7 +549,8 @@ def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   assert ("mul.rn.bf16x2" in inline_asm) == (config.decode != "integer")
   assert ("0x6240" in inline_asm) == (config.decode == "lut")
   assert "mxfp4_grouped_matmul" + ("_swiglu" if swiglu else "") in text
-  grid = (max_tiles(p, e, config.block_m), -(-out_cols // (config.block_n * config.column_blocks)))
+  out_bn = config.out_block_n(swiglu)
+  grid = (max_tiles(p, e, config.block_m), -(-out_cols // (out_bn * config.column_blocks)))
   grid = (*(grid[::-1] if config.columns_first else grid), config.k_splits)
   assert re.search(rf"grid_x = {grid[0]} : i32, grid_y = {grid[1]} : i32, grid_z = {grid[2]}",
                    text)

@@ -102,27 +102,35 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   # is masked) rather than x being padded up to a tile by one more kernel before this one.
   x_rows = x_ref.shape[0]
   rows_read = pl.ds(window, bm) if x_rows >= bm else jnp.minimum(rows, x_rows - 1)
-  # A program owns `column_blocks` blocks of bn output columns. The last program slides back
-  # to stay in bounds; it writes only the columns it owns.
-  owned = col_tile * bn * cfg.column_blocks
-  col0 = jnp.minimum(owned, out_cols - bn * cfg.column_blocks)
-  out_blocks = tuple(col0 + i * bn for i in range(cfg.column_blocks))
+  # A program owns `column_blocks` blocks of out_bn output columns. The last program slides
+  # back to stay in bounds; it writes only the columns it owns.
+  paired = bool(swiglu_half) and cfg.paired_halves
+  out_bn = cfg.out_block_n(bool(swiglu_half))
+  owned = col_tile * out_bn * cfg.column_blocks
+  col0 = jnp.minimum(owned, out_cols - out_bn * cfg.column_blocks)
+  out_blocks = tuple(col0 + i * out_bn for i in range(cfg.column_blocks))
   row_mask = (rows >= start) & (rows < end)
-  masks = tuple(  # [bm, bn] a block: the tile's rows, and the columns this program owns
-      row_mask[:, None] & ((c + lax.broadcasted_iota(jnp.int32, (bn,), 0)) >= owned)[None, :]
+  masks = tuple(  # [bm, out_bn] a block: the tile's rows, and the columns this program owns
+      row_mask[:, None] & ((c + lax.broadcasted_iota(jnp.int32, (out_bn,), 0)) >= owned)[None, :]
       for c in out_blocks)
 
-  # Weight rows that feed the output blocks, each its own dot: the blocks, then for the fused
-  # SwiGLU their linear halves (the blocks' own rows being the glu halves).
-  weight_rows = out_blocks + (tuple(c + swiglu_half for c in out_blocks) if swiglu_half else ())
-  mask_of_row = masks * (2 if swiglu_half else 1)  # the mask of the output block a row feeds
+  # The bn weight rows of each dot, as an index: the output blocks' rows, then for the fused
+  # SwiGLU their linear halves (the blocks' own rows being the glu halves); with paired halves
+  # one dot a block, over its out_bn glu rows and then their out_bn linear rows.
+  if paired:
+    lane = lax.broadcasted_iota(jnp.int32, (bn,), 0)
+    weight_rows = tuple(c + lane % out_bn + lane // out_bn * swiglu_half for c in out_blocks)
+    mask_of_row = masks
+  else:
+    firsts = out_blocks + (tuple(c + swiglu_half for c in out_blocks) if swiglu_half else ())
+    weight_rows = tuple(pl.ds(row0, bn) for row0 in firsts)
+    mask_of_row = masks * (2 if swiglu_half else 1)  # the mask of the output block a row feeds
 
-  def row_scales(kt, row0):  # the [bn] uint8 scales of the low and the high half
-    return (scales_ref[group, 2 * kt, pl.ds(row0, bn)],
-            scales_ref[group, 2 * kt + 1, pl.ds(row0, bn)])
+  def row_scales(kt, rows):  # the [bn] uint8 scales of the low and the high half
+    return scales_ref[group, 2 * kt, rows], scales_ref[group, 2 * kt + 1, rows]
 
   def scales_of(kt):
-    return tuple(row_scales(kt, row0) for row0 in weight_rows)
+    return tuple(row_scales(kt, rows) for rows in weight_rows)
 
   def load_x(kt):  # x's two halves under the tile: [bm, 32] bf16 each
     k0 = pl.multiple_of(kt * K_TILE, K_TILE)
@@ -130,8 +138,8 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
             x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)])
 
   def load_block(kt, i, scales=None):  # weight block i's [bn, 32] u8 bytes and its scales
-    row0 = weight_rows[i]
-    return values_ref[group, kt, pl.ds(row0, bn), :], scales or row_scales(kt, row0)
+    rows = weight_rows[i]
+    return values_ref[group, kt, rows, :], scales or row_scales(kt, rows)
 
   def dot_block(acc, x, block):
     (x_low, x_high), (packed, scales) = x, block
@@ -213,23 +221,28 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     unroll = cfg.k_unroll if num_k_tiles % cfg.k_unroll == 0 else 1
     accs = loop(0, has_work * (num_k_tiles // unroll), unroll)
   if split_k:
-    for acc, row0, mask in zip(accs, weight_rows, mask_of_row):
-      pltriton.store(out_ref.at[pl.program_id(2), pl.ds(window, bm), pl.ds(row0, bn)], acc.T,
-                     mask=mask)
+    for i, (acc, rows, mask) in enumerate(zip(accs, weight_rows, mask_of_row)):
+      pieces = [(acc, rows)]
+      if paired:  # the glu and the linear half, each to its own contiguous columns
+        c = out_blocks[i]
+        pieces = zip(jnp.split(acc, 2), (pl.ds(c, out_bn), pl.ds(c + swiglu_half, out_bn)))
+      for sums, cols in pieces:
+        pltriton.store(out_ref.at[pl.program_id(2), pl.ds(window, bm), cols], sums.T, mask=mask)
     return
   if has_bias:
-    accs = tuple(acc + bias_ref[group, pl.ds(row0, bn)][:, None]
-                 for acc, row0 in zip(accs, weight_rows))
+    accs = tuple(acc + bias_ref[group, rows][:, None] for acc, rows in zip(accs, weight_rows))
   outs = accs
-  if swiglu_half:
+  if paired:
+    outs = [swiglu(*jnp.split(acc, 2), alpha=swiglu_alpha, limit=swiglu_limit) for acc in accs]
+  elif swiglu_half:
     glu, linear = accs[:cfg.column_blocks], accs[cfg.column_blocks:]
     outs = [swiglu(g, l, alpha=swiglu_alpha, limit=swiglu_limit) for g, l in zip(glu, linear)]
   for out, block, mask in zip(outs, out_blocks, masks):
     if has_row_weights:
       out = out * row_weights_ref[rows_read].astype(jnp.float32)[None, :]
     out = jnp.where(is_expert, out, 0.0)
-    pltriton.store(out_ref.at[pl.ds(window, bm), pl.ds(block, bn)], out.T.astype(out_ref.dtype),
-                   mask=mask)
+    pltriton.store(out_ref.at[pl.ds(window, bm), pl.ds(block, out_bn)],
+                   out.T.astype(out_ref.dtype), mask=mask)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "activation", "out_dtype", "interpret",
@@ -275,7 +288,8 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
         has_bias=has_bias, has_row_weights=has_row_weights,
         swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
         decode=decode, row_tiles=row_experts is not None, has_written=written is not None)
-    grid = (schedule[0].shape[0], pl.cdiv(out_cols, cfg.block_n * cfg.column_blocks))
+    out_bn = cfg.out_block_n(activation == "swiglu")
+    grid = (schedule[0].shape[0], pl.cdiv(out_cols, out_bn * cfg.column_blocks))
     grid = grid[::-1] if cfg.columns_first else grid  # axis 0 varies fastest in launch order
     grid += (cfg.k_splits,) if split_k else ()
     args = [*schedule, *operands] + ([written] if written is not None else [])

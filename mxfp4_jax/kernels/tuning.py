@@ -67,11 +67,21 @@ class KernelConfig:
   # prefill-sized x (94 MB at P = 16384, K = 2880) is swept once per column tile, more than the
   # 50 MB L2 holds. Not yet timed.
   columns_first: bool = False
+  # The fused SwiGLU's glu and linear rows in one weight block and one dot: block_n / 2 glu rows,
+  # then their block_n / 2 linear rows, for block_n / 2 output columns, instead of a block_n-row
+  # block and dot for each. A program then holds one accumulator of [block_n, block_m] instead
+  # of two, so that block_m can double in the same registers and every decoded weight feeds
+  # twice the rows. No effect without the fused SwiGLU. Not yet timed.
+  paired_halves: bool = False
   # Grouped rows (not one-row tiles), no split, block_m above it: each group's rows past its
   # full block_m tiles, when at most this many, go to a second call with tiles of this size
   # (0: off). A tile costs its expert's whole weight decode whatever it holds, and a prefill's
   # groups often end a few rows past a full tile.
   remainder_block_m: int = 0
+
+  def out_block_n(self, swiglu: bool) -> int:
+    """Output columns a weight block (one dot) feeds."""
+    return self.block_n // 2 if swiglu and self.paired_halves else self.block_n
 
   def __post_init__(self):
     if self.decode not in DECODES:
