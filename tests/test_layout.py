@@ -223,3 +223,17 @@ def test_packed_is_a_pytree(rng):
   assert out.in_features == 96 and out.swiglu_halves
   np.testing.assert_array_equal(mxfp4.dequantize_packed(out), mxfp4.dequantize_packed(packed))
   assert jnp.asarray(out.values).dtype == jnp.uint8
+
+
+@pytest.mark.parametrize("in_features", [64, 96])
+def test_random_packed_keeps_the_layout_contract(in_features):
+  """Random weights built in the packed layout are what `pack` makes of their checkpoint form,
+  a padded half tile included (zero codes, scale 127)."""
+  w = layout.random_packed(jax.random.PRNGKey(1), 2, in_features, 16, swiglu_halves=True)
+  blocks, scales, bias = mxfp4.unpack(w)
+  again = mxfp4.pack(blocks, scales, bias, swiglu_halves=True)
+  for name in ("values", "scales", "bias"):
+    np.testing.assert_array_equal(getattr(again, name), getattr(w, name), err_msg=name)
+  assert again.in_features == w.in_features == in_features
+  with pytest.raises(ValueError, match="in_features=80 must be a positive multiple of 32"):
+    layout.random_packed(jax.random.PRNGKey(1), 2, 80, 16)

@@ -230,15 +230,17 @@ def _random_bytes(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 
 
 def random_packed(key: jax.Array, num_experts: int, in_features: int, out_features: int, *,
-                  swiglu_halves: bool = False, with_bias: bool = True,
+                  swiglu_halves: bool = False,
                   scale_range: tuple[int, int] = (118, 124)) -> PackedMXFP4:
   """Random weights built directly in the packed layout, on the default device.
 
   Codes are uniform over all 16 E2M1 codes and scale bytes uniform in ``scale_range`` (about
   GPT-OSS's range); speed does not depend on the values. Nothing passes through host memory.
+  A K padded up to a whole tile gets the layout's padding (zero codes, scale 127), as `pack`'s.
   """
-  if in_features % K_TILE:
-    raise ValueError(f"random_packed: in_features={in_features} must be a multiple of {K_TILE}")
+  if in_features <= 0 or in_features % fmt.BLOCK_SIZE:
+    raise ValueError(f"random_packed: in_features={in_features} must be a positive multiple of "
+                     f"{fmt.BLOCK_SIZE}")
   shapes = packed_shapes(num_experts, in_features, out_features)
   k_values, k_scales, k_bias = jax.random.split(key, 3)
   # One expert at a time, as 32-bit words viewed as bytes: a single draw of all values holds
@@ -247,7 +249,9 @@ def random_packed(key: jax.Array, num_experts: int, in_features: int, out_featur
   values = _random_bytes(k_values, shapes["values"])
   scales = jax.random.randint(k_scales, shapes["scales"], scale_range[0], scale_range[1] + 1,
                               jnp.int32).astype(jnp.uint8)
-  bias = (jax.random.normal(k_bias, (num_experts, out_features), jnp.float32) * 0.1
-          if with_bias else None)
+  if in_features % K_TILE:  # the last tile's high nibbles are its padded half
+    values = values.at[:, -1].set(values[:, -1] & 0x0F)
+    scales = scales.at[:, -1].set(NEUTRAL_SCALE)
+  bias = jax.random.normal(k_bias, (num_experts, out_features), jnp.float32) * 0.1
   return PackedMXFP4(values=values, scales=scales, bias=bias, in_features=in_features,
                      swiglu_halves=swiglu_halves)
