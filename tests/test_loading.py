@@ -12,9 +12,9 @@ import pytest
 
 import mxfp4_jax
 from configs import tiny
-from mxfp4_jax.checkpoint import CheckpointError, write_random_checkpoint
+from mxfp4_jax.checkpoint import CheckpointError, iter_canonical, write_random_checkpoint
 from mxfp4_jax.model import GptOssConfig
-from mxfp4_jax.model.loading import PACKED_MARKER
+from mxfp4_jax.model.loading import PACKED_FORMAT, PACKED_MARKER, from_canonical
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HPARAMS = GptOssConfig.from_dict(tiny.model_config()).hparams()
@@ -63,6 +63,9 @@ def test_packed_params_keep_the_config(tmp_path):
   save_packed(GptOss(cfg, rngs=nnx.Rngs(0)), tmp_path / "packed")
   restored = mxfp4_jax.load_model(tmp_path / "packed", dtype=cfg.dtype)
   assert restored.cfg == cfg
+  runtime = dict(moe_backend="reference", attention_backend="xla", router_backend="xla")
+  assert mxfp4_jax.load_model(tmp_path / "packed", dtype=cfg.dtype, **runtime).cfg == cfg.replace(
+      **runtime)
 
 
 def test_pallas_and_reference_moe_agree(checkpoints):
@@ -88,12 +91,27 @@ def test_missing_tensor_is_named(checkpoints, tmp_path):
     mxfp4_jax.load_model(broken, progress=False)
 
 
+@pytest.mark.parametrize("dropped,message", [
+    ("layers.1.down.bias", r"layers.1.down: has \['blocks', 'scales'\]"),
+    ("layers.1.sinks", "first layers.1.attn.sinks$")])
+def test_tensor_missing_from_the_stream_is_named(checkpoints, dropped, message):
+  """from_canonical on a stream that lacks one tensor names it (or its expert projection)."""
+  cfg = GptOssConfig.from_dict(tiny.model_config())
+  tensors = ((name, a) for name, a in iter_canonical(checkpoints / "hf", progress=False)
+             if name != dropped)
+  with pytest.raises(CheckpointError, match=message):
+    from_canonical(cfg, tensors)
+
+
 def test_bad_packed_marker(tmp_path):
   (tmp_path / PACKED_MARKER).write_text("{not json")
   with pytest.raises(CheckpointError, match="not valid JSON"):
     mxfp4_jax.load_model(tmp_path)
   (tmp_path / PACKED_MARKER).write_text(json.dumps({"format": 99}))
   with pytest.raises(CheckpointError, match="format 99"):
+    mxfp4_jax.load_model(tmp_path)
+  (tmp_path / PACKED_MARKER).write_text(json.dumps({"format": PACKED_FORMAT}))
+  with pytest.raises(CheckpointError, match="no 'hparams' object"):
     mxfp4_jax.load_model(tmp_path)
 
 

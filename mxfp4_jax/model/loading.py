@@ -72,10 +72,17 @@ def from_canonical(cfg: GptOssConfig, tensors) -> GptOss:
       raise ckpt.CheckpointError(f"{name}: shape {tuple(array.shape)}, the model expects "
                                  f"{tuple(target.shape)}")
     target.set_value(jnp.asarray(array, target.dtype))
-  missing = [f"{path}" for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(model))
+  if experts:
+    (layer, projection), given = min(experts.items())
+    raise ckpt.CheckpointError(
+        f"checkpoint left {len(experts)} expert projection(s) incomplete, first "
+        f"layers.{layer}.{projection}: has {sorted(given)} of ['bias', 'blocks', 'scales']")
+  missing = [jax.tree_util.keystr(path, simple=True, separator=".").removesuffix(".value")
+             for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(model))
              if isinstance(leaf, jax.ShapeDtypeStruct)]
-  if missing or experts:
-    raise ckpt.CheckpointError(f"checkpoint left parameters unset: {missing[:3] or sorted(experts)}")
+  if missing:
+    raise ckpt.CheckpointError(f"checkpoint left {len(missing)} parameter(s) unset, first "
+                               f"{missing[0]}")
   return model
 
 
@@ -102,6 +109,8 @@ def _restore_packed(path: pathlib.Path, runtime: dict) -> GptOss:
   if meta.get("format") != PACKED_FORMAT:
     raise ckpt.CheckpointError(f"{path / PACKED_MARKER}: format {meta.get('format')!r}, "
                                f"this version reads {PACKED_FORMAT}")
+  if not isinstance(meta.get("hparams"), dict):
+    raise ckpt.CheckpointError(f"{path / PACKED_MARKER}: no 'hparams' object")
   cfg = GptOssConfig.from_dict({**meta["hparams"], **runtime})
   graphdef, abstract_state = nnx.split(_abstract_model(cfg))
   state = ocp.StandardCheckpointer().restore(path / "params", abstract_state)
@@ -110,16 +119,17 @@ def _restore_packed(path: pathlib.Path, runtime: dict) -> GptOss:
 
 def load_model(path: str | os.PathLike, *, dtype: str = "bfloat16", moe_backend: str = "auto",
                moe_interpret: bool = False, attention_backend: str = "auto",
-               progress: bool = True) -> GptOss:
+               router_backend: str = "auto", progress: bool = True) -> GptOss:
   """Loads a GPT-OSS checkpoint: HF layout, ``original/`` layout, or one saved by `save_packed`.
 
-  ``dtype="float32"`` computes everything in float32 (with the jnp MoE on CPU): the mode in which
-  the model is proven against reference implementations. Problems in the checkpoint raise
-  `mxfp4_jax.checkpoint.CheckpointError` naming the file, key or tensor.
+  ``dtype="float32"`` computes everything in float32 (the experts through the jnp reference):
+  the mode in which the model is proven against reference implementations. The backends are
+  `GptOssConfig`'s. Problems in the checkpoint raise `mxfp4_jax.checkpoint.CheckpointError`
+  naming the file, key or tensor.
   """
   path = pathlib.Path(path)
   runtime = dict(dtype=str(jnp.dtype(dtype)), moe_backend=moe_backend, moe_interpret=moe_interpret,
-                 attention_backend=attention_backend)
+                 attention_backend=attention_backend, router_backend=router_backend)
   if (path / PACKED_MARKER).exists():
     return _restore_packed(path, runtime)
   cfg = GptOssConfig.from_dict({**ckpt.read_hparams(path), **runtime})
