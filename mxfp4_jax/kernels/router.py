@@ -45,13 +45,19 @@ def route_reference(x, weight, bias, *, k: int):
   return experts.astype(jnp.int32), jax.nn.softmax(top, axis=-1)
 
 
-def kernel_supports(dtype, k: int, num_experts: int) -> str | None:
-  """Why the top-k kernel cannot route tokens of ``dtype`` (None if it can)."""
+def kernel_unsupported_reason(dtype, k: int, num_experts: int) -> str | None:
+  """Why the top-k kernel cannot route tokens of ``dtype``; None if it can."""
   if jnp.dtype(dtype) != jnp.bfloat16:
     return f"x is {jnp.dtype(dtype)}, the kernel takes bfloat16"
   if k & (k - 1) or k > num_experts:
     return f"k={k} is not a power of two no larger than the {num_experts} experts"
   return None
+
+
+def _check_kernel_can_route(dtype, k: int, num_experts: int) -> None:
+  why = kernel_unsupported_reason(dtype, k, num_experts)
+  if why:
+    raise ValueError(f"router kernel: {why}")
 
 
 def _check_weights(d: int, weight, bias) -> None:
@@ -70,9 +76,7 @@ def route(x, weight, bias, *, k: int, backend: str = "xla", interpret: bool = Fa
     raise ValueError(f"router backend must be one of {BACKENDS}, got {backend!r}")
   if backend == "xla":
     return route_reference(x, weight, bias, k=k)
-  why = kernel_supports(x.dtype, k, weight.shape[0])
-  if why:
-    raise ValueError(f"router kernel: {why}")
+  _check_kernel_can_route(x.dtype, k, weight.shape[0])
   if x.shape[0] == 0:
     return jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.float32)
   product = _router_product(x, weight)  # [N, E], the logits less the bias
@@ -155,7 +159,8 @@ def _padded_experts(product, bias):
 
 @functools.partial(jax.jit, static_argnames=("k", "interpret"))
 def _top_k_pallas(product, bias, *, k: int, interpret: bool):
-  """product [N, E] (``normed @ weight``), bias [E] -> (experts, weights) [N, k]."""
+  """product [N, E] (``x @ weight.T``, the logits less the bias), bias [E] -> (experts,
+  weights) [N, k]."""
   n, num_experts = product.shape
   product, bias = _padded_experts(product, bias)
   return pl.pallas_call(
@@ -186,9 +191,7 @@ def route_normalized(h, norm_weight, eps: float, weight, bias, *, k: int,
     raise ValueError(f"route_normalized: norm_weight must have shape [{d}], got "
                      f"{tuple(norm_weight.shape)}")
   _check_weights(d, weight, bias)
-  why = kernel_supports(h.dtype, k, weight.shape[0])
-  if why:
-    raise ValueError(f"router kernel: {why}")
+  _check_kernel_can_route(h.dtype, k, weight.shape[0])
   if n == 0:
     return (jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.float32),
             jnp.zeros((0, d), h.dtype))

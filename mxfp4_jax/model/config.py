@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from mxfp4_jax.kernels import default_backend
-from mxfp4_jax.kernels.router import BACKENDS as ROUTER_BACKENDS, kernel_supports
-from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA
+from mxfp4_jax.kernels.router import BACKENDS as ROUTER_BACKENDS, kernel_unsupported_reason
+from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +30,7 @@ class GptOssConfig:
   rope_beta_fast: float
   rope_beta_slow: float
   rms_norm_eps: float = 1e-5
-  swiglu_limit: float = 7.0
+  swiglu_limit: float = SWIGLU_LIMIT
   swiglu_alpha: float = SWIGLU_ALPHA
   # How to run it (not part of the checkpoint):
   dtype: str = "bfloat16"  # activations and dense weights; "float32" for exact comparisons
@@ -102,7 +102,7 @@ class GptOssConfig:
   def resolved_router_backend(self) -> str:
     if self.router_backend != "auto":
       return self.router_backend
-    kernel = self.resolved_moe_backend == "pallas" and not kernel_supports(
+    kernel = self.resolved_moe_backend == "pallas" and not kernel_unsupported_reason(
         self.jnp_dtype, self.experts_per_token, self.num_experts)
     return "top_k" if kernel else "xla"
 
