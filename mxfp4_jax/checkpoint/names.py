@@ -2,7 +2,9 @@
 
 The model sees a flat dict of numpy arrays under canonical names whichever layout the weights came
 from. Dense linears are ``W[in, out]`` so that the math reads ``x @ W``; the fused attention
-projection is one ``qkv`` matrix whose columns are q | k | v. MXFP4 expert tensors stay exactly as
+projection is one ``qkv`` matrix whose columns are q | k | v. Two stay as stored, ``[out, in]``:
+the router's weight ``[E, D]`` and the unembedding ``[V, D]``, whose products take them as
+``x @ W.T``. MXFP4 expert tensors stay exactly as
 stored (blocks ``[E, N, K/32, 16]``, scales ``[E, N, K/32]``, input dim K last): the model packs
 them into the kernel layout itself, so their bytes pass through untouched. Norm scales are float32
 in the canonical dict (the HF files store bf16, the original ones float32) so that both layouts

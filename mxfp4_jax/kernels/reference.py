@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mxfp4_jax.kernels.schedule import valid_experts
+from mxfp4_jax.kernels.schedule import sort_by_expert, valid_experts
 from mxfp4_jax.kernels.swiglu import swiglu
 from mxfp4_jax.mxfp4.layout import PackedMXFP4, dequantize_packed
 
@@ -42,12 +42,13 @@ def _ragged_sums(x, w: PackedMXFP4, group_sizes):
 
 def grouped_matmul_reference(x, w: PackedMXFP4, group_sizes=None, row_weights=None, *,
                              row_experts=None, **epilogue):
-  """Same contract as `mxfp4_jax.kernels.grouped_matmul`; computes in x's dtype, accumulates in f32."""
+  """Same contract as `mxfp4_jax.kernels.grouped_matmul`. Multiplies in float32 for float32 x,
+  else in bf16 (the kernel's operands), and accumulates in float32."""
   if row_experts is None:
     expert = expert_of_row(group_sizes, x.shape[0])
     return moe_epilogue(_ragged_sums(x, w, group_sizes), w, expert, row_weights, **epilogue)
-  expert = valid_experts(row_experts, w.num_experts)
-  order = jnp.argsort(expert, stable=True)  # sorted for ragged_dot, then put back
-  sizes = jnp.bincount(expert, length=w.num_experts + 1)[:w.num_experts].astype(jnp.int32)
-  h = _ragged_sums(x[order], w, sizes)[jnp.argsort(order)]
+  expert = valid_experts(row_experts, w.num_experts)  # E (no expert) for one outside [0, E)
+  # Sorted for ragged_dot, then put back; rows of no expert sort last, past every group.
+  order, position, sizes = sort_by_expert(expert, w.num_experts + 1, "argsort")
+  h = _ragged_sums(x[order], w, sizes[:w.num_experts])[position]
   return moe_epilogue(h, w, expert, row_weights, **epilogue)
