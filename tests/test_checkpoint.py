@@ -222,8 +222,10 @@ def _hf_config(**changes):
     ({k: v for k, v in config_json.to_original_config(HPARAMS).items() if k != "rope_ntk_alpha"},
      ["rope_ntk_alpha"]),
     ({"hidden_size": 64}, ["neither an HF config"]),
+    (_hf_config(**{"rope_scaling.beta_fast": 1.0}), ["rope_scaling.beta_fast=1.0",
+                                                     "rope_scaling.beta_slow"]),
 ], ids=["architecture", "rope_type", "quant_method", "missing", "missing_rope", "block", "type",
-        "layer_types", "original_missing", "unknown_layout"])
+        "layer_types", "original_missing", "unknown_layout", "rope_betas"])
 def test_bad_config_is_named(tmp_path, config, fragments):
   path = tmp_path / "config.json"
   path.write_text(json.dumps(config))

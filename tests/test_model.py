@@ -218,6 +218,10 @@ def test_config_errors():
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "hiden_size": 3})
   with pytest.raises(ValueError, match="num_heads=6 must be a multiple of num_kv_heads=4"):
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "num_heads": 6, "num_kv_heads": 4})
+  with pytest.raises(ValueError, match="num_kv_heads must be positive, got 0"):
+    GptOssConfig.from_dict({**tiny.model_config().to_dict(), "num_kv_heads": 0})
+  with pytest.raises(ValueError, match="rope_beta_fast=1.0 must exceed rope_beta_slow=1.0"):
+    GptOssConfig.from_dict({**tiny.model_config().to_dict(), "rope_beta_fast": 1.0})
 
 
 @pytest.mark.parametrize("window", [None, 4])

@@ -123,6 +123,9 @@ def _validate(hp: dict, keys: dict, source: str) -> None:
   if hp["num_heads"] % hp["num_kv_heads"]:
     raise CheckpointError(f"{source}: {keys['num_heads']}={hp['num_heads']} is not a multiple of "
                           f"{keys['num_kv_heads']}={hp['num_kv_heads']}")
+  if hp["rope_scaling_factor"] > 1 and not hp["rope_beta_fast"] > hp["rope_beta_slow"]:
+    raise CheckpointError(f"{source}: {keys['rope_beta_fast']}={hp['rope_beta_fast']} must "
+                          f"exceed {keys['rope_beta_slow']}={hp['rope_beta_slow']}")
   if hp["experts_per_token"] > hp["num_experts"]:
     raise CheckpointError(f"{source}: {keys['experts_per_token']}={hp['experts_per_token']} "
                           f"exceeds {keys['num_experts']}={hp['num_experts']}")

@@ -50,6 +50,12 @@ class GptOssConfig:
              "rope_beta_slow", "rms_norm_eps", "swiglu_limit")
 
   def __post_init__(self):
+    for name in self.HPARAMS:
+      if not getattr(self, name) > 0:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.rope_scaling_factor > 1 and not self.rope_beta_fast > self.rope_beta_slow:
+      raise ValueError(f"rope_beta_fast={self.rope_beta_fast} must exceed "
+                       f"rope_beta_slow={self.rope_beta_slow} (YaRN's ramp runs between them)")
     if self.num_heads % self.num_kv_heads:
       raise ValueError(f"num_heads={self.num_heads} must be a multiple of "
                        f"num_kv_heads={self.num_kv_heads}")
