@@ -103,7 +103,8 @@ def _check_hf_rope(rope, source: str) -> dict:
 
 
 def _check_layer_types(config: dict, num_layers: int, source: str) -> None:
-  """The model hard-codes sliding attention on even layers; a config saying otherwise is refused."""
+  """The model fixes which layers slide (`GptOssConfig.is_sliding`); a config saying otherwise is
+  refused."""
   layer_types = config.get("layer_types")
   if layer_types is None:
     return
@@ -174,7 +175,8 @@ def read_config(path: str | os.PathLike) -> dict:
 
 
 def hf_layer_types(num_layers: int) -> list[str]:
-  return ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(num_layers)]
+  return ["sliding_attention" if GptOssConfig.is_sliding(i) else "full_attention"
+          for i in range(num_layers)]
 
 
 def to_hf_config(hparams: dict) -> dict:

@@ -13,18 +13,9 @@ import os
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-# The harmony special tokens; the ids are those of o200k_harmony, the real tokenizer's.
-HARMONY_SPECIALS = {
-    "<|startoftext|>": 199998,
-    "<|endoftext|>": 199999,
-    "<|return|>": 200002,
-    "<|constrain|>": 200003,
-    "<|channel|>": 200005,
-    "<|start|>": 200006,
-    "<|end|>": 200007,
-    "<|message|>": 200008,
-    "<|call|>": 200012,
-}
+# The harmony special tokens, looked up by name in whichever tokenizer is loaded.
+HARMONY_SPECIALS = ("<|startoftext|>", "<|endoftext|>", "<|return|>", "<|constrain|>",
+                    "<|channel|>", "<|start|>", "<|end|>", "<|message|>", "<|call|>")
 TINY_VOCAB_SIZE = 512
 
 # Training text for the tiny tokenizer's merges: harmony boilerplate and plain English, so that

@@ -119,7 +119,8 @@ class GptOssConfig:
       return self.attention_backend
     return "pallas" if jax.default_backend() == "gpu" and self.dtype != "float32" else "xla"
 
-  def is_sliding(self, layer: int) -> bool:
+  @staticmethod
+  def is_sliding(layer: int) -> bool:
     """Even layers attend within a window of `sliding_window` keys; odd layers to all."""
     return layer % 2 == 0
 
