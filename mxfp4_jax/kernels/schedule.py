@@ -65,6 +65,8 @@ def sort_by_expert(experts: jax.Array, num_experts: int, method: str | None = No
 
 
 def max_tiles(num_rows: int, num_experts: int, block_m: int) -> int:
+  """The most tiles `tile_schedule` can need: each group that holds rows ends in at most one
+  partial tile, and every other tile is full."""
   groups_with_rows = min(num_experts + 1, num_rows)  # E experts and the tail
   return groups_with_rows + (num_rows - groups_with_rows) // block_m
 
