@@ -92,8 +92,9 @@ def cache_slots(keys: int) -> int:
   return -(-keys // block) * block
 
 
-def decode_block(slots: int) -> int:
-  return 64 if slots > 64 else 16
+def decode_block(keys: int) -> int:
+  """`decode_attention`'s key block for a cache of ``keys`` slots."""
+  return 64 if keys > 64 else 16
 
 
 # float32 scores [B, K, G, T, S] per attention step (1 GiB): long or batched prompts are cut into
@@ -201,12 +202,13 @@ class Attention(nnx.Module):
       cache = LayerCache(*updated)
     else:
       qkv = (x if norm is None else norm(x)) @ self.qkv_weight[...] + self.qkv_bias[...]
-      out, cache = self._attend(qkv, cos, sin, positions, cache, start, prefill, decoding, sinks,
-                                window)
+      out, cache = self._rope_cache_attend(qkv, cos, sin, positions, cache, start, prefill,
+                                           decoding, sinks, window)
     out = out.reshape(b, t, cfg.q_size) @ self.out_weight[...] + self.out_bias[...]
     return out, cache
 
-  def _attend(self, qkv, cos, sin, positions, cache, start, prefill, decoding, sinks, window):
+  def _rope_cache_attend(self, qkv, cos, sin, positions, cache, start, prefill, decoding, sinks,
+                         window):
     """RoPE, the cache's update and attention as separate steps: prefills, and decoding off
     the kernel. qkv [B, T, (H + 2K) hd] -> (out [B, T, K, G, hd], cache)."""
     cfg = self.cfg
