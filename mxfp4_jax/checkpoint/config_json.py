@@ -8,6 +8,7 @@ The writers produce configs shaped like the published ones so that test checkpoi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -16,11 +17,8 @@ from mxfp4_jax.model.config import GptOssConfig
 from mxfp4_jax.mxfp4 import format as fmt
 
 HPARAM_KEYS = GptOssConfig.HPARAMS  # the model's hyperparameters: one list, in the model
-_INT_KEYS = frozenset({
-    "vocab_size", "hidden_size", "num_layers", "num_experts", "experts_per_token",
-    "intermediate_size", "num_heads", "num_kv_heads", "head_dim", "sliding_window",
-    "rope_original_context",
-})
+_INT_KEYS = frozenset(f.name for f in dataclasses.fields(GptOssConfig)
+                      if f.name in HPARAM_KEYS and f.type == "int")  # annotations as strings
 
 HF_ARCHITECTURE = "GptOssForCausalLM"
 HF_MODEL_TYPE = "gpt_oss"
