@@ -405,13 +405,15 @@ def test_paired_halves_compute_the_same_sums(rng, options):
 
 
 @pytest.mark.parametrize("swiglu", [False, True])
-@pytest.mark.parametrize("group_sizes", [[37, 0, 33, 16, 20], [32, 64, 1, 0, 0], [0, 0, 0, 0, 5]])
+@pytest.mark.parametrize("group_sizes", [[37, 0, 33, 16, 20], [32, 64, 1, 0, 0], [0, 0, 0, 0, 5],
+                                         [0, 9, 0, 8, 0]])
 @pytest.mark.parametrize("columns_first", [False, True])
 def test_remainder_tiles_compute_the_same_sums(rng, swiglu, group_sizes, columns_first):
   """Rows past a group's full 32-row tiles, 16 or fewer, go to a second call with 16-row tiles
   that writes into the first call's output: groups with and without such rows, groups of them
-  alone, an empty group, tail rows (the last case), and the tail alone writes zeros; in either
-  launch order."""
+  alone, an empty group, tail rows (the third case), and the tail alone writes zeros; fewer rows
+  than the large tile but more than the small one (the last case: 20 rows, of which the small
+  tiles must read no row past the end); in either launch order."""
   case, ref, _ = make_case(rng, 5, 128, 64, sum(group_sizes) + 3, group_sizes, bias=True,
                            row_weights=not swiglu, swiglu=swiglu)
   config = dataclasses.replace(CFG, block_m=32, remainder_block_m=16, columns_first=columns_first)

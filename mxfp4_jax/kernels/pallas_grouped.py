@@ -314,7 +314,11 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
     sizes = sched.clip_group_sizes(group_sizes, num_rows)
     leave = sched.remainders(sizes, cfg.block_m, cfg.remainder_block_m)
     out = run(as_list(sched.tile_schedule(sizes, num_rows, cfg.block_m, padded_rows, leave)), cfg)
-    rest = sched.remainder_schedule(sizes, leave, num_rows, cfg.remainder_block_m, padded_rows)
+    # A tile's window is where it reads x (x holds at least a tile of rows, else the kernel
+    # clamps its reads) and writes the output: so the small tiles slide within x's rows, not
+    # within the first call's padded_rows.
+    rest = sched.remainder_schedule(sizes, leave, num_rows, cfg.remainder_block_m,
+                                    max(num_rows, cfg.remainder_block_m))
     out = run(as_list(rest), dataclasses.replace(cfg, block_m=cfg.remainder_block_m,
                                                  remainder_block_m=0), out)
   else:
