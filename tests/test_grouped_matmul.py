@@ -437,8 +437,9 @@ def test_kernel_config_rejects_bad_blocks():
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, k_splits=5.0)
   with pytest.raises(ValueError, match="prefetch must be >= 0, got -1"):
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, prefetch=-1)
-  with pytest.raises(ValueError, match="column_blocks must be >= 1, got 0"):
-    KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, column_blocks=0)
+  for name in ("column_blocks", "k_splits", "k_unroll", "num_stages"):
+    with pytest.raises(ValueError, match=f"{name} must be >= 1, got 0"):
+      dataclasses.replace(CFG, **{name: 0})
   with pytest.raises(ValueError, match="block_n=48 must be a power of two >= 16"):
     KernelConfig(block_m=16, block_n=48, num_warps=4, num_stages=2)
   with pytest.raises(ValueError, match="block_m=8 must be a power of two >= 16"):

@@ -89,13 +89,14 @@ class KernelConfig:
     for f in dataclasses.fields(self):
       if f.type == "int" and type(getattr(self, f.name)) is not int:
         raise TypeError(f"KernelConfig.{f.name} must be an int, got {getattr(self, f.name)!r}")
+    for name in ("num_warps", "num_stages", "k_unroll", "k_splits", "column_blocks"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"KernelConfig.{name} must be >= 1, got {getattr(self, name)}")
     if self.prefetch < 0:
       raise ValueError(f"KernelConfig.prefetch must be >= 0, got {self.prefetch}")
     rest = self.remainder_block_m
     if rest and (rest < 16 or rest & (rest - 1)):
       raise ValueError(f"KernelConfig.remainder_block_m={rest} must be 0 or a power of two >= 16")
-    if self.column_blocks < 1:
-      raise ValueError(f"KernelConfig.column_blocks must be >= 1, got {self.column_blocks}")
     for name in ("block_m", "block_n"):
       value = getattr(self, name)
       if value < 16 or value & (value - 1):
