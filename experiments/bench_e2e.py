@@ -44,8 +44,7 @@ MAX_OPTION_REL_ERR = 1e-2
 
 def _build(config):
   if config.checkpoint:
-    runtime = {k: config.model[k]
-               for k in ("dtype", "moe_backend", "moe_interpret", "attention_backend")}
+    runtime = {k: config.model[k] for k in common.RUNTIME_FIELDS}
     return common.load_checkpoint(config.checkpoint, "--config.checkpoint", **runtime)
   return GptOss(GptOssConfig.from_dict(config.model), rngs=nnx.Rngs(config.seed))
 

@@ -119,6 +119,11 @@ def kernel_options(text: str) -> dict:
   return options
 
 
+# GptOssConfig's fields that say how to run a model, not what it is: a checkpoint takes these
+# from an experiment's config.model and its hyperparameters from its own config.json.
+RUNTIME_FIELDS = ("dtype", "moe_backend", "moe_interpret", "attention_backend", "router_backend")
+
+
 def load_checkpoint(path, flag: str, **runtime):
   """`mxfp4_jax.load_model`, with a problem in the checkpoint (`CheckpointError`: a file, key,
   tensor or packed format) reported as a one-line usage error naming ``flag``."""

@@ -8,7 +8,6 @@ prefill and decode throughput, peak device memory.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 
@@ -42,21 +41,18 @@ _PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Write a jax.profiler trac
 
 
 def _model_and_tokenizer(config):
-  runtime = dict(dtype=config.dtype, moe_backend=config.moe_backend)
   if _CHECKPOINT.value:
+    runtime = {k: config.model[k] for k in common.RUNTIME_FIELDS}
     model = common.load_checkpoint(_CHECKPOINT.value, "--checkpoint", **runtime)
     return model, load_tokenizer(_CHECKPOINT.value), f"checkpoint {_CHECKPOINT.value}"
-  if config.random_model == "tiny":
-    model_config = config.model
-  else:
-    model_config = importlib.import_module(f"configs.{config.random_model}").get_config().model
-  cfg = GptOssConfig.from_dict({**model_config.to_dict(), **runtime})
+  cfg = GptOssConfig.from_dict(config.model)
   model = GptOss(cfg, rngs=nnx.Rngs(_SEED.value))
   tokenizer = tiny_tokenizer()
   if tokenizer.vocab_size > cfg.vocab_size:
     raise app.UsageError(f"the built-in tokenizer has {tokenizer.vocab_size} tokens; "
                          f"--config.model.vocab_size={cfg.vocab_size} is too small")
-  label = (f"RANDOM WEIGHTS ({config.random_model}, seed {_SEED.value}): the text is noise; "
+  label = (f"RANDOM WEIGHTS ({cfg.num_layers} layers, {cfg.num_experts} experts, seed "
+           f"{_SEED.value}): the text is noise; "
            f"pass --checkpoint for a real model")
   return model, tokenizer, label
 

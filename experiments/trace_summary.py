@@ -1,6 +1,6 @@
 """Where the device time goes in a `jax.profiler` trace: GPU kernel time by kernel, then by fusion.
 
-  python -m experiments.generate --config=configs/generate.py --config.random_model=gpt_oss_20b \
+  python -m experiments.generate --config=configs/generate.py:gpt_oss_20b \
       --profile_dir=results/trace
   python -m experiments.trace_summary --trace=results/trace --steps=16
 

@@ -109,7 +109,7 @@ def test_generate_on_the_embedded_default_writes_a_trace(tmp_path):
   result = _run("experiments.generate", "--max_new_tokens=12", "--prompt=Hi", "--prompt=Bye",
                 "--config.chunk=4", f"--profile_dir={trace}", "--show_reasoning")
   assert result.returncode == 0, result.stderr
-  assert "RANDOM WEIGHTS (tiny, seed 0)" in result.stdout
+  assert "RANDOM WEIGHTS (2 layers, 4 experts, seed 0)" in result.stdout
   summary = next(l for l in result.stdout.splitlines() if l.startswith("summary:"))
   for field in ("load", "compile", "time to first token", "prefill", "decode",
                 "peak device memory"):
