@@ -200,6 +200,9 @@ def test_decode_needs_whole_key_blocks():
   with pytest.raises(ValueError, match=r"slots \(40\) must be a multiple of block_k=16"):
     decode_attention(q, k, k, jnp.zeros((1,), jnp.int32), jnp.zeros((1, 40), jnp.int32),
                      jnp.zeros((1, 2)), block_k=16, interpret=True)
+  with pytest.raises(ValueError, match=r"block_k must be a power of two >= 16 \(.*\), got 8"):
+    decode_attention(q, k, k, jnp.zeros((1,), jnp.int32), jnp.zeros((1, 40), jnp.int32),
+                     jnp.zeros((1, 2)), block_k=8, interpret=True)
 
 
 @pytest.mark.parametrize("change, message", [

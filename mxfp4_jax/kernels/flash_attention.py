@@ -132,8 +132,7 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
   """
   check_args(q, k, v, positions, sinks)
   for name, block in (("block_q", block_q), ("block_k", block_k)):
-    if block < 16 or block & (block - 1):
-      raise ValueError(f"{name} must be a power of two >= 16 (a Triton block), got {block}")
+    _check_block(name, block)
   b, t, kv_heads, group, head_dim = q.shape
   out_dtype, (q, k, v) = q.dtype, (a.astype(jnp.bfloat16) for a in (q, k, v))
   heads = kv_heads * group
@@ -371,12 +370,18 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
   return out, k, v, k_positions
 
 
+def _check_block(name: str, block: int) -> None:
+  if block < 16 or block & (block - 1):
+    raise ValueError(f"{name} must be a power of two >= 16 (a Triton block), got {block}")
+
+
 def _check_cache(k, v, q_positions, k_positions, b, kv_heads, head_dim, block_k):
   _check_head_dim(head_dim)
+  _check_block("block_k", block_k)
   slots = k.shape[1] if k.ndim == 4 else -1
   if k.shape != (b, slots, kv_heads, head_dim) or v.shape != k.shape:
-    raise ValueError(f"k and v must have shape [{b}, slots, {kv_heads}, {head_dim}] to match q, "
-                     f"got {list(k.shape)} and {list(v.shape)}")
+    raise ValueError(f"k and v must have shape [{b}, slots, {kv_heads}, {head_dim}] to match the "
+                     f"queries, got {list(k.shape)} and {list(v.shape)}")
   if slots % block_k:
     raise ValueError(f"the KV cache's slots ({slots}) must be a multiple of block_k={block_k}")
   if q_positions.shape != (b,) or k_positions.shape != (b, slots):
