@@ -22,7 +22,7 @@ from configs.bench_kernel import SHAPES
 from experiments import common
 from experiments.kernel_problems import PERTURB, dense_copies, kernel_problem, weight_copies
 from mxfp4_jax import benchmarking
-from mxfp4_jax.kernels import grouped_matmul, pick_config
+from mxfp4_jax.kernels import grouped_matmul, pick_config, tuning
 from mxfp4_jax.mxfp4.layout import dequantize_packed, random_packed
 
 _CONFIG = common.define_config("bench_kernel.py")
@@ -46,12 +46,14 @@ def smoke(config) -> None:
 def once(config) -> None:
   """One kernel call per (shape, P), nothing else: the mode to run under ``ncu``."""
   key = jax.random.PRNGKey(config.seed)
+  options = common.kernel_options(config.kernel_options)
   for shape_name in common.csv_list(config.shapes):
     for num_rows in common.csv_list(config.rows, int):
       group_sizes, weights, xs, row_weights, activation = kernel_problem(
           key, shape_name, num_rows, 1, config.top_k)
-      out = grouped_matmul(xs[0], weights[0], group_sizes, row_weights, activation=activation,
-                           backend="pallas")
+      with tuning.overridden(**options):  # the tuned config for this P, some fields replaced
+        out = grouped_matmul(xs[0], weights[0], group_sizes, row_weights,
+                             activation=activation, backend="pallas")
       print(f"once: {shape_name} P={num_rows} -> {out.shape}, finite: "
             f"{bool(jnp.all(jnp.isfinite(out)))}")
 
