@@ -174,6 +174,9 @@ def main(argv) -> None:
     experts = jax.random.choice(ke, num_experts, (num_rows,), replace=num_rows > num_experts)
     cfg = pick_config(num_rows, num_rows, n // 2, k // 64)
     splits = cfg.k_splits
+    if (k // 64) % splits:  # the probe's splits are straight runs of equal length
+      raise app.UsageError(f"--config.rows={num_rows}: the tuned {splits} splits do not divide "
+                           f"the {k // 64} K tiles, which the probe needs")
     probe = functools.partial(probe_gate_up, splits=splits, loads_first=config.loads_first)
     words, scales, bias = candidates[0]
     out = np.asarray(probe(x, words, scales, bias, experts), np.float64)
