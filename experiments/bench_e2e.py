@@ -187,8 +187,8 @@ def main(argv) -> None:
     jax.config.update("jax_compilation_cache_dir", bench.compilation_cache_dir)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  bench.hbm_bytes_per_s, bench.bf16_flops_per_s = common.ceilings(bench.hbm_bytes_per_s,
-                                                                   bench.bf16_flops_per_s)
+  bench.hbm_bytes_per_s, bench.bf16_flops_per_s = common.ceilings(
+      bench.hbm_bytes_per_s, bench.bf16_flops_per_s, flags="--config.bench.")
   start = time.perf_counter()
   model = _build(config)
   state = jax.block_until_ready(nnx.state(model))

@@ -62,14 +62,16 @@ def device_description() -> str:
 DEVICE_CEILINGS = {"H100": (2.95e12, 804e12), "H200": (3.27e12, 659e12)}
 
 
-def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0) -> tuple[float, float]:
+def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0,
+             flags: str = "--config.") -> tuple[float, float]:
   """The rooflines' (bytes/s, bf16 FLOP/s): the given values, and for each one left 0 this
-  device's from `DEVICE_CEILINGS` (the H100's on a device not listed there, said on stdout)."""
+  device's from `DEVICE_CEILINGS` (the H100's on a device not listed there, said on stdout,
+  naming the flags under ``flags`` that set them)."""
   kind = jax.devices()[0].device_kind
   known = next((c for name, c in DEVICE_CEILINGS.items() if name in kind), None)
   if known is None and not (hbm_bytes_per_s and bf16_flops_per_s):
-    print(f"ceilings: none known for {kind!r}; using the H100's (pass --config.hbm_bytes_per_s "
-          "and --config.bf16_flops_per_s, measured by experiments.ceilings)")
+    print(f"ceilings: none known for {kind!r}; using the H100's (pass {flags}hbm_bytes_per_s "
+          f"and {flags}bf16_flops_per_s, measured by experiments.ceilings)")
   known = known or DEVICE_CEILINGS["H100"]
   return hbm_bytes_per_s or known[0], bf16_flops_per_s or known[1]
 
