@@ -27,15 +27,17 @@ def generator(model):
   return Generator(model, max_len=64, chunk=8)
 
 
-@pytest.mark.parametrize("attention, tol", [("xla", 1e-5), ("pallas", 2e-2)])
+@pytest.mark.parametrize("attention, tol", [("xla", 1e-5), ("pallas", 4e-3)])
 @pytest.mark.parametrize("prompt_len", [5, 19])
-def test_cached_decode_logits_equal_full_forward(prompt_len, attention, tol):
+def test_cached_decode_logits_equal_full_forward(prompt_len, attention, tol, randomize):
   """Prefill a prompt shorter, then longer, than the 16-slot sliding ring (window 8), then feed
   the rest one token at a time: every position's logits equal the full forward's (float32, jnp
-  attention). With "pallas" the prefill and decode attention run the kernels (bf16 operands)."""
-  model = GptOss(CFG.replace(attention_backend=attention), rngs=nnx.Rngs(7))
+  attention). With "pallas" the prefill and decode attention run the kernels (bf16 operands),
+  the decode step's taking the attention norm's weight and the qkv bias itself: both random."""
+  model = randomize(GptOss(CFG.replace(attention_backend=attention), rngs=nnx.Rngs(7)),
+                    np.random.default_rng(1))
   assert [c.k.shape[1] for c in model.init_cache(2, 32)] == [16, 32]
-  reference = GptOss(CFG, rngs=nnx.Rngs(7))
+  reference = randomize(GptOss(CFG, rngs=nnx.Rngs(7)), np.random.default_rng(1))
   tokens = np.random.default_rng(0).integers(0, CFG.vocab_size, (2, 25)).astype(np.int32)
   full = np.asarray(reference(jnp.asarray(tokens)))
   positions = np.broadcast_to(np.arange(25, dtype=np.int32), (2, 25))

@@ -114,19 +114,8 @@ def np_forward(model, tokens):  # tokens [T]
 # --- tests ------------------------------------------------------------------------------------------
 
 
-def randomize(model, rng):
-  """Non-zero biases, sinks and norm scales, so that none of them can be silently ignored."""
-  for block in model.layers:
-    for var in (block.attn.qkv_bias, block.attn.out_bias, block.mlp.router_bias):
-      var[...] = jnp.asarray(rng.normal(0, 0.1, var.shape), var.dtype)
-    block.attn.sinks[...] = jnp.asarray(rng.normal(0, 1.0, block.attn.sinks.shape), jnp.float32)
-    for norm in (block.attn_norm, block.mlp_norm):
-      norm.scale[...] = jnp.asarray(1 + rng.normal(0, 0.1, norm.scale.shape), jnp.float32)
-  return model
-
-
 @pytest.fixture(scope="module")
-def model():
+def model(randomize):
   return randomize(GptOss(CFG, rngs=nnx.Rngs(0)), np.random.default_rng(0))
 
 
