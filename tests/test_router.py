@@ -134,11 +134,12 @@ def test_route_normalized_rejects_bad_input_and_takes_no_tokens():
   assert experts.shape == (0, 4) and weights.shape == (0, 4) and rows.shape == (0, 64)
 
 
-def test_model_moe_takes_the_norm_in_the_router_kernel():
+def test_model_moe_takes_the_norm_in_the_router_kernel(randomize):
   """A decode step's MoE given the residual and its norm (the fused router) agrees with the MoE
-  of the normalized tokens through the jnp reference."""
+  of the normalized tokens through the jnp reference; the norm's scale and the router's bias are
+  random, so that dropping either shows."""
   cfg = GptOssConfig.from_dict(tiny.model_config()).replace(moe_interpret=True)
-  block = GptOss(cfg, rngs=nnx.Rngs(1)).layers[0]
+  block = randomize(GptOss(cfg, rngs=nnx.Rngs(1)), np.random.default_rng(2)).layers[0]
   h = jax.random.normal(jax.random.PRNGKey(3), (1, 1, cfg.hidden_size)).astype(jnp.bfloat16) * 9
   assert cfg.experts_per_token <= cfg.num_experts // 2  # the one-row tiles that take the rows
   got = block.mlp(h, block.mlp_norm)
