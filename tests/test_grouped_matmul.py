@@ -25,7 +25,7 @@ ALPHA, LIMIT = 1.702, 7.0
 # --- the oracle -----------------------------------------------------------------------------------
 
 
-def oracle(x, blocks, scales, bias, group_sizes, row_weights, swiglu):
+def oracle(x, blocks, scales, bias, group_sizes, row_weights, swiglu, alpha=ALPHA, limit=LIMIT):
   """float64 numpy, from the checkpoint layout (interleaved glu/linear columns when SwiGLU).
 
   Returns (out, pre-activation) with rows past sum(group_sizes) zero.
@@ -41,9 +41,9 @@ def oracle(x, blocks, scales, bias, group_sizes, row_weights, swiglu):
       pre[start:end] += bias[e]
   out = pre.copy()
   if swiglu:
-    glu = np.minimum(pre[:, 0::2], LIMIT)
-    lin = np.clip(pre[:, 1::2], -LIMIT, LIMIT)
-    out = glu / (1 + np.exp(-ALPHA * glu)) * (lin + 1)
+    glu = np.minimum(pre[:, 0::2], limit)
+    lin = np.clip(pre[:, 1::2], -limit, limit)
+    out = glu / (1 + np.exp(-alpha * glu)) * (lin + 1)
   if row_weights is not None:
     out = out * np.asarray(row_weights, np.float64)[:, None]
   out[ends[-1] if len(ends) else 0:] = 0
@@ -51,7 +51,7 @@ def oracle(x, blocks, scales, bias, group_sizes, row_weights, swiglu):
 
 
 def make_case(rng, e, k, n, p, group_sizes, bias=False, row_weights=False, swiglu=False,
-              scale_range=(119, 123), x_scale=1.0):
+              scale_range=(119, 123), x_scale=1.0, alpha=ALPHA, limit=LIMIT):
   blocks = rng.integers(0, 256, (e, n, k // 32, 16), dtype=np.uint8)
   scales = rng.integers(*scale_range, (e, n, k // 32), endpoint=True, dtype=np.uint8)
   b = rng.standard_normal((e, n)).astype(np.float32) if bias else None
@@ -60,7 +60,7 @@ def make_case(rng, e, k, n, p, group_sizes, bias=False, row_weights=False, swigl
   rw = rng.uniform(0.1, 1.0, p).astype(np.float32) if row_weights else None
   group_sizes = np.asarray(group_sizes, np.int32)
   w = mxfp4.pack(blocks, scales, b, swiglu_halves=swiglu)
-  ref, pre = oracle(x, blocks, scales, b, group_sizes, rw, swiglu)
+  ref, pre = oracle(x, blocks, scales, b, group_sizes, rw, swiglu, alpha, limit)
   return dict(x=x, w=w, group_sizes=group_sizes, row_weights=rw, swiglu=swiglu), ref, pre
 
 
@@ -155,6 +155,22 @@ def test_swiglu_clamp_active(rng, backend):
   assert (glu > LIMIT).mean() > 0.1 and (glu < -LIMIT).mean() > 0.1
   assert (lin > LIMIT).mean() > 0.1 and (lin < -LIMIT).mean() > 0.1
   check(run(case, backend), ref, case["group_sizes"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("k_splits", [1, 2])  # split K applies the epilogue after the kernel
+def test_swiglu_alpha_and_limit_are_the_callers(rng, backend, k_splits):
+  """A SwiGLU of another alpha and limit (the clamp at 3 active) than GPT-OSS's 1.702 and 7."""
+  alpha, limit = 1.2, 3.0
+  case, ref, pre = make_case(rng, 2, 128, 64, 40, [25, 10], bias=True, row_weights=True,
+                             swiglu=True, x_scale=4.0, alpha=alpha, limit=limit)
+  assert (np.abs(pre[:35]) > limit).mean() > 0.1
+  out = grouped_matmul(case["x"], case["w"], jnp.asarray(case["group_sizes"]),
+                       case["row_weights"], activation="swiglu", backend=backend,
+                       interpret=INTERPRET and backend == "pallas",
+                       config=dataclasses.replace(CFG, k_splits=k_splits),
+                       swiglu_alpha=alpha, swiglu_limit=limit)
+  check(out, ref, case["group_sizes"])
 
 
 def test_swiglu_formula():
