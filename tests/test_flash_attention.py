@@ -67,9 +67,10 @@ def test_matches_float64_oracle(rng, t, lengths, kv_heads, group, window, block_
 
 
 def test_rows_that_see_only_the_sink_are_finite(rng):
-  """A very negative score everywhere (and a large sink) must not give NaN or inf."""
-  q = jnp.asarray(rng.standard_normal((1, 20, 1, 2, 16)) * 30, jnp.bfloat16)
-  k = -q[:, :, :, 0]
+  """A very negative score everywhere (q's elements positive, k's negative), and a large sink,
+  must not give NaN or inf."""
+  q = jnp.asarray(np.abs(rng.standard_normal((1, 20, 1, 2, 16))) * 30, jnp.bfloat16)
+  k = jnp.asarray(-np.abs(rng.standard_normal((1, 20, 1, 16))), jnp.bfloat16)
   v = jnp.asarray(rng.standard_normal((1, 20, 1, 16)), jnp.bfloat16)
   sinks = jnp.asarray([[40.0, -40.0]], jnp.float32)
   positions = left_padded_positions([20], 20)
