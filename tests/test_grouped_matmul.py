@@ -263,6 +263,8 @@ def test_overridden_replaces_fields_of_every_picked_config_inside_only():
     ("p7_padded_k", False, dataclasses.replace(CFG, k_splits=2, unroll_split=True,
                                                prefetch=1)),  # 2 tiles, 1 a split
     ("p33_e32_swiglu", True, dataclasses.replace(CFG, k_splits=2, columns_first=True)),
+    ("p33_e32_swiglu", True, dataclasses.replace(CFG, k_splits=3, unroll_split=True, prefetch=1,
+                                                 paired_halves=True)),  # the decode sweep's
     ("single_row_groups", False, None),  # the picked config
 ])
 def test_row_experts_in_any_order(rng, backend, name, swiglu, config):
