@@ -99,6 +99,12 @@ def write_results(config, name: str, results: list) -> pathlib.Path:
   return out
 
 
+def kernel_field_cast(field_type: str):
+  """How a `KernelConfig` field of ``field_type`` (its annotation) is written on the command
+  line -> its parser: ints, bools as 0 or 1, strings as they are."""
+  return {"int": int, "bool": lambda v: bool(int(v))}.get(field_type, str)
+
+
 def kernel_options(text: str) -> dict:
   """``"decode=lut,accumulate_in_mma=1"`` (``--config.kernel_options``) -> KernelConfig field
   values (ints, and bools written as 0 or 1), for experiments that override the tuned defaults.
@@ -114,7 +120,7 @@ def kernel_options(text: str) -> dict:
       raise app.UsageError(f"--config.kernel_options: {item!r} is not NAME=VALUE with NAME one "
                            f"of {sorted(types)}")
     try:
-      options[name] = {"int": int, "bool": lambda v: bool(int(v))}.get(types[name], str)(value)
+      options[name] = kernel_field_cast(types[name])(value)
       dataclasses.replace(tuning.TABLE[0][1], **{name: options[name]})  # KernelConfig's checks
     except (TypeError, ValueError) as e:
       raise app.UsageError(f"--config.kernel_options: {item!r}: {e}") from None

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -85,14 +86,9 @@ def main(argv) -> None:
     from triton.backends.compiler import GPUTarget  # noqa: PLC0415
   except ImportError:
     raise app.UsageError("needs the triton package: pip install triton==3.6.0") from None
-  kernel_config = KernelConfig(block_m=config.block_m, block_n=config.block_n,
-                               num_warps=config.num_warps, num_stages=config.num_stages,
-                               k_unroll=config.k_unroll, decode=config.decode,
-                               accumulate_in_mma=config.accumulate_in_mma,
-                               prefetch_scales=config.prefetch_scales,
-                               k_splits=config.k_splits, unroll_split=config.unroll_split,
-                               prefetch=config.prefetch, column_blocks=config.column_blocks,
-                               paired_halves=config.paired_halves)
+  # The KernelConfig fields the config names (the others keep their defaults).
+  kernel_config = KernelConfig(**{f.name: config[f.name]
+                                  for f in dataclasses.fields(KernelConfig) if f.name in config})
   out = common.output_dir(config, "kernel_sass")
   ttir = out / "kernel.ttir"
   ttir.write_text(lower_to_ttir(config, kernel_config))

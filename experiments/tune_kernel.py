@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 
@@ -59,23 +60,15 @@ def main(argv) -> None:
                                row_experts=row_experts, activation=activation,
                                backend="reference")
     timings = []
-    numbers = (common.csv_list(getattr(config, f), int)
-               for f in ("block_m", "block_n", "num_warps", "num_stages", "k_unroll", "k_splits",
-                         "prefetch", "column_blocks", "remainder_block_m"))
-    flags = (common.csv_list(config[f], lambda v: bool(int(v)))
-             for f in ("accumulate_in_mma", "prefetch_scales", "unroll_split", "columns_first",
-                       "paired_halves"))
-    for (bm, bn, warps, stages, unroll, splits, ahead, blocks, rest, decode, in_mma, prefetch,
-         unroll_split, columns_first, paired) in itertools.product(
-        *numbers, common.csv_list(config.decode), *flags):
-      if bm > m_limit or (unroll_split and splits == 1):  # the latter: no split to unroll
-        continue
-      cfg = KernelConfig(block_m=bm, block_n=bn, num_warps=warps, num_stages=stages,
-                         k_unroll=unroll, k_splits=splits, prefetch=ahead,
-                         column_blocks=blocks, remainder_block_m=rest, decode=decode,
-                         accumulate_in_mma=in_mma, prefetch_scales=prefetch,
-                         unroll_split=unroll_split, columns_first=columns_first,
-                         paired_halves=paired)
+    # Every KernelConfig field is a comma list in the config; the sweep is their product.
+    fields = dataclasses.fields(KernelConfig)
+    choices = [common.csv_list(config[f.name], common.kernel_field_cast(f.type)) for f in fields]
+    for values in itertools.product(*choices):
+      cfg_fields = dict(zip((f.name for f in fields), values))
+      if cfg_fields["block_m"] > m_limit or (cfg_fields["unroll_split"]
+                                             and cfg_fields["k_splits"] == 1):
+        continue  # the latter: no split to unroll
+      cfg = KernelConfig(**cfg_fields)
       fn = functools.partial(_kernel, by_row=config.row_experts, activation=activation,
                              backend="pallas", config=cfg)
       try:
