@@ -104,12 +104,13 @@ def check_args(q, k, v, positions, sinks) -> None:
                      f"got {positions.dtype}{list(positions.shape)}")
   if sinks.shape != (kv_heads, group):
     raise ValueError(f"sinks must have shape {[kv_heads, group]}, got {list(sinks.shape)}")
-  _check_head_dim(head_dim)
+  _check_block("head_dim", head_dim)
 
 
-def _check_head_dim(head_dim: int) -> None:
-  if head_dim & (head_dim - 1) or head_dim < 16:
-    raise ValueError(f"head_dim must be a power of two >= 16 for the kernel, got {head_dim}")
+def _check_block(name: str, block: int) -> None:
+  """Sizes the kernels load or tile by (block sizes, head_dim) must be Triton block shapes."""
+  if block < 16 or block & (block - 1):
+    raise ValueError(f"{name} must be a power of two >= 16 (a Triton block), got {block}")
 
 
 @functools.partial(jax.jit, static_argnames=("window", "block_q", "block_k", "num_warps",
@@ -370,13 +371,8 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
   return out, k, v, k_positions
 
 
-def _check_block(name: str, block: int) -> None:
-  if block < 16 or block & (block - 1):
-    raise ValueError(f"{name} must be a power of two >= 16 (a Triton block), got {block}")
-
-
 def _check_cache(k, v, q_positions, k_positions, b, kv_heads, head_dim, block_k):
-  _check_head_dim(head_dim)
+  _check_block("head_dim", head_dim)
   _check_block("block_k", block_k)
   slots = k.shape[1] if k.ndim == 4 else -1
   if k.shape != (b, slots, kv_heads, head_dim) or v.shape != k.shape:
