@@ -104,8 +104,8 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   rows_read = pl.ds(window, bm) if x_rows >= bm else jnp.minimum(rows, x_rows - 1)
   # A program owns `column_blocks` blocks of out_bn output columns. The last program slides
   # back to stay in bounds; it writes only the columns it owns.
-  paired = bool(swiglu_half) and cfg.paired_halves
   out_bn = cfg.out_block_n(bool(swiglu_half))
+  paired = out_bn < bn  # gate_up's glu rows and their linear rows in one block (paired_halves)
   owned = col_tile * out_bn * cfg.column_blocks
   col0 = jnp.minimum(owned, out_cols - out_bn * cfg.column_blocks)
   out_blocks = tuple(col0 + i * out_bn for i in range(cfg.column_blocks))
