@@ -44,8 +44,7 @@ MAX_OPTION_REL_ERR = 1e-2
 
 def _build(config):
   if config.checkpoint:
-    runtime = {k: config.model[k] for k in common.RUNTIME_FIELDS}
-    return common.load_checkpoint(config.checkpoint, "--config.checkpoint", **runtime)
+    return common.load_checkpoint(config.checkpoint, "--config.checkpoint", config.model)
   return GptOss(GptOssConfig.from_dict(config.model), rngs=nnx.Rngs(config.seed))
 
 

@@ -127,18 +127,17 @@ def kernel_options(text: str) -> dict:
   return options
 
 
-# GptOssConfig's fields that say how to run a model, not what it is: a checkpoint takes these
-# from an experiment's config.model and its hyperparameters from its own config.json.
-RUNTIME_FIELDS = ("dtype", "moe_backend", "moe_interpret", "attention_backend", "router_backend")
-
-
-def load_checkpoint(path, flag: str, **runtime):
-  """`mxfp4_jax.load_model`, with a problem in the checkpoint (`CheckpointError`: a file, key,
-  tensor or packed format) reported as a one-line usage error naming ``flag``."""
+def load_checkpoint(path, flag: str, model_config):
+  """`mxfp4_jax.load_model` with the runtime fields that ``model_config`` has (an experiment's
+  ``config.model``; the checkpoint brings its own hyperparameters), a problem in the checkpoint
+  (`CheckpointError`: a file, key, tensor or packed format) reported as a one-line usage error
+  naming ``flag``."""
   from absl import app  # noqa: PLC0415
   import mxfp4_jax  # noqa: PLC0415
   from mxfp4_jax.checkpoint import CheckpointError  # noqa: PLC0415
+  from mxfp4_jax.model import GptOssConfig  # noqa: PLC0415
 
+  runtime = {k: model_config[k] for k in GptOssConfig.RUNTIME if k in model_config}
   try:
     return mxfp4_jax.load_model(path, **runtime)
   except CheckpointError as e:

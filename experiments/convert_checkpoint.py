@@ -23,8 +23,8 @@ def main(argv) -> None:
     if not config[field]:
       raise app.UsageError(f"--config.{field} is required")
   start = time.perf_counter()
-  model = common.load_checkpoint(config.checkpoint, "--config.checkpoint", dtype=config.dtype,
-                                 moe_backend="reference")
+  model = common.load_checkpoint(config.checkpoint, "--config.checkpoint",
+                                 dict(dtype=config.dtype, moe_backend="reference"))
   loaded = time.perf_counter()
   path = save_packed(model, config.output)
   copied = _copy_tokenizer(pathlib.Path(config.checkpoint), path)

@@ -42,8 +42,7 @@ _PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Write a jax.profiler trac
 
 def _model_and_tokenizer(config):
   if _CHECKPOINT.value:
-    runtime = {k: config.model[k] for k in common.RUNTIME_FIELDS}
-    model = common.load_checkpoint(_CHECKPOINT.value, "--checkpoint", **runtime)
+    model = common.load_checkpoint(_CHECKPOINT.value, "--checkpoint", config.model)
     return model, load_tokenizer(_CHECKPOINT.value), f"checkpoint {_CHECKPOINT.value}"
   cfg = GptOssConfig.from_dict(config.model)
   model = GptOss(cfg, rngs=nnx.Rngs(_SEED.value))

@@ -68,6 +68,18 @@ def test_packed_params_keep_the_config(tmp_path):
       **runtime)
 
 
+def test_load_model_takes_every_runtime_field():
+  """Experiments hand a checkpoint their config's `GptOssConfig.RUNTIME` fields: each must be a
+  keyword of load_model, and every config field is a hyperparameter or one of them."""
+  import dataclasses
+  import inspect
+  from mxfp4_jax.model.loading import load_model
+  keywords = set(inspect.signature(load_model).parameters) - {"path", "progress"}
+  assert keywords == set(GptOssConfig.RUNTIME)
+  fields = {f.name for f in dataclasses.fields(GptOssConfig)}
+  assert fields == {*GptOssConfig.HPARAMS, *GptOssConfig.RUNTIME, "swiglu_alpha"}
+
+
 def test_pallas_and_reference_moe_agree(checkpoints):
   """The whole tiny model with the Pallas kernel (interpret mode on CPU) against the jnp MoE, bf16."""
   kernel = mxfp4_jax.load_model(checkpoints / "hf", moe_backend="pallas",

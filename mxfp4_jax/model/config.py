@@ -48,6 +48,8 @@ class GptOssConfig:
              "intermediate_size", "num_heads", "num_kv_heads", "head_dim", "sliding_window",
              "rope_theta", "rope_scaling_factor", "rope_original_context", "rope_beta_fast",
              "rope_beta_slow", "rms_norm_eps", "swiglu_limit")
+  # How to run it: what `mxfp4_jax.load_model` takes beside a checkpoint's hyperparameters.
+  RUNTIME = ("dtype", "moe_backend", "moe_interpret", "attention_backend", "router_backend")
 
   def __post_init__(self):
     for name in self.HPARAMS:
