@@ -108,7 +108,10 @@ def main(argv) -> None:
   start = time.perf_counter()
   model, tokenizer, label = _model_and_tokenizer(config)
   load_s = time.perf_counter() - start
-  print(f"model: {label}; device {common.device_description()}")
+  cfg = model.cfg
+  print(f"model: {label}; {cfg.dtype}, experts {cfg.resolved_moe_backend}, attention "
+        f"{cfg.resolved_attention_backend}, router {cfg.resolved_router_backend}; device "
+        f"{common.device_description()}")
 
   prompts = [tokenizer.encode(harmony.render_prompt(
       [("user", text)], reasoning_effort=_EFFORT.value, system_message=_SYSTEM.value,

@@ -125,6 +125,25 @@ def test_generate_rejects_an_overlong_prompt_before_work():
   assert "summary:" not in result.stdout
 
 
+def test_generate_from_a_checkpoint_with_config_model_runtime_fields(tmp_path):
+  from configs import tiny
+  from mxfp4_jax.checkpoint import write_random_checkpoint
+  from mxfp4_jax.generate.tokenizer import tiny_tokenizer
+  from mxfp4_jax.model import GptOssConfig
+  hparams = GptOssConfig.from_dict(tiny.model_config()).hparams()
+  write_random_checkpoint(tmp_path, hparams, "hf", seed=1)
+  tiny_tokenizer().hf.save(str(tmp_path / "tokenizer.json"))
+  result = _run("experiments.generate", f"--checkpoint={tmp_path}", "--max_new_tokens=4",
+                "--config.model.dtype=float32", "--config.model.attention_backend=xla")
+  assert result.returncode == 0, result.stderr
+  assert f"checkpoint {tmp_path}; float32, experts reference, attention xla" in result.stdout
+  assert "summary:" in result.stdout
+
+  missing = _run("experiments.generate", f"--checkpoint={tmp_path / 'absent'}")
+  assert missing.returncode != 0 and "Traceback" not in missing.stderr
+  assert "--checkpoint" in missing.stderr
+
+
 def test_bench_e2e_on_the_tiny_model(tmp_path):
   result = _run("experiments.bench_e2e", "--config=configs/tiny.py",
                 "--config.bench.batch_sizes=1,2", "--config.bench.prefill_lengths=16",
