@@ -23,12 +23,18 @@ def rng(request):
 
 
 def _randomize(model, rng):
-  """Non-zero biases, sinks and norm scales in every layer of a GptOss, so that none of them can
-  be silently ignored (a fresh model has zero biases and sinks and unit norm scales)."""
+  """A GptOss in which no parameter can be silently ignored. A fresh model has zero biases and
+  sinks, unit norm scales, and weights of std 0.02, at which attention scores are ~0.04
+  (attention nearly uniform: a wrong window, rotation or scale moves the output by less than a
+  bf16 tolerance) and router logits ~0.2 apart (near-ties that bf16 rounding flips to another
+  expert). Here: scores and router logits of order one, sinks that take a real share of the
+  attention, and small random biases and norm scales."""
   for block in model.layers:
+    block.attn.qkv_weight[...] = block.attn.qkv_weight[...] * 5
+    block.mlp.router_weight[...] = block.mlp.router_weight[...] * 10
     for var in (block.attn.qkv_bias, block.attn.out_bias, block.mlp.router_bias):
-      var[...] = jnp.asarray(rng.normal(0, 0.1, var.shape), var.dtype)
-    block.attn.sinks[...] = jnp.asarray(rng.normal(0, 1.0, block.attn.sinks.shape), jnp.float32)
+      var[...] = jnp.asarray(rng.normal(0, 0.02, var.shape), var.dtype)
+    block.attn.sinks[...] = jnp.asarray(rng.normal(1.0, 1.0, block.attn.sinks.shape), jnp.float32)
     for norm in (block.attn_norm, block.mlp_norm):
       norm.scale[...] = jnp.asarray(1 + rng.normal(0, 0.1, norm.scale.shape), jnp.float32)
   return model
@@ -36,5 +42,5 @@ def _randomize(model, rng):
 
 @pytest.fixture(scope="session")
 def randomize():
-  """``randomize(model, rng)``: the model with random biases, sinks and norm scales."""
+  """``randomize(model, rng)``: the model with parameters that every path must use (above)."""
   return _randomize

@@ -27,7 +27,9 @@ def generator(model):
   return Generator(model, max_len=64, chunk=8)
 
 
-@pytest.mark.parametrize("attention, tol", [("xla", 1e-5), ("pallas", 4e-3)])
+# The kernels' bf16 operands at order-one scores err by ~5e-3; a window off by one, or a step
+# without the sinks, the qkv bias or the norm's weight, by 3e-2 to 0.5.
+@pytest.mark.parametrize("attention, tol", [("xla", 1e-5), ("pallas", 1e-2)])
 @pytest.mark.parametrize("prompt_len", [5, 19])
 def test_cached_decode_logits_equal_full_forward(prompt_len, attention, tol, randomize):
   """Prefill a prompt shorter, then longer, than the 16-slot sliding ring (window 8), then feed
@@ -52,6 +54,22 @@ def test_cached_decode_logits_equal_full_forward(prompt_len, attention, tol, ran
   assert np.linalg.norm(stepped - full) / np.linalg.norm(full) < tol
   last, _ = model.forward(tokens, positions, model.init_cache(2, 32), start=0, last_only=True)
   assert np.linalg.norm(np.asarray(last)[:, 0] - full[:, -1]) / np.linalg.norm(full[:, -1]) < tol
+
+
+def test_a_chunk_of_tokens_after_a_prefill_equals_the_full_forward(randomize):
+  """A prompt fed in two calls, the second (21 tokens) longer than the sliding layer's 16-slot
+  ring and starting past a 10-token prefill, then one decode step: each position attends over
+  the cache as it was plus the new keys, and its logits equal the full forward's."""
+  model = randomize(GptOss(CFG, rngs=nnx.Rngs(3)), np.random.default_rng(4))
+  tokens = np.random.default_rng(5).integers(0, CFG.vocab_size, (2, 32)).astype(np.int32)
+  positions = np.broadcast_to(np.arange(32, dtype=np.int32), (2, 32))
+  full = np.asarray(model(jnp.asarray(tokens)))
+  caches, pieces = model.init_cache(2, 40), []
+  for begin, end in ((0, 10), (10, 31), (31, 32)):
+    logits, caches = model.forward(tokens[:, begin:end], positions[:, begin:end], caches,
+                                   start=begin)
+    pieces.append(np.asarray(logits))
+  np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, rtol=1e-4, atol=1e-4)
 
 
 def test_prompt_alone_or_in_a_padded_batch_gives_the_same_tokens(generator):

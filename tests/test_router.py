@@ -25,10 +25,20 @@ def inputs(n, d, e, seed=0):
 def numpy_route(x, weight, bias, k):
   x, weight, bias = (np.asarray(a, np.float64) for a in (x, weight, bias))
   logits = x @ weight.T + bias
-  order = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
-  top = np.take_along_axis(logits, order, -1)
-  weights = np.exp(top - top[:, :1])
-  return logits, order, weights / weights.sum(-1, keepdims=True)
+  return logits, np.argsort(-logits, axis=-1, kind="stable")[:, :k]
+
+
+def assert_routes(experts, weights, logits, want_experts, weights_tol=5e-3):
+  """The chosen experts hold the top k's exact logits (rounding may swap near-equal ones), and
+  their weights are the softmax of those exact logits."""
+  experts, weights = np.asarray(experts), np.asarray(weights)
+  chosen = np.take_along_axis(logits, experts, -1)
+  assert np.abs(chosen - np.take_along_axis(logits, want_experts, -1)).max() < 2e-2
+  assert (experts == want_experts).mean() > 0.9
+  want_weights = np.exp(chosen - chosen.max(-1, keepdims=True))
+  want_weights /= want_weights.sum(-1, keepdims=True)
+  assert np.abs(weights - want_weights).max() < weights_tol
+  assert np.allclose(weights.sum(-1), 1.0, atol=1e-6)
 
 
 def run_kernel(*args, k):
@@ -41,15 +51,9 @@ def test_matches_float64(n, d, e, k):
   """Fresh random inputs; tokens past a whole block (33), experts padded to a power of two (5)."""
   args = inputs(n, d, e, seed=n)
   experts, weights = run_kernel(*args, k=k)
-  logits, want_experts, want_weights = numpy_route(*args, k)
+  logits, want_experts = numpy_route(*args, k)
   assert experts.shape == (n, k) and experts.dtype == jnp.int32
-  # Rounding may swap near-equal logits: the chosen experts' exact logits are the top k's.
-  got_logits = np.take_along_axis(logits, np.asarray(experts), -1)
-  want_logits = np.take_along_axis(logits, want_experts, -1)
-  assert np.abs(got_logits - want_logits).max() < 2e-2
-  assert (np.asarray(experts) == want_experts).mean() > 0.9
-  assert np.abs(np.asarray(weights) - want_weights).max() < 2e-2
-  assert np.allclose(np.asarray(weights).sum(-1), 1.0, atol=1e-6)
+  assert_routes(experts, weights, logits, want_experts)
 
 
 @pytest.mark.parametrize("n,e", [(3, 32), (20, 16), (17, 64)])
@@ -110,12 +114,8 @@ def test_route_normalized_matches_float64(n, d, e, k):
   experts, weights, rows = router.route_normalized(h, norm_weight, 1e-5, weight, bias, k=k,
                                                    interpret=INTERPRET)
   x = numpy_rms_norm(h, norm_weight, 1e-5)
-  logits, want_experts, want_weights = numpy_route(x, weight, bias, k)
-  got_logits = np.take_along_axis(logits, np.asarray(experts), -1)
-  want_logits = np.take_along_axis(logits, want_experts, -1)
-  assert np.abs(got_logits - want_logits).max() < 2e-2
-  assert (np.asarray(experts) == want_experts).mean() > 0.9
-  assert np.abs(np.asarray(weights) - want_weights).max() < 2e-2
+  logits, want_experts = numpy_route(x, weight, bias, k)
+  assert_routes(experts, weights, logits, want_experts)
   assert rows.shape == (n * k, d) and rows.dtype == jnp.bfloat16
   got_rows = np.asarray(rows.astype(jnp.float32), np.float64)
   np.testing.assert_allclose(got_rows, np.repeat(x, k, axis=0), rtol=2 ** -8, atol=1e-6)
@@ -161,7 +161,7 @@ def test_model_moe_routes_through_the_kernel(backend):
   block.mlp.cfg = cfg.replace(moe_backend="reference", moe_interpret=False, router_backend="xla")
   want = block.mlp(x)
   err = jnp.linalg.norm((got - want).astype(jnp.float32)) / jnp.linalg.norm(want.astype(jnp.float32))
-  assert float(err) < 2e-2
+  assert float(err) < 5e-3
 
 
 def test_router_backend_config():
