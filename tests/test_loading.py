@@ -92,14 +92,18 @@ def test_pallas_and_reference_moe_agree(checkpoints):
   assert (a.argmax(-1) == b.argmax(-1)).mean() >= 0.9
 
 
-def test_missing_tensor_is_named(checkpoints, tmp_path):
+def test_tensor_the_index_leaves_out_is_named(checkpoints, tmp_path):
+  """A tensor still in its shard but gone from the HF index (a tensor gone from both:
+  test_checkpoint.test_missing_hf_tensor_is_named)."""
   import shutil
+  name = "model.layers.1.self_attn.sinks"
   broken = tmp_path / "broken"
   shutil.copytree(checkpoints / "hf", broken)
-  index = json.loads((broken / "model.safetensors.index.json").read_text())
-  del index["weight_map"]["model.layers.1.self_attn.sinks"]
-  (broken / "model.safetensors.index.json").write_text(json.dumps(index))
-  with pytest.raises(CheckpointError, match="model.layers.1.self_attn.sinks"):
+  index_file = broken / "model.safetensors.index.json"
+  index = json.loads(index_file.read_text())
+  shard = index["weight_map"].pop(name)
+  index_file.write_text(json.dumps(index))
+  with pytest.raises(CheckpointError, match=f"does not list tensor {name} \\(in {shard}\\)"):
     mxfp4_jax.load_model(broken, progress=False)
 
 
@@ -115,6 +119,30 @@ def test_tensor_missing_from_the_stream_is_named(checkpoints, dropped, message):
     from_canonical(cfg, tensors)
 
 
+@pytest.mark.parametrize("change,message", [
+    (("layers.1.down.scales", lambda a: np.where(np.arange(a.size).reshape(a.shape) == 5, 255, a)),
+     "layers.1.down: pack: scales holds 0xFF"),
+    (("layers.0.gate_up.blocks", lambda a: a[:, :64]), r"layers.0.gate_up: blocks \(4, 64, 2, 16\)"),
+    (("layers.0.rotary.inv_freq", None), "layers.0.rotary.inv_freq: not a parameter"),
+])
+def test_a_bad_tensor_in_the_stream_is_named(checkpoints, change, message):
+  """A scale byte the format has no value for (0xFF, E8M0's NaN), expert tensors whose shapes
+  the config does not imply, and a name the model has no parameter for: one error each,
+  naming the tensor."""
+  cfg = GptOssConfig.from_dict(tiny.model_config())
+  name, edit = change
+  stream = list(iter_canonical(checkpoints / "hf", progress=False))
+  if edit is None:
+    stream.insert(1, (name, np.zeros(3, np.float32)))
+  else:
+    stream = [(n, edit(a) if n == name else a) for n, a in stream]
+  if name.endswith("gate_up.blocks"):  # the scales and bias of the same (wrong) experts
+    stream = [(n, a[:, :64] if n in ("layers.0.gate_up.scales", "layers.0.gate_up.bias") else a)
+              for n, a in stream]
+  with pytest.raises(CheckpointError, match=message):
+    from_canonical(cfg, iter(stream))
+
+
 def test_bad_packed_marker(tmp_path):
   (tmp_path / PACKED_MARKER).write_text("{not json")
   with pytest.raises(CheckpointError, match="not valid JSON"):
@@ -122,8 +150,18 @@ def test_bad_packed_marker(tmp_path):
   (tmp_path / PACKED_MARKER).write_text(json.dumps({"format": 99}))
   with pytest.raises(CheckpointError, match="format 99"):
     mxfp4_jax.load_model(tmp_path)
+  (tmp_path / PACKED_MARKER).write_text(json.dumps([PACKED_FORMAT]))
+  with pytest.raises(CheckpointError, match="format 'list'"):
+    mxfp4_jax.load_model(tmp_path)
   (tmp_path / PACKED_MARKER).write_text(json.dumps({"format": PACKED_FORMAT}))
   with pytest.raises(CheckpointError, match="no 'hparams' object"):
+    mxfp4_jax.load_model(tmp_path)
+  (tmp_path / PACKED_MARKER).write_text(json.dumps({"format": PACKED_FORMAT,
+                                                    "hparams": dict(HPARAMS, hidden_size=0)}))
+  with pytest.raises(CheckpointError, match="hparams: hidden_size must be positive"):
+    mxfp4_jax.load_model(tmp_path)
+  (tmp_path / PACKED_MARKER).write_text(json.dumps({"format": PACKED_FORMAT, "hparams": HPARAMS}))
+  with pytest.raises(CheckpointError, match="params: missing"):
     mxfp4_jax.load_model(tmp_path)
 
 

@@ -89,6 +89,11 @@ def _catalog(layout: str,
       weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
       raise CheckpointError(f"{index}: no readable weight_map ({e!r})") from None
+    if not (isinstance(weight_map, dict)
+            and all(isinstance(v, str) for v in weight_map.values())):
+      raise CheckpointError(f"{index}: weight_map must map tensor names to file names")
+    # Shard names as file names ("./model-00001-of-00002.safetensors" is that file too).
+    weight_map = {k: pathlib.PurePosixPath(v).name for k, v in weight_map.items()}
     files = [path / f for f in sorted(set(weight_map.values()))]
   else:
     files = _safetensors_files(path)
@@ -101,9 +106,11 @@ def _catalog(layout: str,
           if key in catalog:
             raise CheckpointError(
                 f"{path}: tensor {key} is in both {catalog[key][0].name} and {file.name}")
-          if weight_map is not None and weight_map.get(key) != file.name:
+          if weight_map is not None and key not in weight_map:
+            raise CheckpointError(f"{index}: does not list tensor {key} (in {file.name})")
+          if weight_map is not None and weight_map[key] != file.name:
             raise CheckpointError(f"{index}: tensor {key} is in {file.name} but the index "
-                                  f"maps it to {weight_map.get(key)}")
+                                  f"maps it to {weight_map[key]}")
           view = f.get_slice(key)
           catalog[key] = (file, view.get_dtype(), tuple(view.get_shape()))
     except CheckpointError:

@@ -61,13 +61,13 @@ def from_canonical(cfg: GptOssConfig, tensors) -> GptOss:
       pending = experts.setdefault(key, {})
       pending[parts[3]] = array
       if len(pending) == 3:
-        mlp = model.layers[key[0]].mlp
-        packed = pack(pending["blocks"], pending["scales"], pending["bias"].astype(np.float32),
-                      swiglu_halves=key[1] == "gate_up")
-        getattr(mlp, key[1]).set_value(packed)
+        _set_experts(getattr(model.layers[key[0]].mlp, key[1]), pending, ".".join(parts[:3]))
         del experts[key]
       continue
-    target = _dense_target(model, name)
+    try:
+      target = _dense_target(model, name)
+    except (KeyError, IndexError, ValueError):
+      raise ckpt.CheckpointError(f"{name}: not a parameter of this GPT-OSS") from None
     if tuple(array.shape) != tuple(target.shape):
       raise ckpt.CheckpointError(f"{name}: shape {tuple(array.shape)}, the model expects "
                                  f"{tuple(target.shape)}")
@@ -84,6 +84,22 @@ def from_canonical(cfg: GptOssConfig, tensors) -> GptOss:
     raise ckpt.CheckpointError(f"checkpoint left {len(missing)} parameter(s) unset, first "
                                f"{missing[0]}")
   return model
+
+
+def _set_experts(variable, parts: dict[str, np.ndarray], name: str) -> None:
+  """Packs one expert projection's blocks, scales and bias into ``variable`` (its abstract value
+  gives the shapes the config implies); a bad scale byte or a shape off the config is a
+  CheckpointError naming the projection."""
+  try:
+    packed = pack(parts["blocks"], parts["scales"], parts["bias"].astype(np.float32),
+                  swiglu_halves=name.endswith("gate_up"))
+  except ValueError as e:
+    raise ckpt.CheckpointError(f"{name}: {e}") from None
+  shapes = lambda tree: jax.tree.map(lambda leaf: tuple(leaf.shape), tree)
+  if shapes(packed) != shapes(variable.get_value()):
+    raise ckpt.CheckpointError(f"{name}: blocks {tuple(parts['blocks'].shape)} do not fit the "
+                               f"config's experts {variable.get_value()}")
+  variable.set_value(packed)
 
 
 def save_packed(model: GptOss, path) -> pathlib.Path:
@@ -106,12 +122,19 @@ def _restore_packed(path: pathlib.Path, runtime: dict) -> GptOss:
     meta = json.loads((path / PACKED_MARKER).read_text())
   except json.JSONDecodeError as e:
     raise ckpt.CheckpointError(f"{path / PACKED_MARKER}: not valid JSON ({e})") from None
-  if meta.get("format") != PACKED_FORMAT:
-    raise ckpt.CheckpointError(f"{path / PACKED_MARKER}: format {meta.get('format')!r}, "
-                               f"this version reads {PACKED_FORMAT}")
+  marker = path / PACKED_MARKER
+  if not isinstance(meta, dict) or meta.get("format") != PACKED_FORMAT:
+    found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+    raise ckpt.CheckpointError(f"{marker}: format {found!r}, this version reads {PACKED_FORMAT}")
   if not isinstance(meta.get("hparams"), dict):
-    raise ckpt.CheckpointError(f"{path / PACKED_MARKER}: no 'hparams' object")
-  cfg = GptOssConfig.from_dict({**meta["hparams"], **runtime})
+    raise ckpt.CheckpointError(f"{marker}: no 'hparams' object")
+  try:
+    cfg = GptOssConfig.from_dict({**meta["hparams"], **runtime})
+  except (TypeError, ValueError) as e:
+    raise ckpt.CheckpointError(f"{marker}: hparams: {e}") from None
+  if not (path / "params").is_dir():
+    raise ckpt.CheckpointError(f"{path / 'params'}: missing (the packed parameters {marker} "
+                               "describes)")
   graphdef, abstract_state = nnx.split(_abstract_model(cfg))
   state = ocp.StandardCheckpointer().restore(path / "params", abstract_state)
   return nnx.merge(graphdef, state)
