@@ -239,8 +239,11 @@ def _hf_config(**changes):
     ({"hidden_size": 64}, ["neither an HF config"]),
     (_hf_config(**{"rope_scaling.beta_fast": 1.0}), ["rope_scaling.beta_fast=1.0",
                                                      "rope_scaling.beta_slow"]),
+    (_hf_config(rms_norm_eps=float("nan")), ["rms_norm_eps must be positive, got nan"]),
+    (_hf_config(num_experts_per_tok=HPARAMS["num_experts"] + 1),
+     [f"num_experts_per_tok={HPARAMS['num_experts'] + 1}", "num_local_experts"]),
 ], ids=["architecture", "rope_type", "quant_method", "missing", "missing_rope", "block", "type",
-        "layer_types", "original_missing", "unknown_layout", "rope_betas"])
+        "layer_types", "original_missing", "unknown_layout", "rope_betas", "nan", "top_k"])
 def test_bad_config_is_named(tmp_path, config, fragments):
   path = tmp_path / "config.json"
   path.write_text(json.dumps(config))

@@ -211,6 +211,8 @@ def test_config_errors():
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "num_kv_heads": 0})
   with pytest.raises(ValueError, match="rope_beta_fast=1.0 must exceed rope_beta_slow=1.0"):
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "rope_beta_fast": 1.0})
+  with pytest.raises(ValueError, match=r"ramp over rotary dims 0.51 to 1.09 must lie within"):
+    GptOssConfig.from_dict({**tiny.model_config().to_dict(), "head_dim": 4})
 
 
 @pytest.mark.parametrize("window", [None, 4])

@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 
 from mxfp4_jax.checkpoint.errors import CheckpointError
 from mxfp4_jax.model.config import GptOssConfig
-from mxfp4_jax.mxfp4 import format as fmt
 
 HPARAM_KEYS = GptOssConfig.HPARAMS  # the model's hyperparameters: one list, in the model
 _INT_KEYS = frozenset(f.name for f in dataclasses.fields(GptOssConfig)
@@ -112,22 +112,12 @@ def _check_layer_types(config: dict, num_layers: int, source: str) -> None:
 
 
 def _validate(hp: dict, keys: dict, source: str) -> None:
-  for key in HPARAM_KEYS:
-    if hp[key] <= 0:
-      raise CheckpointError(f"{source}: {keys.get(key, key)} must be positive, got {hp[key]}")
-  for key in ("hidden_size", "intermediate_size"):
-    if hp[key] % fmt.BLOCK_SIZE:
-      raise CheckpointError(f"{source}: {keys.get(key, key)}={hp[key]} is not a multiple of "
-                            f"the MXFP4 block {fmt.BLOCK_SIZE}")
-  if hp["num_heads"] % hp["num_kv_heads"]:
-    raise CheckpointError(f"{source}: {keys['num_heads']}={hp['num_heads']} is not a multiple of "
-                          f"{keys['num_kv_heads']}={hp['num_kv_heads']}")
-  if hp["rope_scaling_factor"] > 1 and not hp["rope_beta_fast"] > hp["rope_beta_slow"]:
-    raise CheckpointError(f"{source}: {keys['rope_beta_fast']}={hp['rope_beta_fast']} must "
-                          f"exceed {keys['rope_beta_slow']}={hp['rope_beta_slow']}")
-  if hp["experts_per_token"] > hp["num_experts"]:
-    raise CheckpointError(f"{source}: {keys['experts_per_token']}={hp['experts_per_token']} "
-                          f"exceeds {keys['num_experts']}={hp['num_experts']}")
+  """`GptOssConfig`'s own checks (one set of rules), its message naming the file's keys."""
+  try:
+    GptOssConfig.from_dict(hp)
+  except (TypeError, ValueError) as e:
+    message = re.sub(r"\b\w+\b", lambda word: keys.get(word[0], word[0]), str(e))
+    raise CheckpointError(f"{source}: {message}") from None
 
 
 def parse_config(config, source: str = "config.json") -> dict:

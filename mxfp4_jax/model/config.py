@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +59,13 @@ class GptOssConfig:
     if self.rope_scaling_factor > 1 and not self.rope_beta_fast > self.rope_beta_slow:
       raise ValueError(f"rope_beta_fast={self.rope_beta_fast} must exceed "
                        f"rope_beta_slow={self.rope_beta_slow} (YaRN's ramp runs between them)")
+    if not self.rope_theta > 1:
+      raise ValueError(f"rope_theta must exceed 1, got {self.rope_theta}")
+    low, high = self.yarn_ramp
+    if self.rope_scaling_factor > 1 and not 0 < low < high < self.head_dim // 2 - 1:
+      raise ValueError(f"YaRN's ramp over rotary dims {low:.2f} to {high:.2f} must lie within "
+                       f"(0, head_dim / 2 - 1 = {self.head_dim // 2 - 1}); head_dim, rope_theta, "
+                       "rope_original_context and the betas place it")
     if self.num_heads % self.num_kv_heads:
       raise ValueError(f"num_heads={self.num_heads} must be a multiple of "
                        f"num_kv_heads={self.num_kv_heads}")
@@ -77,6 +85,16 @@ class GptOssConfig:
     if self.attention_backend not in ("auto", "pallas", "xla"):
       raise ValueError(f"attention_backend must be 'auto', 'pallas' or 'xla', "
                        f"got {self.attention_backend!r}")
+
+  @property
+  def yarn_ramp(self) -> tuple[float, float]:
+    """The rotary dims (of head_dim / 2) where YaRN's ramp from keeping a frequency (dims that
+    rotate more than ``rope_beta_fast`` times over the original context) to interpolating it
+    (fewer than ``rope_beta_slow`` times) begins and ends."""
+    def dim_rotating(times: float) -> float:
+      return (self.head_dim // 2 * math.log(self.rope_original_context / (times * 2 * math.pi))
+              / math.log(self.rope_theta))
+    return dim_rotating(self.rope_beta_fast), dim_rotating(self.rope_beta_slow)
 
   @property
   def jnp_dtype(self):

@@ -22,12 +22,7 @@ def yarn_inv_freq_and_concentration(cfg: GptOssConfig) -> tuple[jax.Array, float
   if cfg.rope_scaling_factor <= 1:
     return 1.0 / freq, 1.0
   concentration = 0.1 * math.log(cfg.rope_scaling_factor) + 1.0
-
-  def correction_dim(rotations: float) -> float:
-    return (half * math.log(cfg.rope_original_context / (rotations * 2 * math.pi))
-            / math.log(cfg.rope_theta))
-
-  low, high = correction_dim(cfg.rope_beta_fast), correction_dim(cfg.rope_beta_slow)
+  low, high = cfg.yarn_ramp
   ramp = jnp.clip((jnp.arange(half, dtype=jnp.float32) - low) / (high - low), 0, 1)
   extrapolate = 1 - ramp  # 1: keep the frequency, 0: interpolate
   inv_freq = (1.0 / (cfg.rope_scaling_factor * freq)) * ramp + (1.0 / freq) * extrapolate
