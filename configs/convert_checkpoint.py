@@ -4,7 +4,9 @@
   python -m experiments.convert_checkpoint --config.checkpoint=tests/golden/tiny_hf \
       --config.output=results/tiny_packed
 
-``mxfp4_jax.load_model(OUT)`` then restores the model already packed, without safetensors.
+``mxfp4_jax.load_model(OUT)`` then restores the model already packed, without safetensors. The
+dense parameters are saved in bfloat16, as the checkpoints store them; ``load_model(OUT,
+dtype="float32")`` restores them in float32, to the same values.
 """
 
 import ml_collections
@@ -14,5 +16,4 @@ def get_config():
   c = ml_collections.ConfigDict()
   c.checkpoint = ""  # the safetensors checkpoint directory (required)
   c.output = ""  # where to write the packed checkpoint (required)
-  c.dtype = "bfloat16"  # dtype of the dense parameters saved
   return c

@@ -10,6 +10,7 @@ from absl import app
 
 import mxfp4_jax
 from experiments import common
+from mxfp4_jax.generate.tokenizer import tokenizer_dirs
 from mxfp4_jax.model.loading import save_packed
 
 _CONFIG = common.define_config("convert_checkpoint.py")
@@ -24,12 +25,12 @@ def main(argv) -> None:
       raise app.UsageError(f"--config.{field} is required")
   start = time.perf_counter()
   model = common.load_checkpoint(config.checkpoint, "--config.checkpoint",
-                                 dict(dtype=config.dtype, moe_backend="reference"))
+                                 dict(moe_backend="reference"))
   loaded = time.perf_counter()
   path = save_packed(model, config.output)
   copied = _copy_tokenizer(pathlib.Path(config.checkpoint), path)
   saved = time.perf_counter()
-  restored_model = mxfp4_jax.load_model(path, dtype=config.dtype)
+  restored_model = mxfp4_jax.load_model(path)
   del restored_model
   print(f"loaded {config.checkpoint} in {loaded - start:.2f} s, saved packed params to {path} in "
         f"{saved - loaded:.2f} s ({', '.join(copied) or 'no tokenizer files'} copied); restoring "
@@ -41,7 +42,7 @@ def _copy_tokenizer(source: pathlib.Path, target: pathlib.Path) -> list[str]:
   in its parent)."""
   copied = []
   for name in TOKENIZER_FILES:
-    for folder in (source, source.parent):
+    for folder in map(pathlib.Path, tokenizer_dirs(source)):
       if (folder / name).is_file():
         shutil.copy2(folder / name, target / name)
         copied.append(name)

@@ -177,11 +177,21 @@ def test_detect_layout(written, tmp_path):
     ckpt.detect_layout(tmp_path / "empty")
 
 
-def test_truncated_load_reads_only_the_first_layers(written):
+def test_truncated_load_reads_only_the_first_layers(written, tmp_path):
   partial = load(written["hf"], num_layers=1)
   assert list(partial) == list(ckpt.canonical_shapes(HPARAMS, num_layers=1))
   with raises_naming("num_layers=3"):
     ckpt.iter_canonical(written["hf"], num_layers=3, progress=False)
+  # The layers it does not read are checked all the same.
+  repo = shutil.copytree(written["hf"], tmp_path / "hf")
+  index = json.loads((repo / "model.safetensors.index.json").read_text())
+  name = "model.layers.1.mlp.router.bias"
+  file = repo / index["weight_map"][name]
+  tensors = load_file(file)
+  tensors[name] = tensors[name][:1]
+  save_file(tensors, file)
+  with raises_naming(name, "has shape (1,)"):
+    ckpt.iter_canonical(repo, num_layers=1, progress=False)
 
 
 def test_progress_bar(written, capfd):

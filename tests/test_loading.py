@@ -45,8 +45,8 @@ def test_convert_then_restore_packed(checkpoints, tmp_path):
   out = tmp_path / "packed"
   result = subprocess.run(
       [sys.executable, "-m", "experiments.convert_checkpoint",
-       f"--config.checkpoint={checkpoints / 'hf'}", f"--config.output={out}",
-       "--config.dtype=float32"], cwd=REPO, capture_output=True, text=True, timeout=300)
+       f"--config.checkpoint={checkpoints / 'hf'}", f"--config.output={out}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
   assert (out / PACKED_MARKER).exists()
   assert load_tokenizer(out).encode("<|start|>user") == tiny_tokenizer().encode("<|start|>user")

@@ -87,6 +87,11 @@ def test_load_tokenizer_missing_file(tmp_path):
   with pytest.raises(FileNotFoundError, match="tokenizer.json") as info:
     load_tokenizer(tmp_path)
   assert str(tmp_path) in str(info.value) and "\n" not in str(info.value)
+  # Only an original/ dir looks in the folder around it: another checkpoint's neighbour does not.
+  tiny_tokenizer().hf.save(str(tmp_path / "tokenizer.json"))
+  (tmp_path / "gpt-oss-20b").mkdir()
+  with pytest.raises(FileNotFoundError, match="gpt-oss-20b"):
+    load_tokenizer(tmp_path / "gpt-oss-20b")
 
 
 def test_load_tokenizer_lacking_a_special(tmp_path):

@@ -3,6 +3,7 @@
 Checkpoints are tens of GB, so tensors are read one at a time (`safe_open` memory-maps the files)
 and every name, shape and dtype is checked from the file headers before the first byte of data is
 read: a wrong checkpoint fails in a second, with the offending tensor named, not after a long load.
+(Values are checked as they are used: an expert's scale bytes when `mxfp4_jax.load_model` packs it.)
 """
 
 from __future__ import annotations
@@ -129,11 +130,10 @@ def _listed(what: str, keys: list[str]) -> str:
   return f"{what} tensor {shown}" if len(keys) == 1 else f"{len(keys)} {what} tensors: {shown}"
 
 
-def _check(rules: list[names.Rule], all_rules: list[names.Rule], catalog: dict,
-           path: pathlib.Path) -> None:
+def _check(rules: list[names.Rule], catalog: dict, path: pathlib.Path) -> None:
   """Names, shapes and dtypes from the headers, against the shapes the config implies."""
   wanted = [name for rule in rules for name in rule.disk]
-  known = {name for rule in all_rules for name in rule.disk}
+  known = set(wanted)
   missing = [name for name in wanted if name not in catalog]
   if missing:
     raise CheckpointError(f"{path}: {_listed('missing', missing)}")
@@ -158,9 +158,9 @@ def iter_canonical(path, num_layers: int | None = None, *,
   """Yields ``(canonical name, numpy array)`` for every tensor of the checkpoint in ``path``.
 
   One tensor is in host memory at a time (plus the parts of HF's split qkv). ``num_layers`` loads
-  only the first layers, for a truncated model; the checks still cover the whole checkpoint's names.
-  Everything is validated against the shapes config.json implies before any data is read, so a
-  bad checkpoint raises `CheckpointError` at this call, not midway through the iteration.
+  only the first layers, for a truncated model; the checks still cover the whole checkpoint.
+  Names, shapes and dtypes are validated against the shapes config.json implies before any data
+  is read, so such a checkpoint raises `CheckpointError` at this call, not midway through.
   """
   layout, path = _resolve(path)
   hparams = read_config(path / CONFIG)
@@ -169,10 +169,10 @@ def iter_canonical(path, num_layers: int | None = None, *,
   if not 0 <= num_layers <= hparams["num_layers"]:
     raise CheckpointError(f"{path / CONFIG}: num_layers={num_layers} is outside "
                           f"[0, num_hidden_layers={hparams['num_layers']}]")
-  rules = names.layout_rules(hparams, layout, num_layers)
   catalog = _catalog(layout, path)
-  _check(rules, names.layout_rules(hparams, layout), catalog, path)
-  return _read(rules, catalog, f"loading {layout} checkpoint", progress)
+  _check(names.layout_rules(hparams, layout), catalog, path)  # every layer, read or not
+  return _read(names.layout_rules(hparams, layout, num_layers), catalog,
+               f"loading {layout} checkpoint", progress)
 
 
 def _read(rules, catalog, description, progress) -> Iterator[tuple[str, np.ndarray]]:

@@ -94,13 +94,18 @@ class Tokenizer:
     return self.hf.decode([int(i) for i in ids], skip_special_tokens=skip_special)
 
 
+def tokenizer_dirs(checkpoint_dir) -> list[str]:
+  """Where a checkpoint's tokenizer files are: its dir, then for an ``original/`` dir the HF
+  repo around it."""
+  checkpoint_dir = os.path.normpath(os.fspath(checkpoint_dir))
+  if os.path.basename(checkpoint_dir) == "original":
+    return [checkpoint_dir, os.path.dirname(checkpoint_dir)]
+  return [checkpoint_dir]
+
+
 def load_tokenizer(checkpoint_dir) -> Tokenizer:
-  """The ``tokenizer.json`` of an HF checkpoint dir (its parent's when given ``original/``)."""
-  checkpoint_dir = os.fspath(checkpoint_dir)
-  candidates = [os.path.join(checkpoint_dir, "tokenizer.json")]
-  if os.path.basename(os.path.normpath(checkpoint_dir)) == "original":
-    candidates.append(os.path.join(os.path.dirname(os.path.normpath(checkpoint_dir)),
-                                   "tokenizer.json"))
+  """The ``tokenizer.json`` of a checkpoint (`tokenizer_dirs`)."""
+  candidates = [os.path.join(d, "tokenizer.json") for d in tokenizer_dirs(checkpoint_dir)]
   for path in candidates:
     if os.path.isfile(path):
       return Tokenizer(tokenizers.Tokenizer.from_file(path))
