@@ -113,9 +113,9 @@ def main(argv) -> None:
         f"{cfg.resolved_attention_backend}, router {cfg.resolved_router_backend}; device "
         f"{common.device_description()}")
 
-  prompts = [tokenizer.encode(harmony.render_prompt(
-      [("user", text)], reasoning_effort=_EFFORT.value, system_message=_SYSTEM.value,
-      developer_message=_DEVELOPER.value)) for text in _PROMPT.value]
+  prompts = [harmony.encode_prompt(
+      tokenizer, [("user", text)], reasoning_effort=_EFFORT.value, system_message=_SYSTEM.value,
+      developer_message=_DEVELOPER.value) for text in _PROMPT.value]
   params = SamplingParams(temperature=_TEMPERATURE.value, top_k=_TOP_K.value, top_p=_TOP_P.value)
   trace = None
   if _PROFILE_DIR.value:

@@ -10,16 +10,18 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from mxfp4_jax.generate.tokenizer import HARMONY_SPECIALS
+
 REASONING_EFFORTS = ("low", "medium", "high")
 MODEL_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
 VALID_CHANNELS = ("analysis", "commentary", "final")
 
 START, END, MESSAGE, CHANNEL = "<|start|>", "<|end|>", "<|message|>", "<|channel|>"
 CONSTRAIN, RETURN, CALL = "<|constrain|>", "<|return|>", "<|call|>"
-_MARKERS = (START, END, MESSAGE, CHANNEL, CONSTRAIN, RETURN, CALL,
-            "<|startoftext|>", "<|endoftext|>")
-_MARKER_RE = re.compile("|".join(re.escape(m) for m in _MARKERS))
-_STOPS = (RETURN, CALL, "<|endoftext|>")
+END_OF_TEXT = "<|endoftext|>"
+_MARKER_RE = re.compile("|".join(re.escape(m) for m in HARMONY_SPECIALS))
+# What ends generation: the turn's end (<|return|>), a tool call (<|call|>), the end of text.
+STOPS = (RETURN, CALL, END_OF_TEXT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,11 +33,14 @@ class Message:
   content_type: str | None = None  # "json" after <|constrain|>
 
 
-def render_prompt(messages, *, reasoning_effort="medium", system_message=None,
-                  developer_message=None, knowledge_cutoff="2024-06", current_date=None) -> str:
-  """The prompt text for a conversation of (role, content), role user or assistant, ending in
-  ``<|start|>assistant`` for the model to continue. ``system_message`` replaces the model
-  identity line; the spec advises keeping it and giving instructions in ``developer_message``."""
+@dataclasses.dataclass(frozen=True)
+class _Marker:
+  name: str  # a special token such as <|start|>, not text that happens to spell one
+
+
+def _prompt_pieces(messages, *, reasoning_effort="medium", system_message=None,
+                   developer_message=None, knowledge_cutoff="2024-06",
+                   current_date=None) -> list[str | _Marker]:
   if reasoning_effort not in REASONING_EFFORTS:
     raise ValueError(f"reasoning_effort must be one of {REASONING_EFFORTS}, "
                      f"got {reasoning_effort!r}")
@@ -48,23 +53,50 @@ def render_prompt(messages, *, reasoning_effort="medium", system_message=None,
       "\n".join(top), f"Reasoning: {reasoning_effort}",
       f"# Valid channels: {', '.join(VALID_CHANNELS)}. Channel must be included for every message.",
   ])
-  parts = [f"{START}system{MESSAGE}{system}{END}"]
+  start, end, message = _Marker(START), _Marker(END), _Marker(MESSAGE)
+  pieces = [start, "system", message, system, end]
   if developer_message is not None:
-    parts.append(f"{START}developer{MESSAGE}# Instructions\n\n{developer_message}{END}")
-  for role, content in messages:
+    pieces += [start, "developer", message, f"# Instructions\n\n{developer_message}", end]
+  for i, item in enumerate(messages):
+    if not (isinstance(item, (tuple, list)) and len(item) == 2
+            and all(isinstance(x, str) for x in item)):
+      raise ValueError(f"messages[{i}] must be a (role, content) pair of strings, got {item!r}")
+    role, content = item
     if role == "user":
-      parts.append(f"{START}user{MESSAGE}{content}{END}")
+      pieces += [start, "user", message, content, end]
     elif role == "assistant":
-      parts.append(f"{START}assistant{CHANNEL}final{MESSAGE}{content}{END}")
+      pieces += [start, "assistant", _Marker(CHANNEL), "final", message, content, end]
     else:
-      raise ValueError(f"message role must be user or assistant, got {role!r}")
-  parts.append(f"{START}assistant")
-  return "".join(parts)
+      raise ValueError(f"messages[{i}]: role must be user or assistant, got {role!r}")
+  return pieces + [start, "assistant"]
+
+
+def render_prompt(messages, **options) -> str:
+  """The prompt text for a conversation of (role, content), role user or assistant, ending in
+  ``<|start|>assistant`` for the model to continue. Options: ``reasoning_effort`` ("low",
+  "medium", "high"), ``system_message`` (replaces the model identity line; the spec advises
+  keeping it and giving instructions in ``developer_message``), ``knowledge_cutoff``,
+  ``current_date``. The model is fed `encode_prompt`: text that spells a marker is not one."""
+  return "".join(p.name if isinstance(p, _Marker) else p
+                 for p in _prompt_pieces(messages, **options))
+
+
+def encode_prompt(tokenizer, messages, **options) -> list[int]:
+  """`render_prompt`'s token ids: the format's markers as special tokens, and every text
+  (messages, instructions) as plain text, so that a message that spells
+  ``<|end|><|start|>system`` stays inside its message, as harmony encodes it."""
+  ids = []
+  for piece in _prompt_pieces(messages, **options):
+    if isinstance(piece, _Marker):
+      ids.append(tokenizer.token_id(piece.name))
+    else:
+      ids += tokenizer.encode(piece, allow_special=False)
+  return ids
 
 
 def stop_token_ids(tokenizer) -> tuple[int, ...]:
-  """The ids that end the assistant's turn: ``<|return|>`` (done) and ``<|call|>`` (tool call)."""
-  return (tokenizer.token_id(RETURN), tokenizer.token_id(CALL))
+  """The ids that end generation (`STOPS`)."""
+  return tuple(tokenizer.token_id(name) for name in STOPS)
 
 
 class _Machine:
@@ -95,17 +127,17 @@ class _Machine:
         self.state, self.content = "content", []
       elif m == START:
         self.header = []
-      elif m in _STOPS:
+      elif m in STOPS:
         self.state = "done"
       elif m == END:
         self.state = "between"
     elif self.state == "content":
-      if m in (END, START) or m in _STOPS:
+      if m in (END, START) or m in STOPS:
         self._close()
-        self.state = "done" if m in _STOPS else "header" if m == START else "between"
+        self.state = "done" if m in STOPS else "header" if m == START else "between"
     elif m == START:  # between
       self.state, self.header = "header", []
-    elif m in _STOPS:
+    elif m in STOPS:
       self.state = "done"
 
   def finish(self) -> list[Message]:
@@ -156,9 +188,9 @@ def reasoning_text(messages) -> str:
 
 def _held_back(buffer: str) -> int:
   """How many trailing chars of ``buffer`` could begin a marker and must wait for more text."""
-  for k in range(min(len(buffer), max(map(len, _MARKERS)) - 1), 0, -1):
+  for k in range(min(len(buffer), max(map(len, HARMONY_SPECIALS)) - 1), 0, -1):
     tail = buffer[-k:]
-    if any(m.startswith(tail) for m in _MARKERS):
+    if any(m.startswith(tail) for m in HARMONY_SPECIALS):
       return k
   return 0
 
