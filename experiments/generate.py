@@ -42,8 +42,12 @@ _PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Write a jax.profiler trac
 
 def _model_and_tokenizer(config):
   if _CHECKPOINT.value:
+    try:  # first: it takes a moment, the model minutes
+      tokenizer = load_tokenizer(_CHECKPOINT.value)
+    except (FileNotFoundError, ValueError) as e:
+      raise app.UsageError(f"--checkpoint: {e}") from None
     model = common.load_checkpoint(_CHECKPOINT.value, "--checkpoint", config.model)
-    return model, load_tokenizer(_CHECKPOINT.value), f"checkpoint {_CHECKPOINT.value}"
+    return model, tokenizer, f"checkpoint {_CHECKPOINT.value}"
   cfg = GptOssConfig.from_dict(config.model)
   model = GptOss(cfg, rngs=nnx.Rngs(_SEED.value))
   tokenizer = tiny_tokenizer()
@@ -59,7 +63,13 @@ def _model_and_tokenizer(config):
 def _stop_ids(tokenizer) -> list[int]:
   ids = list(harmony.stop_token_ids(tokenizer))
   for token in _STOP.value:
-    ids.append(int(token) if token.isdigit() else tokenizer.token_id(token))
+    if token.isdigit() and int(token) < tokenizer.vocab_size:
+      ids.append(int(token))
+    elif token in tokenizer.special_ids:
+      ids.append(tokenizer.token_id(token))
+    else:
+      raise app.UsageError(f"--stop_tokens: {token!r} is neither a token id below "
+                           f"{tokenizer.vocab_size} nor one of {sorted(tokenizer.special_ids)}")
   return ids
 
 
@@ -124,9 +134,9 @@ def main(argv) -> None:
   generator = Generator(model, max_len=config.max_len, stop_ids=_stop_ids(tokenizer),
                         pad_id=tokenizer.token_id("<|endoftext|>"), chunk=config.chunk)
   try:
-    generator.check_lengths(prompts, _MAX_NEW.value)
+    generator.check_prompts(prompts, _MAX_NEW.value)
   except ValueError as e:
-    raise app.UsageError(f"{e} (raise --config.max_len or shorten --prompt)") from None
+    raise app.UsageError(f"--prompt: {e}") from None
   printer = _Printer(tokenizer, len(prompts))
   result = generator.generate(prompts, max_new_tokens=_MAX_NEW.value, params=params,
                               seed=_SEED.value, on_tokens=printer, trace=trace)
@@ -138,8 +148,11 @@ def main(argv) -> None:
         f"{s.prefill_s * 1e3:.1f} ms | prefill {s.prefill_tokens_per_s:,.0f} tok/s "
         f"({s.prompt_tokens} tokens) | decode {s.decode_tokens_per_s:,.1f} tok/s "
         f"({s.decode_tokens} tokens, batch {len(prompts)}) | peak device memory {memory}")
-  if _PROFILE_DIR.value:
+  if _PROFILE_DIR.value and result.traced:
     print(f"trace: {_PROFILE_DIR.value} (decode chunk {config.profile_chunk})")
+  elif _PROFILE_DIR.value:
+    print(f"no trace: generation ended before decode chunk {config.profile_chunk} "
+          "(lower --config.profile_chunk, or raise --max_new_tokens)")
 
 
 if __name__ == "__main__":

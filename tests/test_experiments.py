@@ -144,6 +144,17 @@ def test_generate_from_a_checkpoint_with_config_model_runtime_fields(tmp_path):
   assert "--checkpoint" in missing.stderr
 
 
+def test_generate_names_a_bad_stop_token_and_a_chunk_it_never_traced(tmp_path):
+  bad = _run("experiments.generate", "--stop_tokens=<|end|>,nope")
+  assert bad.returncode != 0 and "Traceback" not in bad.stderr
+  assert "--stop_tokens: 'nope' is neither a token id" in bad.stderr
+  short = _run("experiments.generate", "--max_new_tokens=3", "--config.chunk=4",
+               f"--profile_dir={tmp_path / 'trace'}")
+  assert short.returncode == 0, short.stderr
+  assert "no trace: generation ended before decode chunk 1" in short.stdout
+  assert not (tmp_path / "trace").exists()
+
+
 def test_bench_e2e_on_the_tiny_model(tmp_path):
   result = _run("experiments.bench_e2e", "--config=configs/tiny.py",
                 "--config.bench.batch_sizes=1,2", "--config.bench.prefill_lengths=16",

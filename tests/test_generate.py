@@ -72,6 +72,19 @@ def test_a_chunk_of_tokens_after_a_prefill_equals_the_full_forward(randomize):
   np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, rtol=1e-4, atol=1e-4)
 
 
+def test_greedy_generation_is_the_full_forward_argmax(randomize):
+  """Prompts of different lengths, padded, then greedy decoding in chunks: every generated token
+  is the argmax of the whole model run on its row's prompt and the tokens before it."""
+  model = randomize(GptOss(CFG, rngs=nnx.Rngs(5)), np.random.default_rng(6))
+  prompts = [[7, 3, 9], list(range(20, 31)), [100]]
+  generated = Generator(model, max_len=40, chunk=5).generate(
+      prompts, max_new_tokens=14, params=GREEDY).tokens
+  for prompt, tokens in zip(prompts, generated):
+    sequence = jnp.asarray([prompt + tokens[:-1]], jnp.int32)
+    argmax = np.asarray(model(sequence)[0, len(prompt) - 1:].argmax(-1))
+    np.testing.assert_array_equal(argmax, tokens)
+
+
 def test_prompt_alone_or_in_a_padded_batch_gives_the_same_tokens(generator):
   prompts = [[5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [42]]
   batch = generator.generate(prompts, max_new_tokens=20, params=GREEDY).tokens
@@ -145,6 +158,27 @@ def test_bad_arguments_fail_before_work(model, generator):
     generator.generate([[1]], max_new_tokens=0)
   with pytest.raises(ValueError, match="chunk must be >= 1"):
     Generator(model, max_len=64, chunk=0)
+  vocab = CFG.vocab_size
+  with pytest.raises(ValueError, match=rf"prompts\[1\]\[2\] = {vocab} is outside the vocabulary"):
+    generator.generate([[1], [3, 4, vocab]], max_new_tokens=5)
+  with pytest.raises(ValueError, match=r"prompts\[0\]\[0\] = -1 is outside"):
+    generator.generate([[-1, 2]], max_new_tokens=5)
+  with pytest.raises(ValueError, match=r"prompts\[0\] must be a list of token ids"):
+    generator.generate([[0.5, 2]], max_new_tokens=5)
+  with pytest.raises(ValueError, match="stop_ids"):
+    Generator(model, max_len=64, stop_ids=[vocab])
+  with pytest.raises(ValueError, match="pad_id"):
+    Generator(model, max_len=64, pad_id=-1)
+
+
+def test_prompts_as_arrays_are_prompts(generator):
+  """A numpy prompt, even one of a single zero token, is padded like a list."""
+  prompts = [np.array([0]), np.array([5, 6, 7])]
+  as_lists = generator.generate([[0], [5, 6, 7]], max_new_tokens=6, params=GREEDY).tokens
+  assert generator.generate(prompts, max_new_tokens=6, params=GREEDY).tokens == as_lists
+  tokens, positions = left_pad(prompts, pad_id=9)
+  np.testing.assert_array_equal(tokens, [[9, 9, 0], [5, 6, 7]])
+  np.testing.assert_array_equal(positions, [[-1, -1, 0], [0, 1, 2]])
 
 
 def test_decode_rate_counts_only_decoded_tokens(model):
@@ -162,6 +196,20 @@ def test_temperature_sharpens_or_flattens():
     share = float(jnp.mean(sample(logits, jax.random.PRNGKey(1),
                                   SamplingParams(temperature=temperature))))
     assert abs(share - 1 / (1 + np.exp(-1 / temperature))) < 0.03, temperature
+
+
+def test_sampling_params_are_checked_and_a_tiny_temperature_is_greedy():
+  logits = jnp.asarray([[0.0, 1.0, 2.0], [3.0, -1.0, 0.5]], jnp.float32)
+  for temperature in (1e-30, 1e-40):
+    drawn = sample(logits, jax.random.PRNGKey(0), SamplingParams(temperature=temperature))
+    np.testing.assert_array_equal(drawn, [2, 0])
+  for bad in (dict(temperature=float("nan")), dict(temperature=float("inf")),
+              dict(temperature=-1.0)):
+    with pytest.raises(ValueError, match="temperature must be finite and >= 0"):
+      SamplingParams(**bad)
+  for top_k in (1.5, -1, True):
+    with pytest.raises(ValueError, match="top_k must be an int >= 0"):
+      SamplingParams(top_k=top_k)
 
 
 def test_sampling_filters():

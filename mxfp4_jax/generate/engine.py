@@ -3,7 +3,9 @@ then decoding in on-device loops of `chunk` steps.
 
 Prompts of different lengths are left-padded to the longest: every row then writes its KV cache
 slot at the same global step, and padding is marked by position -1, which attention never sees.
-Each step's sampling key is ``fold_in(seed, step)``, so samples do not depend on the chunk size.
+Each step's sampling key is ``fold_in(seed, step)``, the step counted in the padded batch, so
+samples do not depend on the chunk size; they do depend on the batch's longest prompt (a
+prompt sampled alone and in a batch draws with other keys; greedy tokens are the same).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class GenerationStats:
 class Generation:
   tokens: list[list[int]]  # per prompt, the generated ids up to and including a stop token
   stats: GenerationStats
+  traced: bool = False  # whether the decode chunk ``trace`` named ran (it may stop before)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,9 +68,8 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray,
   tokens = np.full((len(prompts), longest), pad_id, np.int32)
   positions = np.full((len(prompts), longest), -1, np.int32)
   for row, prompt in enumerate(prompts):
-    if prompt:
-      tokens[row, longest - len(prompt):] = prompt
-      positions[row, longest - len(prompt):] = np.arange(len(prompt))
+    tokens[row, longest - len(prompt):] = prompt
+    positions[row, longest - len(prompt):] = np.arange(len(prompt))
   return tokens, positions
 
 
@@ -80,6 +82,9 @@ class Generator:
     self.cfg, self.max_len = model.cfg, max_len
     if chunk < 1:
       raise ValueError(f"chunk must be >= 1 decode step, got {chunk}")
+    for name, ids in (("pad_id", [pad_id]), ("stop_ids", list(stop_ids))):
+      if any(not 0 <= int(i) < model.cfg.vocab_size for i in ids):
+        raise ValueError(f"{name} {ids} must be token ids in [0, {model.cfg.vocab_size})")
     self.stop_ids = jnp.asarray(sorted(set(stop_ids)) or [-1], jnp.int32)
     self._host_stop_ids = frozenset(int(t) for t in stop_ids)  # a device array's `in` syncs
     self.pad_id, self.chunk, self.prefill_tokens = pad_id, chunk, prefill_tokens
@@ -124,10 +129,20 @@ class Generator:
 
     return jax.lax.fori_loop(0, steps, body, (caches, token, position, done, out))
 
-  def check_lengths(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
-    """Raises ValueError, before any work, when the prompts cannot be generated from."""
+  def check_prompts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
+    """Raises ValueError, before any work, when the prompts cannot be generated from: the
+    embedding would take an id outside the vocabulary without a word (XLA clamps the index)."""
     if not prompts or any(len(p) == 0 for p in prompts):
       raise ValueError("every prompt needs at least one token")
+    vocab = self.cfg.vocab_size
+    for row, prompt in enumerate(prompts):
+      ids = np.asarray(prompt)
+      if not np.issubdtype(ids.dtype, np.integer) or ids.ndim != 1:
+        raise ValueError(f"prompts[{row}] must be a list of token ids, got {prompt!r:.60}")
+      outside = np.flatnonzero((ids < 0) | (ids >= vocab))
+      if outside.size:
+        raise ValueError(f"prompts[{row}][{outside[0]}] = {ids[outside[0]]} is outside the "
+                         f"vocabulary [0, {vocab})")
     if max_new_tokens < 1:
       raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     longest = max(len(p) for p in prompts)
@@ -143,7 +158,7 @@ class Generator:
     """``on_tokens`` gets each chunk's new tokens per row (nothing after a row's stop token).
     ``trace=(chunk, context)`` runs decode chunk number ``chunk`` inside ``context()``, e.g. a
     `jax.profiler.trace`."""
-    self.check_lengths(prompts, max_new_tokens)
+    self.check_prompts(prompts, max_new_tokens)
     stats = GenerationStats(prompt_tokens=sum(len(p) for p in prompts))
     tokens, positions = left_pad(prompts, self.pad_id)
     key = jax.random.PRNGKey(seed)
@@ -167,14 +182,15 @@ class Generator:
       on_tokens([list(g) for g in generated])
     token, position = jnp.asarray(first), jnp.asarray(positions[:, -1] + 1)
     step, remaining = tokens.shape[1], max_new_tokens - 1
-    chunk_index = 0
+    chunk_index, traced = 0, False
     while remaining > 0 and not done.all():
       steps = min(self.chunk, remaining)
       decode = self._compile(stats, ("decode", batch, steps, params), self._decode, self.state,
                              caches, token, position, jnp.asarray(done), jnp.int32(step), key,
                              steps=steps, params=params)
-      traced = trace is not None and trace[0] == chunk_index
-      with trace[1]() if traced else contextlib.nullcontext():
+      tracing = trace is not None and trace[0] == chunk_index
+      traced |= tracing
+      with trace[1]() if tracing else contextlib.nullcontext():
         start = time.perf_counter()
         caches, token, position, done_dev, out = decode(
             self.state, caches, token, position, jnp.asarray(done), jnp.int32(step), key)
@@ -196,4 +212,4 @@ class Generator:
     stats.generated_tokens = sum(len(g) for g in generated)
     stats.decode_tokens = stats.generated_tokens - batch
     stats.peak_memory_bytes = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
-    return Generation(tokens=generated, stats=stats)
+    return Generation(tokens=generated, stats=stats, traced=traced)

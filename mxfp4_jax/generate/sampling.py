@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -15,10 +16,10 @@ class SamplingParams:
   top_p: float = 1.0  # 1: no nucleus cut
 
   def __post_init__(self):
-    if self.temperature < 0:
-      raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-    if self.top_k < 0:
-      raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+    if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+      raise ValueError(f"temperature must be finite and >= 0, got {self.temperature}")
+    if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+      raise ValueError(f"top_k must be an int >= 0, got {self.top_k!r}")
     if not 0 < self.top_p <= 1:
       raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
@@ -27,7 +28,9 @@ def sample(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Arr
   """logits [B, V] float32 -> token ids [B] int32."""
   if params.temperature == 0:
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-  logits = logits / params.temperature
+  # Shifted so that the largest is 0 first: a tiny temperature then leaves the argmax at 0 and
+  # the rest at -inf (greedy), instead of overflowing every logit to inf.
+  logits = (logits - logits.max(axis=-1, keepdims=True)) / params.temperature
   if params.top_k or params.top_p < 1:
     # Cut in sorted order, so that ties at the cut keep exactly top_k tokens (or the smallest
     # prefix reaching top_p), the lower token id first.
