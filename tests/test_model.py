@@ -1,5 +1,7 @@
-"""The NNX model against an independent float64 numpy GPT-OSS written from the architecture notes,
-piece by piece (YaRN, attention with sinks and sliding window, MoE) and whole."""
+"""The NNX model against a float64 numpy GPT-OSS written from the architecture notes, piece by
+piece (YaRN, attention with sinks and sliding window, MoE) and whole. The oracle reads the
+experts' weights back through `mxfp4.unpack` and `mxfp4.dequantize`, which test_layout and
+test_format check on their own; everything else it computes independently."""
 
 import math
 

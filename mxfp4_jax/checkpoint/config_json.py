@@ -108,7 +108,8 @@ def _check_layer_types(config: dict, num_layers: int, source: str) -> None:
     return
   if list(layer_types) != hf_layer_types(num_layers):
     raise CheckpointError(
-        f"{source}: layer_types is not sliding on even layers and full on odd ones")
+        f"{source}: layer_types must list num_hidden_layers={num_layers} layers, sliding on even "
+        f"ones and full on odd ones; got {len(layer_types)}: {list(layer_types)[:4]}...")
 
 
 def _validate(hp: dict, keys: dict, source: str) -> None:

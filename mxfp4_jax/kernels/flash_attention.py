@@ -42,8 +42,9 @@ UNSPLIT_BLOCKS = 2
 MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: exp2(MASKED - m) is 0, never NaN
 
 
-def _visible(q_pos, k_pos, window: int | None):
-  """Keys that exist, are not after the query, and (sliding layers) are within the window."""
+def visible_keys(q_pos, k_pos, window: int | None):
+  """Keys that exist, are not after the query, and (sliding layers) are within the window:
+  GPT-OSS's mask, for the kernels and the jnp attention alike (positions broadcast)."""
   delta = q_pos - k_pos
   visible = (k_pos >= 0) & (delta >= 0)
   return visible & (delta < window) if window is not None else visible
@@ -76,7 +77,7 @@ def _prefill_kernel(q_ref, k_ref, v_ref, pos_ref, sinks_ref, out_ref, *, block_q
 
   def body(key_block, carry):
     keys = pl.ds(key_block * block_k, block_k)
-    visible = _visible(q_pos[:, None], pos_ref[keys][None, :], window)
+    visible = visible_keys(q_pos[:, None], pos_ref[keys][None, :], window)
     return _online_softmax(carry, q, k_ref[keys, :], v_ref[keys, :], visible, scale)
 
   # Key blocks this query block can see, by index: positions rise by one along a row after its
@@ -225,7 +226,7 @@ def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *refs,
       k_pos = jnp.where(is_new, q_pos, k_pos)
       k = jnp.where(is_new[:, None], new_k, k)
       v = jnp.where(is_new[:, None], new_v, v)
-    visible = _visible(q_pos, k_pos, window) & (block < num_blocks)
+    visible = visible_keys(q_pos, k_pos, window) & (block < num_blocks)
     return _online_softmax(carry, q, k, v, visible[None, :], scale)
 
   first = share * blocks_per_share

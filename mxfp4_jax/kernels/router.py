@@ -38,8 +38,9 @@ BACKENDS = ("xla", "top_k")
 def route_reference(x, weight, bias, *, k: int):
   """x [N, D] (the normalized tokens), weight [E, D] (a torch Linear's, as the checkpoints
   store it), bias [E] -> (experts [N, k] int32, weights [N, k] float32): the logits
-  ``x @ weight.T + bias`` in x's dtype, as GPT-OSS's router computes them, their top k and the
-  softmax over those."""
+  ``x @ weight.T + bias`` in x's dtype (the product rounded, then the sum; a torch Linear with
+  its bias rounds once, so a near-tie may fall the other way), their top k and the softmax over
+  those."""
   logits = x @ weight.T.astype(x.dtype) + bias.astype(x.dtype)  # [N, E]
   top, experts = lax.top_k(logits.astype(jnp.float32), k)
   return experts.astype(jnp.int32), jax.nn.softmax(top, axis=-1)

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mxfp4_jax.kernels import grouped_matmul
-from mxfp4_jax.kernels.flash_attention import decode_attention_update, flash_attention
+from mxfp4_jax.kernels.flash_attention import (decode_attention_update, flash_attention,
+                                               visible_keys)
 from mxfp4_jax.kernels.router import PRODUCT_AS_SUM_TOKENS, route, route_normalized
 from mxfp4_jax.kernels.schedule import sort_by_expert
 from mxfp4_jax.mxfp4.layout import random_packed
@@ -58,8 +59,9 @@ class RMSNorm(nnx.Module):
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class LayerCache:
-  """Keys and values of one layer for decoding: S slots, a ring of `sliding_window` slots on
-  sliding layers. ``positions`` is each slot's token position, -1 while empty or padding."""
+  """Keys and values of one layer for decoding: S slots, on sliding layers a ring of
+  ``cache_slots(min(sliding_window, max_len))`` (the window in whole key blocks: 128 for
+  GPT-OSS). ``positions`` is each slot's token position, -1 while empty or padding."""
 
   k: jax.Array  # [B, S, K, hd]
   v: jax.Array  # [B, S, K, hd]
@@ -144,10 +146,7 @@ def attend(q, k, v, q_pos, k_pos, sinks, window: int | None, query_chunk: int | 
 def _attend(q, k, v, q_pos, k_pos, sinks, window):
   scores = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=jnp.float32)
   scores = scores * q.shape[-1] ** -0.5  # [B, K, G, T, S]
-  delta = q_pos[:, :, None] - k_pos[:, None, :]  # [B, T, S]
-  visible = (k_pos[:, None, :] >= 0) & (delta >= 0)
-  if window is not None:
-    visible &= delta < window
+  visible = visible_keys(q_pos[:, :, None], k_pos[:, None, :], window)  # [B, T, S]
   scores = jnp.where(visible[:, None, None], scores, -jnp.inf)
   # The sink is one more logit per head in the softmax that takes probability mass and is then
   # dropped; it also keeps a query with no visible key (padding) finite. Written out rather than

@@ -77,7 +77,7 @@ def from_canonical(cfg: GptOssConfig, tensors) -> GptOss:
     raise ckpt.CheckpointError(
         f"checkpoint left {len(experts)} expert projection(s) incomplete, first "
         f"layers.{layer}.{projection}: has {sorted(given)} of ['bias', 'blocks', 'scales']")
-  missing = [jax.tree_util.keystr(path, simple=True, separator=".").removesuffix(".value")
+  missing = [jax.tree_util.keystr(path, simple=True, separator=".").replace(".value", "", 1)
              for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(model))
              if isinstance(leaf, jax.ShapeDtypeStruct)]
   if missing:
