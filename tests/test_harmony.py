@@ -160,6 +160,14 @@ def test_stream_whole_and_by_token():
                    "\n[answer]\n2 + 2 = 4.")
 
 
+@pytest.mark.parametrize("slip", ["<|end|>", "", "<|end|><|start|>"])
+def test_a_channel_without_its_start_still_begins_a_message(slip):
+  text = f"<|channel|>analysis<|message|>think{slip}<|channel|>final<|message|>Paris<|return|>"
+  messages = parse_completion(text)
+  assert reasoning_text(messages) == "think" and final_text(messages) == "Paris"
+  assert _stream(list(text))[0] == "Paris"  # fed one character at a time
+
+
 def test_stream_holds_back_only_possible_markers():
   stream = ChannelStream()
   assert stream.feed("<|channel|>final<|message|>a <") == "a "

@@ -100,7 +100,10 @@ def stop_token_ids(tokenizer) -> tuple[int, ...]:
 
 
 class _Machine:
-  """Harmony's message grammar over a stream of text and marker events."""
+  """Harmony's message grammar over a stream of text and marker events. A ``<|channel|>``
+  where a message header cannot begin (after ``<|end|>`` or inside content, where the model
+  left out ``<|end|><|start|>assistant``) begins the assistant's next message: its answer is
+  not lost to a slip in the markup."""
 
   def __init__(self):
     self.messages: list[Message] = []
@@ -132,11 +135,12 @@ class _Machine:
       elif m == END:
         self.state = "between"
     elif self.state == "content":
-      if m in (END, START) or m in STOPS:
+      if m in (END, START, CHANNEL) or m in STOPS:
         self._close()
-        self.state = "done" if m in STOPS else "header" if m == START else "between"
-    elif m == START:  # between
-      self.state, self.header = "header", []
+        self.state = "done" if m in STOPS else "between" if m == END else "header"
+        self.header = [CHANNEL] if m == CHANNEL else []
+    elif m in (START, CHANNEL):  # between
+      self.state, self.header = "header", [CHANNEL] if m == CHANNEL else []
     elif m in STOPS:
       self.state = "done"
 
