@@ -40,7 +40,7 @@ def prefill_rows(batch: int, length: int, max_tokens: int = PREFILL_TOKENS) -> i
 class GenerationStats:
   prompt_tokens: int = 0
   generated_tokens: int = 0  # the first token of each row included (the prefill samples it)
-  decode_tokens: int = 0  # the tokens the decode steps produced
+  decode_tokens: int = 0  # decoded tokens the rows kept (up to a stop, not the pads after it)
   compile_s: float = 0.0
   prefill_s: float = 0.0  # the compiled prefill, up to the first token on the host
   decode_s: float = 0.0
