@@ -120,15 +120,18 @@ def test_decode_loop_has_a_static_trip_count(generator):
   assert "scan" in primitives and "while" not in primitives
 
 
-def test_prefill_in_row_groups_gives_the_same_tokens(model):
-  """Six prompts of length 5 with room for 10 prompt tokens per call: three prefills of 2 rows."""
+@pytest.mark.parametrize("batch", [6, 7])
+def test_prefill_in_row_groups_gives_the_same_tokens(model, batch):
+  """Prompts of length 5 with room for 10 prompt tokens per call: 6 prompts in three prefills of
+  2 rows; 7 in four, the last with one row of padding."""
   prompts = [[3, 1, 4, 1, 5], [9, 2, 6, 5, 3], [5, 8, 9, 7, 9], [3, 2, 3, 8, 4], [6, 2, 6, 4, 3],
-             [3, 8, 3, 2, 7]]
-  assert prefill_rows(6, 5, 10) == 2 and prefill_rows(7, 5, 10) == 1 and prefill_rows(6, 5, 99) == 6
+             [3, 8, 3, 2, 7], [2, 7, 1, 8, 2]][:batch]
+  assert prefill_rows(batch, 5, 10) == 2 and prefill_rows(batch, 5, 99) == batch
+  assert prefill_rows(257, 1024, 1 << 15) == 29 and prefill_rows(256, 1024, 1 << 15) == 32
   grouped = Generator(model, max_len=64, prefill_tokens=10).generate(
       prompts, max_new_tokens=12, params=GREEDY)
   whole = Generator(model, max_len=64).generate(prompts, max_new_tokens=12, params=GREEDY)
-  assert grouped.tokens == whole.tokens
+  assert grouped.tokens == whole.tokens and len(grouped.tokens) == batch
 
 
 @pytest.mark.parametrize("stop_at", [5, 0])  # a decode step's token; the prefill's

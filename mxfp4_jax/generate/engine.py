@@ -30,10 +30,13 @@ PREFILL_TOKENS = 1 << 15
 
 
 def prefill_rows(batch: int, length: int, max_tokens: int = PREFILL_TOKENS) -> int:
-  """Rows per prefill call: the largest divisor of ``batch`` with rows x length <= max_tokens
-  (at least 1), so that every call has the same shape and compiles once."""
+  """Rows per prefill call: as few calls as rows x length <= max_tokens allows (at least one
+  row a call), their rows as even as can be. Every call has this shape, so it compiles once; the
+  batch is padded with rows of padding up to a whole number of calls (e.g. 257 prompts of 1k
+  tokens: 9 calls of 29 rows, 4 of them padding)."""
   limit = max(1, max_tokens // max(1, length))
-  return max(d for d in range(1, min(batch, limit) + 1) if batch % d == 0)
+  calls = -(-batch // limit)
+  return -(-batch // calls)
 
 
 @dataclasses.dataclass
@@ -163,24 +166,29 @@ class Generator:
     tokens, positions = left_pad(prompts, self.pad_id)
     key = jax.random.PRNGKey(seed)
 
+    batch = len(prompts)
     rows = prefill_rows(*tokens.shape, self.prefill_tokens)
+    extra = -batch % rows  # rows of padding alone (position -1 throughout): dropped after
+    tokens = np.pad(tokens, ((0, extra), (0, 0)), constant_values=self.pad_id)
+    positions = np.pad(positions, ((0, extra), (0, 0)), constant_values=-1)
     prefill = self._compile(stats, ("prefill", (rows, tokens.shape[1])), self._prefill, self.state,
                             tokens[:rows], positions[:rows])
     start = time.perf_counter()
     parts = [prefill(self.state, tokens[i:i + rows], positions[i:i + rows])
-             for i in range(0, len(prompts), rows)]
+             for i in range(0, batch, rows)]
     last_logits, caches = parts[0] if len(parts) == 1 else jax.tree.map(
         lambda *a: jnp.concatenate(a), *parts)  # logits [B, V]; caches: batch is axis 0
+    if extra:
+      last_logits, caches = jax.tree.map(lambda a: a[:batch], (last_logits, caches))
     first = sample(last_logits, jax.random.fold_in(key, tokens.shape[1] - 1), params)
     first = np.asarray(first)
     stats.prefill_s = time.perf_counter() - start
 
-    batch = len(prompts)
     generated = [[int(t)] for t in first]
     done = np.isin(first, list(self._host_stop_ids))
     if on_tokens:
       on_tokens([list(g) for g in generated])
-    token, position = jnp.asarray(first), jnp.asarray(positions[:, -1] + 1)
+    token, position = jnp.asarray(first), jnp.asarray(positions[:batch, -1] + 1)
     step, remaining = tokens.shape[1], max_new_tokens - 1
     chunk_index, traced = 0, False
     while remaining > 0 and not done.all():
