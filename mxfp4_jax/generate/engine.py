@@ -135,7 +135,7 @@ class Generator:
   def check_prompts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
     """Raises ValueError, before any work, when the prompts cannot be generated from: the
     embedding would take an id outside the vocabulary without a word (XLA clamps the index)."""
-    if not prompts or any(len(p) == 0 for p in prompts):
+    if len(prompts) == 0 or any(len(p) == 0 for p in prompts):
       raise ValueError("every prompt needs at least one token")
     vocab = self.cfg.vocab_size
     for row, prompt in enumerate(prompts):

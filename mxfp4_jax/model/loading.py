@@ -58,6 +58,9 @@ def from_canonical(cfg: GptOssConfig, tensors) -> GptOss:
     parts = name.split(".")
     if len(parts) == 4 and parts[2] in ("gate_up", "down"):
       key = (int(parts[1]), parts[2])
+      if not 0 <= key[0] < cfg.num_layers:
+        raise ckpt.CheckpointError(f"{name}: not a parameter of this GPT-OSS "
+                                   f"({cfg.num_layers} layers)")
       pending = experts.setdefault(key, {})
       pending[parts[3]] = array
       if len(pending) == 3:
