@@ -21,7 +21,7 @@ def get_config():
   c.num_warps = 4
   c.num_stages = 5
   c.k_unroll = 1
-  c.decode = "integer"  # or "bf16x2"
+  c.decode = "integer"  # or "bf16x2", "lut"
   c.accumulate_in_mma = False
   c.prefetch_scales = False
   c.k_splits = 1

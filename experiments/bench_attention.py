@@ -87,7 +87,8 @@ def main(argv) -> None:
   del argv
   config = _CONFIG.value
   key = jax.random.PRNGKey(config.seed)
-  _, config.bf16_flops_per_s = common.ceilings(bf16_flops_per_s=config.bf16_flops_per_s)
+  _, config.bf16_flops_per_s = common.ceilings(bf16_flops_per_s=config.bf16_flops_per_s,
+                                               used=("bf16_flops_per_s",))
   kv_heads, group, head_dim = config.kv_heads, config.group, config.head_dim
   results = bench_decode(config, key) if config.decode_batches else []
   for length in common.csv_list(config.lengths, int):

@@ -3,7 +3,7 @@ peak memory, each beside its roofline.
 
   python -m experiments.bench_e2e --config=configs/gpt_oss_20b.py
   python -m experiments.bench_e2e --config=configs/gpt_oss_120b.py
-  python -m experiments.bench_e2e --config=configs/tiny.py          # minutes on a CPU
+  python -m experiments.bench_e2e --config=configs/tiny.py          # seconds on a CPU
 
 Without ``--config.checkpoint`` the weights are random, of the real shapes, generated on the
 device in the packed layout (speed does not depend on their values; routing of random weights

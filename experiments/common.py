@@ -63,15 +63,19 @@ DEVICE_CEILINGS = {"H100": (2.95e12, 804e12), "H200": (3.27e12, 659e12)}
 
 
 def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0,
-             flags: str = "--config.") -> tuple[float, float]:
+             flags: str = "--config.", used: tuple[str, ...] = ("hbm_bytes_per_s",
+                                                              "bf16_flops_per_s"),
+             ) -> tuple[float, float]:
   """The rooflines' (bytes/s, bf16 FLOP/s): the given values, and for each one left 0 this
   device's from `DEVICE_CEILINGS` (the H100's on a device not listed there, said on stdout,
-  naming the flags under ``flags`` that set them)."""
+  naming the flags under ``flags`` that set the ceilings the caller ``used``)."""
   kind = jax.devices()[0].device_kind
   known = next((c for name, c in DEVICE_CEILINGS.items() if name in kind), None)
-  if known is None and not (hbm_bytes_per_s and bf16_flops_per_s):
-    print(f"ceilings: none known for {kind!r}; using the H100's (pass {flags}hbm_bytes_per_s "
-          f"and {flags}bf16_flops_per_s, measured by experiments.ceilings)")
+  given = dict(hbm_bytes_per_s=hbm_bytes_per_s, bf16_flops_per_s=bf16_flops_per_s)
+  unset = [name for name in used if not given[name]]
+  if known is None and unset:
+    print(f"ceilings: none known for {kind!r}; using the H100's (pass "
+          f"{' and '.join(flags + name for name in unset)}, measured by experiments.ceilings)")
   known = known or DEVICE_CEILINGS["H100"]
   return hbm_bytes_per_s or known[0], bf16_flops_per_s or known[1]
 

@@ -57,7 +57,11 @@ def test_ceilings_given_or_of_the_device(capsys):
   from experiments import common
   assert common.ceilings(1.0, 2.0) == (1.0, 2.0)
   assert common.ceilings(0.0, 2.0) == (common.DEVICE_CEILINGS["H100"][0], 2.0)  # cpu: not listed
-  assert "none known for 'cpu'; using the H100's" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "none known for 'cpu'; using the H100's (pass --config.hbm_bytes_per_s," in out
+  assert "bf16_flops_per_s" not in out  # given: not asked for
+  common.ceilings(bf16_flops_per_s=2.0, used=("bf16_flops_per_s",))  # bench_attention's case
+  assert capsys.readouterr().out == ""
 
 
 def test_ceilings_runs_and_writes_both(tmp_path):
