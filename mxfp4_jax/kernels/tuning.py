@@ -5,8 +5,9 @@ The table's block shapes come from ``python -m experiments.tune_kernel`` sweeps 
 choices were then timed one at a time with ``experiments.bench_kernel --config.kernel_options``
 and ``tune_kernel``'s split options, the last row's decode and accumulation and the first
 row's prefetch and split target on an H200, and the last row's remainder tiles end to end
-(``bench_e2e --config.bench.kernel_options=remainder_block_m=32``). BENCHMARKS.md records each
-of those runs.
+(``bench_e2e --config.bench.kernel_options=remainder_block_m=32``); the prefill rows' launch
+order and 256-row tiles by a ``tune_kernel`` sweep of ``columns_first`` and ``paired_halves`` on
+an H200, then end to end. BENCHMARKS.md records each of those runs.
 """
 
 from __future__ import annotations
@@ -65,13 +66,15 @@ class KernelConfig:
   # The programs in flight then share a few row tiles, so each tile of x comes from HBM once
   # and its expert's weights stay in L2 across the expert's row tiles. Row tiles first, a
   # prefill-sized x (94 MB at P = 16384, K = 2880) is swept once per column tile, more than the
-  # 50 MB L2 holds. Not yet timed.
+  # 50 MB L2 holds. H200, 20b, P=16384: gate_up 1.690 -> 1.454 ms, down 0.890 -> 0.699 ms.
   columns_first: bool = False
   # The fused SwiGLU's glu and linear rows in one weight block and one dot: block_n / 2 glu rows,
   # then their block_n / 2 linear rows, for block_n / 2 output columns, instead of a block_n-row
   # block and dot for each. A program then holds one accumulator of [block_n, block_m] instead
   # of two, so that block_m can double in the same registers and every decoded weight feeds
-  # twice the rows. No effect without the fused SwiGLU. Not yet timed.
+  # twice the rows. No effect without the fused SwiGLU. H200, 20b gate_up, columns first:
+  # at 128-row tiles 2-14% slower (P=4096-32768); it is what lets 256-row tiles run (P=16384
+  # 1.320 ms against 1.454 at 128 rows).
   paired_halves: bool = False
   # Grouped rows (not one-row tiles), no split, block_m above it: each group's rows past its
   # full block_m tiles, when at most this many, go to a second call with tiles of this size
@@ -115,7 +118,7 @@ TABLE: tuple[tuple[int, KernelConfig], ...] = (
     (32, KernelConfig(block_m=32, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
                       accumulate_in_mma=True, unroll_split=True)),
     (64, KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=4, decode="bf16x2")),
-    # 65-128 rows per expert (prefill 1k) take the last row: without in-MMA accumulation the
+    # 65-128 rows per expert (prefill 1k) take the row below: without in-MMA accumulation the
     # kernel alone ran 5-17% faster at P=4096, but prefill 1k did not (H200, 2026-12-04,
     # BENCHMARKS.md fifteenth round).
     # P=16384: 1.786 ms (304 TF/s) on the H100 with decode="bf16x2"; H200, 2026-12-02:
@@ -123,8 +126,18 @@ TABLE: tuple[tuple[int, KernelConfig], ...] = (
     # bf16x2 decode, gate_up / down: lut 1.664 / 0.937 ms, bf16x2 in the MMA 1.610 / 0.839.
     # Remainder tiles of 32 rows (H200, 2026-12-04, 20b prefill 1k end to end, medians of 11):
     # 39,295 and 39,232 tok/s against 36,153-36,651 without; with 64, 36,805 and 36,867.
-    (1 << 62, KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
-                           accumulate_in_mma=True, prefetch_scales=True, remainder_block_m=32)),
+    # Columns first (H200, 2026-12-05, P=4096, 128 rows per expert): gate_up 0.513 -> 0.483 ms,
+    # down 0.304 -> 0.288 ms.
+    (128, KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
+                       accumulate_in_mma=True, prefetch_scales=True, remainder_block_m=32,
+                       columns_first=True)),
+    # H200, 2026-12-05, P=16384 / 32768 (512 / 1024 rows per expert), against the row above
+    # without columns_first: gate_up 1.690 -> 1.320 / 3.537 -> 2.524 ms (256-row tiles take
+    # paired halves: unpaired they spill), down 0.890 -> 0.656 / 2.059 -> 1.297 ms (4 stages of
+    # 256-row tiles leave one program an SM: 1.106 ms).
+    (1 << 62, KernelConfig(block_m=256, block_n=64, num_warps=4, num_stages=3, decode="bf16x2",
+                           accumulate_in_mma=True, prefetch_scales=True, remainder_block_m=32,
+                           columns_first=True, paired_halves=True)),
 )
 
 
