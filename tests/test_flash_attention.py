@@ -9,6 +9,7 @@ import pytest
 
 from mxfp4_jax.kernels.flash_attention import (decode_attention, decode_attention_update,
                                                decode_shares, flash_attention)
+from numerics import np_rope, rel_err
 
 INTERPRET = jax.default_backend() != "gpu"
 
@@ -35,11 +36,6 @@ def left_padded_positions(lengths, t):
   for row, n in enumerate(lengths):
     positions[row, t - n:] = np.arange(n)
   return positions
-
-
-def rel_err(out, ref):
-  out = np.asarray(jnp.asarray(out).astype(jnp.float32), np.float64)
-  return np.linalg.norm(out - ref) / np.linalg.norm(ref)
 
 
 @pytest.mark.parametrize("t, lengths, kv_heads, group, window, block_q, block_k", [
@@ -100,12 +96,6 @@ def test_decode_over_a_ring_cache_matches_float64_oracle(rng, window, num_progra
   ref = oracle(q[:, None], k, v, q_pos[:, None], sinks, window, k_positions=k_pos)[:, 0]
   assert out.shape == q.shape and out.dtype == q.dtype
   assert rel_err(out, ref) < 1e-2
-
-
-def np_rope(x, cos, sin):
-  """float64 half-split RoPE: x [..., hd], cos and sin [..., hd / 2]."""
-  x1, x2 = np.split(np.asarray(x, np.float64), 2, axis=-1)
-  return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
 @pytest.mark.parametrize("window, num_programs, slots, slot, block_k, norm", [

@@ -16,12 +16,9 @@ import numpy as np
 import pytest
 
 import mxfp4_jax
+from numerics import rel_err
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
-
-
-def rel_err(a, b):
-  return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
 
 
 @pytest.fixture(scope="module")

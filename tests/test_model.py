@@ -15,13 +15,10 @@ from configs import tiny
 from mxfp4_jax import mxfp4
 from mxfp4_jax.model import GptOss, GptOssConfig
 from mxfp4_jax.model.rope import rope_tables
+from numerics import np_rope, rel_err
 
 CFG = GptOssConfig.from_dict(tiny.model_config()).replace(dtype="float32",
                                                           moe_backend="reference")
-
-
-def rel_err(a, b):
-  return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
 
 
 # --- the numpy oracle -----------------------------------------------------------------------------
@@ -40,13 +37,6 @@ def np_yarn(cfg, positions):
   return np.cos(angles) * concentration, np.sin(angles) * concentration
 
 
-def np_rope(x, cos, sin):  # x [T, heads, hd]
-  half = x.shape[-1] // 2
-  x1, x2 = x[..., :half], x[..., half:]
-  c, s = cos[:, None], sin[:, None]
-  return np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], -1)
-
-
 def np_attention(cfg, layer, p, x):  # x [T, D] float64
   t = x.shape[0]
   qkv = x @ p["qkv_w"] + p["qkv_b"]
@@ -54,7 +44,7 @@ def np_attention(cfg, layer, p, x):  # x [T, D] float64
   k = qkv[:, cfg.q_size:cfg.q_size + cfg.kv_size].reshape(t, cfg.num_kv_heads, cfg.head_dim)
   v = qkv[:, cfg.q_size + cfg.kv_size:].reshape(t, cfg.num_kv_heads, cfg.head_dim)
   cos, sin = np_yarn(cfg, np.arange(t))
-  q, k = np_rope(q, cos, sin), np_rope(k, cos, sin)
+  q, k = np_rope(q, cos[:, None], sin[:, None]), np_rope(k, cos[:, None], sin[:, None])  # [T, heads, hd]
   out = np.zeros((t, cfg.num_heads, cfg.head_dim))
   for h in range(cfg.num_heads):
     kv = h // (cfg.num_heads // cfg.num_kv_heads)
