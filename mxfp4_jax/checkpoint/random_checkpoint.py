@@ -49,10 +49,6 @@ def random_canonical(hparams: dict, seed: int) -> dict[str, np.ndarray]:
   return out
 
 
-def _hf_dtype(a: np.ndarray) -> np.ndarray:
-  return a.astype(BF16) if a.dtype == np.float32 else a  # HF stores its norm scales in bf16 too
-
-
 def write_random_checkpoint(path, hparams: dict, layout: str, seed: int, num_shards: int = 2, *,
                             nested: bool = False) -> pathlib.Path:
   """Writes a random checkpoint and returns the directory that holds its files.
@@ -69,13 +65,15 @@ def write_random_checkpoint(path, hparams: dict, layout: str, seed: int, num_sha
   if layout == "original" and nested:
     path = path / ORIGINAL_SUBDIR
   path.mkdir(parents=True, exist_ok=True)
-  disk = names.to_disk(random_canonical(hparams, seed), hparams, layout)
+  canonical = random_canonical(hparams, seed)
   if layout == "hf":
+    # HF stores its norm scales in bf16 too (their values are bf16-exact)
+    canonical = {k: v.astype(BF16) if names.is_norm(k) else v for k, v in canonical.items()}
     config = config_json.to_hf_config(hparams)
-    _write_hf_shards(path, {k: _hf_dtype(v) for k, v in disk.items()}, num_shards)
+    _write_hf_shards(path, names.to_disk(canonical, hparams, layout), num_shards)
   else:
     config = config_json.to_original_config(hparams)
-    save_file(disk, path / "model.safetensors")
+    save_file(names.to_disk(canonical, hparams, layout), path / "model.safetensors")
   (path / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
   return path
 
