@@ -3,11 +3,11 @@
 The table's block shapes come from ``python -m experiments.tune_kernel`` sweeps on the H100
 (the block shapes with the integer decode); the decode, accumulation, scale-prefetch and split
 choices were then timed one at a time with ``experiments.bench_kernel --config.kernel_options``
-and ``tune_kernel``'s split options, the last row's decode and accumulation and the first
-row's prefetch and split target on an H200, and the last row's remainder tiles end to end
-(``bench_e2e --config.bench.kernel_options=remainder_block_m=32``); the prefill rows' launch
-order and 256-row tiles by a ``tune_kernel`` sweep of ``columns_first`` and ``paired_halves`` on
-an H200, then end to end. BENCHMARKS.md records each of those runs.
+and ``tune_kernel``'s split options: the prefill rows' decode and accumulation and the first
+row's prefetch and split target on an H200, and the prefill rows' remainder tiles end to end
+(``bench_e2e --config.bench.kernel_options=remainder_block_m=32``); their launch order and
+256-row tiles by a ``tune_kernel`` sweep of ``columns_first`` and ``paired_halves`` on an H200,
+then end to end. BENCHMARKS.md records each of those runs.
 """
 
 from __future__ import annotations
