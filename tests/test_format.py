@@ -248,6 +248,10 @@ def test_quantize_rejects_integers_and_scalars():
     fmt.quantize(np.zeros((2, 32), np.int32))
   with pytest.raises(ValueError, match="at least one dimension"):
     fmt.quantize(np.float32(1.0))
+  with pytest.raises(ValueError, match=r"axis=2 is out of range for w of shape \(2, 32\)"):
+    fmt.quantize(np.ones((2, 32), np.float32), axis=2)
+  with pytest.raises(TypeError, match="scales must be uint8"):
+    fmt.decode_scales([127])  # a list of Python ints is int32, not E8M0 bytes
 
 
 def test_dequantize_rejects_wrong_block_dtype():

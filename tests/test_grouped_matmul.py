@@ -343,6 +343,15 @@ def call(args, **overrides):
     (dict(group_sizes=None, row_experts=jnp.zeros(7)), ValueError, "row_experts must be an integer"),
     (dict(group_sizes=None, row_experts=jnp.array([0, 1, 2, 3, 0, 1, 2])), ValueError,
      r"row_experts must be in \[0, 3\), got values from 0 to 3"),
+    # Host int64 that int32 would wrap to valid values ([3, 0, 2] and zeros).
+    (dict(group_sizes=np.array([3, 2**32, 2], np.int64)), ValueError,
+     "group_sizes holds values outside int32: from 2 to 4294967296"),
+    (dict(group_sizes=None, row_experts=np.array([0, 0, 0, 0, 0, 0, 2**32], np.int64)),
+     ValueError, "row_experts holds values outside int32"),
+    (dict(config=dict(block_m=16)), TypeError, "config must be a KernelConfig or None, got dict"),
+    (dict(out_dtype="foo"), TypeError, "out_dtype must be a float dtype, got 'foo'"),
+    (dict(out_dtype=jnp.int8), TypeError, "out_dtype must be a float dtype, got int8"),
+    (dict(swiglu_limit="high"), TypeError, "swiglu_limit must be a concrete number, got 'high'"),
 ])
 def test_bad_arguments(args, bad, error, match):
   with pytest.raises(error, match=match):
@@ -453,6 +462,10 @@ def test_ptx_decode_computes_the_same_sums(rng, decode):
 def test_kernel_config_rejects_bad_blocks():
   with pytest.raises(TypeError, match="k_splits must be an int, got 5.0"):
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, k_splits=5.0)
+  with pytest.raises(TypeError, match="k_splits must be an int, got True"):
+    KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, k_splits=True)
+  with pytest.raises(TypeError, match="accumulate_in_mma must be a bool, got 'no'"):
+    KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, accumulate_in_mma="no")
   with pytest.raises(ValueError, match="prefetch must be >= 0, got -1"):
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, prefetch=-1)
   for name in ("column_blocks", "k_splits", "k_unroll", "num_stages"):

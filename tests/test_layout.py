@@ -1,5 +1,8 @@
 """The kernel layout contract: pack/unpack, nibble placement, padding and the scale-range check."""
 
+import dataclasses
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -207,6 +210,36 @@ def test_pack_rejects_bad_shapes(rng):
     mxfp4.pack(blocks, scales[:, :, :1])
   with pytest.raises(TypeError, match="blocks must be uint8"):
     mxfp4.pack(blocks.astype(np.int8), scales)
+  with pytest.raises(ValueError, match=r"with E, N, K/32 >= 1, got \(0, 18, 2, 16\)"):
+    mxfp4.pack(blocks[:0], scales[:0])
+  with pytest.raises(TypeError, match="pack: swiglu_halves must be a bool, got 'no'"):
+    mxfp4.pack(blocks, scales, swiglu_halves="no")
+
+
+def test_packed_weights_that_break_the_contract_are_refused(rng):
+  """A PackedMXFP4 built or edited by hand: every entry point that takes one says what is off
+  (the kernel would otherwise drop a row, or read in_features' K of wider values)."""
+  blocks, scales, bias = random_checkpoint(rng, 2, 18, 3)  # K = 96: 2 K tiles
+  w = mxfp4.pack(blocks, scales, bias, swiglu_halves=True)
+  bad = {
+      r"in_features=64 does not fit values of shape \(2, 2, 18, 32\)":
+          dataclasses.replace(w, in_features=64),
+      r"in_features='96' does not fit": dataclasses.replace(w, in_features="96"),
+      "swiglu_halves=True but an odd N=17": dataclasses.replace(
+          w, values=w.values[:, :, :17], scales=w.scales[:, :, :17], bias=w.bias[:, :17]),
+      "at least one expert": dataclasses.replace(w, values=w.values[:0], scales=w.scales[:0],
+                                                 bias=w.bias[:0]),
+  }
+  for match, packed in bad.items():
+    for entry in (mxfp4.unpack, mxfp4.dequantize_packed):
+      with pytest.raises(ValueError, match=match):
+        entry(packed)
+  with pytest.raises(TypeError, match="w.swiglu_halves must be a bool, got 'no'"):
+    mxfp4.unpack(dataclasses.replace(w, swiglu_halves="no"))
+  with pytest.raises(ValueError, match=r"interleave_swiglu: axis -1 must have an even length"):
+    layout.interleave_swiglu(np.arange(5))
+  with pytest.raises(ValueError, match=r"deinterleave_swiglu: axis 0 must have an even length"):
+    layout.deinterleave_swiglu(np.zeros((5, 2)), axis=0)
 
 
 def test_unpack_rejects_non_packed():
@@ -237,3 +270,8 @@ def test_random_packed_keeps_the_layout_contract(in_features):
   assert again.in_features == w.in_features == in_features
   with pytest.raises(ValueError, match="in_features=80 must be a positive multiple of 32"):
     layout.random_packed(jax.random.PRNGKey(1), 2, 80, 16)
+  with pytest.raises(ValueError, match="out_features even with swiglu_halves"):
+    layout.random_packed(jax.random.PRNGKey(1), 2, 64, 17, swiglu_halves=True)
+  for scale_range in [(0, 255), (124, 118)]:  # NaN and out-of-range bytes; a reversed range
+    with pytest.raises(ValueError, match=re.escape(f"scale_range={scale_range} must be (low, high)")):
+      layout.random_packed(jax.random.PRNGKey(1), 2, 64, 16, scale_range=scale_range)

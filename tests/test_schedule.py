@@ -131,6 +131,11 @@ def test_sort_by_expert_method():
   experts = jnp.zeros(8, jnp.int32)
   with pytest.raises(ValueError, match="method must be 'counting' or 'argsort', got 'radix'"):
     sched.sort_by_expert(experts, 4, "radix")
+  for method in ("counting", "argsort"):  # the counting sort would repeat a row, argsort drop one
+    with pytest.raises(ValueError, match=r"experts must be in \[0, 2\), got values from 0 to 5"):
+      sched.sort_by_expert(jnp.array([1, 0, 5]), 2, method)
+  with pytest.raises(ValueError, match=r"experts must be a 1-D integer array, got float32\[3\]"):
+    sched.sort_by_expert(jnp.array([1.0, 0.0, 1.0]), 2)
   # Either side of COUNTING_SORT_MIN_ROWS the default gives the stable layout (numpy's, not
   # one of the two methods: below the threshold the default is the argsort itself).
   for rows in (sched.COUNTING_SORT_MIN_ROWS - 1, sched.COUNTING_SORT_MIN_ROWS):

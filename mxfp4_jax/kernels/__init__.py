@@ -66,6 +66,35 @@ def _check_row_experts(row_experts, num_rows: int, num_experts: int) -> None:
                        f"{experts.min()} to {experts.max()}")
 
 
+def _check_int32_range(**arrays) -> None:
+  """Host integers past int32, which jnp.asarray would wrap before the value checks see them."""
+  for name, a in arrays.items():
+    if a is None or isinstance(a, jax.Array):
+      continue
+    host = np.asarray(a)
+    if host.dtype.kind in "iu" and host.size and not (
+        np.iinfo(np.int32).min <= host.min() and host.max() <= np.iinfo(np.int32).max):
+      raise ValueError(f"{name} holds values outside int32: from {host.min()} to {host.max()}")
+
+
+def _float_dtype(dtype, name: str) -> np.dtype:
+  try:
+    dtype = jnp.dtype(dtype)
+  except TypeError as e:
+    raise TypeError(f"{name} must be a float dtype, got {dtype!r}") from e
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise TypeError(f"{name} must be a float dtype, got {dtype}")
+  return dtype
+
+
+def _number(value, name: str) -> float:
+  """A static epilogue constant (the kernel is specialized on it)."""
+  try:
+    return float(value)
+  except (TypeError, ValueError, jax.errors.ConcretizationTypeError) as e:
+    raise TypeError(f"{name} must be a concrete number, got {value!r}") from e
+
+
 def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
                    row_weights: jax.Array | None = None, *, row_experts: jax.Array | None = None,
                    activation: str | None = None,
@@ -95,13 +124,18 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
   Returns:
     ``[P, N]`` (``[P, N / 2]`` with SwiGLU) of ``out_dtype``.
   """
+  _check_int32_range(group_sizes=group_sizes, row_experts=row_experts)
   as_array = lambda a: None if a is None else jnp.asarray(a)
   x, group_sizes, row_weights, row_experts = map(as_array, (x, group_sizes, row_weights,
                                                             row_experts))
   _check_args(x, w, group_sizes, row_weights, row_experts, activation, backend)
+  if config is not None and not isinstance(config, KernelConfig):
+    raise TypeError(f"config must be a KernelConfig or None, got {type(config).__name__}")
   if group_sizes is not None:
     group_sizes = clip_group_sizes(group_sizes, x.shape[0])
-  out_dtype = jnp.dtype(out_dtype or x.dtype)
+  out_dtype = _float_dtype(out_dtype or x.dtype, "out_dtype")
+  swiglu_alpha, swiglu_limit = _number(swiglu_alpha, "swiglu_alpha"), _number(swiglu_limit,
+                                                                              "swiglu_limit")
   if backend == "auto":
     backend = "pallas" if interpret else default_backend()
   epilogue = dict(activation=activation, out_dtype=out_dtype, swiglu_alpha=swiglu_alpha,
@@ -128,4 +162,4 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
                                **epilogue)
 
 
-__all__ = ["KernelConfig", "grouped_matmul", "grouped_matmul_reference", "pick_config", "swiglu"]
+__all__ = ["KernelConfig", "grouped_matmul", "pick_config", "swiglu"]

@@ -42,8 +42,10 @@ def _ragged_sums(x, w: PackedMXFP4, group_sizes):
 
 def grouped_matmul_reference(x, w: PackedMXFP4, group_sizes=None, row_weights=None, *,
                              row_experts=None, **epilogue):
-  """Same contract as `mxfp4_jax.kernels.grouped_matmul`. Multiplies in float32 for float32 x,
-  else in bf16 (the kernel's operands), and accumulates in float32."""
+  """The reference backend of `mxfp4_jax.kernels.grouped_matmul`, which checks the arguments and
+  fills in the epilogue's before calling it (call ``grouped_matmul(..., backend="reference")``).
+  Multiplies in float32 for float32 x, else in bf16 (the kernel's operands), and accumulates in
+  float32."""
   if row_experts is None:
     expert = expert_of_row(group_sizes, x.shape[0])
     return moe_epilogue(_ragged_sums(x, w, group_sizes), w, expert, row_weights, **epilogue)

@@ -46,6 +46,15 @@ def sort_by_expert(experts: jax.Array, num_experts: int, method: str | None = No
   before it, from a cumulative count over a ``[P, E]`` one-hot. For a 1k-token prompt of
   GPT-OSS-20B (P = 4096, H200) that count takes 5.2 us a layer where XLA's sort of the same keys
   took 31.6 us."""
+  experts = jnp.asarray(experts)
+  if experts.ndim != 1 or not jnp.issubdtype(experts.dtype, jnp.integer):
+    raise ValueError(f"sort_by_expert: experts must be a 1-D integer array, got "
+                     f"{experts.dtype}{list(experts.shape)}")
+  if not isinstance(experts, jax.core.Tracer) and experts.size:
+    low, high = int(experts.min()), int(experts.max())
+    if low < 0 or high >= num_experts:
+      raise ValueError(f"sort_by_expert: experts must be in [0, {num_experts}), got values from "
+                       f"{low} to {high}")
   num_rows = experts.shape[0]
   method = method or ("counting" if num_rows >= COUNTING_SORT_MIN_ROWS else "argsort")
   if method not in ("counting", "argsort"):

@@ -90,8 +90,9 @@ class KernelConfig:
     if self.decode not in DECODES:
       raise ValueError(f"KernelConfig.decode must be one of {DECODES}, got {self.decode!r}")
     for f in dataclasses.fields(self):
-      if f.type == "int" and type(getattr(self, f.name)) is not int:
-        raise TypeError(f"KernelConfig.{f.name} must be an int, got {getattr(self, f.name)!r}")
+      kind = {"int": "an int", "bool": "a bool"}.get(f.type)
+      if kind and type(getattr(self, f.name)).__name__ != f.type:  # not a bool for an int
+        raise TypeError(f"KernelConfig.{f.name} must be {kind}, got {getattr(self, f.name)!r}")
     for name in ("num_warps", "num_stages", "k_unroll", "k_splits", "column_blocks"):
       if getattr(self, name) < 1:
         raise ValueError(f"KernelConfig.{name} must be >= 1, got {getattr(self, name)}")

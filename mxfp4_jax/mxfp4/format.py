@@ -64,6 +64,7 @@ def check_scales(scales, name: str = "scales") -> None:
 def decode_scales(scales, dtype=jnp.float32) -> jax.Array:
   """E8M0 bytes -> ``2 ** (s - 127)``: exact in float32 for bytes 1..254 (byte 0, 2**-127, is a
   float32 subnormal, which XLA on CPU flushes to zero)."""
+  scales = jnp.asarray(scales)
   check_scales(scales)
   return jnp.ldexp(jnp.ones((), jnp.float32), scales.astype(jnp.int32) - SCALE_BIAS).astype(dtype)
 
@@ -238,13 +239,17 @@ def quantize(w, axis: int = -1) -> tuple[jax.Array, jax.Array]:
   (2**-125) so that every scale is one the kernel decodes exactly; blocks below that magnitude
   round toward zero. Blocks holding a magnitude of 16 or more get scales above
   ``KERNEL_SCALE_MAX``, which `layout.pack` rejects. ``axis`` is moved last: for ``w[N, K]``
-  with ``axis=-1`` the result is ``blocks[N, K/32, 16]``, ``scales[N, K/32]``.
+  with ``axis=-1`` the result is ``blocks[N, K/32, 16]``, ``scales[N, K/32]``. NaN and
+  infinity are an error when ``w`` is concrete; under a trace they cannot be checked and give
+  meaningless blocks.
   """
   w = jnp.asarray(w)
   if not jnp.issubdtype(w.dtype, jnp.floating):
     raise TypeError(f"quantize: w must be a float array, got {w.dtype}")
   if w.ndim == 0:
     raise ValueError("quantize: w must have at least one dimension")
+  if not -w.ndim <= axis < w.ndim:
+    raise ValueError(f"quantize: axis={axis} is out of range for w of shape {tuple(w.shape)}")
   w = jnp.moveaxis(w, axis, -1)
   k = w.shape[-1]
   if k % BLOCK_SIZE:

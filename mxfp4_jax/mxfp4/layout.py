@@ -28,7 +28,10 @@ For expert ``e``, output feature ``n`` and input feature ``k`` (the math is ``ou
 
 In-kernel decodes (`format.e2m1_to_bf16_bits` and the PTX forms beside it, which give the same
 bits) are exact for scale bytes in ``[KERNEL_SCALE_MIN, KERNEL_SCALE_MAX]`` on blocks that hold
-a non-zero value; `pack` checks it.
+a non-zero value; `pack` checks it (and the checkpoint loaders through it). A `PackedMXFP4`
+built by hand is checked for shapes and dtypes at each call (`check_packed`) but not for its
+scale bytes, which would cost a copy of every scale to the host per call: the kernel decodes a
+byte outside the range to NaN or a wrong power of two.
 """
 
 from __future__ import annotations
@@ -106,10 +109,21 @@ def check_packed(w: PackedMXFP4, name: str = "w") -> None:
   expected = (v.shape[0], 2 * v.shape[1], v.shape[2])
   if tuple(s.shape) != expected:
     raise ValueError(f"{name}.scales must have shape {expected}, got {tuple(s.shape)}")
+  if 0 in v.shape:
+    raise ValueError(f"{name}.values must have at least one expert, K tile and output feature, "
+                     f"got shape {tuple(v.shape)}")
   if w.bias is not None and tuple(w.bias.shape) != (v.shape[0], v.shape[2]):
     raise ValueError(f"{name}.bias must have shape {(v.shape[0], v.shape[2])}, got {tuple(w.bias.shape)}")
-  if not 0 < w.in_features <= w.padded_in_features or w.in_features % fmt.BLOCK_SIZE:
-    raise ValueError(f"{name}.in_features={w.in_features} does not fit values of shape {tuple(v.shape)}")
+  if (type(w.in_features) is not int or w.in_features % fmt.BLOCK_SIZE
+      or -(-w.in_features // K_TILE) != v.shape[1]):
+    raise ValueError(f"{name}.in_features={w.in_features!r} does not fit values of shape "
+                     f"{tuple(v.shape)} (a multiple of {fmt.BLOCK_SIZE} filling the last of "
+                     f"{v.shape[1]} K tiles at least half)")
+  if type(w.swiglu_halves) is not bool:
+    raise TypeError(f"{name}.swiglu_halves must be a bool, got {w.swiglu_halves!r}")
+  if w.swiglu_halves and v.shape[2] % 2:
+    raise ValueError(f"{name} has swiglu_halves=True but an odd N={v.shape[2]} (glu and linear "
+                     "halves need an even N)")
 
 
 def _check_kernel_scale_range(blocks, scales, where: str) -> None:
@@ -139,12 +153,15 @@ def pack(blocks, scales, bias=None, *, swiglu_halves: bool = False) -> PackedMXF
   and is skipped under a trace). With ``swiglu_halves`` the rows are first reordered by
   `deinterleave_swiglu`.
   """
+  if type(swiglu_halves) is not bool:
+    raise TypeError(f"pack: swiglu_halves must be a bool, got {swiglu_halves!r}")
   given = blocks, scales  # host arrays stay on the host for the range check
   blocks, scales = jnp.asarray(blocks), jnp.asarray(scales)
   fmt.check_blocks_and_scales(blocks, scales, "pack:")
   _check_kernel_scale_range(*given, "pack")
-  if blocks.ndim != 4:
-    raise ValueError(f"pack: blocks must have shape [E, N, K/32, 16], got {tuple(blocks.shape)}")
+  if blocks.ndim != 4 or 0 in blocks.shape:
+    raise ValueError(f"pack: blocks must have shape [E, N, K/32, 16] with E, N, K/32 >= 1, got "
+                     f"{tuple(blocks.shape)}")
   num_experts, n, num_blocks, _ = blocks.shape
   if swiglu_halves:
     if n % 2:
@@ -198,16 +215,24 @@ def dequantize_packed(w: PackedMXFP4, dtype=jnp.float32) -> jax.Array:
   return dense[:, : w.in_features].astype(dtype)
 
 
+def _even_axis(a, axis: int, name: str) -> jax.Array:
+  a = jnp.asarray(a)
+  if a.shape[axis] % 2:
+    raise ValueError(f"{name}: axis {axis} must have an even length (glu and linear halves), "
+                     f"got shape {tuple(a.shape)}")
+  return a
+
+
 def deinterleave_swiglu(a, axis: int = -1):
   """Interleaved (glu, linear, glu, linear, ...) along ``axis`` -> (all glu, then all linear)."""
-  a = jnp.asarray(a)
+  a = _even_axis(a, axis, "deinterleave_swiglu")
   return jnp.concatenate([jnp.take(a, jnp.arange(0, a.shape[axis], 2), axis=axis),
                           jnp.take(a, jnp.arange(1, a.shape[axis], 2), axis=axis)], axis=axis)
 
 
 def interleave_swiglu(a, axis: int = -1):
   """The inverse of `deinterleave_swiglu`."""
-  a = jnp.moveaxis(jnp.asarray(a), axis, 0)
+  a = jnp.moveaxis(_even_axis(a, axis, "interleave_swiglu"), axis, 0)
   half = a.shape[0] // 2
   out = jnp.stack([a[:half], a[half:]], axis=1).reshape(a.shape)
   return jnp.moveaxis(out, 0, axis)
@@ -241,13 +266,21 @@ def random_packed(key: jax.Array, num_experts: int, in_features: int, out_featur
   if in_features <= 0 or in_features % fmt.BLOCK_SIZE:
     raise ValueError(f"random_packed: in_features={in_features} must be a positive multiple of "
                      f"{fmt.BLOCK_SIZE}")
+  if num_experts < 1 or out_features < 1 or (swiglu_halves and out_features % 2):
+    raise ValueError(f"random_packed: needs num_experts, out_features >= 1 (out_features even "
+                     f"with swiglu_halves), got {num_experts} and {out_features}")
+  low, high = scale_range
+  if not fmt.KERNEL_SCALE_MIN <= low <= high <= fmt.KERNEL_SCALE_MAX:
+    raise ValueError(f"random_packed: scale_range={scale_range} must be (low, high) with "
+                     f"{fmt.KERNEL_SCALE_MIN} <= low <= high <= {fmt.KERNEL_SCALE_MAX}, the bytes "
+                     "the kernel decodes exactly")
   shapes = packed_shapes(num_experts, in_features, out_features)
   k_values, k_scales, k_bias = jax.random.split(key, 3)
   # One expert at a time, as 32-bit words viewed as bytes: a single draw of all values holds
   # several times the packed size in temporaries (4 GB per 120b gate_up layer), more than an
   # 80 GB GPU has to spare beside that model.
   values = _random_bytes(k_values, shapes["values"])
-  scales = jax.random.randint(k_scales, shapes["scales"], scale_range[0], scale_range[1] + 1,
+  scales = jax.random.randint(k_scales, shapes["scales"], low, high + 1,
                               jnp.int32).astype(jnp.uint8)
   if in_features % K_TILE:  # the last tile's high nibbles are its padded half
     values = values.at[:, -1].set(values[:, -1] & 0x0F)
