@@ -204,8 +204,10 @@ def test_pack_rejects_bad_shapes(rng):
     mxfp4.pack(blocks[0], scales[0])
   with pytest.raises(ValueError, match="needs an even N, got 17"):
     mxfp4.pack(blocks[:, :17], scales[:, :17], swiglu_halves=True)
-  with pytest.raises(ValueError, match=r"bias must have shape \(2, 18\), got \(2, 17\)"):
+  with pytest.raises(ValueError, match=r"bias must be a float array of shape \(2, 18\), got float32\(2, 17\)"):
     mxfp4.pack(blocks, scales, bias[:, :17])
+  with pytest.raises(ValueError, match=r"got complex64\(2, 18\)"):
+    mxfp4.pack(blocks, scales, bias.astype(np.complex64))
   with pytest.raises(ValueError, match="scales shape"):
     mxfp4.pack(blocks, scales[:, :, :1])
   with pytest.raises(TypeError, match="blocks must be uint8"):

@@ -46,8 +46,10 @@ def _check_args(x, w, group_sizes, row_weights, row_experts, activation, backend
   elif group_sizes.shape != (w.num_experts,) or not jnp.issubdtype(group_sizes.dtype, jnp.integer):
     raise ValueError(f"group_sizes must be an integer array of shape [{w.num_experts}] "
                      f"(one per expert), got {group_sizes.dtype}{list(group_sizes.shape)}")
-  if row_weights is not None and row_weights.shape != (x.shape[0],):
-    raise ValueError(f"row_weights must have shape [{x.shape[0]}], got {tuple(row_weights.shape)}")
+  if row_weights is not None and (row_weights.shape != (x.shape[0],)
+                                  or not jnp.issubdtype(row_weights.dtype, jnp.floating)):
+    raise ValueError(f"row_weights must be a float array of shape [{x.shape[0]}], got "
+                     f"{row_weights.dtype}{list(row_weights.shape)}")
   if group_sizes is not None and not isinstance(group_sizes, jax.core.Tracer):
     sizes = np.asarray(group_sizes)
     if (sizes < 0).any() or sizes.sum() > x.shape[0]:

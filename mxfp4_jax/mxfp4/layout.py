@@ -169,8 +169,9 @@ def pack(blocks, scales, bias=None, *, swiglu_halves: bool = False) -> PackedMXF
     blocks, scales = deinterleave_swiglu(blocks, axis=1), deinterleave_swiglu(scales, axis=1)
   if bias is not None:
     bias = jnp.asarray(bias)
-    if tuple(bias.shape) != (num_experts, n):
-      raise ValueError(f"pack: bias must have shape {(num_experts, n)}, got {tuple(bias.shape)}")
+    if tuple(bias.shape) != (num_experts, n) or not jnp.issubdtype(bias.dtype, jnp.floating):
+      raise ValueError(f"pack: bias must be a float array of shape {(num_experts, n)}, got "
+                       f"{bias.dtype}{tuple(bias.shape)}")
     bias = (deinterleave_swiglu(bias, axis=1) if swiglu_halves else bias).astype(jnp.float32)
   codes = fmt.blocks_to_codes(blocks)  # [E, N, K/32, 32]
 
