@@ -227,6 +227,7 @@ def test_packed_weights_that_break_the_contract_are_refused(rng):
       r"in_features=64 does not fit values of shape \(2, 2, 18, 32\)":
           dataclasses.replace(w, in_features=64),
       r"in_features='96' does not fit": dataclasses.replace(w, in_features="96"),
+      r"in_features=True does not fit": dataclasses.replace(w, in_features=True),
       "swiglu_halves=True but an odd N=17": dataclasses.replace(
           w, values=w.values[:, :, :17], scales=w.scales[:, :, :17], bias=w.bias[:, :17]),
       "at least one expert": dataclasses.replace(w, values=w.values[:0], scales=w.scales[:0],

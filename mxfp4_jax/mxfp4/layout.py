@@ -114,7 +114,8 @@ def check_packed(w: PackedMXFP4, name: str = "w") -> None:
                      f"got shape {tuple(v.shape)}")
   if w.bias is not None and tuple(w.bias.shape) != (v.shape[0], v.shape[2]):
     raise ValueError(f"{name}.bias must have shape {(v.shape[0], v.shape[2])}, got {tuple(w.bias.shape)}")
-  if (type(w.in_features) is not int or w.in_features % fmt.BLOCK_SIZE
+  if (not isinstance(w.in_features, (int, np.integer)) or isinstance(w.in_features, bool)
+      or w.in_features % fmt.BLOCK_SIZE
       or -(-w.in_features // K_TILE) != v.shape[1]):
     raise ValueError(f"{name}.in_features={w.in_features!r} does not fit values of shape "
                      f"{tuple(v.shape)} (a multiple of {fmt.BLOCK_SIZE} filling the last of "
