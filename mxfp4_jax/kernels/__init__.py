@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mxfp4_jax.kernels.reference import grouped_matmul_reference
-from mxfp4_jax.kernels.schedule import clip_group_sizes
+from mxfp4_jax.kernels.schedule import check_experts_in_range, clip_group_sizes
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT, swiglu
 from mxfp4_jax.kernels.tuning import KernelConfig, pick_config
 from mxfp4_jax.mxfp4.layout import PackedMXFP4, check_packed
@@ -61,11 +61,7 @@ def _check_row_experts(row_experts, num_rows: int, num_experts: int) -> None:
   if row_experts.shape != (num_rows,) or not jnp.issubdtype(row_experts.dtype, jnp.integer):
     raise ValueError(f"row_experts must be an integer array of shape [{num_rows}] (one per row "
                      f"of x), got {row_experts.dtype}{list(row_experts.shape)}")
-  if not isinstance(row_experts, jax.core.Tracer) and num_rows:
-    experts = np.asarray(row_experts)
-    if experts.min() < 0 or experts.max() >= num_experts:
-      raise ValueError(f"row_experts must be in [0, {num_experts}), got values from "
-                       f"{experts.min()} to {experts.max()}")
+  check_experts_in_range(row_experts, num_experts, "row_experts")
 
 
 def _check_int32_range(**arrays) -> None:

@@ -36,6 +36,15 @@ class TileSchedule:
 COUNTING_SORT_MIN_ROWS = 1024
 
 
+def check_experts_in_range(experts: jax.Array, num_experts: int, name: str) -> None:
+  """Expert ids outside ``[0, E)`` are an error when known (not under a trace)."""
+  if isinstance(experts, jax.core.Tracer) or not experts.size:
+    return
+  low, high = int(experts.min()), int(experts.max())
+  if low < 0 or high >= num_experts:
+    raise ValueError(f"{name} must be in [0, {num_experts}), got values from {low} to {high}")
+
+
 def sort_by_expert(experts: jax.Array, num_experts: int, method: str | None = None):
   """Rows' experts ``[P]`` (each in ``[0, E)``) -> the grouped layout: ``order`` [P] (the row at
   each sorted position), ``position`` [P] (its inverse: where each row sits) and ``group_sizes``
@@ -50,11 +59,7 @@ def sort_by_expert(experts: jax.Array, num_experts: int, method: str | None = No
   if experts.ndim != 1 or not jnp.issubdtype(experts.dtype, jnp.integer):
     raise ValueError(f"sort_by_expert: experts must be a 1-D integer array, got "
                      f"{experts.dtype}{list(experts.shape)}")
-  if not isinstance(experts, jax.core.Tracer) and experts.size:
-    low, high = int(experts.min()), int(experts.max())
-    if low < 0 or high >= num_experts:
-      raise ValueError(f"sort_by_expert: experts must be in [0, {num_experts}), got values from "
-                       f"{low} to {high}")
+  check_experts_in_range(experts, num_experts, "sort_by_expert: experts")
   num_rows = experts.shape[0]
   method = method or ("counting" if num_rows >= COUNTING_SORT_MIN_ROWS else "argsort")
   if method not in ("counting", "argsort"):
