@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from numerics import rel_err
+
 from mxfp4_jax import mxfp4
 from mxfp4_jax.kernels import KernelConfig, grouped_matmul, pick_config
 from mxfp4_jax.kernels import tuning
@@ -30,7 +32,9 @@ def oracle(x, blocks, scales, bias, group_sizes, row_weights, swiglu, alpha=ALPH
 
   Returns (out, pre-activation) with rows past sum(group_sizes) zero.
   """
-  x = np.asarray(jnp.asarray(x).astype(jnp.float32), np.float64)
+  # numpy first: a jax array in the arithmetic would take it to float32 (x64 is off)
+  x = np.asarray(np.asarray(x), np.float64)
+  bias = None if bias is None else np.asarray(np.asarray(bias), np.float64)
   w = np.asarray(mxfp4.dequantize(blocks, scales), np.float64)  # [E, N, K]
   num_rows, n = x.shape[0], w.shape[1]
   pre = np.zeros((num_rows, n))
@@ -304,6 +308,71 @@ def test_traced_group_sizes_are_clipped(rng, backend):
   out = fn(case["x"], case["w"], jnp.array([12, -3, 30], jnp.int32))
   clipped = dict(case, group_sizes=np.array([12, 0, 8], np.int32))
   np.testing.assert_array_equal(out, run(clipped, backend))
+
+
+# --- gradients ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("by_row", [False, True])
+def test_gradients_match_float64(rng, backend, by_row):
+  """d sum(out * c) by x, the row weights and the bias, against their float64 closed forms; rows
+  past sum(group_sizes) get none."""
+  sizes = np.array([3, 0, 4])
+  case, _, pre = make_case(rng, 3, 64, 32, 9, sizes, bias=True, row_weights=True)
+  x, w, rw = case["x"].astype(jnp.float32), case["w"], case["row_weights"]
+  c = rng.standard_normal((9, 32))
+  experts = np.repeat(np.arange(3), sizes)
+  if by_row:  # each row names its expert; the two rows past the groups name none (traced: E)
+    groups = dict(group_sizes=None, row_experts=jnp.asarray(np.r_[experts, 3, 3], jnp.int32))
+  else:
+    groups = dict(group_sizes=jnp.asarray(sizes, jnp.int32))
+
+  def loss(x, bias, rw, groups):
+    out = grouped_matmul(x, dataclasses.replace(w, bias=bias), row_weights=rw, backend=backend,
+                         interpret=INTERPRET and backend == "pallas", config=CFG,
+                         out_dtype=jnp.float32, **groups)
+    return jnp.sum(out * c)
+
+  dx, dbias, drw = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(x, w.bias, rw, groups)
+  blocks, scales, _ = mxfp4.unpack(w)
+  dense = np.asarray(mxfp4.dequantize(blocks, scales), np.float64)  # [E, N, K], as the oracle's
+  upstream = c[:7] * np.asarray(rw, np.float64)[:7, None]  # [rows in groups, N]
+  want_dx = np.zeros(x.shape)
+  want_dx[:7] = np.einsum("pn,pnk->pk", upstream, dense[experts])
+  want_dbias = np.stack([upstream[experts == e].sum(0) for e in range(3)])
+  want_drw = np.r_[np.sum(c[:7] * pre[:7], axis=1), 0, 0]
+  for got, want in ((dx, want_dx), (dbias, want_dbias), (drw, want_drw)):
+    assert rel_err(got, want) < 1e-5
+  assert not np.asarray(dx)[7:].any() and not np.asarray(drw)[7:].any()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_swiglu_gradient_matches_float64_difference(rng, backend):
+  """x's gradient through the clamped SwiGLU, along a random direction, against a central
+  difference of the float64 oracle."""
+  sizes = [5, 2, 6]
+  case, _, _ = make_case(rng, 3, 64, 64, 13, sizes, bias=True, row_weights=True, swiglu=True)
+  x, c = case["x"].astype(jnp.float32), rng.standard_normal((13, 32))
+  direction = rng.standard_normal(x.shape)
+
+  def loss(x):
+    out = grouped_matmul(x, case["w"], jnp.asarray(sizes, jnp.int32), case["row_weights"],
+                         activation="swiglu", backend=backend, config=CFG, out_dtype=jnp.float32,
+                         interpret=INTERPRET and backend == "pallas")
+    return jnp.sum(out * c)
+
+  blocks, scales, bias = mxfp4.unpack(case["w"])  # the checkpoint's interleaved columns
+
+  def oracle_loss(x):
+    out, _ = oracle(x, blocks, scales, bias, np.asarray(sizes), case["row_weights"], True)
+    return np.sum(out * c)
+
+  step = 1e-4
+  x64 = np.asarray(x, np.float64)
+  want = (oracle_loss(x64 + step * direction) - oracle_loss(x64 - step * direction)) / (2 * step)
+  got = float(np.sum(np.asarray(jax.grad(loss)(x), np.float64) * direction))
+  assert abs(got - want) < 1e-5 * abs(want)
 
 
 # --- argument checks ------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ group holds row ``p``.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,6 +118,8 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
     activation: ``None``, or ``"swiglu"`` for a gate_up weight packed with ``swiglu_halves``:
       the output is GPT-OSS's clamped SwiGLU of the glu and linear halves, ``[P, N / 2]``.
     backend: ``"pallas"`` (the kernel), ``"reference"`` (jnp), or ``"auto"``: pallas on GPU.
+      Both are differentiable in x, row_weights and w's bias; the kernel's gradient is the
+      reference's, computed on the dequantized weights.
     out_dtype: defaults to ``x.dtype``.
     config: kernel block sizes; default from `tuning.pick_config`.
     interpret: run the Pallas kernel in interpret mode (any platform; slow but exact).
@@ -142,8 +146,6 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
     return grouped_matmul_reference(x, w, group_sizes, row_weights, row_experts=row_experts,
                                     **epilogue)
 
-  from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas  # noqa: PLC0415
-
   out_cols = w.out_features // 2 if activation == "swiglu" else w.out_features
   if out_cols < 16:
     raise ValueError(f"the Pallas kernel needs at least 16 output features, got {out_cols}")
@@ -155,9 +157,38 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
   if config.block_n * config.column_blocks > out_cols:
     raise ValueError(f"config.block_n={config.block_n} x column_blocks={config.column_blocks} is "
                      f"wider than the {out_cols} output features")
+  static = (config, interpret, tuple(epilogue.items()))
+  return _pallas_with_reference_gradient(x, w, group_sizes, row_weights, row_experts, static)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _pallas_with_reference_gradient(x, w, group_sizes, row_weights, row_experts, static):
+  """The kernel, differentiated through the reference: Pallas has no gradient for the kernel,
+  and the weights' gradient is not defined (they are 4-bit codes), so x's, the row weights' and
+  the bias's come from the jnp reference on the same inputs (which dequantizes all experts)."""
+  from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas  # noqa: PLC0415
+
+  config, interpret, epilogue = static
   return grouped_matmul_pallas(x, w, group_sizes, row_weights, row_experts, cfg=config,
-                               interpret=interpret,
-                               **epilogue)
+                               interpret=interpret, **dict(epilogue))
+
+
+def _kernel_forward(x, w, group_sizes, row_weights, row_experts, static):
+  inputs = (x, w, group_sizes, row_weights, row_experts)
+  return _pallas_with_reference_gradient(*inputs, static), inputs
+
+
+def _reference_backward(static, inputs, out_cotangent):
+  _, _, epilogue = static
+
+  def reference(x, w, group_sizes, row_weights, row_experts):
+    return grouped_matmul_reference(x, w, group_sizes, row_weights, row_experts=row_experts,
+                                    **dict(epilogue))
+
+  return jax.vjp(reference, *inputs)[1](out_cotangent)
+
+
+_pallas_with_reference_gradient.defvjp(_kernel_forward, _reference_backward)
 
 
 __all__ = ["KernelConfig", "grouped_matmul", "pick_config", "swiglu"]
