@@ -71,11 +71,11 @@ def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
   return half("low", scale_low), half("high", scale_high)
 
 
-def _concat_halves(low, high):
-  """[bn, 32] x 2 -> [bn, 64] (a stack and a transpose: Triton's only concatenation). In the dot
-  operand's register layout both halves of a byte's values belong to the same thread: this
-  moves no data between threads (`KernelConfig.whole_tile_dot`)."""
-  return jnp.stack([low, high], axis=-1).transpose(0, 2, 1).reshape(low.shape[0], -1)
+def _interleave_halves(low, high):
+  """[n, 32] x 2 -> [n, 64] holding low[:, j] at 2 j and high[:, j] at 2 j + 1: Triton's join,
+  no transpose. Both operands of a whole-tile dot get the same K order, so the sum is the
+  tile's (`KernelConfig.whole_tile_dot`)."""
+  return jnp.stack([low, high], axis=-1).reshape(low.shape[0], -1)
 
 
 def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_cols: int,
@@ -139,12 +139,11 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   def scales_of(kt):
     return tuple(row_scales(kt, rows) for rows in weight_rows)
 
-  def load_x(kt):  # x under the tile: [bm, 64] bf16, or its two halves [bm, 32] each
+  def load_x(kt):  # x under the tile: its two halves [bm, 32] bf16, or them interleaved
     k0 = pl.multiple_of(kt * K_TILE, K_TILE)
-    if cfg.whole_tile_dot:
-      return x_ref[rows_read, pl.ds(k0, K_TILE)]
-    return (x_ref[rows_read, pl.ds(k0, HALF_TILE)],
-            x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)])
+    halves = (x_ref[rows_read, pl.ds(k0, HALF_TILE)],
+              x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)])
+    return _interleave_halves(*halves) if cfg.whole_tile_dot else halves
 
   def load_block(kt, i, scales=None):  # weight block i's [bn, 32] u8 bytes and its scales
     rows = weight_rows[i]
@@ -153,7 +152,7 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   def dot_block(acc, x, block):
     packed, scales = block
     halves = _decode_tile(packed, *scales, decode, tables)
-    pairs = [(_concat_halves(*halves), x)] if cfg.whole_tile_dot else zip(halves, x)
+    pairs = [(_interleave_halves(*halves), x)] if cfg.whole_tile_dot else zip(halves, x)
     for w, x_part in pairs:  # [bn, 64] or [bn, 32] of weights, [bm, 64 or 32] of x
       if cfg.accumulate_in_mma:
         acc = dot_accumulate(acc, w, x_part, trans_b=True)  # [bn, bm] f32

@@ -79,10 +79,11 @@ class KernelConfig:
   # One dot a K tile, over both its 32-value halves (each under its own scale), instead of one
   # dot a half. Two dots on one accumulator: the second waits for the first to finish (Triton
   # reads a wgmma's accumulator back before the next takes it; sm_90: `WARPGROUP.DEPBAR.LE gsb0,
-  # 0x0` between them), and each dot adds a fence and a store of x's half to shared memory. One
-  # dot: 20b gate_up at P=4 (one-row tiles, 9 straight splits) 1,447 instructions a program
-  # against 1,540, half the fences; at P=16384 (256-row tiles) no wait inside the K loop, for 39
-  # more byte permutes an iteration (deviceless `kernel_sass`).
+  # 0x0` between them), and each dot adds a fence. Both operands' halves are interleaved along K
+  # (a join, the same order for weights and x), which costs byte permutes: 20b gate_up at P=4
+  # (one-row tiles, 9 straight splits) 1,802 instructions a program against 1,540, half the
+  # fences (deviceless `kernel_sass`). A concatenation (join, transpose, reshape) summed wrong on
+  # the H200 though exact in interpret mode.
   whole_tile_dot: bool = False
   # Grouped rows (not one-row tiles), no split, block_m above it: each group's rows past its
   # full block_m tiles, when at most this many, go to a second call with tiles of this size
