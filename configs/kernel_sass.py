@@ -29,7 +29,6 @@ def get_config():
   c.prefetch = 0  # K tiles loaded ahead of the current tile's dot (KernelConfig.prefetch)
   c.column_blocks = 1  # output blocks of block_n a program (KernelConfig.column_blocks)
   c.paired_halves = False  # gate_up's glu and linear rows in one dot (KernelConfig.paired_halves)
-  c.whole_tile_dot = False  # a K tile's two halves in one dot (KernelConfig.whole_tile_dot)
   c.row_experts = False  # one tile per row (a decode step's rows) instead of group sizes
   c.output_dir = ""  # where the TTIR, PTX, cubin and SASS go; default results/kernel_sass/<time>
   return c

@@ -467,15 +467,7 @@ def test_pallas_needs_16_output_features(rng):
                                           accumulate_in_mma=True, prefetch_scales=True),
                                      dict(paired_halves=True, k_splits=3, unroll_split=True,
                                           prefetch=1),
-                                     dict(paired_halves=True, k_splits=2),
-                                     dict(whole_tile_dot=True),
-                                     dict(whole_tile_dot=True, decode="lut"),
-                                     dict(whole_tile_dot=True, decode="bf16x2",
-                                          accumulate_in_mma=True, k_splits=3, unroll_split=True,
-                                          prefetch=1),
-                                     dict(whole_tile_dot=True, paired_halves=True,
-                                          prefetch_scales=True, columns_first=True),
-                                     dict(whole_tile_dot=True, prefetch=2, k_unroll=3)])
+                                     dict(paired_halves=True, k_splits=2)])
 def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
   """Accumulating in the MMA and prefetching scales or whole tiles (also with split K and
   unrolling) change how the kernel runs, not what it computes; K = 192 is three tiles, so the
@@ -602,12 +594,7 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
                                                                   block_m=256, num_stages=3,
                                                                   paired_halves=True),
                                               dataclasses.replace(tuning.TABLE[0][1],
-                                                                  paired_halves=True),
-                                              *(dataclasses.replace(c, whole_tile_dot=True)
-                                                for _, c in tuning.TABLE),
-                                              dataclasses.replace(tuning.TABLE[-1][1],
-                                                                  decode="lut",
-                                                                  whole_tile_dot=True)],
+                                                                  paired_halves=True)],
     ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_"
                    f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"
                    f"{'_prefetch' if c.prefetch_scales else ''}{'_straight' if c.unroll_split else ''}"
@@ -615,8 +602,7 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
                    f"{f'_blocks{c.column_blocks}' if c.column_blocks > 1 else ''}"
                    f"{f'_rest{c.remainder_block_m}' if c.remainder_block_m else ''}"
                    f"{'_columns_first' if c.columns_first else ''}"
-                   f"{'_paired' if c.paired_halves else ''}"
-                   f"{'_whole_tile' if c.whole_tile_dot else ''}"))
+                   f"{'_paired' if c.paired_halves else ''}"))
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes.

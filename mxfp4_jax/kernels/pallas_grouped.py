@@ -71,13 +71,6 @@ def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
   return half("low", scale_low), half("high", scale_high)
 
 
-def _interleave_halves(low, high):
-  """[n, 32] x 2 -> [n, 64] holding low[:, j] at 2 j and high[:, j] at 2 j + 1: Triton's join,
-  no transpose. Both operands of a whole-tile dot get the same K order, so the sum is the
-  tile's (`KernelConfig.whole_tile_dot`)."""
-  return jnp.stack([low, high], axis=-1).reshape(low.shape[0], -1)
-
-
 def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_cols: int,
             swiglu_half: int, has_bias: bool, has_row_weights: bool, swiglu_alpha: float,
             swiglu_limit: float, decode: str, row_tiles: bool, has_written: bool = False):
@@ -139,26 +132,23 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   def scales_of(kt):
     return tuple(row_scales(kt, rows) for rows in weight_rows)
 
-  def load_x(kt):  # x under the tile: its two halves [bm, 32] bf16, or them interleaved
+  def load_x(kt):  # x's two halves under the tile: [bm, 32] bf16 each
     k0 = pl.multiple_of(kt * K_TILE, K_TILE)
-    halves = (x_ref[rows_read, pl.ds(k0, HALF_TILE)],
-              x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)])
-    return _interleave_halves(*halves) if cfg.whole_tile_dot else halves
+    return (x_ref[rows_read, pl.ds(k0, HALF_TILE)],
+            x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)])
 
   def load_block(kt, i, scales=None):  # weight block i's [bn, 32] u8 bytes and its scales
     rows = weight_rows[i]
     return values_ref[group, kt, rows, :], scales or row_scales(kt, rows)
 
   def dot_block(acc, x, block):
-    packed, scales = block
-    halves = _decode_tile(packed, *scales, decode, tables)
-    pairs = [(_interleave_halves(*halves), x)] if cfg.whole_tile_dot else zip(halves, x)
-    for w, x_part in pairs:  # [bn, 64] or [bn, 32] of weights, [bm, 64 or 32] of x
-      if cfg.accumulate_in_mma:
-        acc = dot_accumulate(acc, w, x_part, trans_b=True)  # [bn, bm] f32
-      else:
-        acc = acc + pltriton.dot(w, x_part, trans_b=True)
-    return acc
+    (x_low, x_high), (packed, scales) = x, block
+    w_low, w_high = _decode_tile(packed, *scales, decode, tables)
+    if cfg.accumulate_in_mma:
+      acc = dot_accumulate(acc, w_low, x_low, trans_b=True)  # [bn, bm] f32
+      return dot_accumulate(acc, w_high, x_high, trans_b=True)
+    return (acc + pltriton.dot(w_low, x_low, trans_b=True)
+            + pltriton.dot(w_high, x_high, trans_b=True))
 
   def tile_loads(kt):  # everything tile kt's dots read: x's halves and each weight block
     return load_x(kt), tuple(load_block(kt, i) for i in range(len(weight_rows)))

@@ -76,15 +76,6 @@ class KernelConfig:
   # at 128-row tiles 2-14% slower (P=4096-32768); it is what lets 256-row tiles run (P=16384
   # 1.320 ms against 1.454 at 128 rows).
   paired_halves: bool = False
-  # One dot a K tile, over both its 32-value halves (each under its own scale), instead of one
-  # dot a half. Two dots on one accumulator: the second waits for the first to finish (Triton
-  # reads a wgmma's accumulator back before the next takes it; sm_90: `WARPGROUP.DEPBAR.LE gsb0,
-  # 0x0` between them), and each dot adds a fence. Both operands' halves are interleaved along K
-  # (a join, the same order for weights and x), which costs byte permutes: 20b gate_up at P=4
-  # (one-row tiles, 9 straight splits) 1,802 instructions a program against 1,540, half the
-  # fences (deviceless `kernel_sass`). A concatenation (join, transpose, reshape) summed wrong on
-  # the H200 though exact in interpret mode.
-  whole_tile_dot: bool = False
   # Grouped rows (not one-row tiles), no split, block_m above it: each group's rows past its
   # full block_m tiles, when at most this many, go to a second call with tiles of this size
   # (0: off). A tile costs its expert's whole weight decode whatever it holds, and a prefill's
