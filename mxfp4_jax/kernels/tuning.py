@@ -7,7 +7,8 @@ and ``tune_kernel``'s split options: the prefill rows' decode and accumulation a
 row's prefetch and split target on an H200, and the prefill rows' remainder tiles end to end
 (``bench_e2e --config.bench.kernel_options=remainder_block_m=32``); their launch order and
 256-row tiles by a ``tune_kernel`` sweep of ``columns_first`` and ``paired_halves`` on an H200,
-then end to end. BENCHMARKS.md records each of those runs.
+then end to end; the largest tiles' warps and column blocks by a sweep on the H100, then end
+to end. BENCHMARKS.md records each of those runs.
 """
 
 from __future__ import annotations
@@ -136,7 +137,9 @@ TABLE: tuple[tuple[int, KernelConfig], ...] = (
     # without columns_first: gate_up 1.690 -> 1.320 / 3.537 -> 2.524 ms (256-row tiles take
     # paired halves: unpaired they spill), down 0.890 -> 0.656 / 2.059 -> 1.297 ms (4 stages of
     # 256-row tiles leave one program an SM: 1.106 ms).
-    (1 << 62, KernelConfig(block_m=256, block_n=64, num_warps=4, num_stages=3, decode="bf16x2",
+    # H100, 2026-12-05, P=16384, 8 warps over 128-column blocks against 4 over 64: gate_up
+    # 1.378 -> 1.238 ms, down 0.735 -> 0.657 ms (the H200 had them within 1% for gate_up).
+    (1 << 62, KernelConfig(block_m=256, block_n=128, num_warps=8, num_stages=3, decode="bf16x2",
                            accumulate_in_mma=True, prefetch_scales=True, remainder_block_m=32,
                            columns_first=True, paired_halves=True)),
 )
