@@ -1,4 +1,5 @@
 #!/bin/bash
+# ab/base: a checkout of the commit before the TABLE change (74c651f)
 pip install -q --no-deps --target /tmp/site .whl/ml_collections-1.1.0-py3-none-any.whl 2>/dev/null
 nvidia-smi --query-gpu=name,clocks.current.sm,clocks.current.memory --format=csv | tee $OUT/summary.log
 ROOT=$PWD
