@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+import jax
+import ml_collections
 import pytest
 
 from mxfp4_jax import benchmarking
@@ -51,6 +53,27 @@ def test_bench_kernel_eager_smoke_runs_the_kernel():
   line = next(l for l in result.stdout.splitlines() if l.startswith("eager smoke"))
   rel_err = float(line.split("rel err ")[1].split(",")[0])
   assert rel_err < 1e-2 and "tail rows zero: True" in line
+
+
+def test_bench_kernel_baseline_out_of_memory_is_recorded_not_fatal(monkeypatch):
+  from experiments import bench_kernel
+
+  def out_of_memory(*args, **kwargs):
+    raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 22.52GiB")
+  monkeypatch.setattr(bench_kernel.benchmarking, "time_per_call", out_of_memory)
+  row = dict(shape="120b_gate_up", rows=16384, active_experts=128, rel_err=1e-3, mxfp4_ms=1.0,
+             mxfp4_tb_per_s=0.1, mxfp4_tflop_per_s=400.0, mxfp4_hbm_roofline=0.1,
+             mxfp4_tc_roofline=0.5)
+  config = ml_collections.ConfigDict(dict(calls=(4, 20), repeats=3))
+  assert bench_kernel._baseline_seconds(row, "ragged_dot", None, [], config) is None
+  assert row["ragged_dot_error"] == "out of device memory"
+  assert "ragged_dot out of device memory" in bench_kernel._format_row(row)
+
+  def other_failure(*args, **kwargs):
+    raise jax.errors.JaxRuntimeError("INTERNAL: something else")
+  monkeypatch.setattr(bench_kernel.benchmarking, "time_per_call", other_failure)
+  with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
+    bench_kernel._baseline_seconds({}, "dense", None, [], config)
 
 
 def test_ceilings_given_or_of_the_device(capsys):
