@@ -100,7 +100,7 @@ def np_forward(model, tokens):  # tokens [T]
     x = x + np_attention(cfg, layer, p, np_rms(x, p["attn_norm"], cfg.rms_norm_eps))
     x = x + np_moe(cfg, p, np_rms(x, p["mlp_norm"], cfg.rms_norm_eps))
   x = np_rms(x, np.asarray(model.norm.scale[...], np.float64), cfg.rms_norm_eps)
-  return x @ np.asarray(model.unembedding[...], np.float64).T
+  return x @ np.asarray(model.unembedding[...], np.float64)
 
 
 # --- tests ------------------------------------------------------------------------------------------

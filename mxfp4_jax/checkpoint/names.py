@@ -2,9 +2,10 @@
 
 The model sees a flat dict of numpy arrays under canonical names whichever layout the weights came
 from. Dense linears are ``W[in, out]`` so that the math reads ``x @ W``; the fused attention
-projection is one ``qkv`` matrix whose columns are q | k | v. Two stay as stored, ``[out, in]``:
-the router's weight ``[E, D]`` and the unembedding ``[V, D]``, whose products take them as
-``x @ W.T``. MXFP4 expert tensors stay exactly as
+projection is one ``qkv`` matrix whose columns are q | k | v; the unembedding is ``[D, V]`` too
+(XLA's batch-1 product reads it faster that way round than as stored). One stays as stored,
+``[out, in]``: the router's weight ``[E, D]``, whose product takes it as ``x @ W.T``. MXFP4 expert
+tensors stay exactly as
 stored (blocks ``[E, N, K/32, 16]``, scales ``[E, N, K/32]``, input dim K last): the model packs
 them into the kernel layout itself, so their bytes pass through untouched. Norm scales are float32
 in the canonical dict (the HF files store bf16, the original ones float32) so that both layouts
@@ -61,7 +62,7 @@ def canonical_shapes(hparams: dict,
         p + "down.bias": ((e, d), FLOAT),
     })
   shapes["norm"] = ((d,), FLOAT)
-  shapes["unembedding"] = ((v, d), FLOAT)
+  shapes["unembedding"] = ((d, v), FLOAT)
   return shapes
 
 
@@ -184,10 +185,10 @@ def _original_layer(i: int) -> dict[str, tuple[tuple[str, ...], object]]:
 _GLOBALS = {
     "hf": {"embedding": ("model.embed_tokens.weight", _Same()),
            "norm": ("model.norm.weight", _Float32()),
-           "unembedding": ("lm_head.weight", _Same())},
+           "unembedding": ("lm_head.weight", _Transposed())},
     "original": {"embedding": ("embedding.weight", _Same()),
                  "norm": ("norm.scale", _Float32()),
-                 "unembedding": ("unembedding.weight", _Same())},
+                 "unembedding": ("unembedding.weight", _Transposed())},
 }
 
 

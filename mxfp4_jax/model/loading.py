@@ -23,7 +23,9 @@ from mxfp4_jax.model.config import GptOssConfig
 from mxfp4_jax.model.gpt_oss import GptOss
 
 PACKED_MARKER = "mxfp4_jax.json"  # beside the orbax params of a packed checkpoint
-PACKED_FORMAT = 2  # 2: the router weight is [E, D], as the checkpoints store it (1: [D, E])
+# 3: the unembedding is [D, V] (2: [V, D]); 2: the router weight is [E, D], as the checkpoints
+# store it (1: [D, E])
+PACKED_FORMAT = 3
 
 
 def _abstract_model(cfg: GptOssConfig) -> GptOss:
