@@ -79,7 +79,8 @@ def test_rows_that_see_only_the_sink_are_finite(rng):
 @pytest.mark.parametrize("window, num_programs, slots", [
     (None, 4, 48), (None, 64, 48), (5, 64, 48), (40, 8, 48),  # 1 share of 3 blocks, 3, 3, 2
     (None, 1, 160),  # one share of 10 blocks: more than STRAIGHT_LINE_BLOCKS, so a loop
-    (7, 8, 288)])  # 2 shares of 9 blocks, looped, then merged
+    (7, 8, 288),  # 2 shares of 9 blocks, looped, then merged
+    (None, 256, 272)])  # 17 shares of 1 block: a merge over a share count not a power of two
 def test_decode_over_a_ring_cache_matches_float64_oracle(rng, window, num_programs, slots):
   """Slots in ring order (not sorted by position), empty slots, a row that is mostly padding;
   the slots split into shares merged after the kernel, or one share normalised in it."""
@@ -220,3 +221,30 @@ def test_blocks_that_are_not_triton_blocks_error(block_q, block_k):
   with pytest.raises(ValueError, match="must be a power of two >= 16"):
     flash_attention(q, k, k, positions, jnp.zeros((1, 1)), block_q=block_q, block_k=block_k,
                     interpret=True)
+
+
+def test_decode_attention_and_its_merge_lower_to_triton_for_h100(monkeypatch):
+  """Lowered (not compiled) for CUDA at GPT-OSS's decode shapes: 17 shares of a 1k cache, the
+  shares' merge a second kernel; both modules verified."""
+  from jax._src.pallas.triton import gpu_info, pallas_call_registration  # noqa: PLC0415
+
+  monkeypatch.setattr(pallas_call_registration.gpu_info_lib, "get_gpu_info",
+                      lambda: gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100))
+  verified = []
+  lower_module = pallas_call_registration.lowering.lower_jaxpr_to_triton_module
+
+  def lower_and_verify(*args, **kwargs):
+    result = lower_module(*args, **kwargs)
+    verified.append(result.module.operation.verify())
+    return result
+
+  monkeypatch.setattr(pallas_call_registration.lowering, "lower_jaxpr_to_triton_module",
+                      lower_and_verify)
+  sds = jax.ShapeDtypeStruct
+  cache = sds((1, 1088, 8, 64), jnp.bfloat16)
+  f = lambda q, k, v, q_pos, k_pos, sinks: decode_attention(q, k, v, q_pos, k_pos, sinks)
+  text = jax.jit(f).trace(sds((1, 8, 8, 64), jnp.bfloat16), cache, cache, sds((1,), jnp.int32),
+                          sds((1, 1088), jnp.int32), sds((8, 8), jnp.float32)).lower(
+                              lowering_platforms=("cuda",)).as_text()
+  assert verified == [True, True]
+  assert "decode_attention_sinks" in text and "decode_attention_merge" in text

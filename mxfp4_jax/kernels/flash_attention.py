@@ -10,8 +10,8 @@ softmax's extra logit: the running maximum starts at it and the running sum at i
 
 `decode_attention` (one new token per row): a program holds the query heads of one KV head as
 the rows of its dots and streams a share of the cache's slots (flash-decoding); the shares'
-partial softmaxes and the sink are merged after the kernel, or, where a (row, KV head) has one
-share, in it. Slots may be in any order (a ring). `decode_attention_update`, what the model's
+partial softmaxes and the sink are merged after it by a second, small kernel, or, where a (row,
+KV head) has one share, in it. Slots may be in any order (a ring). `decode_attention_update`, what the model's
 decode steps run, takes the step's qkv projection instead: the same kernel rotates the queries
 and the new key and stores the new key, value and position in the cache (aliased in place), so
 no RoPE or cache-write kernels run before it.
@@ -437,12 +437,38 @@ def _decode_call(q, k, v, k_positions, q_positions, sinks, extra, *, group, out_
   results = results[:-3] if update else results
   if shares == 1:
     return (results[0].reshape(b, kv_heads, group, head_dim), *cache)
-  out, top, total = results
-  # Merge the shares and the sink: [B, K, shares, rows(, hd)] -> [B, K, G, hd].
-  out, top, total = out[:, :, :, :group], top[:, :, :, :group], total[:, :, :, :group]
-  sink = sinks.reshape(1, kv_heads, group) * LOG2E  # [1, K, G]
-  peak = jnp.maximum(jnp.max(top, axis=2), sink)
-  share = jnp.exp2(top - peak[:, :, None])  # [B, K, shares, G]
-  total = jnp.sum(total * share, axis=2) + jnp.exp2(sink - peak)
-  out = jnp.sum(out * share[..., None], axis=2) / total[..., None]
-  return (out.astype(out_dtype), *cache)
+  out = _merge_shares(*results, sinks, group=group, out_dtype=out_dtype, interpret=interpret)
+  return (out, *cache)
+
+
+def _merge_kernel(out_ref, top_ref, total_ref, sinks_ref, merged_ref, *, group: int):
+  """Program (row, KV head, g): query head ``KV head * group + g``'s shares and its sink."""
+  row, kv_head, g = pl.program_id(0), pl.program_id(1), pl.program_id(2)
+  num_shares = top_ref.shape[2]
+  index = lax.broadcasted_iota(jnp.int32, (pl.next_power_of_2(num_shares),), 0)
+  real = index < num_shares
+  shares = jnp.minimum(index, num_shares - 1)  # padding re-reads the last share, weighted 0
+  head = kv_head * group + g
+  sink = sinks_ref[head] * LOG2E
+  top = jnp.where(real, top_ref[row, kv_head, shares, g], MASKED)  # [shares]
+  peak = jnp.maximum(jnp.max(top), sink)
+  weight = jnp.exp2(top - peak)
+  total = jnp.sum(total_ref[row, kv_head, shares, g] * weight) + jnp.exp2(sink - peak)
+  out = jnp.sum(out_ref[row, kv_head, shares, g, :] * weight[:, None], axis=0) / total  # [hd]
+  merged_ref[row, head, :] = out.astype(merged_ref.dtype)
+
+
+def _merge_shares(out, top, total, sinks, *, group: int, out_dtype, interpret: bool):
+  """The shares' partial softmaxes and the sink, merged: out ``[B, K, shares, rows, hd]``, top
+  and total ``[B, K, shares, rows]`` float32, sinks ``[K G]`` -> ``[B, K, G, hd]``. One kernel,
+  where XLA's reductions took three."""
+  b, kv_heads, _, _, head_dim = out.shape
+  merged = pl.pallas_call(
+      functools.partial(_merge_kernel, group=group),
+      out_shape=jax.ShapeDtypeStruct((b, kv_heads * group, head_dim), out_dtype),
+      grid=(b, kv_heads, group),
+      compiler_params=pltriton.CompilerParams(num_warps=1, num_stages=1),
+      interpret=interpret,
+      name="decode_attention_merge",
+  )(out, top, total, sinks)
+  return merged.reshape(b, kv_heads, group, head_dim)
