@@ -20,10 +20,10 @@ from absl import app, logging
 
 from configs.bench_kernel import SHAPES
 from experiments import common
-from experiments.kernel_problems import PERTURB, dense_copies, kernel_problem, weight_copies
+from experiments.kernel_problems import (CHECKED_ROWS, PERTURB, dense_copies, kernel_problem,
+                                         reference_of_first_rows, weight_copies)
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import grouped_matmul, pick_config, tuning
-from mxfp4_jax.kernels.schedule import clip_group_sizes
 from mxfp4_jax.mxfp4.layout import dequantize_packed, random_packed
 
 _CONFIG = common.define_config("bench_kernel.py")
@@ -81,13 +81,9 @@ def bench(config) -> list[dict]:
         picked = pick_config(num_rows, num_experts, out_cols, weights[0].values.shape[1])
         kernel = functools.partial(kernel, config=dataclasses.replace(picked, **options))
       args = [(x, w, group_sizes, row_weights) for x, w in zip(xs, weights)]
-      # The float32 reference on the first rows only: at 120b P = 16384 XLA's float32
-      # ragged_dot of every row wants a 22.5 GiB intermediate, more than an H100 has to spare.
-      checked = min(num_rows, config.check_rows)
-      ref = grouped_matmul(xs[0][:checked].astype(jnp.float32), weights[0],
-                           clip_group_sizes(group_sizes, checked),
-                           None if row_weights is None else row_weights[:checked],
-                           activation=activation, backend="reference")
+      checked = min(num_rows, CHECKED_ROWS)
+      ref = reference_of_first_rows(xs[0], weights[0], group_sizes, row_weights, activation,
+                                    checked)
       rel_err = benchmarking.relative_error(kernel(*args[0])[:checked], ref)
       del ref
 

@@ -7,6 +7,7 @@ import sys
 
 import jax
 import ml_collections
+import numpy as np
 import pytest
 
 from mxfp4_jax import benchmarking
@@ -74,6 +75,28 @@ def test_bench_kernel_baseline_out_of_memory_is_recorded_not_fatal(monkeypatch):
   monkeypatch.setattr(bench_kernel.benchmarking, "time_per_call", other_failure)
   with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
     bench_kernel._baseline_seconds({}, "dense", None, [], config)
+
+
+@pytest.mark.parametrize("by_row", [False, True])
+def test_reference_of_first_rows_is_the_full_references_first_rows(by_row):
+  import jax.numpy as jnp
+  from experiments.kernel_problems import reference_of_first_rows
+  from mxfp4_jax.kernels import grouped_matmul
+  from mxfp4_jax.kernels.reference import expert_of_row
+  from mxfp4_jax.mxfp4.layout import random_packed
+
+  key = jax.random.PRNGKey(3)
+  w = random_packed(key, 3, 64, 32)
+  x = jax.random.normal(jax.random.fold_in(key, 1), (20, 64), jnp.bfloat16)
+  row_weights = jax.random.uniform(jax.random.fold_in(key, 2), (20,))
+  group_sizes = jnp.array([6, 0, 14], jnp.int32)
+  experts = expert_of_row(group_sizes, 20) if by_row else None
+  groups = None if by_row else group_sizes
+  full = grouped_matmul(x.astype(jnp.float32), w, groups, row_weights, row_experts=experts,
+                        backend="reference")
+  for rows in (4, 9, 20):  # inside the first group, across a group's end, every row
+    first = reference_of_first_rows(x, w, groups, row_weights, None, rows, experts)
+    np.testing.assert_allclose(np.asarray(first), np.asarray(full[:rows]), rtol=1e-6, atol=1e-6)
 
 
 def test_ceilings_given_or_of_the_device(capsys):
