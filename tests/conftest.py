@@ -44,3 +44,28 @@ def _randomize(model, rng):
 def randomize():
   """``randomize(model, rng)``: the model with parameters that every path must use (above)."""
   return _randomize
+
+
+@pytest.fixture
+def lowered_for_h100(monkeypatch):
+  """Pallas kernels lowered in the test (``.lower(lowering_platforms=("cuda",))``, no compile)
+  as for an H100: the GPU query the lowering makes is answered as one. Each Triton module is
+  verified as the GPU compiler will, since an invalid op (e.g. an scf.for whose bounds differ in
+  type) otherwise surfaces only at compile time on a GPU; interpret mode accepts ops the
+  lowering rejects, and the other way round. -> a list that receives (verified, module text)
+  for each kernel lowered."""
+  from jax._src.pallas.triton import gpu_info, pallas_call_registration  # noqa: PLC0415
+
+  monkeypatch.setattr(pallas_call_registration.gpu_info_lib, "get_gpu_info",
+                      lambda: gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100))
+  modules = []
+  lower_module = pallas_call_registration.lowering.lower_jaxpr_to_triton_module
+
+  def lower_and_verify(*args, **kwargs):
+    result = lower_module(*args, **kwargs)
+    modules.append((result.module.operation.verify(), result.module.operation.get_asm()))
+    return result
+
+  monkeypatch.setattr(pallas_call_registration.lowering, "lower_jaxpr_to_triton_module",
+                      lower_and_verify)
+  return modules
