@@ -10,7 +10,6 @@ import jax.numpy as jnp
 from configs.bench_kernel import SHAPES
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import grouped_matmul
-from mxfp4_jax.kernels.schedule import clip_group_sizes
 from mxfp4_jax.mxfp4.format import BITS_PER_WEIGHT
 from mxfp4_jax.mxfp4.layout import random_packed
 
@@ -68,19 +67,25 @@ def kernel_problem(key, shape_name: str, num_rows: int, copies: int, top_k: int)
   return group_sizes, weights, xs, row_weights, activation
 
 
-# Rows of a problem checked against the float32 reference: XLA's float32 ragged_dot of every row
-# of 120b gate_up at P = 16384 asks for a 22.5 GiB intermediate, more than an 80 GB GPU has
-# beside the weight copies.
-CHECKED_ROWS = 4096
+# Rows of the float32 reference computed at once: XLA's float32 ragged_dot of all rows of 120b
+# gate_up at P = 16384 asks for a 22.5 GiB intermediate, more than an 80 GB GPU has beside the
+# weight copies.
+REFERENCE_CHUNK_ROWS = 4096
 
 
-def reference_of_first_rows(x, w, group_sizes, row_weights, activation, rows: int = CHECKED_ROWS,
-                            row_experts=None):
-  """The float32 reference (``backend="reference"``) for x's first ``rows`` rows: what a
-  kernel's first ``rows`` output rows are checked against. ``group_sizes`` or ``row_experts``
-  as `grouped_matmul` takes them, for all of x's rows."""
-  first = lambda a: None if a is None else a[:rows]
-  sizes = None if group_sizes is None else clip_group_sizes(group_sizes, rows)
-  return grouped_matmul(x[:rows].astype(jnp.float32), w, sizes, first(row_weights),
-                        row_experts=first(row_experts), activation=activation,
-                        backend="reference")
+def reference_in_chunks(x, w, group_sizes, row_weights, activation, row_experts=None,
+                        chunk: int = REFERENCE_CHUNK_ROWS):
+  """The float32 reference (``backend="reference"``) of every row, ``chunk`` rows at a time.
+  ``group_sizes`` or ``row_experts`` as `grouped_matmul` takes them. Rows sorted by expert stay
+  sorted in a chunk, whose group sizes are the groups' overlaps with it."""
+  num_rows = x.shape[0]
+  ends = None if group_sizes is None else jnp.cumsum(jnp.maximum(group_sizes, 0))
+  parts = []
+  for lo in range(0, max(num_rows, 1), chunk):
+    rows = slice(lo, min(lo + chunk, num_rows))
+    sizes = None if ends is None else jnp.diff(jnp.clip(ends, lo, rows.stop) - lo, prepend=0)
+    part = lambda a: None if a is None else a[rows]
+    parts.append(grouped_matmul(x[rows].astype(jnp.float32), w, sizes, part(row_weights),
+                                row_experts=part(row_experts), activation=activation,
+                                backend="reference"))
+  return jnp.concatenate(parts)

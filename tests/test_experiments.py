@@ -77,26 +77,31 @@ def test_bench_kernel_baseline_out_of_memory_is_recorded_not_fatal(monkeypatch):
     bench_kernel._baseline_seconds({}, "dense", None, [], config)
 
 
-@pytest.mark.parametrize("by_row", [False, True])
-def test_reference_of_first_rows_is_the_full_references_first_rows(by_row):
+@pytest.mark.parametrize("by_row, activation", [(False, None), (False, "swiglu"),
+                                                (True, None)])
+def test_reference_in_chunks_is_the_whole_reference(by_row, activation):
   import jax.numpy as jnp
-  from experiments.kernel_problems import reference_of_first_rows
+  from experiments.kernel_problems import reference_in_chunks
   from mxfp4_jax.kernels import grouped_matmul
   from mxfp4_jax.kernels.reference import expert_of_row
   from mxfp4_jax.mxfp4.layout import random_packed
 
   key = jax.random.PRNGKey(3)
-  w = random_packed(key, 3, 64, 32)
+  w = random_packed(key, 3, 64, 32, swiglu_halves=activation == "swiglu")
   x = jax.random.normal(jax.random.fold_in(key, 1), (20, 64), jnp.bfloat16)
   row_weights = jax.random.uniform(jax.random.fold_in(key, 2), (20,))
-  group_sizes = jnp.array([6, 0, 14], jnp.int32)
+  # By group: rows 17.. past the groups (zeros); by row, every row has an expert.
+  group_sizes = jnp.array([6, 0, 14 if by_row else 11], jnp.int32)
   experts = expert_of_row(group_sizes, 20) if by_row else None
   groups = None if by_row else group_sizes
-  full = grouped_matmul(x.astype(jnp.float32), w, groups, row_weights, row_experts=experts,
-                        backend="reference")
-  for rows in (4, 9, 20):  # inside the first group, across a group's end, every row
-    first = reference_of_first_rows(x, w, groups, row_weights, None, rows, experts)
-    np.testing.assert_allclose(np.asarray(first), np.asarray(full[:rows]), rtol=1e-6, atol=1e-6)
+  whole = grouped_matmul(x.astype(jnp.float32), w, groups, row_weights, row_experts=experts,
+                         activation=activation, backend="reference")
+  for chunk in (4, 9, 20, 64):  # inside the first group, across a group's end, one chunk
+    chunked = reference_in_chunks(x, w, groups, row_weights, activation, experts, chunk)
+    np.testing.assert_allclose(np.asarray(chunked), np.asarray(whole), rtol=1e-6, atol=1e-6)
+  empty = reference_in_chunks(x[:0], w, None if by_row else jnp.zeros(3, jnp.int32),
+                              row_weights[:0], activation, None if experts is None else experts[:0])
+  assert empty.shape == (0, whole.shape[1])
 
 
 def test_ceilings_given_or_of_the_device(capsys):

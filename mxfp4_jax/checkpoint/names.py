@@ -5,11 +5,11 @@ from. Dense linears are ``W[in, out]`` so that the math reads ``x @ W``; the fus
 projection is one ``qkv`` matrix whose columns are q | k | v; the unembedding is ``[D, V]`` too
 (XLA's batch-1 product reads it faster that way round than as stored). One stays as stored,
 ``[out, in]``: the router's weight ``[E, D]``, whose product takes it as ``x @ W.T``. MXFP4 expert
-tensors stay exactly as
-stored (blocks ``[E, N, K/32, 16]``, scales ``[E, N, K/32]``, input dim K last): the model packs
-them into the kernel layout itself, so their bytes pass through untouched. Norm scales are float32
-in the canonical dict (the HF files store bf16, the original ones float32) so that both layouts
-load to the same dict; other float tensors keep their stored dtype (bf16 in real checkpoints).
+tensors stay exactly as stored (blocks ``[E, N, K/32, 16]``, scales ``[E, N, K/32]``, input dim K
+last): the model packs them into the kernel layout itself, so their bytes pass through untouched.
+Norm scales are float32 in the canonical dict (the HF files store bf16, the original ones float32)
+so that both layouts load to the same dict; other float tensors keep their stored dtype (bf16 in
+real checkpoints).
 
 Each canonical tensor has a `Rule` per layout: the disk tensors it is made of, their shapes, and
 the conversions both ways, so the loader and the test-checkpoint writer share one table.

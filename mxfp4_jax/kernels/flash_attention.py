@@ -8,13 +8,13 @@ head in registers and streams its keys: only the keys a block can see are read (
 diagonal, or the window on sliding layers), and no score leaves the chip. The sink is the
 softmax's extra logit: the running maximum starts at it and the running sum at its weight, 1.
 
-`decode_attention` (one new token per row): a program holds the query heads of one KV head as
-the rows of its dots and streams a share of the cache's slots (flash-decoding); the shares'
-partial softmaxes and the sink are merged after it by a second, small kernel, or, where a (row,
-KV head) has one share, in it. Slots may be in any order (a ring). `decode_attention_update`, what the model's
-decode steps run, takes the step's qkv projection instead: the same kernel rotates the queries
-and the new key and stores the new key, value and position in the cache (aliased in place), so
-no RoPE or cache-write kernels run before it.
+`decode_attention` (one new token per row): a program holds the query heads of one KV head as the
+rows of its dots and streams a share of the cache's slots (flash-decoding); the shares' partial
+softmaxes and the sink are merged by a second, small kernel, or, where a (row, KV head) has one
+share, in the first. Slots may be in any order (a ring). `decode_attention_update`, what the
+model's decode steps run, takes the step's qkv projection instead: the same kernel rotates the
+queries and the new key and stores the new key, value and position in the cache (aliased in place),
+so no RoPE or cache-write kernels run before it.
 """
 
 from __future__ import annotations
@@ -461,7 +461,7 @@ def _merge_kernel(out_ref, top_ref, total_ref, sinks_ref, merged_ref, *, group: 
 def _merge_shares(out, top, total, sinks, *, group: int, out_dtype, interpret: bool):
   """The shares' partial softmaxes and the sink, merged: out ``[B, K, shares, rows, hd]``, top
   and total ``[B, K, shares, rows]`` float32, sinks ``[K G]`` -> ``[B, K, G, hd]``. One kernel,
-  where XLA's reductions took three."""
+  where XLA's reductions and elementwise fusions took two or three (by GPU)."""
   b, kv_heads, _, _, head_dim = out.shape
   merged = pl.pallas_call(
       functools.partial(_merge_kernel, group=group),

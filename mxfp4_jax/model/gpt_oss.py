@@ -327,8 +327,8 @@ class GptOss(nnx.Module):
     self.embedding = nnx.Param(_normal(rngs, (cfg.vocab_size, cfg.hidden_size), dt))
     self.layers = nnx.List([Block(cfg, layer, rngs) for layer in range(cfg.num_layers)])
     self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-    # [D, V], not the checkpoints' [V, D]: XLA's batch-1 product streams it at 3.35 TB/s on the
-    # H100 that way, 2.5-2.8 TB/s the other way round (BENCHMARKS.md, twenty-fourth round).
+    # [D, V], not the checkpoints' [V, D]: XLA's batch-1 product streams it at 3.1 TB/s on the
+    # H100 that way, 2.8 TB/s the other way round (BENCHMARKS.md, twenty-fourth round).
     self.unembedding = nnx.Param(_normal(rngs, (cfg.hidden_size, cfg.vocab_size), dt))
     self.cfg = cfg
 
