@@ -131,8 +131,8 @@ def bench(config) -> list[dict]:
 
 def _baseline_seconds(row: dict, name: str, fn, args, config, **kwargs) -> float | None:
   """Seconds a call of an XLA baseline, or None with ``row[name + "_error"]`` set when XLA runs
-  out of device memory for it (its float32 ragged_dot did, for the reference of 120b at
-  P = 16384 on an 80 GB GPU): one baseline that does not fit leaves the others' rows."""
+  out of device memory for it (as XLA's float32 ragged_dot did for the reference of 120b at
+  P = 16384 on an 80 GB GPU, all rows at once): a baseline that does not fit ends no run."""
   try:
     return benchmarking.time_per_call(fn, args, calls=tuple(config.calls),
                                       repeats=config.repeats, **kwargs)
