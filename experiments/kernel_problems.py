@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from configs.bench_kernel import SHAPES
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import grouped_matmul
+from mxfp4_jax.kernels.schedule import clip_group_sizes
 from mxfp4_jax.mxfp4.format import BITS_PER_WEIGHT
 from mxfp4_jax.mxfp4.layout import random_packed
 
@@ -77,13 +78,14 @@ def reference_in_chunks(x, w, group_sizes, row_weights, activation, row_experts=
                         chunk: int = REFERENCE_CHUNK_ROWS):
   """The float32 reference (``backend="reference"``) of every row, ``chunk`` rows at a time.
   ``group_sizes`` or ``row_experts`` as `grouped_matmul` takes them. Rows sorted by expert stay
-  sorted in a chunk, whose group sizes are the groups' overlaps with it."""
+  sorted in a chunk, whose group sizes are the groups' overlaps with it: their rows up to the
+  chunk's end less their rows up to its start."""
   num_rows = x.shape[0]
-  ends = None if group_sizes is None else jnp.cumsum(jnp.maximum(group_sizes, 0))
   parts = []
   for lo in range(0, max(num_rows, 1), chunk):
     rows = slice(lo, min(lo + chunk, num_rows))
-    sizes = None if ends is None else jnp.diff(jnp.clip(ends, lo, rows.stop) - lo, prepend=0)
+    sizes = None if group_sizes is None else (clip_group_sizes(group_sizes, rows.stop)
+                                              - clip_group_sizes(group_sizes, lo))
     part = lambda a: None if a is None else a[rows]
     parts.append(grouped_matmul(x[rows].astype(jnp.float32), w, sizes, part(row_weights),
                                 row_experts=part(row_experts), activation=activation,
