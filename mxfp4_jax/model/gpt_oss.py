@@ -311,7 +311,7 @@ class Block(nnx.Module):
 
   def __call__(self, x, cos, sin, positions, cache=None, start=0):  # x [B, T, D]: the residual
     attn, cache = self.attn(x, cos, sin, positions, cache, start, norm=self.attn_norm)
-    x = x + attn
+    x = jax.lax.optimization_barrier(x) + attn
     return x + self.mlp(x, self.mlp_norm), cache
 
 
