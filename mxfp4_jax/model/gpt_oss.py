@@ -311,6 +311,10 @@ class Block(nnx.Module):
 
   def __call__(self, x, cos, sin, positions, cache=None, start=0):  # x [B, T, D]: the residual
     attn, cache = self.attn(x, cos, sin, positions, cache, start, norm=self.attn_norm)
+    # The residual behind a barrier: XLA otherwise recomputes it (the previous MoE's sum) inside
+    # this add's kernel, and the sum, then read twice, stays a kernel of its own. With it, a
+    # decode step runs one kernel a layer fewer (`experiments.step_kernels`; BENCHMARKS.md,
+    # twenty-fifth round).
     x = jax.lax.optimization_barrier(x) + attn
     return x + self.mlp(x, self.mlp_norm), cache
 
