@@ -465,3 +465,22 @@ def test_weight_copies_leave_l2_unless_asked_to_stay_in_it():
   assert copies_to_rotate("20b_down", config, 4) == 8
   config.weights_in_l2 = True
   assert copies_to_rotate("20b_down", config, 4) == 2
+
+
+def test_confirm_times_candidates_in_turn_and_ranks_their_medians():
+  from experiments.tune_kernel import confirm  # noqa: PLC0415
+  from mxfp4_jax.kernels import KernelConfig  # noqa: PLC0415
+  a, b, c = (KernelConfig(block_m=16, block_n=64, num_warps=4, num_stages=s) for s in (2, 3, 4))
+  runs = iter([5.0, 1.0, 3.0,  # round 1: a, b, c
+               1.0, 9.0, 3.0,  # round 2: b has one slow run and a one fast one
+               5.0, 2.0, 3.0])
+  order = []
+
+  def seconds_of(cfg):
+    order.append(cfg)
+    return next(runs)
+
+  ranked = confirm([a, b, c, b], seconds_of, rounds=3)  # b twice: timed once a round
+  assert order == [a, b, c] * 3
+  assert [(m, cfg) for m, _, cfg in ranked] == [(2.0, b), (3.0, c), (5.0, a)]
+  assert ranked[0][1] == [1.0, 9.0, 2.0]
