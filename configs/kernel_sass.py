@@ -20,14 +20,12 @@ def get_config():
   c.block_n = 64
   c.num_warps = 4
   c.num_stages = 5
-  c.k_unroll = 1
   c.decode = "integer"  # or "bf16x2", "lut"
   c.accumulate_in_mma = False
   c.prefetch_scales = False
   c.k_splits = 1
   c.unroll_split = False  # with k_splits dividing the K tiles: straight-line code, no loop
   c.prefetch = 0  # K tiles loaded ahead of the current tile's dot (KernelConfig.prefetch)
-  c.column_blocks = 1  # output blocks of block_n a program (KernelConfig.column_blocks)
   c.paired_halves = False  # gate_up's glu and linear rows in one dot (KernelConfig.paired_halves)
   c.row_experts = False  # one tile per row (a decode step's rows) instead of group sizes
   c.output_dir = ""  # where the TTIR, PTX, cubin and SASS go; default results/kernel_sass/<time>

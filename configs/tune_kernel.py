@@ -20,10 +20,8 @@ def get_config():
   c.block_n = "32,64,128"
   c.num_warps = "4,8"
   c.num_stages = "3,4"
-  c.k_unroll = "1"
   c.k_splits = "1"
   c.prefetch = "0"  # K tiles loaded ahead of the current dot, e.g. "0,1,2"
-  c.column_blocks = "1"  # output blocks of block_n a program, each its own dot, e.g. "1,2"
   c.remainder_block_m = "0"  # rows past a group's full tiles in smaller tiles, e.g. "0,32"
   c.decode = "integer"  # or "bf16x2", "lut", or a list: "integer,bf16x2"
   c.accumulate_in_mma = "0"  # "0,1" sweeps both

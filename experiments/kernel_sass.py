@@ -107,12 +107,10 @@ def main(argv) -> None:
                          check=True, capture_output=True, text=True).stdout
   registers = int(re.search(r"REG:(\d+)", usage).group(1))
 
-  num_experts, k, n, activation = SHAPES[config.shape]
-  # A dot a weight block: each output block's, and its linear half's unless paired with it.
-  dots = kernel_config.column_blocks * (2 if activation and not kernel_config.paired_halves
-                                        else 1)
-  unrolled = config.k_splits == 1 and -(-k // 64) % config.k_unroll == 0  # as the kernel unrolls
-  weights_per_iteration = dots * config.block_n * 64 * (config.k_unroll if unrolled else 1)
+  activation = SHAPES[config.shape][3]
+  # A dot a weight block: the output block's, and its linear half's unless paired with it.
+  dots = 2 if activation and not kernel_config.paired_halves else 1
+  weights_per_iteration = dots * config.block_n * 64
   threads = 32 * config.num_warps
   # Registers bound the programs an SM holds (65,536 a SM, allocated 8 a thread at a time), and
   # with them the loads in flight.

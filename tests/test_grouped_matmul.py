@@ -187,15 +187,6 @@ def test_swiglu_formula():
   np.testing.assert_allclose(np.asarray(got, np.float64), expected, rtol=1e-5, atol=0)
 
 
-@pytest.mark.parametrize("k,k_unroll", [(256, 2), (256, 4), (192, 3), (192, 2)])
-def test_k_unroll(rng, k, k_unroll):
-  """Unrolled K loops give the same result; an unroll that does not divide K / 64 falls back to 1."""
-  case, ref, _ = make_case(rng, 3, k, 64, 21, [7, 0, 10], bias=True, row_weights=True, swiglu=True)
-  config = dataclasses.replace(CFG, k_unroll=k_unroll)
-  check(run(case, "pallas", config=config, out_dtype=jnp.float32), ref, case["group_sizes"],
-        rtol=1e-5)
-
-
 @pytest.mark.parametrize("swiglu", [False, True])
 @pytest.mark.parametrize("k,k_splits", [(320, 2), (320, 3), (128, 2), (192, 5)])
 def test_split_k(rng, swiglu, k, k_splits):
@@ -444,7 +435,6 @@ def test_pallas_needs_16_output_features(rng):
 @pytest.mark.parametrize("options", [dict(accumulate_in_mma=True), dict(prefetch_scales=True),
                                      dict(prefetch_scales=True, k_splits=2),
                                      dict(prefetch_scales=True, k_splits=5),
-                                     dict(prefetch_scales=True, k_unroll=3),
                                      dict(k_splits=3, unroll_split=True),
                                      dict(prefetch_scales=True, k_splits=3, unroll_split=True),
                                      dict(k_splits=2, unroll_split=True),  # 3 tiles: the loop
@@ -456,7 +446,7 @@ def test_pallas_needs_16_output_features(rng):
                                      dict(k_splits=3, unroll_split=True, prefetch=2),
                                      dict(decode="bf16x2", accumulate_in_mma=True, k_splits=3,
                                           unroll_split=True, prefetch=1),
-                                     dict(prefetch=1), dict(prefetch=2, k_unroll=3),
+                                     dict(prefetch=1), dict(prefetch=2),
                                      dict(prefetch=4),  # more than the 3 tiles
                                      dict(prefetch=2, k_splits=2),  # a loop of 2, one of 1
                                      dict(decode="bf16x2", accumulate_in_mma=True, prefetch=2),
@@ -481,22 +471,22 @@ def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
 @pytest.mark.parametrize("swiglu", [False, True])
 @pytest.mark.parametrize("options", [dict(), dict(k_splits=3, unroll_split=True, prefetch=1),
                                      dict(k_splits=2, prefetch=1)])
-def test_column_blocks_compute_the_same_sums(rng, swiglu, options):
-  """Two 16-wide output blocks a program over 80 output columns: the last program slides back
-  to columns 48-79 and writes only 64-79, which the one before it did not."""
+def test_last_column_tile_slides_back(rng, swiglu, options):
+  """32-wide output blocks over 80 output columns: the last program slides back to columns
+  48-79 and writes only 64-79, which the one before it did not."""
   case, ref, _ = make_case(rng, 3, 192, 160 if swiglu else 80, 37, [11, 0, 20], bias=True,
                            row_weights=not swiglu, swiglu=swiglu)
-  config = dataclasses.replace(CFG, block_n=16, column_blocks=2, **options)
+  config = dataclasses.replace(CFG, block_n=32, **options)
   out = run(case, "pallas", config=config, out_dtype=jnp.float32)
   check(out, ref, case["group_sizes"], rtol=1e-5)
 
 
 @pytest.mark.parametrize("options", [dict(), dict(k_splits=2), dict(k_splits=3, unroll_split=True)])
 def test_paired_halves_compute_the_same_sums(rng, options):
-  """Paired glu and linear rows, two 8-wide output blocks a program over 40 output columns: the
-  last program slides back to columns 24-39 and writes only 32-39."""
+  """Paired glu and linear rows, 16-wide output blocks over 40 output columns: the last program
+  slides back to columns 24-39 and writes only 32-39."""
   case, ref, _ = make_case(rng, 3, 192, 80, 37, [11, 0, 20], bias=True, swiglu=True)
-  config = dataclasses.replace(CFG, block_n=16, column_blocks=2, paired_halves=True, **options)
+  config = dataclasses.replace(CFG, block_n=32, paired_halves=True, **options)
   out = run(case, "pallas", config=config, out_dtype=jnp.float32)
   check(out, ref, case["group_sizes"], rtol=1e-5)
 
@@ -538,7 +528,7 @@ def test_kernel_config_rejects_bad_blocks():
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, accumulate_in_mma="no")
   with pytest.raises(ValueError, match="prefetch must be >= 0, got -1"):
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, prefetch=-1)
-  for name in ("column_blocks", "k_splits", "k_unroll", "num_stages"):
+  for name in ("k_splits", "num_stages"):
     with pytest.raises(ValueError, match=f"{name} must be >= 1, got 0"):
       dataclasses.replace(CFG, **{name: 0})
   with pytest.raises(ValueError, match="block_n=48 must be a power of two >= 16"):
@@ -566,8 +556,7 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
 
 @pytest.mark.filterwarnings("ignore:The Pallas Triton backend is deprecated:DeprecationWarning")
 @pytest.mark.parametrize(
-    "config", [c for _, c in tuning.TABLE] + [dataclasses.replace(tuning.TABLE[0][1], k_unroll=5),
-                                              dataclasses.replace(tuning.TABLE[0][1], k_splits=3,
+    "config", [c for _, c in tuning.TABLE] + [dataclasses.replace(tuning.TABLE[0][1], k_splits=3,
                                                                   unroll_split=False),
                                               dataclasses.replace(tuning.TABLE[0][1], k_splits=3),
                                               dataclasses.replace(tuning.TABLE[0][1],
@@ -578,17 +567,15 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
                                                                   prefetch=4),
                                               dataclasses.replace(tuning.TABLE[0][1], k_splits=1,
                                                                   unroll_split=False, prefetch=2),
-                                              dataclasses.replace(tuning.TABLE[0][1], k_splits=9,
-                                                                  column_blocks=2),
+                                              dataclasses.replace(tuning.TABLE[0][1], k_splits=9),
                                               dataclasses.replace(tuning.TABLE[-1][1],
                                                                   remainder_block_m=0),
                                               dataclasses.replace(tuning.TABLE[0][1],
                                                                   paired_halves=True)],
-    ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_unroll{c.k_unroll}_splits{c.k_splits}_"
+    ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_splits{c.k_splits}_"
                    f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"
                    f"{'_prefetch' if c.prefetch_scales else ''}{'_straight' if c.unroll_split else ''}"
                    f"{f'_ahead{c.prefetch}' if c.prefetch else ''}"
-                   f"{f'_blocks{c.column_blocks}' if c.column_blocks > 1 else ''}"
                    f"{f'_rest{c.remainder_block_m}' if c.remainder_block_m else ''}"
                    f"{'_columns_first' if c.columns_first else ''}"
                    f"{'_paired' if c.paired_halves else ''}"))
@@ -620,7 +607,7 @@ def test_lowers_to_triton_for_h100(lowered_for_h100, config, swiglu):
   assert ("0x6240" in inline_asm) == (config.decode == "lut")
   assert "mxfp4_grouped_matmul" + ("_swiglu" if swiglu else "") in text
   out_bn = config.out_block_n(swiglu)
-  grid = (max_tiles(p, e, config.block_m), -(-out_cols // (out_bn * config.column_blocks)))
+  grid = (max_tiles(p, e, config.block_m), -(-out_cols // out_bn))
   grid = (*(grid[::-1] if config.columns_first else grid), config.k_splits)
   assert re.search(rf"grid_x = {grid[0]} : i32, grid_y = {grid[1]} : i32, grid_z = {grid[2]}",
                    text)

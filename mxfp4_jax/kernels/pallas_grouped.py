@@ -102,29 +102,25 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   # is masked) rather than x being padded up to a tile by one more kernel before this one.
   x_rows = x_ref.shape[0]
   rows_read = pl.ds(window, bm) if x_rows >= bm else jnp.minimum(rows, x_rows - 1)
-  # A program owns `column_blocks` blocks of out_bn output columns. The last program slides
-  # back to stay in bounds; it writes only the columns it owns.
+  # A program owns out_bn output columns. The last program slides back to stay in bounds; it
+  # writes only the columns it owns.
   out_bn = cfg.out_block_n(bool(swiglu_half))
   paired = out_bn < bn  # gate_up's glu rows and their linear rows in one block (paired_halves)
-  owned = col_tile * out_bn * cfg.column_blocks
-  col0 = jnp.minimum(owned, out_cols - out_bn * cfg.column_blocks)
-  out_blocks = tuple(col0 + i * out_bn for i in range(cfg.column_blocks))
+  owned = col_tile * out_bn
+  col0 = jnp.minimum(owned, out_cols - out_bn)
   row_mask = (rows >= start) & (rows < end)
-  masks = tuple(  # [bm, out_bn] a block: the tile's rows, and the columns this program owns
-      row_mask[:, None] & ((c + lax.broadcasted_iota(jnp.int32, (out_bn,), 0)) >= owned)[None, :]
-      for c in out_blocks)
+  columns = col0 + lax.broadcasted_iota(jnp.int32, (out_bn,), 0)
+  mask = row_mask[:, None] & (columns >= owned)[None, :]  # [bm, out_bn]: rows in the tile, owned
 
-  # The bn weight rows of each dot, as an index: the output blocks' rows, then for the fused
-  # SwiGLU their linear halves (the blocks' own rows being the glu halves); with paired halves
-  # one dot a block, over its out_bn glu rows and then their out_bn linear rows.
+  # The bn weight rows of each dot, as an index: the output columns' rows, then for the fused
+  # SwiGLU their linear halves (the columns' own rows being the glu halves); with paired halves
+  # one dot, over its out_bn glu rows and then their out_bn linear rows.
   if paired:
     lane = lax.broadcasted_iota(jnp.int32, (bn,), 0)
-    weight_rows = tuple(c + lane % out_bn + lane // out_bn * swiglu_half for c in out_blocks)
-    mask_of_row = masks
+    weight_rows = (col0 + lane % out_bn + lane // out_bn * swiglu_half,)
   else:
-    firsts = out_blocks + (tuple(c + swiglu_half for c in out_blocks) if swiglu_half else ())
+    firsts = (col0, col0 + swiglu_half) if swiglu_half else (col0,)
     weight_rows = tuple(pl.ds(row0, bn) for row0 in firsts)
-    mask_of_row = masks * (2 if swiglu_half else 1)  # the mask of the output block a row feeds
 
   def row_scales(kt, rows):  # the [bn] uint8 scales of the low and the high half
     return scales_ref[group, 2 * kt, rows], scales_ref[group, 2 * kt + 1, rows]
@@ -157,11 +153,11 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     x, blocks = loaded
     return tuple(dot_block(acc, x, block) for acc, block in zip(accs, blocks))
 
-  def loop(first, steps, unroll=1):
-    """``steps`` loop iterations of ``unroll`` K tiles from ``first``, summed; ``steps <= 0``
-    runs none, and its loads stay in bounds."""
+  def loop(first, steps):
+    """``steps`` K tiles from ``first``, summed; ``steps <= 0`` runs none, and its loads stay in
+    bounds."""
     in_bounds = jnp.minimum(first, num_k_tiles - 1)
-    final = jnp.clip(first + steps * unroll - 1, in_bounds, num_k_tiles - 1)
+    final = jnp.clip(first + steps - 1, in_bounds, num_k_tiles - 1)
     if cfg.prefetch:
       # Tiles kt + 1 .. kt + prefetch are in flight while tile kt is decoded and multiplied:
       # these loads feed inline PTX, not the dot, so Triton's pipeliner leaves them as plain
@@ -184,12 +180,7 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
                                                   else None))
                      for i, acc in enumerate(accs)), prefetched
       carry = zero_accs(), (scales_of(in_bounds) if cfg.prefetch_scales else None)
-
-    def unrolled(i, carry):  # `unroll` K tiles per loop iteration
-      for u in range(unroll):
-        carry = step(first + i * unroll + u, carry)
-      return carry
-    return lax.fori_loop(0, steps, unrolled, carry)[0]
+    return lax.fori_loop(0, steps, lambda i, carry: step(first + i, carry), carry)[0]
 
   def straight_line(first, count):
     """``count`` K tiles from ``first`` as straight-line code, tile u + prefetch's loads written
@@ -218,32 +209,27 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   else:
     # No branch around the K loop (Triton pipelines a loop only outside scf.if): tiles with no
     # rows, and tail tiles (rows past sum(group_sizes), defined as zero), run it zero times.
-    unroll = cfg.k_unroll if num_k_tiles % cfg.k_unroll == 0 else 1
-    accs = loop(0, has_work * (num_k_tiles // unroll), unroll)
+    accs = loop(0, has_work * num_k_tiles)
   if split_k:
-    for i, (acc, rows, mask) in enumerate(zip(accs, weight_rows, mask_of_row)):
-      pieces = [(acc, rows)]
-      if paired:  # the glu and the linear half, each to its own contiguous columns
-        c = out_blocks[i]
-        pieces = zip(jnp.split(acc, 2), (pl.ds(c, out_bn), pl.ds(c + swiglu_half, out_bn)))
-      for sums, cols in pieces:
-        pltriton.store(out_ref.at[pl.program_id(2), pl.ds(window, bm), cols], sums.T, mask=mask)
+    pieces = zip(accs, weight_rows)
+    if paired:  # the glu and the linear half, each to its own contiguous columns
+      pieces = zip(jnp.split(accs[0], 2), (pl.ds(col0, out_bn), pl.ds(col0 + swiglu_half, out_bn)))
+    for sums, columns in pieces:
+      pltriton.store(out_ref.at[pl.program_id(2), pl.ds(window, bm), columns], sums.T, mask=mask)
     return
   if has_bias:
     accs = tuple(acc + bias_ref[group, rows][:, None] for acc, rows in zip(accs, weight_rows))
-  outs = accs
   if paired:
-    outs = [swiglu(*jnp.split(acc, 2), alpha=swiglu_alpha, limit=swiglu_limit) for acc in accs]
+    out = swiglu(*jnp.split(accs[0], 2), alpha=swiglu_alpha, limit=swiglu_limit)
   elif swiglu_half:
-    glu, linear = accs[:cfg.column_blocks], accs[cfg.column_blocks:]
-    outs = [swiglu(g, l, alpha=swiglu_alpha, limit=swiglu_limit) for g, l in zip(glu, linear)]
-  for out, block, mask in zip(outs, out_blocks, masks):
-    if has_row_weights:
-      out = out * row_weights_ref[rows_read].astype(jnp.float32)[None, :]
-    out = jnp.where(is_expert, out, 0.0)
-    pltriton.store(out_ref.at[pl.ds(window, bm), pl.ds(block, out_bn)],
-                   out.T.astype(out_ref.dtype), mask=mask)
-
+    out = swiglu(*accs, alpha=swiglu_alpha, limit=swiglu_limit)
+  else:
+    [out] = accs
+  if has_row_weights:
+    out = out * row_weights_ref[rows_read].astype(jnp.float32)[None, :]
+  out = jnp.where(is_expert, out, 0.0)
+  pltriton.store(out_ref.at[pl.ds(window, bm), pl.ds(col0, out_bn)],
+                 out.T.astype(out_ref.dtype), mask=mask)
 
 @functools.partial(jax.jit, static_argnames=("cfg", "activation", "out_dtype", "interpret",
                                              "swiglu_alpha", "swiglu_limit"))
@@ -289,7 +275,7 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
         swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
         decode=decode, row_tiles=row_experts is not None, has_written=written is not None)
     out_bn = cfg.out_block_n(activation == "swiglu")
-    grid = (schedule[0].shape[0], pl.cdiv(out_cols, out_bn * cfg.column_blocks))
+    grid = (schedule[0].shape[0], pl.cdiv(out_cols, out_bn))
     grid = grid[::-1] if cfg.columns_first else grid  # axis 0 varies fastest in launch order
     grid += (cfg.k_splits,) if split_k else ()
     args = [*schedule, *operands] + ([written] if written is not None else [])

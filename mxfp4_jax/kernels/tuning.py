@@ -27,7 +27,6 @@ class KernelConfig:
   block_n: int  # output features per tile
   num_warps: int
   num_stages: int
-  k_unroll: int = 1  # 64-value K tiles per loop iteration (1 when it does not divide K / 64)
   # Programs sharing one output tile's K range; XLA adds their f32 sums after the call. (Adding
   # them in the kernel, in the last split to arrive by an atomic count, lost 0.5-7% at 20b
   # batch 1-64 in three forms: BENCHMARKS.md, seventeenth and eighteenth rounds.)
@@ -56,12 +55,6 @@ class KernelConfig:
   # In the K loop the carried bytes cost a register-layout change per step (sm_90: 32 SHFL + 64
   # SEL); prefetch > 0 there subsumes prefetch_scales.
   prefetch: int = 0
-  # Output blocks of block_n columns a program computes, each its own dot (as the fused SwiGLU's
-  # glu and linear blocks are): more independent loads and dots a program, fewer programs. H200,
-  # 20b down, one-row tiles, 9 splits: P=4 0.0145 ms with 1, 0.0160 with 2; P=32 (5 splits)
-  # 0.0730 with 1, 0.0699 with 2. With 2 for down at decode sizes, 20b batch 1 ran 1-2% slower
-  # end to end, so the table keeps 1 (BENCHMARKS.md, ninth round).
-  column_blocks: int = 1
   # Launch order: a row tile's column tiles one after another (grid axis 0, which varies
   # fastest), instead of every row tile's first column tile, then every row tile's second, ...
   # The programs in flight then share a few row tiles, so each tile of x comes from HBM once
@@ -94,7 +87,7 @@ class KernelConfig:
       kind = {"int": "an int", "bool": "a bool"}.get(f.type)
       if kind and type(getattr(self, f.name)).__name__ != f.type:  # not a bool for an int
         raise TypeError(f"KernelConfig.{f.name} must be {kind}, got {getattr(self, f.name)!r}")
-    for name in ("num_warps", "num_stages", "k_unroll", "k_splits", "column_blocks"):
+    for name in ("num_warps", "num_stages", "k_splits"):
       if getattr(self, name) < 1:
         raise ValueError(f"KernelConfig.{name} must be >= 1, got {getattr(self, name)}")
     if self.prefetch < 0:
