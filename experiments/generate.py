@@ -78,22 +78,13 @@ class _Printer:
 
   def __init__(self, tokenizer, rows: int):
     self.tokenizer, self.ids = tokenizer, [[] for _ in range(rows)]
-    self.text = ["" for _ in range(rows)]
-    self.streams = [harmony.ChannelStream(_SHOW_REASONING.value) for _ in range(rows)]
+    self.streams = [harmony.ChannelStream(tokenizer, show_reasoning=_SHOW_REASONING.value)
+                    for _ in range(rows)]
 
   def __call__(self, new_tokens: list[list[int]]) -> None:
     for row, tokens in enumerate(new_tokens):
-      if not tokens:
-        continue
       self.ids[row].extend(tokens)
-      text = self.tokenizer.decode(self.ids[row])
-      if text.endswith("\ufffd"):  # an unfinished multi-byte character: wait for its rest
-        continue
-      self._show(row, self._new_text(row, text))
-
-  def _new_text(self, row: int, text: str) -> str:
-    piece, self.text[row] = text[len(self.text[row]):], text
-    return self.streams[row].feed(piece)
+      self._show(row, self.streams[row].feed(tokens))
 
   def _show(self, row: int, shown: str) -> None:
     if shown:
@@ -103,10 +94,9 @@ class _Printer:
 
   def finish(self) -> None:
     for row, stream in enumerate(self.streams):
-      # Text held back at the end: an unfinished character, or what could have begun a marker.
-      self._show(row, self._new_text(row, self.tokenizer.decode(self.ids[row])) + stream.finish())
+      self._show(row, stream.finish())  # an unfinished character held back at the end
       if not harmony.final_text(stream.messages):
-        raw = self.text[row][:200].replace("\n", "\\n")
+        raw = self.tokenizer.decode(self.ids[row])[:200].replace("\n", "\\n")
         print(f"\n[{row}] no final-channel text; the raw completion begins: {raw!r}")
     print()
 

@@ -1,6 +1,7 @@
 """The experiments run end to end through the config system, as a user would run them."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -415,9 +416,10 @@ def test_trace_summary_without_gpu_events_is_a_one_line_error(tmp_path):
   assert "no GPU events in the trace" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_generate_prints_the_text_held_back_at_the_end():
-  """A completion that ends on what could have begun a marker still shows it. (In a fresh
-  process: importing an experiment defines its absl flags.)"""
+def test_generate_prints_the_final_channel_with_characters_whole():
+  """The printer shows the final channel only; a character whose bytes arrive in two steps is
+  printed once whole, never as a replacement character. (In a fresh process: importing an
+  experiment defines its absl flags.)"""
   code = """
 from absl import flags
 from experiments import generate
@@ -425,13 +427,16 @@ from mxfp4_jax.generate.tokenizer import tiny_tokenizer
 flags.FLAGS.mark_as_parsed()
 tokenizer = tiny_tokenizer()
 printer = generate._Printer(tokenizer, rows=1)
-printer([tokenizer.encode("<|channel|>final<|message|>if a <")])
+euro = tokenizer.encode("\u20ac", allow_special=False)
+printer([tokenizer.encode("<|channel|>analysis<|message|>hm<|end|><|start|>assistant"
+                          "<|channel|>final<|message|>x ") + euro[:1]])
+printer([euro[1:]])
 printer.finish()
 """
   result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
   assert result.returncode == 0, result.stderr
-  assert result.stdout.rstrip("\n") == "if a <"
+  assert result.stdout.rstrip("\n") == "x \u20ac"
 
 
 def test_load_ceiling_xors_every_byte_a_program_reads():

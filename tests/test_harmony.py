@@ -90,6 +90,27 @@ def test_render_prompt_errors():
       render_prompt([("user", "ok"), bad])
 
 
+def _ids(text: str) -> list[int]:
+  """Token ids of completion text whose markers are the special tokens (as the model emits)."""
+  return tiny_tokenizer().encode(text)
+
+
+def _plain(text: str) -> list[int]:
+  """Token ids of text as ordinary tokens, even where it spells a marker."""
+  return tiny_tokenizer().encode(text, allow_special=False)
+
+
+def _parse(text: str):
+  return parse_completion(tiny_tokenizer(), _ids(text))
+
+
+def _stream(pieces, show_reasoning=False):
+  """The visible text of a stream fed ``pieces`` (id lists, or single ids), and the stream."""
+  stream = ChannelStream(tiny_tokenizer(), show_reasoning=show_reasoning)
+  out = "".join(stream.feed(p) for p in pieces) + stream.finish()
+  return out, stream
+
+
 def test_stop_token_ids():
   """Harmony's stop tokens: the turn's end, a tool call, the end of text; the parser stops at
   the same ones."""
@@ -97,13 +118,13 @@ def test_stop_token_ids():
   assert stop_token_ids(tok) == tuple(tok.token_id(name) for name in (
       "<|return|>", "<|call|>", "<|endoftext|>"))
   for stop in ("<|return|>", "<|call|>", "<|endoftext|>"):
-    stream = ChannelStream()
-    stream.feed("<|channel|>final<|message|>4." + stop + "<|start|>assistant<|channel|>final")
+    _, stream = _stream([_ids("<|channel|>final<|message|>4." + stop +
+                              "<|start|>assistant<|channel|>final")])
     assert stream.done and final_text(stream.messages) == "4."
 
 
 def test_parse_well_formed():
-  messages = parse_completion(COMPLETION)
+  messages = _parse(COMPLETION)
   assert messages == [
       Message("assistant", "analysis", 'User asks: "What is 2 + 2?" Simple arithmetic.'),
       Message("assistant", "final", "2 + 2 = 4.")]
@@ -112,23 +133,23 @@ def test_parse_well_formed():
 
 
 def test_parse_truncated():
-  assert parse_completion("<|channel|>analysis<|message|>Let me th") == [
+  assert _parse("<|channel|>analysis<|message|>Let me th") == [
       Message("assistant", "analysis", "Let me th")]
-  messages = parse_completion(COMPLETION[:COMPLETION.index("4.<|return|>")])
+  messages = _parse(COMPLETION[:COMPLETION.index("4.<|return|>")])
   assert final_text(messages) == "2 + 2 = "
-  assert final_text(parse_completion("<|channel|>analysis<|message|>x<|end|><|start|>assis")) == ""
-  assert parse_completion("") == [] and final_text([]) == ""
+  assert final_text(_parse("<|channel|>analysis<|message|>x<|end|><|start|>assis")) == ""
+  assert parse_completion(tiny_tokenizer(), []) == [] and final_text([]) == ""
 
 
 def test_parse_tool_call_with_constrain():
   text = ("<|channel|>analysis<|message|>Need the weather.<|end|>"
           "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json"
           '<|message|>{"location":"Tokyo"}<|call|>')
-  messages = parse_completion(text)
+  messages = _parse(text)
   assert messages[1] == Message("assistant", "commentary", '{"location":"Tokyo"}',
                                 recipient="functions.get_weather", content_type="json")
   assert final_text(messages) == ""
-  recipient_in_role = parse_completion(
+  recipient_in_role = _parse(
       "<|channel|>x<|end|><|start|>assistant to=python<|channel|>analysis<|message|>1+1<|call|>")
   assert recipient_in_role[-1] == Message("assistant", "analysis", "1+1", recipient="python")
 
@@ -137,25 +158,31 @@ def test_parse_multi_message_and_stop():
   text = ("<|channel|>analysis<|message|>a<|end|><|start|>assistant<|channel|>commentary"
           "<|message|>plan<|end|><|start|>assistant<|channel|>analysis<|message|>b<|end|>"
           "<|start|>assistant<|channel|>final<|message|>done<|return|>ignored<|end|>")
-  messages = parse_completion(text)
+  messages = _parse(text)
   assert [(m.channel, m.content) for m in messages] == [
       ("analysis", "a"), ("commentary", "plan"), ("analysis", "b"), ("final", "done")]
   assert reasoning_text(messages) == "ab"
 
 
-def _stream(pieces, show_reasoning=False):
-  stream = ChannelStream(show_reasoning=show_reasoning)
-  out = "".join(stream.feed(p) for p in pieces) + stream.finish()
-  return out, stream
+def test_marker_text_from_ordinary_tokens_is_content():
+  """Ordinary tokens that spell a marker are text: the answer is not cut at "<|end|>" (a text
+  parser returned "Use "), and a header that spells one is not split there."""
+  tok = tiny_tokenizer()
+  answer = "Use <|end|> to close."
+  ids = _ids("<|channel|>final<|message|>") + _plain(answer) + [tok.token_id("<|return|>")]
+  assert tok.decode(ids) == "<|channel|>final<|message|>Use <|end|> to close.<|return|>"
+  assert parse_completion(tok, ids) == [Message("assistant", "final", answer)]
+  out, stream = _stream(ids)  # one id at a time
+  assert out == answer and stream.done
+  spelled = _ids("<|channel|>") + _plain("final<|constrain|>json") + _ids("<|message|>x<|end|>")
+  assert parse_completion(tok, spelled) == [Message("assistant", "final<|constrain|>json", "x")]
 
 
 def test_stream_whole_and_by_token():
-  assert _stream([COMPLETION])[0] == "2 + 2 = 4."
-  tok = tiny_tokenizer()
-  pieces = [tok.decode([i]) for i in tok.encode(COMPLETION)]
-  out, stream = _stream(pieces)
+  assert _stream([_ids(COMPLETION)])[0] == "2 + 2 = 4."
+  out, stream = _stream(_ids(COMPLETION))
   assert out == "2 + 2 = 4." and stream.done
-  shown, _ = _stream(pieces, show_reasoning=True)
+  shown, _ = _stream(_ids(COMPLETION), show_reasoning=True)
   assert shown == ('[reasoning]\nUser asks: "What is 2 + 2?" Simple arithmetic.'
                    "\n[answer]\n2 + 2 = 4.")
 
@@ -163,65 +190,74 @@ def test_stream_whole_and_by_token():
 @pytest.mark.parametrize("slip", ["<|end|>", "", "<|end|><|start|>"])
 def test_a_channel_without_its_start_still_begins_a_message(slip):
   text = f"<|channel|>analysis<|message|>think{slip}<|channel|>final<|message|>Paris<|return|>"
-  messages = parse_completion(text)
+  messages = _parse(text)
   assert reasoning_text(messages) == "think" and final_text(messages) == "Paris"
-  assert _stream(list(text))[0] == "Paris"  # fed one character at a time
+  assert _stream(_ids(text))[0] == "Paris"  # fed one token at a time
 
 
-def test_stream_holds_back_only_possible_markers():
-  stream = ChannelStream()
-  assert stream.feed("<|channel|>final<|message|>a <") == "a "
-  assert stream.feed("b <|") == "<b "
-  assert stream.feed("ret") == ""
-  assert stream.feed("urn|>tail") == "" and stream.done
+def test_stream_shows_marker_beginnings_at_once_and_waits_for_split_characters():
+  """Text can no longer begin a marker, so "<|" shows at once; what waits is a UTF-8
+  character whose bytes span tokens (the tiny tokenizer has one token per byte of "€")."""
+  tok = tiny_tokenizer()
+  stream = ChannelStream(tok)
+  assert stream.feed(_ids("<|channel|>final<|message|>")) == ""
+  assert stream.feed(_plain("a <|ret")) == "a <|ret"
+  euro = _plain("€")
+  assert len(euro) == 3
+  assert [stream.feed(i) for i in euro] == ["", "", "€"]
+  assert stream.feed(tok.token_id("<|return|>")) == "" and stream.done
   assert stream.finish() == ""
-  truncated = ChannelStream()
-  assert truncated.feed("<|channel|>final<|message|>x <|en") == "x "
-  assert truncated.finish() == "<|en"
+  truncated = ChannelStream(tok)
+  assert truncated.feed(_ids("<|channel|>final<|message|>x") + euro[:2]) == "x"
+  assert truncated.finish() == "\ufffd"  # as decoding all the ids gives it
+  assert final_text(truncated.messages) == tok.decode(_plain("x") + euro[:2])
 
 
-# Message text: any characters but "[" (the reasoning headers' bracket), often the beginnings
-# of markers ("<", "<|", "<|en"), which the stream must hold back and then show; never a whole
-# marker.
+# Message text: any characters but "[" (the reasoning headers' bracket), often whole markers and
+# their beginnings, which as ordinary tokens are text like any other.
 _PLAIN = st.lists(st.one_of(st.text(alphabet=st.characters(exclude_characters="["), max_size=6),
-                            st.sampled_from(["<", "<|", "|", "|>", "<|en", "<|ret", "d|>"])),
-                  max_size=5).map("".join).filter(
-                      lambda t: not any(m in t for m in tiny_tokenizer().special_ids))
+                            st.sampled_from(["<", "<|", "|", "|>", "<|en", "<|ret", "d|>"]),
+                            st.sampled_from(sorted(tiny_tokenizer().special_ids))),
+                  max_size=5).map("".join)
 
 
 @st.composite
 def _completion_and_cuts(draw):
-  """A completion of analysis and final messages, and cut points to split it at."""
-  parts, finals, analyses = [], [], []
+  """A completion's ids (analysis, commentary and final messages), cut points to split them at,
+  and its messages (None when truncated)."""
+  tok = tiny_tokenizer()
+  special = tok.token_id
+  ids, expected = [], []
   for k in range(draw(st.integers(1, 4))):
     channel = draw(st.sampled_from(["analysis", "final", "commentary"]))
     content = draw(_PLAIN)
     if channel == "analysis":
       content = "SECRET" + content
-      analyses.append(content)
-    elif channel == "final":
-      finals.append(content)
-    parts.append(("" if k == 0 else "<|start|>assistant") +
-                 f"<|channel|>{channel}<|message|>{content}<|end|>")
-  text = "".join(parts)
+    expected.append(Message("assistant", channel, content))
+    if k:
+      ids += [special("<|start|>"), *_plain("assistant")]
+    ids += [special("<|channel|>"), *_plain(channel), special("<|message|>"), *_plain(content),
+            special("<|end|>")]
   if draw(st.booleans()):
-    text = text[:draw(st.integers(0, len(text)))]
+    ids, expected = ids[:draw(st.integers(0, len(ids)))], None
   else:
-    text = text[:-len("<|end|>")] + draw(st.sampled_from(["<|return|>", "<|call|>"]))
-  cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=12)))
-  return text, cuts
+    ids[-1] = special(draw(st.sampled_from(["<|return|>", "<|call|>"])))
+  cuts = sorted(draw(st.lists(st.integers(0, len(ids)), max_size=12)))
+  return ids, cuts, expected
 
 
 @given(_completion_and_cuts())
 def test_stream_any_split_matches_parse(case):
-  text, cuts = case
-  pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
-  messages = parse_completion(text)
+  ids, cuts, expected = case
+  pieces = [ids[a:b] for a, b in zip([0, *cuts], [*cuts, len(ids)])]
+  messages = parse_completion(tiny_tokenizer(), ids)
+  if expected is not None:
+    assert messages == expected  # content that spells markers intact
   out, stream = _stream(pieces)
-  assert out == _stream([text])[0] == final_text(messages)
-  assert "SECRET" not in out and not any(m in out for m in tiny_tokenizer().special_ids)
+  assert out == _stream([ids])[0] == _stream(ids)[0] == final_text(messages)
+  assert "SECRET" not in out
   assert stream.messages == messages
   shown, _ = _stream(pieces, show_reasoning=True)
-  assert shown == _stream([text], show_reasoning=True)[0]
+  assert shown == _stream([ids], show_reasoning=True)[0]
   assert shown.replace("[reasoning]\n", "").replace("\n[answer]\n", "") == "".join(
       m.content for m in messages if m.channel in ("analysis", "final"))

@@ -1,16 +1,16 @@
 """The harmony chat format GPT-OSS was trained on: prompts out, channelled messages back.
 
 GPT-OSS answers in several messages: chain of thought on the ``analysis`` channel, the answer on
-``final``. Users must see only ``final``, so parsing and streaming split text by channel; both
-run the same state machine, so a streamed answer is exactly the parsed one.
+``final``. Users must see only ``final``, so parsing and streaming split the output by channel;
+both run the same state machine, so a streamed answer is exactly the parsed one. Both read token
+ids, not text: a marker is the special token, never ordinary tokens that spell it, just as
+`encode_prompt` keeps text that spells a marker plain text.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
-
-from mxfp4_jax.generate.tokenizer import HARMONY_SPECIALS
+import numbers
 
 REASONING_EFFORTS = ("low", "medium", "high")
 MODEL_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
@@ -19,7 +19,6 @@ VALID_CHANNELS = ("analysis", "commentary", "final")
 START, END, MESSAGE, CHANNEL = "<|start|>", "<|end|>", "<|message|>", "<|channel|>"
 CONSTRAIN, RETURN, CALL = "<|constrain|>", "<|return|>", "<|call|>"
 END_OF_TEXT = "<|endoftext|>"
-_MARKER_RE = re.compile("|".join(re.escape(m) for m in HARMONY_SPECIALS))
 # What ends generation: the turn's end (<|return|>), a tool call (<|call|>), the end of text.
 STOPS = (RETURN, CALL, END_OF_TEXT)
 
@@ -108,7 +107,9 @@ class _Machine:
   def __init__(self):
     self.messages: list[Message] = []
     self.state = "header"  # header | content | between | done
-    self.header, self.content, self.meta = [], [], None
+    # Header text and _Marker items, kept apart so that header text spelling a marker stays text.
+    self.header: list[str | _Marker] = []
+    self.content, self.meta = [], None
 
   def text(self, s: str) -> str | None:
     """Feeds plain text; returns the channel when it is message content, else None."""
@@ -124,9 +125,9 @@ class _Machine:
       return
     if self.state == "header":
       if m in (CHANNEL, CONSTRAIN):
-        self.header.append(m)
+        self.header.append(_Marker(m))
       elif m == MESSAGE:
-        self.meta = _parse_header("".join(self.header))
+        self.meta = _parse_header(self.header)
         self.state, self.content = "content", []
       elif m == START:
         self.header = []
@@ -138,9 +139,9 @@ class _Machine:
       if m in (END, START, CHANNEL) or m in STOPS:
         self._close()
         self.state = "done" if m in STOPS else "between" if m == END else "header"
-        self.header = [CHANNEL] if m == CHANNEL else []
+        self.header = [_Marker(CHANNEL)] if m == CHANNEL else []
     elif m in (START, CHANNEL):  # between
-      self.state, self.header = "header", [CHANNEL] if m == CHANNEL else []
+      self.state, self.header = "header", [_Marker(CHANNEL)] if m == CHANNEL else []
     elif m in STOPS:
       self.state = "done"
 
@@ -157,25 +158,33 @@ class _Machine:
     self.header, self.content = [], []
 
 
-def _parse_header(header: str):
-  """(role, channel, recipient, content_type) of e.g. 'assistant<|channel|>commentary
-  to=functions.f <|constrain|>json'; the recipient may sit in the role or the channel part."""
-  head, _, content_type = header.partition(CONSTRAIN)
-  role_part, _, channel_part = head.partition(CHANNEL)
-  role_words, channel_words = role_part.split(), channel_part.split()
+def _parse_header(header: list[str | _Marker]):
+  """(role, channel, recipient, content_type) of e.g. 'assistant', <|channel|>, 'commentary
+  to=functions.f ', <|constrain|>, 'json'; the recipient may sit in the role or the channel
+  part. Only marker items split the parts: header text that spells a marker is just text."""
+  parts = {"role": [], "channel": [], "type": []}
+  part = "role"
+  for item in header:
+    if item == _Marker(CHANNEL) and part == "role":
+      part = "channel"
+    elif item == _Marker(CONSTRAIN) and part != "type":
+      part = "type"
+    else:  # text, or a repeated marker, which at least separates words
+      parts[part].append(item if isinstance(item, str) else " ")
+  role_words, channel_words = "".join(parts["role"]).split(), "".join(parts["channel"]).split()
   words = role_words + channel_words
   recipient = next((w[3:] for w in words if w.startswith("to=")), None)
   # The completion starts after "<|start|>assistant", so its first header has no role.
   role = next((w for w in role_words if not w.startswith("to=")), "assistant")
   channel = next((w for w in channel_words if not w.startswith("to=")), None)
-  return role, channel, recipient, content_type.strip() or None
+  return role, channel, recipient, "".join(parts["type"]).strip() or None
 
 
-def parse_completion(text: str) -> list[Message]:
-  """The messages of what the model generated after ``<|start|>assistant``; a last message cut
-  off before its terminator is kept."""
-  stream = ChannelStream()
-  stream.feed(text)
+def parse_completion(tokenizer, ids) -> list[Message]:
+  """The messages of the token ids the model generated after ``<|start|>assistant``; a last
+  message cut off before its terminator is kept. Only the special ids are markers."""
+  stream = ChannelStream(tokenizer)
+  stream.feed(ids)
   stream.finish()
   return stream.messages
 
@@ -190,24 +199,17 @@ def reasoning_text(messages) -> str:
   return "".join(m.content for m in messages if m.channel == "analysis")
 
 
-def _held_back(buffer: str) -> int:
-  """How many trailing chars of ``buffer`` could begin a marker and must wait for more text."""
-  for k in range(min(len(buffer), max(map(len, HARMONY_SPECIALS)) - 1), 0, -1):
-    tail = buffer[-k:]
-    if any(m.startswith(tail) for m in HARMONY_SPECIALS):
-      return k
-  return 0
-
-
 class ChannelStream:
-  """Turns generated text, fed piece by piece, into the text a user should see: the ``final``
-  channel only (plus ``analysis`` under a "[reasoning]" header with show_reasoning), never the
-  markup. Pieces may split markers anywhere; the output does not depend on where."""
+  """Turns generated token ids, fed a few at a time, into the text a user should see: the
+  ``final`` channel only (plus ``analysis`` under a "[reasoning]" header with show_reasoning),
+  never the markup. The output does not depend on how the ids are split into feeds."""
 
-  def __init__(self, show_reasoning: bool = False):
+  def __init__(self, tokenizer, *, show_reasoning: bool = False):
     self.show_reasoning = show_reasoning
+    self._tokenizer = tokenizer
+    self._markers = {i: name for name, i in tokenizer.special_ids.items()}
     self._machine = _Machine()
-    self._buffer = ""
+    self._run: list[int] = []  # ordinary ids not yet passed on: an unfinished UTF-8 character
     self._shown = None  # channel of the last text shown
 
   @property
@@ -220,27 +222,39 @@ class ChannelStream:
     """True once the model ended its turn (``<|return|>`` or ``<|call|>``)."""
     return self._machine.state == "done"
 
-  def feed(self, piece: str) -> str:
-    """The visible text that ``piece`` completes (often "")."""
-    self._buffer += piece
-    out, pos = [], 0
-    for match in _MARKER_RE.finditer(self._buffer):
-      self._text(self._buffer[pos:match.start()], out)
-      self._machine.marker(match.group())
-      pos = match.end()
-    rest = self._buffer[pos:]
-    keep = _held_back(rest)
-    self._text(rest[:len(rest) - keep], out)
-    self._buffer = rest[len(rest) - keep:]
+  def feed(self, ids) -> str:
+    """The visible text that ``ids`` (one token id or a sequence of them) completes (often "")."""
+    if isinstance(ids, numbers.Integral):
+      ids = [ids]
+    out = []
+    for i in ids:
+      i = int(i)
+      name = self._markers.get(i)
+      if name is None:
+        self._run.append(i)
+        text = self._tokenizer.decode(self._run)
+        # A token may end partway through a multi-byte character (byte-level BPE), which decodes
+        # to U+FFFD until the rest arrives: wait for it. Past a whole character, the run's bytes
+        # decode on their own, so the run starts afresh.
+        if not text.endswith("\ufffd"):
+          self._run = []
+          self._text(text, out)
+      else:
+        self._flush(out)  # bytes a marker cuts off stay as decoding all the ids leaves them
+        self._machine.marker(name)
     return "".join(out)
 
   def finish(self) -> str:
-    """The visible text still held back at the end of generation."""
+    """The visible text still held back at the end of generation (an unfinished character)."""
     out = []
-    self._text(self._buffer, out)
-    self._buffer = ""
+    self._flush(out)
     self._machine.finish()
     return "".join(out)
+
+  def _flush(self, out: list[str]):
+    if self._run:
+      text, self._run = self._tokenizer.decode(self._run), []
+      self._text(text, out)
 
   def _text(self, s: str, out: list[str]):
     if not s:
