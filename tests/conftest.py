@@ -3,6 +3,7 @@
 import hashlib
 
 import hypothesis
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -58,6 +59,7 @@ def lowered_for_h100(monkeypatch):
 
   monkeypatch.setattr(pallas_call_registration.gpu_info_lib, "get_gpu_info",
                       lambda: gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100))
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # the kernels' own GPU check
   modules = []
   lower_module = pallas_call_registration.lowering.lower_jaxpr_to_triton_module
 

@@ -164,6 +164,10 @@ def test_decode_update_rejects_a_qkv_that_does_not_fit_the_cache():
     decode_attention_update(jnp.zeros((1, 6, 32), jnp.bfloat16), table[:, :8], table, k, k,
                             jnp.zeros((1,), jnp.int32), jnp.zeros((1, 16), jnp.int32), 0,
                             jnp.zeros((2, 1)), block_k=16, interpret=True)
+  with pytest.raises(ValueError, match=r"step must be an int scalar, got float32\[\]"):
+    decode_attention_update(jnp.zeros((1, 6, 32), jnp.bfloat16), table, table, k, k,
+                            jnp.zeros((1,), jnp.int32), jnp.zeros((1, 16), jnp.int32), 2.7,
+                            jnp.zeros((2, 1)), block_k=16, interpret=True)
 
 
 @pytest.mark.parametrize("heads, num_blocks, num_programs, expected", [
@@ -203,14 +207,62 @@ def test_decode_needs_whole_key_blocks():
     (dict(positions=(1, 9)), "positions must be"),
     (dict(sinks=(4,)), "sinks must have shape"),
     (dict(q=(1, 8, 2, 2, 24), k=(1, 8, 2, 24), v=(1, 8, 2, 24)), "head_dim must be a power of two"),
+    (dict(window=0), r"window must be None or an int >= 1, got 0"),
+    (dict(window=-3), r"window must be None or an int >= 1, got -3"),
+    (dict(window=4.5), r"window must be None or an int >= 1, got 4.5"),
+    (dict(window=True), r"window must be None or an int >= 1, got True"),
 ])
 def test_bad_arguments_name_the_argument(change, message):
   shapes = dict(q=(1, 8, 2, 2, 16), k=(1, 8, 2, 16), v=(1, 8, 2, 16), positions=(1, 8),
                 sinks=(2, 2)) | change
+  window = shapes.pop("window", None)
   arrays = {name: jnp.zeros(shape, jnp.int32 if name == "positions" else jnp.bfloat16)
             for name, shape in shapes.items()}
   with pytest.raises(ValueError, match=message):
-    flash_attention(**arrays, interpret=True)
+    flash_attention(**arrays, window=window, interpret=True)
+
+
+@pytest.mark.parametrize("update", [False, True])
+@pytest.mark.parametrize("change, message", [
+    (dict(sinks=jnp.zeros((3, 2))), r"sinks must have shape \[2, 3\] \(kv_heads, group\), "
+                                     r"got \[3, 2\]"),  # transposed
+    (dict(sinks=jnp.zeros(5)), r"sinks must have shape \[2, 3\] .*, got \[5\]"),
+    (dict(q_positions=jnp.zeros(1)), r"q_positions must be an int array of shape \[1\], "
+                                     r"got float32\[1\]"),
+    (dict(k_positions=jnp.zeros((1, 16))), r"k_positions must be an int array .*, got float32"),
+    (dict(k_positions=jnp.zeros((1, 8), jnp.int32)), r"k_positions .*\[1, 16\], got int32\[1, 8\]"),
+    (dict(window=0), r"window must be None or an int >= 1, got 0"),
+    (dict(window=4.5), r"window must be None or an int >= 1, got 4.5"),
+])
+def test_decode_bad_arguments_name_the_argument(update, change, message):
+  """decode_attention and decode_attention_update: K=2 KV heads of G=3 query heads, 16 slots."""
+  args = dict(q_positions=jnp.zeros(1, jnp.int32), k_positions=jnp.zeros((1, 16), jnp.int32),
+              sinks=jnp.zeros((2, 3)), window=None) | change
+  cache, table = jnp.zeros((1, 16, 2, 16), jnp.bfloat16), jnp.zeros((1, 8))
+  positions = args["q_positions"], args["k_positions"]
+  with pytest.raises(ValueError, match=message):
+    if update:
+      decode_attention_update(jnp.zeros((1, 10, 16), jnp.bfloat16), table, table, cache, cache,
+                              *positions, 0, args["sinks"], window=args["window"], block_k=16,
+                              interpret=True)
+    else:
+      decode_attention(jnp.zeros((1, 2, 3, 16), jnp.bfloat16), cache, cache, *positions,
+                       args["sinks"], window=args["window"], block_k=16, interpret=True)
+
+
+@pytest.mark.parametrize("kernel", ["flash_attention", "decode_attention"])
+def test_kernels_off_the_gpu_need_interpret_mode(monkeypatch, kernel):
+  """Shapes no other test traces, so that no cached trace skips the check."""
+  monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+  with pytest.raises(ValueError, match=f"{kernel} compiles for a GPU only; on cpu pass "
+                                       "interpret=True"):
+    if kernel == "flash_attention":
+      flash_attention(jnp.zeros((1, 3, 1, 5, 16)), jnp.zeros((1, 3, 1, 16)),
+                      jnp.zeros((1, 3, 1, 16)), jnp.zeros((1, 3), jnp.int32), jnp.zeros((1, 5)))
+    else:
+      decode_attention(jnp.zeros((1, 1, 5, 16)), jnp.zeros((1, 48, 1, 16)),
+                       jnp.zeros((1, 48, 1, 16)), jnp.zeros(1, jnp.int32),
+                       jnp.zeros((1, 48), jnp.int32), jnp.zeros((1, 5)), block_k=16)
 
 
 @pytest.mark.parametrize("block_q, block_k", [(32, 48), (8, 16)])

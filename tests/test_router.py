@@ -89,6 +89,13 @@ def test_no_tokens():
     (dict(x=jnp.ones((2, 64), jnp.float32)), "x is float32"),
     (dict(k=3), "k=3 is not a power of two"),
     (dict(backend="fused"), "router backend must be one of"),
+    (dict(x=jnp.ones(64, jnp.bfloat16)), r"router: x must be \[N, D\], got \(64,\)"),
+    (dict(x=jnp.ones((1, 2, 64), jnp.bfloat16)), r"router: x must be \[N, D\], got \(1, 2, 64\)"),
+    (dict(k=17), "k must be an int from 1 to the 16 experts, got 17"),
+    (dict(k=0), "k must be an int from 1 to the 16 experts, got 0"),
+    (dict(k=0, backend="xla"), "k must be an int from 1 to the 16 experts, got 0"),
+    (dict(k=True, backend="xla"), "k must be an int from 1 to the 16 experts, got True"),
+    (dict(k=2.0, backend="xla"), "k must be an int from 1 to the 16 experts, got 2.0"),
 ])
 def test_bad_input_errors(change, match):
   x, weight, bias = inputs(2, 64, 16)
@@ -96,6 +103,11 @@ def test_bad_input_errors(change, match):
   with pytest.raises(ValueError, match=match):
     router.route(args["x"], args["weight"], args["bias"], k=args["k"], backend=args["backend"],
                  interpret=True)
+
+
+@pytest.mark.parametrize("k", [0, 3, 32])
+def test_kernel_unsupported_reason_names_k(k):
+  assert router.kernel_unsupported_reason(jnp.bfloat16, k, 16).startswith(f"k={k} is not")
 
 
 def numpy_rms_norm(h, weight, eps):
@@ -126,6 +138,10 @@ def test_route_normalized_rejects_bad_input_and_takes_no_tokens():
   h = jnp.ones((2, 64), jnp.bfloat16)
   with pytest.raises(ValueError, match=r"norm_weight must have shape \[64\]"):
     router.route_normalized(h, jnp.ones(32), 1e-5, weight, bias, k=4, interpret=True)
+  with pytest.raises(ValueError, match=r"router: h must be \[N, D\], got \(64,\)"):
+    router.route_normalized(h[0], jnp.ones(64), 1e-5, weight, bias, k=4, interpret=True)
+  with pytest.raises(ValueError, match="k must be an int from 1 to the 16 experts, got 0"):
+    router.route_normalized(h, jnp.ones(64), 1e-5, weight, bias, k=0, interpret=True)
   with pytest.raises(ValueError, match="at most 8 tokens"):
     router.route_normalized(jnp.ones((9, 64), jnp.bfloat16), jnp.ones(64), 1e-5, weight, bias,
                             k=4, interpret=True)

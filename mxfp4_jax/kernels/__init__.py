@@ -16,6 +16,7 @@ import numpy as np
 from mxfp4_jax.kernels.reference import grouped_matmul_reference
 from mxfp4_jax.kernels.schedule import check_experts_in_range, clip_group_sizes
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT, swiglu
+from mxfp4_jax.kernels.triton_ops import check_runs_here
 from mxfp4_jax.kernels.tuning import KernelConfig, pick_config
 from mxfp4_jax.mxfp4.layout import PackedMXFP4, check_packed
 
@@ -146,6 +147,7 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
     return grouped_matmul_reference(x, w, group_sizes, row_weights, row_experts=row_experts,
                                     **epilogue)
 
+  check_runs_here("grouped_matmul's backend='pallas'", interpret)
   out_cols = w.out_features // 2 if activation == "swiglu" else w.out_features
   if out_cols < 16:
     raise ValueError(f"the Pallas kernel needs at least 16 output features, got {out_cols}")

@@ -28,7 +28,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from mxfp4_jax.kernels.triton_ops import dot_accumulate, load_row_rms
+from mxfp4_jax.kernels.triton_ops import check_runs_here, dot_accumulate, load_row_rms
 
 LOG2E = math.log2(math.e)  # the softmax runs in base 2: exp(x) = exp2(x log2 e)
 # decode_attention: the slots are split into shares until about DECODE_PROGRAMS programs run, and
@@ -100,11 +100,8 @@ def check_args(q, k, v, positions, sinks) -> None:
     if a.shape != (b, t, kv_heads, head_dim):
       raise ValueError(f"{name} must have shape {[b, t, kv_heads, head_dim]} to match q, "
                        f"got {list(a.shape)}")
-  if positions.shape != (b, t) or not jnp.issubdtype(positions.dtype, jnp.integer):
-    raise ValueError(f"positions must be an int array of shape {[b, t]}, "
-                     f"got {positions.dtype}{list(positions.shape)}")
-  if sinks.shape != (kv_heads, group):
-    raise ValueError(f"sinks must have shape {[kv_heads, group]}, got {list(sinks.shape)}")
+  _check_int("positions", positions, (b, t))
+  _check_sinks(sinks, kv_heads, group)
   _check_block("head_dim", head_dim)
 
 
@@ -112,6 +109,27 @@ def _check_block(name: str, block: int) -> None:
   """Sizes the kernels load or tile by (block sizes, head_dim) must be Triton block shapes."""
   if block < 16 or block & (block - 1):
     raise ValueError(f"{name} must be a power of two >= 16 (a Triton block), got {block}")
+
+
+def _check_int(name: str, a, shape: tuple[int, ...]) -> None:
+  """Positions and the step: integers of ``shape`` (a float would be truncated in the kernel)."""
+  dtype, got = jnp.result_type(a), list(jnp.shape(a))
+  if got != list(shape) or not jnp.issubdtype(dtype, jnp.integer):
+    what = f"an int array of shape {list(shape)}" if shape else "an int scalar"
+    raise ValueError(f"{name} must be {what}, got {dtype}{got}")
+
+
+def _check_sinks(sinks, kv_heads: int, group: int) -> None:
+  if sinks.shape != (kv_heads, group):
+    raise ValueError(f"sinks must have shape {[kv_heads, group]} (kv_heads, group), "
+                     f"got {list(sinks.shape)}")
+
+
+def _check_window(window) -> None:
+  """None (full attention) or a count of keys: 0 or less would hide every key."""
+  if window is not None and (isinstance(window, bool) or not isinstance(window, int)
+                             or window < 1):
+    raise ValueError(f"window must be None or an int >= 1, got {window!r}")
 
 
 @functools.partial(jax.jit, static_argnames=("window", "block_q", "block_k", "num_warps",
@@ -133,6 +151,8 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
     ``[B, T, K, G, hd]`` in q's dtype; the dots take bf16 operands and accumulate in float32.
   """
   check_args(q, k, v, positions, sinks)
+  _check_window(window)
+  check_runs_here("flash_attention", interpret)
   for name, block in (("block_q", block_q), ("block_k", block_k)):
     _check_block(name, block)
   b, t, kv_heads, group, head_dim = q.shape
@@ -300,7 +320,9 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   if q.ndim != 4:
     raise ValueError(f"q must be [batch, kv_heads, group, head_dim], got {list(q.shape)}")
   b, kv_heads, group, head_dim = q.shape
-  _check_cache(k, v, q_positions, k_positions, b, kv_heads, head_dim, block_k)
+  _check_decode_args(k, v, q_positions, k_positions, sinks, b=b, kv_heads=kv_heads, group=group,
+                     head_dim=head_dim, block_k=block_k, window=window)
+  check_runs_here("decode_attention", interpret)
   [out] = _decode_call(q.reshape(b, kv_heads * group, head_dim), k, v, k_positions, q_positions,
                        sinks, (), group=group, out_dtype=q.dtype, window=window,
                        block_k=block_k, num_programs=num_programs, num_warps=num_warps,
@@ -346,12 +368,13 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
     raise ValueError(f"qkv [{b}, heads + 2 kv_heads, {head_dim}] needs a cache k [batch, slots, "
                      f"kv_heads, head_dim] with heads a multiple of kv_heads, got qkv "
                      f"{list(qkv.shape)} and k {list(k.shape)}")
-  _check_cache(k, v, q_positions, k_positions, b, kv_heads, head_dim, block_k)
+  _check_decode_args(k, v, q_positions, k_positions, sinks, b=b, kv_heads=kv_heads,
+                     group=heads // kv_heads, head_dim=head_dim, block_k=block_k, window=window)
+  check_runs_here("decode_attention_update", interpret)
   for name, table in (("cos", cos), ("sin", sin)):
     if table.shape != (b, head_dim // 2):
       raise ValueError(f"{name} must be [{b}, {head_dim // 2}], got {list(table.shape)}")
-  if jnp.shape(step) != ():
-    raise ValueError(f"step must be a scalar, got shape {list(jnp.shape(step))}")
+  _check_int("step", step, ())
   if qkv_bias is None:
     qkv_bias = jnp.zeros(qkv.shape[1:], qkv.dtype)
   elif qkv_bias.shape != (qkv.shape[1] * head_dim,):
@@ -372,7 +395,9 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
   return out, k, v, k_positions
 
 
-def _check_cache(k, v, q_positions, k_positions, b, kv_heads, head_dim, block_k):
+def _check_decode_args(k, v, q_positions, k_positions, sinks, *, b, kv_heads, group, head_dim,
+                       block_k, window):
+  """`check_args` for the decode kernels: the cache, the positions, the sinks and the window."""
   _check_block("head_dim", head_dim)
   _check_block("block_k", block_k)
   slots = k.shape[1] if k.ndim == 4 else -1
@@ -381,9 +406,10 @@ def _check_cache(k, v, q_positions, k_positions, b, kv_heads, head_dim, block_k)
                      f"queries, got {list(k.shape)} and {list(v.shape)}")
   if slots % block_k:
     raise ValueError(f"the KV cache's slots ({slots}) must be a multiple of block_k={block_k}")
-  if q_positions.shape != (b,) or k_positions.shape != (b, slots):
-    raise ValueError(f"q_positions must be [{b}] and k_positions [{b}, {slots}], got "
-                     f"{list(q_positions.shape)} and {list(k_positions.shape)}")
+  _check_int("q_positions", q_positions, (b,))
+  _check_int("k_positions", k_positions, (b, slots))
+  _check_sinks(sinks, kv_heads, group)
+  _check_window(window)
 
 
 def _decode_call(q, k, v, k_positions, q_positions, sinks, extra, *, group, out_dtype, window,

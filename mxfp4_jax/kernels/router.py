@@ -28,7 +28,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from mxfp4_jax.kernels.triton_ops import load_row_rms
+from mxfp4_jax.kernels.triton_ops import check_runs_here, load_row_rms
 
 BLOCK_T = 16  # tokens a program routes
 PRODUCT_AS_SUM_TOKENS = 8  # up to this many tokens, `_router_product` is a sum (one XLA kernel)
@@ -50,34 +50,42 @@ def kernel_unsupported_reason(dtype, k: int, num_experts: int) -> str | None:
   """Why the top-k kernel cannot route tokens of ``dtype``; None if it can."""
   if jnp.dtype(dtype) != jnp.bfloat16:
     return f"x is {jnp.dtype(dtype)}, the kernel takes bfloat16"
-  if k & (k - 1) or k > num_experts:
+  if k < 1 or k & (k - 1) or k > num_experts:
     return f"k={k} is not a power of two no larger than the {num_experts} experts"
   return None
 
 
-def _check_kernel_can_route(dtype, k: int, num_experts: int) -> None:
+def _check_kernel_can_route(dtype, k: int, num_experts: int, interpret: bool) -> None:
+  check_runs_here("the router's top-k kernel", interpret)
   why = kernel_unsupported_reason(dtype, k, num_experts)
   if why:
     raise ValueError(f"router kernel: {why}")
 
 
-def _check_weights(d: int, weight, bias) -> None:
+def _check_args(name: str, x, weight, bias, k) -> None:
+  """The tokens ``x`` (called ``name``) [N, D], weight [E, D], bias [E] and 1 <= k <= E."""
+  if x.ndim != 2:
+    raise ValueError(f"router: {name} must be [N, D], got {tuple(x.shape)}")
+  d = x.shape[1]
   if weight.ndim != 2 or weight.shape[1] != d:
-    raise ValueError(f"router: x [N, {d}] needs weight [E, {d}], got {tuple(weight.shape)}")
-  if bias.shape != (weight.shape[0],):
-    raise ValueError(f"router: bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
+    raise ValueError(f"router: {name} [N, {d}] needs weight [E, {d}], got {tuple(weight.shape)}")
+  experts = weight.shape[0]
+  if bias.shape != (experts,):
+    raise ValueError(f"router: bias must have shape [{experts}], got {tuple(bias.shape)}")
+  if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= experts:
+    raise ValueError(f"router: k must be an int from 1 to the {experts} experts, got {k!r}")
 
 
 def route(x, weight, bias, *, k: int, backend: str = "xla", interpret: bool = False):
   """`route_reference`'s result, computed by ``backend`` (one of `BACKENDS`; the kernel runs in
   interpret mode on any platform with ``interpret``). Shapes are checked here, with one-line
   errors."""
-  _check_weights(x.shape[1], weight, bias)
+  _check_args("x", x, weight, bias, k)
   if backend not in BACKENDS:
     raise ValueError(f"router backend must be one of {BACKENDS}, got {backend!r}")
   if backend == "xla":
     return route_reference(x, weight, bias, k=k)
-  _check_kernel_can_route(x.dtype, k, weight.shape[0])
+  _check_kernel_can_route(x.dtype, k, weight.shape[0], interpret)
   if x.shape[0] == 0:
     return jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.float32)
   product = _router_product(x, weight)  # [N, E], the logits less the bias
@@ -185,14 +193,14 @@ def route_normalized(h, norm_weight, eps: float, weight, bias, *, k: int,
   `route_reference`'s on the normalized tokens up to rounding: the product is taken on h times
   the norm's weight and scaled by the inverse RMS after, in float32.
   """
+  _check_args("h", h, weight, bias, k)
   n, d = h.shape
   if n > PRODUCT_AS_SUM_TOKENS:
     raise ValueError(f"route_normalized: at most {PRODUCT_AS_SUM_TOKENS} tokens, got {n}")
   if norm_weight.shape != (d,):
     raise ValueError(f"route_normalized: norm_weight must have shape [{d}], got "
                      f"{tuple(norm_weight.shape)}")
-  _check_weights(d, weight, bias)
-  _check_kernel_can_route(h.dtype, k, weight.shape[0])
+  _check_kernel_can_route(h.dtype, k, weight.shape[0], interpret)
   if n == 0:
     return (jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.float32),
             jnp.zeros((0, d), h.dtype))

@@ -12,6 +12,8 @@ the Triton path (interpret mode, CPU) it is the plain ``acc + a @ b`` in float32
 
 `load_row_rms(ref, row, eps)`: a row and its inverse RMS, for kernels that apply an RMSNorm
 themselves (the router's top-k and decode attention).
+
+`check_runs_here(what, interpret)`: the error for a Triton kernel asked to compile off a GPU.
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ from jax.extend import core as jex_core
 from jax.interpreters import mlir
 
 dot_accumulate_p = jex_core.Primitive("mxfp4_dot_accumulate")
+
+
+def check_runs_here(what: str, interpret: bool) -> None:
+  """The Triton lowering compiles for a GPU only; elsewhere a kernel runs in interpret mode, if
+  asked. Without this check the call fails deep inside Pallas."""
+  if not interpret and jax.default_backend() != "gpu":
+    raise ValueError(f"{what} compiles for a GPU only; on {jax.default_backend()} pass "
+                     "interpret=True")
 
 
 def dot_accumulate(acc: jax.Array, a: jax.Array, b: jax.Array, *, trans_b: bool = False):
