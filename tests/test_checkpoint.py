@@ -241,6 +241,8 @@ def _hf_config(**changes):
      ["quantization_config.quant_method"]),
     (_hf_config(num_local_experts=None), ["missing key num_local_experts"]),
     (_hf_config(**{"rope_scaling.factor": None}), ["rope_scaling.factor"]),
+    (_hf_config(**{"rope_scaling.truncate": True}), ["rope_scaling.truncate is True"]),
+    (_hf_config(**{"rope_scaling.truncate": None}), ["rope_scaling.truncate is missing"]),
     (_hf_config(hidden_size=48), ["hidden_size=48", "32"]),
     (_hf_config(num_attention_heads="4"), ["num_attention_heads"]),
     (_hf_config(layer_types=["full_attention"] * 2), ["layer_types"]),
@@ -252,7 +254,8 @@ def _hf_config(**changes):
     (_hf_config(rms_norm_eps=float("nan")), ["rms_norm_eps must be positive, got nan"]),
     (_hf_config(num_experts_per_tok=HPARAMS["num_experts"] + 1),
      [f"num_experts_per_tok={HPARAMS['num_experts'] + 1}", "num_local_experts"]),
-], ids=["architecture", "rope_type", "quant_method", "missing", "missing_rope", "block", "type",
+], ids=["architecture", "rope_type", "quant_method", "missing", "missing_rope", "truncate",
+        "truncate_missing", "block", "type",
         "layer_types", "original_missing", "unknown_layout", "rope_betas", "nan", "top_k"])
 def test_bad_config_is_named(tmp_path, config, fragments):
   path = tmp_path / "config.json"

@@ -166,6 +166,26 @@ def test_bad_packed_marker(tmp_path):
     mxfp4_jax.load_model(tmp_path)
 
 
+@pytest.mark.parametrize("change, message", [
+    (dict(vocab_size=1024), r"params: embedding is \(512, 64\) on disk, the hparams in "
+                            r".*mxfp4_jax.json make it \(1024, 64\)"),
+    (dict(num_layers=1), r"params: layers.1.attn.out_bias is \(64,\) on disk, .* make it no "
+                         r"parameter")])
+def test_packed_params_that_differ_from_the_marker_are_named(tmp_path, change, message):
+  from flax import nnx
+  from mxfp4_jax.model import GptOss
+  from mxfp4_jax.model.loading import save_packed
+  cfg = GptOssConfig.from_dict(tiny.model_config())
+  path = save_packed(GptOss(cfg, rngs=nnx.Rngs(0)), tmp_path / "packed")
+  meta = json.loads((path / PACKED_MARKER).read_text())
+  meta["hparams"].update(change)
+  (path / PACKED_MARKER).write_text(json.dumps(meta))
+  with pytest.raises(CheckpointError, match=message):
+    mxfp4_jax.load_model(path)
+  with pytest.raises(ValueError, match="dtype must be 'bfloat16' or 'float32', got 'bf16'"):
+    mxfp4_jax.load_model(path, dtype="bf16")
+
+
 def test_not_a_checkpoint(tmp_path):
   with pytest.raises(CheckpointError):
     mxfp4_jax.load_model(tmp_path)

@@ -188,10 +188,33 @@ def test_full_forward_matches_numpy_in_float32(model):
   assert np.array_equal(np.asarray(logits[0]).argmax(-1), want.argmax(-1))
 
 
-def test_bad_tokens_error():
+def test_bad_forward_arguments_error():
+  """Each would otherwise fail inside JAX or run: a gather clamps ids outside the vocabulary,
+  and a full-attention cache too short for its keys drops the oldest."""
   model = GptOss(CFG, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="tokens must be an int array"):
     model(jnp.zeros((3,), jnp.float32))
+  for bad in (CFG.vocab_size, -1):
+    with pytest.raises(ValueError, match=rf"tokens hold ids in \[-?\d+, \d+\], outside the "
+                                         rf"vocabulary \[0, {CFG.vocab_size}\)"):
+      model(jnp.array([[1, 2, bad]], jnp.int32))
+  tokens = np.ones((1, 4), np.int32)
+  positions = np.arange(4, dtype=np.int32)[None]
+  with pytest.raises(ValueError, match=r"positions \[1, 3\] must match tokens \[1, 4\]"):
+    model.forward(tokens, positions[:, :3])
+  with pytest.raises(ValueError, match="positions must be an int array"):
+    model.forward(tokens, positions.astype(np.float32))
+  caches = model.init_cache(1, 16)
+  with pytest.raises(ValueError, match=f"caches has 1 layers, the model {CFG.num_layers}"):
+    model.forward(tokens, positions, caches[:1])
+  with pytest.raises(ValueError, match=r"caches\[0\] holds a batch of 2, tokens 1"):
+    model.forward(tokens, positions, model.init_cache(2, 16))
+  long = np.ones((1, 30), np.int32)
+  with pytest.raises(ValueError, match=r"30 keys do not fit caches\[1\]'s 16 slots"):
+    model.forward(long, np.arange(30, dtype=np.int32)[None], caches)
+  with pytest.raises(ValueError, match=r"17 keys do not fit caches\[1\]'s 16 slots"):
+    model.forward(tokens[:, :1], positions[:, :1] + 16, caches, start=16)
+  model.forward(tokens[:, :1], positions[:, :1] + 15, caches, start=15)  # the last slot fits
 
 
 def test_config_errors():
@@ -205,6 +228,14 @@ def test_config_errors():
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "rope_beta_fast": 1.0})
   with pytest.raises(ValueError, match=r"ramp over rotary dims 0.51 to 1.09 must lie within"):
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "head_dim": 4})
+  with pytest.raises(ValueError, match="head_dim=15 must be even"):
+    GptOssConfig.from_dict({**tiny.model_config().to_dict(), "head_dim": 15})
+  with pytest.raises(ValueError, match="swiglu_alpha must be positive, got -1.0"):
+    GptOssConfig.from_dict({**tiny.model_config().to_dict(), "swiglu_alpha": -1.0})
+  for name, bad, kind in (("num_layers", 2.5, "an int"), ("experts_per_token", True, "an int"),
+                          ("rope_theta", "1e4", "a float"), ("moe_interpret", 1, "a bool")):
+    with pytest.raises(TypeError, match=f"{name} must be {kind}, got {bad!r}"):
+      GptOssConfig.from_dict({**tiny.model_config().to_dict(), name: bad})
 
 
 @pytest.mark.parametrize("window", [None, 4])
@@ -249,3 +280,21 @@ def test_float32_models_run_experts_in_float32():
   on_gpu = "pallas" if jax.default_backend() == "gpu" else "reference"
   assert base.replace(dtype="bfloat16").resolved_moe_backend == on_gpu
   assert base.replace(dtype="float32", moe_backend="pallas").resolved_moe_backend == "pallas"
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(moe_backend="pallas", router_backend="xla"), "grouped_matmul's backend='pallas'"),
+    (dict(moe_backend="reference", router_backend="top_k"), "the router's top-k kernel"),
+    (dict(moe_backend="reference", attention_backend="pallas"), None)])
+def test_kernels_off_the_gpu_need_interpret_mode(monkeypatch, change, message):
+  """A Pallas kernel named off a GPU errors with the way out rather than deep inside Pallas;
+  attention, which the model runs in interpret mode by itself off a GPU, just runs."""
+  monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+  model = GptOss(CFG.replace(dtype="bfloat16", **change), rngs=nnx.Rngs(0))
+  tokens = jnp.ones((1, 4), jnp.int32)
+  if message is None:
+    assert model(tokens).shape == (1, 4, CFG.vocab_size)
+    return
+  with pytest.raises(ValueError, match=f"{message} compiles for a GPU only; on cpu pass "
+                                       "interpret=True"):
+    model(tokens)

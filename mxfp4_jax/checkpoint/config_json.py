@@ -94,9 +94,11 @@ def _check_hf_rope(rope, source: str) -> dict:
   rope_type = rope.get("rope_type", rope.get("type"))
   if rope_type != "yarn":
     raise CheckpointError(f"{source}: rope_scaling.rope_type is {rope_type!r}, expected 'yarn'")
-  if rope.get("truncate", False):  # GPT-OSS's YaRN ramp is not rounded to whole dims
-    raise CheckpointError(
-        f"{source}: rope_scaling.truncate is true; GPT-OSS's YaRN does not truncate")
+  # GPT-OSS's YaRN ramp is not rounded to whole dims; transformers rounds it unless the config
+  # says "truncate": false, so a config without the key means a different RoPE.
+  if rope.get("truncate", True):
+    raise CheckpointError(f"{source}: rope_scaling.truncate is {rope.get('truncate', 'missing')}"
+                          "; GPT-OSS's YaRN needs it false (a missing key reads as true)")
   return rope
 
 

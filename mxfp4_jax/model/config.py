@@ -53,7 +53,15 @@ class GptOssConfig:
   RUNTIME = ("dtype", "moe_backend", "moe_interpret", "attention_backend", "router_backend")
 
   def __post_init__(self):
-    for name in self.HPARAMS:
+    for f in dataclasses.fields(self):
+      value = getattr(self, f.name)
+      ok = {"int": lambda v: type(v) is int, "bool": lambda v: type(v) is bool,
+            "str": lambda v: type(v) is str,
+            "float": lambda v: type(v) in (int, float)}[f.type](value)
+      if not ok:
+        raise TypeError(f"{f.name} must be {'an' if f.type == 'int' else 'a'} {f.type}, "
+                        f"got {value!r}")
+    for name in (*self.HPARAMS, "swiglu_alpha"):
       if not getattr(self, name) > 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
     if self.rope_scaling_factor > 1 and not self.rope_beta_fast > self.rope_beta_slow:
@@ -66,6 +74,8 @@ class GptOssConfig:
       raise ValueError(f"YaRN's ramp over rotary dims {low:.2f} to {high:.2f} must lie within "
                        f"(0, head_dim / 2 - 1 = {self.head_dim // 2 - 1}); head_dim, rope_theta, "
                        "rope_original_context and the betas place it")
+    if self.head_dim % 2:
+      raise ValueError(f"head_dim={self.head_dim} must be even (RoPE rotates pairs of dims)")
     if self.num_heads % self.num_kv_heads:
       raise ValueError(f"num_heads={self.num_heads} must be a multiple of "
                        f"num_kv_heads={self.num_kv_heads}")

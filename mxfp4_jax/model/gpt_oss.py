@@ -319,6 +319,11 @@ class Block(nnx.Module):
     return x + self.mlp(x, self.mlp_norm), cache
 
 
+def _check_ids(name: str, a) -> None:
+  if a.ndim != 2 or not jnp.issubdtype(a.dtype, jnp.integer):
+    raise ValueError(f"{name} must be an int array [batch, seq], got {a.dtype}{list(a.shape)}")
+
+
 class GptOss(nnx.Module):
   """``model(tokens [B, T] int32) -> logits [B, T, vocab] float32`` (full causal forward).
 
@@ -337,8 +342,8 @@ class GptOss(nnx.Module):
     self.cfg = cfg
 
   def __call__(self, tokens):  # [B, T] int32
-    if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
-      raise ValueError(f"tokens must be an int array [batch, seq], got {tokens.dtype}{list(tokens.shape)}")
+    tokens = jnp.asarray(tokens)
+    _check_ids("tokens", tokens)
     positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
     return self.forward(tokens, positions)[0]
 
@@ -358,6 +363,7 @@ class GptOss(nnx.Module):
     empty caches. ``last_only``: logits of the last position only ([B, 1, V]); a prefill needs no more, and an
     8k prompt's full logits would be 6.6 GB.
     """
+    self._check_forward_args(tokens, positions, caches, start)
     x = self.embedding[...][tokens]  # [B, T, D]
     cos, sin = rope_tables(self.cfg, jnp.maximum(positions, 0))  # [B, T, hd / 2]
     new_caches = []
@@ -370,3 +376,31 @@ class GptOss(nnx.Module):
     logits = jnp.einsum("btd,dv->btv", x, self.unembedding[...],
                         preferred_element_type=jnp.float32)
     return logits, (None if caches is None else new_caches)
+
+  def _check_forward_args(self, tokens, positions, caches, start):
+    """One-line errors for what would otherwise fail deep inside JAX or, worse, run: token ids
+    outside the vocabulary (a gather clamps them) and a full-attention cache too short for its
+    keys (its ring would drop the oldest). Values are checked where they are concrete."""
+    _check_ids("tokens", tokens)
+    _check_ids("positions", positions)
+    if positions.shape != tokens.shape:
+      raise ValueError(f"positions {list(positions.shape)} must match tokens "
+                       f"{list(tokens.shape)}")
+    if not isinstance(tokens, jax.core.Tracer):
+      low, high = int(tokens.min(initial=0)), int(tokens.max(initial=0))
+      if low < 0 or high >= self.cfg.vocab_size:
+        raise ValueError(f"tokens hold ids in [{low}, {high}], outside the vocabulary "
+                         f"[0, {self.cfg.vocab_size})")
+    if caches is None:
+      return
+    if len(caches) != self.cfg.num_layers:
+      raise ValueError(f"caches has {len(caches)} layers, the model {self.cfg.num_layers}")
+    batch, t = tokens.shape
+    # On full-attention layers every key needs a slot (init_cache's max_len).
+    keys = t + (start if isinstance(start, int) else 0)
+    for i, cache in enumerate(caches):
+      if cache.k.shape[0] != batch:
+        raise ValueError(f"caches[{i}] holds a batch of {cache.k.shape[0]}, tokens {batch}")
+      if not self.cfg.is_sliding(i) and keys > cache.k.shape[1]:
+        raise ValueError(f"{keys} keys do not fit caches[{i}]'s {cache.k.shape[1]} slots "
+                         "(init_cache's max_len)")

@@ -141,8 +141,27 @@ def _restore_packed(path: pathlib.Path, runtime: dict) -> GptOss:
     raise ckpt.CheckpointError(f"{path / 'params'}: missing (the packed parameters {marker} "
                                "describes)")
   graphdef, abstract_state = nnx.split(_abstract_model(cfg))
-  state = ocp.StandardCheckpointer().restore(path / "params", abstract_state)
-  return nnx.merge(graphdef, state)
+  checkpointer = ocp.StandardCheckpointer()
+  _check_stored_shapes(checkpointer.metadata(path / "params").item_metadata, abstract_state,
+                       f"{path / 'params'}", f"{marker}")
+  return nnx.merge(graphdef, checkpointer.restore(path / "params", abstract_state))
+
+
+def _check_stored_shapes(stored, expected, params: str, marker: str) -> None:
+  """Orbax's own errors for parameters that differ from the model the marker's hparams build
+  dump whole trees; this one names the first parameter."""
+  def shapes(tree):  # "layers.0.attn.sinks" -> shape
+    named = {}
+    for keys, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+      name = ".".join(str(getattr(k, "key", getattr(k, "name", k))) for k in keys)
+      named[name.removesuffix(".value")] = tuple(leaf.shape)
+    return named
+  on_disk, wanted = shapes(stored), shapes(expected)
+  for name in sorted(on_disk.keys() | wanted.keys()):
+    if on_disk.get(name) != wanted.get(name):
+      raise ckpt.CheckpointError(
+          f"{params}: {name} is {on_disk.get(name, 'missing')} on disk, the hparams in {marker} "
+          f"make it {wanted.get(name, 'no parameter')}")
 
 
 def load_model(path: str | os.PathLike, *, dtype: str = "bfloat16", moe_backend: str = "auto",
@@ -156,7 +175,11 @@ def load_model(path: str | os.PathLike, *, dtype: str = "bfloat16", moe_backend:
   naming the file, key or tensor.
   """
   path = pathlib.Path(path)
-  runtime = dict(dtype=str(jnp.dtype(dtype)), moe_backend=moe_backend, moe_interpret=moe_interpret,
+  try:
+    dtype = str(jnp.dtype(dtype))
+  except TypeError:
+    raise ValueError(f"dtype must be 'bfloat16' or 'float32', got {dtype!r}") from None
+  runtime = dict(dtype=dtype, moe_backend=moe_backend, moe_interpret=moe_interpret,
                  attention_backend=attention_backend, router_backend=router_backend)
   if (path / PACKED_MARKER).exists():
     return _restore_packed(path, runtime)
