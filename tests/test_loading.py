@@ -55,13 +55,14 @@ def test_convert_then_restore_packed(checkpoints, tmp_path):
   np.testing.assert_array_equal(np.asarray(restored(TOKENS)), np.asarray(direct(TOKENS)))
 
 
-def test_packed_params_keep_the_config(tmp_path):
+def test_packed_params_keep_the_config(tmp_path, monkeypatch):
   from flax import nnx
   from mxfp4_jax.model import GptOss
   from mxfp4_jax.model.loading import save_packed
   cfg = GptOssConfig.from_dict(tiny.model_config()).replace(swiglu_alpha=1.5, swiglu_limit=5.0)
-  save_packed(GptOss(cfg, rngs=nnx.Rngs(0)), tmp_path / "packed")
-  restored = mxfp4_jax.load_model(tmp_path / "packed", dtype=cfg.dtype)
+  monkeypatch.chdir(tmp_path)  # relative paths, which orbax itself refuses
+  save_packed(GptOss(cfg, rngs=nnx.Rngs(0)), "packed")
+  restored = mxfp4_jax.load_model("packed", dtype=cfg.dtype)
   assert restored.cfg == cfg
   runtime = dict(moe_backend="reference", attention_backend="xla", router_backend="xla")
   assert mxfp4_jax.load_model(tmp_path / "packed", dtype=cfg.dtype, **runtime).cfg == cfg.replace(

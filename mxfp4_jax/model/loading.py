@@ -123,6 +123,7 @@ def save_packed(model: GptOss, path) -> pathlib.Path:
 
 
 def _restore_packed(path: pathlib.Path, runtime: dict) -> GptOss:
+  path = path.absolute()  # orbax refuses relative paths
   try:
     meta = json.loads((path / PACKED_MARKER).read_text())
   except json.JSONDecodeError as e:
