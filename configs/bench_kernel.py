@@ -6,6 +6,9 @@
       --config.shapes=20b_gate_up --config.rows=4
   python -m experiments.bench_kernel --config=configs/bench_kernel.py \
       --config.shapes=20b_down --config.rows=4,4096 --config.baselines=
+
+The "bench" (default) and "once" modes need a GPU; "eager_smoke" also runs on a CPU, in
+interpret mode.
 """
 
 import ml_collections

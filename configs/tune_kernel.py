@@ -5,8 +5,8 @@
   python -m experiments.tune_kernel --config.rows=4 --config.row_experts=True \
       --config.decode=bf16x2 --config.k_splits=3,5,9 --config.unroll_split=1 --config.prefetch=0,1,2
 
-The winners go into `mxfp4_jax/kernels/tuning.py` (TABLE) by hand, with this command recorded
-in BENCHMARKS.md.
+Every sweep needs a GPU (it times compiled Triton kernels). The winners go into
+`mxfp4_jax/kernels/tuning.py` (TABLE) by hand, with this command recorded in BENCHMARKS.md.
 """
 
 import ml_collections

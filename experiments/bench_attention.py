@@ -37,6 +37,17 @@ def visible_pairs(length: int, window: int | None) -> int:
   return sum(min(i + 1, window) for i in range(length))
 
 
+def check_tilings(text: str) -> list[str]:
+  """``--config.tilings`` -> its list, each "xla" or four positive ints joined by x."""
+  tilings = common.csv_list(text)
+  for tiling in tilings:
+    parts = tiling.split("x")
+    if tiling != "xla" and not (len(parts) == 4 and all(p.isdigit() and int(p) for p in parts)):
+      raise app.UsageError(f"--config.tilings: {tiling!r} is neither 'xla' nor "
+                           "BLOCK_QxBLOCK_KxNUM_WARPSxNUM_STAGES (e.g. 64x64x4x2)")
+  return tilings
+
+
 def _runner(tiling: str, window: int | None):
   if tiling == "xla":
     return lambda q, k, v, pos, sinks: attend(q, k, v, pos, pos, sinks, window, aligned=True)
@@ -86,6 +97,9 @@ def bench_decode(config, key) -> list[dict]:
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
+  tilings = check_tilings(config.tilings)
+  for name in ("lengths", "decode_batches", "decode_contexts", "decode_programs"):
+    common.positive(f"--config.{name}", config[name], allow_empty=True)
   key = jax.random.PRNGKey(config.seed)
   _, config.bf16_flops_per_s = common.ceilings(bf16_flops_per_s=config.bf16_flops_per_s,
                                                used=("bf16_flops_per_s",))
@@ -101,7 +115,7 @@ def main(argv) -> None:
     for window in (w or None for w in common.csv_list(config.windows, int)):
       reference = jax.jit(_runner("xla", window))(*args)
       flops = 4 * head_dim * kv_heads * group * visible_pairs(length, window)
-      for tiling in common.csv_list(config.tilings):
+      for tiling in tilings:
         fn = _runner(tiling, window)
         error = benchmarking.relative_error(jax.jit(fn)(*args), reference)
         seconds = benchmarking.time_per_call(fn, [args], calls=tuple(config.calls), perturb=0)

@@ -33,7 +33,7 @@ from mxfp4_jax.generate.engine import Generator
 from mxfp4_jax.generate.sampling import SamplingParams
 from mxfp4_jax.kernels import grouped_matmul, tuning
 from mxfp4_jax.kernels.reference import expert_of_row
-from mxfp4_jax.model import GptOss, GptOssConfig
+from mxfp4_jax.model import GptOss
 
 _CONFIG = common.define_config("gpt_oss_20b.py")
 GREEDY = SamplingParams(temperature=0)
@@ -45,7 +45,7 @@ MAX_OPTION_REL_ERR = 1e-2
 def _build(config):
   if config.checkpoint:
     return common.load_checkpoint(config.checkpoint, "--config.checkpoint", config.model)
-  return GptOss(GptOssConfig.from_dict(config.model), rngs=nnx.Rngs(config.seed))
+  return GptOss(common.model_config(config.model), rngs=nnx.Rngs(config.seed))
 
 
 def _experts(model, x, group_sizes, row_experts, row_weights):
@@ -181,6 +181,16 @@ def main(argv) -> None:
   del argv
   config = _CONFIG.value
   bench = config.bench
+  for name in ("batch_sizes", "prefill_lengths"):
+    common.positive(f"--config.bench.{name}", bench[name], allow_empty=True)
+  for name in ("context", "decode_steps", "timed_runs"):
+    common.positive(f"--config.bench.{name}", bench[name])
+  # Kernel options apply while the generators trace (and so compile) the model.
+  options = common.kernel_options(bench.kernel_options, "--config.bench.kernel_options")
+  moe_backend = options and common.model_config(config.model).resolved_moe_backend
+  if options and moe_backend != "pallas":
+    raise app.UsageError(f"--config.bench.kernel_options: the experts run the {moe_backend!r} "
+                         "backend here, not the Pallas kernel that the options tune")
   common.gpu_memory_fraction(bench.gpu_memory_fraction)
   if bench.compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", bench.compilation_cache_dir)
@@ -200,8 +210,6 @@ def main(argv) -> None:
 
   rng = np.random.default_rng(config.seed)
   rows = []
-  # Kernel options apply while the generators trace (and so compile) the model.
-  options = common.kernel_options(bench.kernel_options)
   check_kernel_options(model, bench, options)
   with tuning.overridden(**options):
     for batch in common.csv_list(bench.batch_sizes, int):

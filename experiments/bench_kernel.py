@@ -195,12 +195,19 @@ def _plot(results: list[dict], path) -> None:
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
-  if config.mode in ("eager_smoke", "once"):
-    (smoke if config.mode == "eager_smoke" else once)(config)
-    return
-  if config.mode != "bench":
+  if config.mode not in ("bench", "eager_smoke", "once"):
     raise app.UsageError(
         f"--config.mode must be 'bench', 'eager_smoke' or 'once', got {config.mode!r}")
+  if config.mode == "eager_smoke":  # interpret mode off a GPU
+    smoke(config)
+    return
+  common.known_shapes("--config.shapes", common.csv_list(config.shapes))
+  common.positive("--config.rows", config.rows)
+  common.kernel_options(config.kernel_options)
+  common.require_gpu(f"bench_kernel --config.mode={config.mode}")
+  if config.mode == "once":
+    once(config)
+    return
   print(f"device: {common.device_description()}")
   config.hbm_bytes_per_s, config.bf16_flops_per_s = common.ceilings(config.hbm_bytes_per_s,
                                                                     config.bf16_flops_per_s)

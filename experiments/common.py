@@ -17,7 +17,7 @@ import pathlib
 from unittest import mock
 
 import jax
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -109,26 +109,101 @@ def kernel_field_cast(field_type: str):
   return {"int": int, "bool": lambda v: bool(int(v))}.get(field_type, str)
 
 
-def kernel_options(text: str) -> dict:
-  """``"decode=lut,accumulate_in_mma=1"`` (``--config.kernel_options``) -> KernelConfig field
+def kernel_options(text: str, flag: str = "--config.kernel_options") -> dict:
+  """``"decode=lut,accumulate_in_mma=1"`` (the option string of ``flag``) -> KernelConfig field
   values (ints, and bools written as 0 or 1), for experiments that override the tuned defaults.
   A bad option is a one-line usage error."""
-  from absl import app  # noqa: PLC0415
-  from mxfp4_jax.kernels import KernelConfig, tuning  # noqa: PLC0415
+  from mxfp4_jax.kernels import KernelConfig  # noqa: PLC0415
 
   types = {f.name: f.type for f in dataclasses.fields(KernelConfig)}
   options = {}
   for item in csv_list(text):
     name, _, value = (part.strip() for part in item.partition("="))
     if name not in types or not value:
-      raise app.UsageError(f"--config.kernel_options: {item!r} is not NAME=VALUE with NAME one "
+      raise app.UsageError(f"{flag}: {item!r} is not NAME=VALUE with NAME one "
                            f"of {sorted(types)}")
-    try:
-      options[name] = kernel_field_cast(types[name])(value)
-      dataclasses.replace(tuning.TABLE[0][1], **{name: options[name]})  # KernelConfig's checks
-    except (TypeError, ValueError) as e:
-      raise app.UsageError(f"--config.kernel_options: {item!r}: {e}") from None
+    options[name] = _kernel_field(f"{flag}: {item!r}", name, value)
   return options
+
+
+def kernel_fields(config, sweep: bool = False) -> dict:
+  """The KernelConfig fields that ``config`` has -> {name: value}, or with ``sweep`` (each field
+  a comma list, as tune_kernel's) {name: [values]}; each value checked on its own (the
+  dataclass's checks, and num_warps a power of two), a bad one a one-line usage error naming its
+  ``--config.`` field. Call it before any weights are built."""
+  from mxfp4_jax.kernels import KernelConfig  # noqa: PLC0415
+
+  fields = {}
+  for name in (f.name for f in dataclasses.fields(KernelConfig) if f.name in config):
+    flag = f"--config.{name}"
+    values = [_kernel_field(flag, name, v) for v in (csv_list(config[name]) if sweep
+                                                      else [config[name]])]
+    if not values:
+      raise app.UsageError(f"{flag}: needs at least one value")
+    fields[name] = values if sweep else values[0]
+  return fields
+
+
+def _kernel_field(flag: str, name: str, value):
+  """``value`` of KernelConfig field ``name`` (a string is parsed: `kernel_field_cast`),
+  checked on one of the tuned configs; a bad one is a usage error beginning with ``flag``."""
+  from mxfp4_jax.kernels import KernelConfig, tuning  # noqa: PLC0415
+
+  try:
+    if isinstance(value, str):
+      field_type = {f.name: f.type for f in dataclasses.fields(KernelConfig)}[name]
+      value = kernel_field_cast(field_type)(value)
+    dataclasses.replace(tuning.TABLE[0][1], **{name: value})  # KernelConfig's checks
+  except (TypeError, ValueError) as e:
+    raise app.UsageError(f"{flag}: {e}") from None
+  if name == "num_warps" and value & (value - 1):  # Triton asserts it deep in its compiler
+    raise app.UsageError(f"{flag}: num_warps={value} must be a power of two")
+  return value
+
+
+def require_gpu(what: str) -> None:
+  """A one-line usage error unless JAX runs on a GPU: for the experiments that compile their
+  Triton kernels for it (off a GPU, Pallas runs them in interpret mode only). Call it before
+  any weights are built."""
+  if jax.default_backend() != "gpu":
+    raise app.UsageError(f"{what} needs a GPU; JAX's backend here is {jax.default_backend()!r}")
+
+
+def known_shapes(flag: str, names: list[str]) -> list[str]:
+  """``names`` checked against `configs.bench_kernel.SHAPES` (at least one) -> ``names``; an
+  unknown one is a one-line usage error naming ``flag`` and the known ones."""
+  from configs.bench_kernel import SHAPES  # noqa: PLC0415
+
+  unknown = [name for name in names if name not in SHAPES]
+  if unknown or not names:
+    what = f"{unknown[0]!r} is not a shape" if unknown else "needs at least one shape"
+    raise app.UsageError(f"{flag}: {what}; known: {', '.join(SHAPES)}")
+  return names
+
+
+def positive(flag: str, value, allow_empty: bool = False):
+  """An int field, or a comma list of ints (a string, parsed) -> its value or list, each
+  checked to be >= 1 (and the list not empty unless ``allow_empty``); anything else is a
+  one-line usage error naming ``flag``."""
+  try:
+    values = csv_list(value, int) if isinstance(value, str) else [value]
+  except ValueError:
+    raise app.UsageError(f"{flag}: {value!r} is not a comma-separated list of integers") from None
+  bad = [v for v in values if not v >= 1]
+  if bad or not (values or allow_empty):
+    raise app.UsageError(f"{flag} must be >= 1, got {bad[0] if bad else 'none'}")
+  return values if isinstance(value, str) else value
+
+
+def model_config(values, flag: str = "--config.model"):
+  """`GptOssConfig.from_dict` of ``values``, a bad field a one-line usage error naming
+  ``flag``."""
+  from mxfp4_jax.model import GptOssConfig  # noqa: PLC0415
+
+  try:
+    return GptOssConfig.from_dict(values)
+  except (TypeError, ValueError) as e:
+    raise app.UsageError(f"{flag}: {e}") from None
 
 
 def load_checkpoint(path, flag: str, model_config):
@@ -136,7 +211,6 @@ def load_checkpoint(path, flag: str, model_config):
   ``config.model``; the checkpoint brings its own hyperparameters), a problem in the checkpoint
   (`CheckpointError`: a file, key, tensor or packed format) reported as a one-line usage error
   naming ``flag``."""
-  from absl import app  # noqa: PLC0415
   import mxfp4_jax  # noqa: PLC0415
   from mxfp4_jax.checkpoint import CheckpointError  # noqa: PLC0415
   from mxfp4_jax.model import GptOssConfig  # noqa: PLC0415

@@ -23,6 +23,9 @@ def main(argv) -> None:
   for field in ("checkpoint", "output"):
     if not config[field]:
       raise app.UsageError(f"--config.{field} is required")
+  output = pathlib.Path(config.output)
+  if output.exists() and not output.is_dir():  # checked before the minutes of loading
+    raise app.UsageError(f"--config.output: {output} exists and is not a directory")
   start = time.perf_counter()
   model = common.load_checkpoint(config.checkpoint, "--config.checkpoint",
                                  dict(moe_backend="reference"))

@@ -8,6 +8,7 @@ prefill and decode throughput, peak device memory.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -20,7 +21,7 @@ from mxfp4_jax.generate import harmony
 from mxfp4_jax.generate.engine import Generator
 from mxfp4_jax.generate.sampling import SamplingParams
 from mxfp4_jax.generate.tokenizer import load_tokenizer, tiny_tokenizer
-from mxfp4_jax.model import GptOss, GptOssConfig
+from mxfp4_jax.model import GptOss
 
 _CONFIG = common.define_config("generate.py")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "", "HF, original/ or packed checkpoint dir.")
@@ -42,13 +43,15 @@ _PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Write a jax.profiler trac
 
 def _model_and_tokenizer(config):
   if _CHECKPOINT.value:
+    if not os.path.isdir(_CHECKPOINT.value):
+      raise app.UsageError(f"--checkpoint: {_CHECKPOINT.value} is not a directory")
     try:  # first: it takes a moment, the model minutes
       tokenizer = load_tokenizer(_CHECKPOINT.value)
     except (FileNotFoundError, ValueError) as e:
       raise app.UsageError(f"--checkpoint: {e}") from None
     model = common.load_checkpoint(_CHECKPOINT.value, "--checkpoint", config.model)
     return model, tokenizer, f"checkpoint {_CHECKPOINT.value}"
-  cfg = GptOssConfig.from_dict(config.model)
+  cfg = common.model_config(config.model)
   model = GptOss(cfg, rngs=nnx.Rngs(_SEED.value))
   tokenizer = tiny_tokenizer()
   if tokenizer.vocab_size > cfg.vocab_size:
@@ -58,6 +61,17 @@ def _model_and_tokenizer(config):
            f"{_SEED.value}): the text is noise; "
            f"pass --checkpoint for a real model")
   return model, tokenizer, label
+
+
+def _sampling_params() -> SamplingParams:
+  """The sampling flags' `SamplingParams`, a bad value a one-line usage error naming its flag."""
+  values = dict(temperature=_TEMPERATURE.value, top_k=_TOP_K.value, top_p=_TOP_P.value)
+  for name, value in values.items():  # each alone (the others default), to name its flag
+    try:
+      SamplingParams(**{name: value})
+    except ValueError as e:
+      raise app.UsageError(f"--{name}: {e}") from None
+  return SamplingParams(**values)
 
 
 def _stop_ids(tokenizer) -> list[int]:
@@ -104,6 +118,12 @@ class _Printer:
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
+  # The flags are checked before the model is built or loaded (minutes for a real one).
+  params = _sampling_params()
+  common.positive("--max_new_tokens", _MAX_NEW.value)
+  for name in ("max_len", "chunk"):
+    common.positive(f"--config.{name}", config[name])
+  common.model_config(config.model)  # a checkpoint takes its runtime fields
   common.gpu_memory_fraction(config.gpu_memory_fraction)
   start = time.perf_counter()
   model, tokenizer, label = _model_and_tokenizer(config)
@@ -116,7 +136,6 @@ def main(argv) -> None:
   prompts = [harmony.encode_prompt(
       tokenizer, [("user", text)], reasoning_effort=_EFFORT.value, system_message=_SYSTEM.value,
       developer_message=_DEVELOPER.value) for text in _PROMPT.value]
-  params = SamplingParams(temperature=_TEMPERATURE.value, top_k=_TOP_K.value, top_p=_TOP_P.value)
   trace = None
   if _PROFILE_DIR.value:
     trace = (config.profile_chunk,

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
 import re
 import shutil
 import subprocess
@@ -81,14 +80,15 @@ def loop_stats(sass: str) -> tuple[dict, list[dict]]:
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
+  common.known_shapes("--config.shape", [config.shape])
+  common.positive("--config.rows", config.rows)
+  # The KernelConfig fields the config names (the others keep their defaults).
+  kernel_config = KernelConfig(**common.kernel_fields(config))
   try:
     import triton  # noqa: PLC0415
     from triton.backends.compiler import GPUTarget  # noqa: PLC0415
   except ImportError:
     raise app.UsageError("needs the triton package: pip install triton==3.6.0") from None
-  # The KernelConfig fields the config names (the others keep their defaults).
-  kernel_config = KernelConfig(**{f.name: config[f.name]
-                                  for f in dataclasses.fields(KernelConfig) if f.name in config})
   out = common.output_dir(config, "kernel_sass")
   ttir = out / "kernel.ttir"
   ttir.write_text(lower_to_ttir(config, kernel_config))

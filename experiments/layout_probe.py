@@ -158,9 +158,12 @@ def candidate_copy(key, num_experts, k, n):
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
-  num_experts, k, n, activation = SHAPES[config.shape]
+  num_experts, k, n, activation = SHAPES[common.known_shapes("--config.shape", [config.shape])[0]]
   if activation != "swiglu":
     raise app.UsageError(f"--config.shape={config.shape}: the probe covers gate_up shapes only")
+  rows_list = common.positive("--config.rows", config.rows)
+  common.positive("--config.copies", config.copies)
+  common.require_gpu("layout_probe")
   key = jax.random.PRNGKey(config.seed)
   copies = config.copies
   keys = jax.random.split(key, 2 * copies + 2)
@@ -168,7 +171,7 @@ def main(argv) -> None:
   current = [random_packed(keys[copies + i], num_experts, k, n, swiglu_halves=True)
              for i in range(copies)]
   print(common.device_description())
-  for num_rows in common.csv_list(config.rows, int):
+  for num_rows in rows_list:
     kx, ke = jax.random.split(jax.random.fold_in(keys[-1], num_rows))
     x = jax.random.normal(kx, (num_rows, k), jnp.float32).astype(jnp.bfloat16)
     experts = jax.random.choice(ke, num_experts, (num_rows,), replace=num_rows > num_experts)

@@ -107,9 +107,17 @@ def _measure(shape_name: str, config) -> list[dict]:
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
+  shapes = common.known_shapes("--config.shapes", common.csv_list(config.shapes))
+  common.positive("--config.rows", config.rows)
+  for splits in common.positive("--config.k_splits", config.k_splits):
+    for shape_name in shapes:  # xor_reads's straight runs of equal length
+      if (SHAPES[shape_name][1] // 64) % splits:
+        raise app.UsageError(f"--config.k_splits: {splits} does not divide {shape_name}'s "
+                             f"{SHAPES[shape_name][1] // 64} K tiles")
+  common.require_gpu("load_ceiling")
   print(f"device: {common.device_description()}")
   results = []
-  for shape_name in common.csv_list(config.shapes):
+  for shape_name in shapes:
     measured = _measure(shape_name, config)
     for r in measured:
       print(f"{shape_name} P={r['rows']} {r['kernel']:>14} k_splits={r['k_splits']:>2}: "

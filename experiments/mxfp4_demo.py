@@ -19,10 +19,16 @@ _CONFIG = common.define_config("mxfp4_demo.py")
 
 def _matrix(config) -> np.ndarray:
   if config.input:
-    w = np.load(config.input)
-    if w.ndim != 2:
-      raise app.UsageError(f"--config.input must hold a 2-D matrix, got shape {w.shape}")
+    try:
+      w = np.load(config.input)
+    except (OSError, ValueError) as e:  # missing, or not a .npy file
+      raise app.UsageError(f"--config.input: {e}") from None
+    if w.ndim != 2 or w.shape[1] % mxfp4.BLOCK_SIZE:
+      raise app.UsageError(f"--config.input must hold a 2-D matrix whose K (shape[1]) is a "
+                           f"multiple of {mxfp4.BLOCK_SIZE}, got shape {w.shape}")
     return w.astype(np.float32)
+  common.positive("--config.rows", config.rows)
+  common.positive("--config.cols", config.cols)
   if config.cols % mxfp4.BLOCK_SIZE:
     raise app.UsageError(f"--config.cols={config.cols} must be a multiple of {mxfp4.BLOCK_SIZE}")
   rng = np.random.default_rng(config.seed)

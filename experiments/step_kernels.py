@@ -24,7 +24,7 @@ from experiments import common
 from mxfp4_jax.generate.engine import Generator
 from mxfp4_jax.generate.sampling import SamplingParams
 from mxfp4_jax.kernels import tuning
-from mxfp4_jax.model import GptOss, GptOssConfig
+from mxfp4_jax.model import GptOss
 
 _NOT_KERNELS = {"parameter", "get-tuple-element", "tuple", "bitcast", "constant"}
 _INSTRUCTION = re.compile(r"\s*(?:ROOT )?%([\w.\-]+) = (.+?) ([a-z][\w\-]*)\(")
@@ -52,7 +52,7 @@ def loop_body_kernels(hlo: str) -> list[dict]:
 
 def compile_decode_loop(config, device) -> str:
   """Optimized HLO of `Generator`'s decode loop for ``device`` (a compile-only device)."""
-  cfg = GptOssConfig.from_dict(config.model)
+  cfg = common.model_config(config.model)
   model = nnx.eval_shape(lambda: GptOss(cfg, rngs=nnx.Rngs(0)))  # shapes only, no weights
   max_len = config.context + config.steps + 1
   generator = Generator(model, max_len=max_len, chunk=config.steps)
@@ -76,6 +76,10 @@ def compile_decode_loop(config, device) -> str:
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
+  for name in ("batch", "context", "steps"):
+    common.positive(f"--config.{name}", config[name])
+  common.model_config(config.model)
+  options = common.kernel_options(config.kernel_options)
   from jax.experimental import topologies  # noqa: PLC0415
 
   # The compile-only device stands for the GPU; a GPU backend on this machine (if any) is not
@@ -91,7 +95,7 @@ def main(argv) -> None:
   except (NotImplementedError, RuntimeError) as e:
     raise app.UsageError(f"compiling for a GPU needs XLA's CUDA plugin (pip install -e "
                          f"'.[cuda13]'): {str(e).splitlines()[0]}") from None
-  with tuning.overridden(**common.kernel_options(config.kernel_options)):
+  with tuning.overridden(**options):
     hlo = compile_decode_loop(config, device)
   kernels = loop_body_kernels(hlo)
   out = common.output_dir(config, "step_kernels")

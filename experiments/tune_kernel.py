@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import math
@@ -55,11 +54,14 @@ def confirm(candidates, seconds_of, rounds: int) -> list[tuple[float, list[float
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
+  shapes = common.known_shapes("--config.shapes", common.csv_list(config.shapes))
+  rows = common.positive("--config.rows", config.rows)
+  choices = common.kernel_fields(config, sweep=True)  # every field a list; the sweep's product
+  common.require_gpu("tune_kernel")
   print(f"device: {common.device_description()}")
   key = jax.random.PRNGKey(config.seed)
   results = []
-  for shape_name, num_rows in itertools.product(common.csv_list(config.shapes),
-                                                common.csv_list(config.rows, int)):
+  for shape_name, num_rows in itertools.product(shapes, rows):
     num_experts = SHAPES[shape_name][0]
     copies = copies_to_rotate(shape_name, config, num_rows)
     group_sizes, weights, xs, row_weights, activation = kernel_problem(
@@ -93,11 +95,8 @@ def main(argv) -> None:
         return None
 
     timings = []
-    # Every KernelConfig field is a comma list in the config; the sweep is their product.
-    fields = dataclasses.fields(KernelConfig)
-    choices = [common.csv_list(config[f.name], common.kernel_field_cast(f.type)) for f in fields]
-    for values in itertools.product(*choices):
-      cfg_fields = dict(zip((f.name for f in fields), values))
+    for values in itertools.product(*choices.values()):
+      cfg_fields = dict(zip(choices, values))
       if cfg_fields["block_m"] > m_limit or (cfg_fields["unroll_split"]
                                              and cfg_fields["k_splits"] == 1):
         continue  # the latter: no split to unroll

@@ -48,6 +48,27 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
   assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (("bench_kernel", "--config.rows=-4"), "--config.rows must be >= 1, got -4"),
+    (("kernel_sass", "--config.shape=20b_gateup"), "--config.shape: '20b_gateup' is not a shape"),
+    (("tune_kernel", "--config.num_warps=4,3"), "--config.num_warps: num_warps=3 must be a power"),
+    (("tune_kernel", "--config.rows=4"), "tune_kernel needs a GPU"),
+    (("bench_attention", "--config.tilings=64x64"), "--config.tilings: '64x64' is neither"),
+    (("bench_e2e", "--config=configs/tiny.py", "--config.bench.kernel_options=prefetch=x"),
+     "--config.bench.kernel_options: 'prefetch=x'"),
+    (("generate", "--top_p=2"), "--top_p: top_p must be in (0, 1]"),
+    (("mxfp4_demo", "--config.input=absent.npy"), "--config.input: [Errno 2]"),
+    (("convert_checkpoint", "--config.checkpoint=x", "--config.output=pyproject.toml"),
+     "--config.output: pyproject.toml exists and is not a directory"),
+])
+def test_a_bad_flag_is_one_line_naming_it_before_any_work(args, message):
+  if "needs a GPU" in message and jax.default_backend() == "gpu":
+    pytest.skip("on a GPU the sweep runs")
+  result = _run(f"experiments.{args[0]}", *args[1:])
+  assert result.returncode != 0
+  assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 @pytest.mark.slow
 def test_bench_kernel_eager_smoke_runs_the_kernel():
   result = _run("experiments.bench_kernel", "--config.mode=eager_smoke")
