@@ -7,54 +7,16 @@ from __future__ import annotations
 
 import collections
 import re
-import shutil
 import subprocess
-from unittest import mock
 
-import jax
-import jax.numpy as jnp
 from absl import app
 
 from configs.bench_kernel import SHAPES
 from experiments import common
 from mxfp4_jax.kernels import KernelConfig
-from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas
-from mxfp4_jax.mxfp4.layout import PackedMXFP4, packed_shapes
 
 _CONFIG = common.define_config("kernel_sass.py")
 _INSTRUCTION = re.compile(r"\s+/\*([0-9a-f]+)\*/\s+(.*?);")
-
-
-def lower_to_ttir(config, kernel_config: KernelConfig) -> str:
-  """The kernel's Triton IR for an H100, captured from the Pallas lowering."""
-  from jax._src.pallas.triton import pallas_call_registration  # noqa: PLC0415
-
-  num_experts, k, n, activation = SHAPES[config.shape]
-  captured = []
-  lower = pallas_call_registration.lowering.lower_jaxpr_to_triton_module
-
-  def capture(*args, **kwargs):
-    result = lower(*args, **kwargs)
-    captured.append(result.module.operation.get_asm(enable_debug_info=False))
-    return result
-
-  sds = jax.ShapeDtypeStruct
-  shapes = packed_shapes(num_experts, k, n)
-  w = PackedMXFP4(values=sds(shapes["values"], jnp.uint8), scales=sds(shapes["scales"], jnp.uint8),
-                  bias=sds((num_experts, n), jnp.float32), in_features=k,
-                  swiglu_halves=activation == "swiglu")
-  row_weights = None if activation else sds((config.rows,), jnp.float32)
-  # Group sizes (rows sorted by expert), or one tile per row (row_experts, a decode step's rows).
-  groups = (None, sds((config.rows,), jnp.int32)) if config.row_experts else (
-      sds((num_experts,), jnp.int32), None)
-  kernel = lambda x, w, r, groups: grouped_matmul_pallas(
-      x, w, groups[0], r, groups[1], cfg=kernel_config, activation=activation,
-      out_dtype=jnp.bfloat16, interpret=False, swiglu_alpha=1.702, swiglu_limit=7.0)
-  with common.compiling_for_hopper(), mock.patch.object(
-      pallas_call_registration.lowering, "lower_jaxpr_to_triton_module", capture):
-    jax.jit(kernel).trace(sds((config.rows, k), jnp.bfloat16), w, row_weights, groups).lower(
-        lowering_platforms=("cuda",))
-  return captured[0]
 
 
 def _opcodes(body: list[str]) -> dict[str, int]:
@@ -91,19 +53,19 @@ def main(argv) -> None:
     raise app.UsageError("needs the triton package: pip install triton==3.6.0") from None
   out = common.output_dir(config, "kernel_sass")
   ttir = out / "kernel.ttir"
-  ttir.write_text(lower_to_ttir(config, kernel_config))
+  kernels, _ = common.lower_for_hopper(SHAPES[config.shape], config.rows, config.row_experts,
+                                kernel_config)
+  ttir.write_text(kernels[0])
   compiled = triton.compile(str(ttir), target=GPUTarget("cuda", 90, 32),
                             options=dict(num_warps=config.num_warps,
                                          num_stages=config.num_stages))
   (out / "kernel.ttgir").write_text(compiled.asm["ttgir"])
   (out / "kernel.ptx").write_text(compiled.asm["ptx"])
   (out / "kernel.cubin").write_bytes(compiled.asm["cubin"])
-  cuobjdump = shutil.which("cuobjdump") or str(
-      next(iter(triton.__path__)) + "/backends/nvidia/bin/cuobjdump")
-  sass = subprocess.run([cuobjdump, "-sass", str(out / "kernel.cubin")], check=True,
+  sass = subprocess.run([common.cuobjdump(), "-sass", str(out / "kernel.cubin")], check=True,
                         capture_output=True, text=True).stdout
   (out / "kernel.sass").write_text(sass)
-  usage = subprocess.run([cuobjdump, "--dump-resource-usage", str(out / "kernel.cubin")],
+  usage = subprocess.run([common.cuobjdump(), "--dump-resource-usage", str(out / "kernel.cubin")],
                          check=True, capture_output=True, text=True).stdout
   registers = int(re.search(r"REG:(\d+)", usage).group(1))
 

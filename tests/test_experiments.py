@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mxfp4_jax import benchmarking
+from mxfp4_jax.kernels import tuning
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -274,7 +275,6 @@ def test_bench_e2e_checks_kernel_options_against_the_tuned_kernel(monkeypatch):
   refused, naming the flag, the matmul and the row count."""
   from absl import app
   from experiments import bench_e2e
-  from mxfp4_jax.kernels import tuning
   model, bench = _tiny_interpreted_model()
   bench.update(batch_sizes="1", prefill_lengths="16", kernel_options="prefetch=1")
   seen = []
@@ -316,6 +316,28 @@ def test_prefill_flops_count_the_unembedding_once():
   for length in (1, 1024, 8192):
     every_position = length * benchmarking.flops_per_token(cfg, length // 2)
     assert benchmarking.prefill_flops(cfg, length) == every_position - (length - 1) * unembedding
+
+
+def test_kernel_fingerprint_names_the_cases_that_changed(tmp_path):
+  """The same code fingerprints alike run to run; a case whose recorded kernel differs from
+  today's is named, and the wrapper's fingerprint is compared on its own."""
+  args = ("experiments.kernel_fingerprint", "--config.shapes=20b_down", "--config.rows=4",
+          "--config.variant_shapes=3x200x48", "--config.variant_k_splits=1",
+          "--config.variant_prefetch=0")
+  first = _run(*args, f"--config.output_dir={tmp_path / 'first'}")
+  assert first.returncode == 0, first.stderr
+  record = json.loads((tmp_path / "first" / "fingerprints.json").read_text())
+  cases = len(record["fingerprints"])
+  assert cases == 2 + 4 * len(tuning.TABLE)  # P = 4 two ways; each row's 4 variants
+  changed = "20b_down/P4/rows"
+  record["fingerprints"][changed]["kernels"][0] = "0" * 16
+  (tmp_path / "doctored").mkdir()
+  (tmp_path / "doctored" / "fingerprints.json").write_text(json.dumps(record))
+  second = _run(*args, f"--config.output_dir={tmp_path / 'second'}",
+                f"--config.compare={tmp_path / 'doctored'}")
+  assert second.returncode == 0, second.stderr
+  assert f"kernels: {cases - 1} of {cases} cases unchanged; changed: {changed}\n" in second.stdout
+  assert f"wrapper: {cases} of {cases} cases unchanged\n" in second.stdout
 
 
 def test_kernel_sass_loop_stats_parses_the_disassembly():
