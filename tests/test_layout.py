@@ -178,16 +178,22 @@ def test_pack_rejects_scales_the_kernel_cannot_decode(rng, bad):
     mxfp4.pack(blocks, scales)
 
 
-@pytest.mark.parametrize("bad", [0, 1, 253, 254])
+@pytest.mark.parametrize("bad", [0, 1, 128, 129, 130, 254])
 def test_pack_accepts_any_scale_on_zero_blocks(rng, bad):
-  """A block of +-0 codes decodes to zeros whatever its scale, so its scale is not checked."""
+  """A block of +-0 codes is zeros whatever its scale, so its scale is not refused; one above
+  KERNEL_SCALE_MAX is stored as that maximum, whose bf16x2 decode factor is finite (129's,
+  2**128, is not: the GPU decode turned the block's zeros into NaN)."""
   blocks, scales, _ = random_checkpoint(rng, 2, 16, 3, False)
   blocks[1, 5, 2] = rng.choice([0x00, 0x08, 0x80, 0x88], 16)
   scales[1, 5, 2] = bad
   packed = mxfp4.pack(blocks, scales)
   dense = np.asarray(mxfp4.dequantize_packed(packed))
   assert not dense[1, 64:96, 5].any()
-  np.testing.assert_array_equal(mxfp4.unpack(packed)[1], scales)
+  stored = scales.copy()
+  stored[1, 5, 2] = min(bad, fmt.KERNEL_SCALE_MAX)
+  np.testing.assert_array_equal(mxfp4.unpack(packed)[1], stored)
+  factors = np.asarray(fmt.bf16x2_factor_bits(packed.scales))
+  assert ((factors & 0x7F80) != 0x7F80).all()  # no infinite (or NaN) factor
 
 
 def test_pack_rejects_nan_scale_even_on_zero_blocks():

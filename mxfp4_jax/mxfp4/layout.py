@@ -28,7 +28,9 @@ For expert ``e``, output feature ``n`` and input feature ``k`` (the math is ``ou
 
 In-kernel decodes (`format.e2m1_to_bf16_bits` and the PTX forms beside it, which give the same
 bits) are exact for scale bytes in ``[KERNEL_SCALE_MIN, KERNEL_SCALE_MAX]`` on blocks that hold
-a non-zero value; `pack` checks it (and the checkpoint loaders through it). A `PackedMXFP4`
+a non-zero value; `pack` checks it (and the checkpoint loaders through it), and stores a scale
+byte above the range on an all-zero block as ``KERNEL_SCALE_MAX`` (the bf16x2 decode would make
+that block's zeros NaN; `unpack` then gives that byte back, not the original). A `PackedMXFP4`
 built by hand is checked for shapes and dtypes at each call (`check_packed`) but not for its
 scale bytes, which would cost a copy of every scale to the host per call: the kernel decodes a
 byte outside the range to NaN or a wrong power of two.
@@ -160,6 +162,11 @@ def pack(blocks, scales, bias=None, *, swiglu_halves: bool = False) -> PackedMXF
   blocks, scales = jnp.asarray(blocks), jnp.asarray(scales)
   fmt.check_blocks_and_scales(blocks, scales, "pack:")
   _check_kernel_scale_range(*given, "pack")
+  # An all-zero block is zeros under any scale, but the bf16x2 decode's factor for a byte above
+  # KERNEL_SCALE_MAX is no finite bf16 (129 needs 2**128), and 0 * inf is NaN.
+  zeros_only = ~jnp.any(blocks & 0x77, axis=-1)
+  scales = jnp.where(zeros_only & (scales > fmt.KERNEL_SCALE_MAX),
+                     jnp.uint8(fmt.KERNEL_SCALE_MAX), scales)
   if blocks.ndim != 4 or 0 in blocks.shape:
     raise ValueError(f"pack: blocks must have shape [E, N, K/32, 16] with E, N, K/32 >= 1, got "
                      f"{tuple(blocks.shape)}")
@@ -192,7 +199,9 @@ def pack(blocks, scales, bias=None, *, swiglu_halves: bool = False) -> PackedMXF
 
 
 def unpack(w: PackedMXFP4) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-  """`PackedMXFP4` -> checkpoint layout (blocks, scales, bias); the exact inverse of `pack`."""
+  """`PackedMXFP4` -> checkpoint layout (blocks, scales, bias): the inverse of `pack`, byte for
+  byte, except that an all-zero block's scale byte above `KERNEL_SCALE_MAX` comes back as that
+  maximum (`pack` stores it so; the block's values are zeros under either)."""
   check_packed(w)
   low, high = fmt.split_nibbles(kernel_byte_order(jnp.transpose(w.values, (0, 2, 1, 3))))  # [E, N, K_pad/64, 32]
   codes = jnp.stack([low, high], axis=3).reshape(w.num_experts, w.out_features, -1, fmt.BLOCK_SIZE)
