@@ -106,7 +106,8 @@ def bench(config) -> list[dict]:
         if "ragged_dot" in baselines:  # x in, all N columns out (no SwiGLU fused)
           ragged = lambda x, w, g: jax.lax.ragged_dot(x, w, g)
           s = _baseline_seconds(row, "ragged_dot", ragged,
-                                [(x, w, group_sizes) for x, w in zip(xs, dense)], config)
+                                [(x, w, group_sizes) for x, w in zip(xs, dense)], config,
+                                perturb=2)
           ragged_bytes = weights_bf16 + num_rows * (k + n) * 2
           if s is not None:
             row.update(_rates("ragged_dot", s, ragged_bytes, flops, config))

@@ -4,9 +4,10 @@ One jitted call costs tens of microseconds of host dispatch, more than a decode-
 `time_per_call` therefore runs ``n`` calls inside ONE jitted function, each on its own copy of the
 inputs (rotated so that weights do not sit in L2), for two values of ``n``; the slope between them
 is the device time of one call, with the fixed costs (dispatch, launch of the jit) cancelled.
-Each call's smallest argument (group sizes, a scalar) gets ``previous output * zero`` added, with
-``zero`` a run-time argument that XLA cannot fold away, so it can neither merge repeated identical calls nor reorder them; each output
-passes an optimization barrier whole, so XLA cannot shrink a call to the one element kept.
+One argument of each call (``perturb``: e.g. the group sizes) gets ``previous output * zero``
+added, with ``zero`` a run-time argument that XLA cannot fold away, so it can neither merge
+repeated identical calls nor reorder them, provided that argument feeds the work timed; each
+output passes an optimization barrier whole, so XLA cannot shrink a call to the one element kept.
 """
 
 from __future__ import annotations
@@ -21,16 +22,14 @@ import jax
 import jax.numpy as jnp
 
 
-def _chain(fn: Callable, copies: Sequence, n: int, perturb: int | None = None):
+def _chain(fn: Callable, copies: Sequence, n: int, perturb: int):
   """A jitted function making n dependent calls of fn over the rotated copies."""
 
   def run(copies, zero):
     token, kept = jnp.zeros((), jnp.float32), []
     for i in range(n):
       args = list(copies[i % len(copies)])
-      j = perturb if perturb is not None else min(
-          (a.size, j) for j, a in enumerate(args) if isinstance(a, jax.Array))[1]
-      args[j] = args[j] + (token * zero).astype(args[j].dtype)
+      args[perturb] = args[perturb] + (token * zero).astype(args[perturb].dtype)
       out = jax.lax.optimization_barrier(fn(*args))  # whole output: no slice-of-dot rewrite
       token = jnp.ravel(out)[-1].astype(jnp.float32)
       kept.append(token)
@@ -46,11 +45,18 @@ def time_per_call(fn: Callable, copies: Sequence[tuple], *, calls: tuple[int, in
                   max_calls: int = 512) -> float:
   """Median seconds of device time per ``fn(*copy)`` call.
 
-  ``perturb``: index of the argument that carries the dependency on the previous call (default:
-  the smallest). It must feed the expensive part of ``fn``; its update is one elementwise pass.
-  The longer chain grows (up to ``max_calls``) until the two chains differ by ``min_span_s``:
-  a 30 us kernel over 8 extra calls is within the noise of launching the chains.
+  ``perturb``: index of the argument that carries the dependency on the previous call; it must
+  feed the expensive part of ``fn`` (its update is one elementwise pass), so it is required when
+  ``fn`` takes several arguments: one that feeds only an epilogue (a split-K kernel's row
+  weights) would let XLA merge the calls that share a copy. The longer chain grows (up to
+  ``max_calls``) until the two chains differ by ``min_span_s``: a 30 us kernel over 8 extra
+  calls is within the noise of launching the chains; a slope still short of it is refused.
   """
+  if perturb is None:
+    if len(copies[0]) != 1:
+      raise ValueError(f"time_per_call: fn takes {len(copies[0])} arguments; pass perturb=, the "
+                       "index of the one that carries the dependency on the previous call")
+    perturb = 0
   chain = functools.cache(lambda n: _chain(fn, copies, n, perturb))  # compiled once per length
   low_n, high_n = calls
   while True:
@@ -58,9 +64,10 @@ def time_per_call(fn: Callable, copies: Sequence[tuple], *, calls: tuple[int, in
     if slope * (high_n - low_n) >= min_span_s or high_n >= max_calls:
       break
     high_n = _longer_chain(slope, high_s, low_n, high_n, min_span_s, max_calls)
-  if slope <= 0:
-    raise RuntimeError(f"time_per_call: no positive slope between {low_n} and {high_n} calls; "
-                       "the call is below the timing noise")
+  if slope * (high_n - low_n) < min_span_s:
+    raise RuntimeError(f"time_per_call: no slope resolved between {low_n} and {high_n} calls "
+                       f"({slope * 1e6:.3g} us a call spans under {min_span_s * 1e3:g} ms); the "
+                       "call is below the timing noise")
   return slope
 
 
@@ -103,9 +110,11 @@ def random_routing(key: jax.Array, num_rows: int, num_experts: int, top_k: int =
   Router logits are Gaussian, so experts are picked uniformly; the rows are those of
   ``ceil(num_rows / top_k)`` tokens, the last token cut short when top_k does not divide.
   """
+  if not 1 <= top_k <= num_experts:
+    raise ValueError(f"random_routing: top_k={top_k} must be in [1, num_experts={num_experts}]")
   tokens = -(-num_rows // top_k)
   logits = jax.random.normal(key, (tokens, num_experts))
-  _, experts = jax.lax.top_k(logits, min(top_k, num_experts))
+  _, experts = jax.lax.top_k(logits, top_k)
   experts = experts.reshape(-1)[:num_rows]
   return jnp.bincount(experts, length=num_experts).astype(jnp.int32)
 

@@ -408,16 +408,30 @@ def test_time_per_call_lengthens_a_chain_lost_in_noise(monkeypatch):
     return next(scripted)
 
   monkeypatch.setattr(benchmarking, "_median_slope", fake)
-  assert benchmarking.time_per_call(None, [()], calls=(4, 12)) == 20e-6
+  assert benchmarking.time_per_call(None, [(None,)], calls=(4, 12)) == 20e-6
   # 12 calls took 0.4 ms -> at most 33 us a call -> 4 + 1.5 ms / 33 us = 49 calls; then 20 us a
   # call over 45 more calls spans 0.9 ms < 1 ms -> at least double: 98, which spans 1.9 ms.
   assert seen == [(4, 12), (4, 49), (4, 98)]
 
 
-def test_time_per_call_refuses_a_slope_it_cannot_resolve(monkeypatch):
-  monkeypatch.setattr(benchmarking, "_median_slope", lambda *a: (-1e-6, 1e-4))
-  with pytest.raises(RuntimeError, match="no positive slope between 4 and 512 calls"):
-    benchmarking.time_per_call(None, [()], calls=(4, 12))
+@pytest.mark.parametrize("slope", [-1e-6, 1e-9])
+def test_time_per_call_refuses_a_slope_it_cannot_resolve(monkeypatch, slope):
+  """A negative slope, and a positive one whose 508 extra calls span 0.5 us, are noise."""
+  monkeypatch.setattr(benchmarking, "_median_slope", lambda *a: (slope, 1e-4))
+  with pytest.raises(RuntimeError, match="no slope resolved between 4 and 512 calls"):
+    benchmarking.time_per_call(None, [(None,)], calls=(4, 12))
+
+
+def test_random_routing_fills_every_row():
+  sizes = benchmarking.random_routing(jax.random.PRNGKey(0), 10, 3, top_k=2)
+  assert sizes.shape == (3,) and int(sizes.sum()) == 10 and int(sizes.max()) <= 5
+  with pytest.raises(ValueError, match=r"top_k=4 must be in \[1, num_experts=2\]"):
+    benchmarking.random_routing(jax.random.PRNGKey(0), 10, 2, top_k=4)
+
+
+def test_time_per_call_needs_perturb_for_several_arguments():
+  with pytest.raises(ValueError, match="fn takes 2 arguments; pass perturb="):
+    benchmarking.time_per_call(None, [(None, None)])
 
 
 def _write_trace(path, events):
