@@ -114,6 +114,8 @@ def test_clip_group_sizes():
   assert clip(jnp.array([3, -4, 10, 5]), 12).tolist() == [3, 0, 9, 0]
   assert clip(jnp.array([0, 0]), 4).tolist() == [0, 0]
   assert clip(jnp.array([2, 2]), 4).tolist() == [2, 2]
+  big = 2**31 - 1  # two of them would wrap an int32 sum
+  assert clip(jnp.array([big, big, 3], jnp.int32), 20).tolist() == [20, 0, 0]
 
 
 @pytest.mark.parametrize("method", ["counting", "argsort"])
