@@ -70,7 +70,7 @@ def check_pack_properties(case, fn):
   shapes = layout.packed_shapes(e, 32 * num_blocks, n)
   assert packed.values.shape == shapes["values"] == (e, k_pad // 64, n, 32)
   assert packed.scales.shape == shapes["scales"] == (e, k_pad // 32, n)
-  assert packed.nbytes == packed.values.size + packed.scales.size
+  assert packed.nbytes == e * n * (k_pad // 2 + k_pad // 32)  # 4.25 bits a weight, padded
 
   # unpack is the exact inverse of pack.
   np.testing.assert_array_equal(blocks2, blocks)

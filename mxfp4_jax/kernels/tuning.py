@@ -34,7 +34,7 @@ class KernelConfig:
   # "integer": `format.e2m1_to_bf16_bits`; "bf16x2": inline PTX, two values per op
   # (`format.e2m1_bf16x2_ptx`; about 45% fewer instructions in the K loop); "lut": inline PTX,
   # table lookups by `prmt` on 32-bit words (`format.e2m1_lut_ptx`, 21 instructions for 8
-  # values against 32; the decoded tile reaches the dot through shared memory, where bf16x2's
+  # values against 20; the decoded tile reaches the dot through shared memory, where bf16x2's
   # stays in registers).
   # The PTX decodes run on GPUs only; interpret mode falls back to "integer", the same bits.
   decode: str = "integer"

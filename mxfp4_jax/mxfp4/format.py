@@ -189,7 +189,7 @@ def e2m1_lut_ptx(pairs: str = "nibbles") -> str:
   high bytes of each magnitude, and 0x80 for a set sign bit. One more `prmt` pairs them up and
   one `mul.rn.bf16x2` scales two values (exact: the unscaled value is a normal bf16, and so is
   the product for scale bytes in [KERNEL_SCALE_MIN, KERNEL_SCALE_MAX]). 21 instructions for 8
-  values, against 32 for two `e2m1_bf16x2_ptx` calls. The same bits as `e2m1_to_bf16_bits`.
+  values, against 20 for two `e2m1_bf16x2_ptx` calls. The same bits as `e2m1_to_bf16_bits`.
   """
   tables = [f"{register}, {t[1]:#x}" for register, t in zip(("$11", "$12", "$13"), _TABLES)]
   # Nibbles 0..3 of a lookup are (byte 0 low, byte 0 high, byte 1 low, byte 1 high) of two
