@@ -219,7 +219,8 @@ class ChannelStream:
 
   @property
   def done(self) -> bool:
-    """True once the model ended its turn (``<|return|>`` or ``<|call|>``)."""
+    """True once the model ended its turn (``<|return|>`` or ``<|call|>``) or the text
+    (``<|endoftext|>``): `STOPS`."""
     return self._machine.state == "done"
 
   def feed(self, ids) -> str:
