@@ -154,13 +154,19 @@ def test_stop_token_ends_a_row(model, stop_at):
 
 def test_bad_arguments_fail_before_work(model, generator):
   with pytest.raises(ValueError, match="exceeds max_len=64"):
-    generator.generate([[1] * 60], max_new_tokens=5)
-  with pytest.raises(ValueError, match="at least one token"):
+    generator.generate([[1] * 60], max_new_tokens=6)  # 65 slots: the last token needs none
+  with pytest.raises(ValueError, match=r"prompts\[1\] is empty: every prompt needs at least one"):
     generator.generate([[1], []], max_new_tokens=5)
-  with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
-    generator.generate([[1]], max_new_tokens=0)
-  with pytest.raises(ValueError, match="chunk must be >= 1"):
-    Generator(model, max_len=64, chunk=0)
+  with pytest.raises(ValueError, match="prompts is empty"):
+    generator.generate([], max_new_tokens=5)
+  with pytest.raises(ValueError, match=r"prompts\[0\] must be a list of token ids, got 1"):
+    generator.generate([1, 2, 3], max_new_tokens=5)  # one prompt, not wrapped in a list
+  for bad in (0, 2.5):
+    with pytest.raises(ValueError, match=f"max_new_tokens must be an int >= 1, got {bad}"):
+      generator.generate([[1]], max_new_tokens=bad)
+  for name, bad in (("chunk", 0), ("chunk", 2.5), ("max_len", 16.0), ("prefill_tokens", 0)):
+    with pytest.raises(ValueError, match=f"{name} must be an int >= 1, got {bad}"):
+      Generator(model, **{"max_len": 64, name: bad})
   vocab = CFG.vocab_size
   with pytest.raises(ValueError, match=rf"prompts\[1\]\[2\] = {vocab} is outside the vocabulary"):
     generator.generate([[1], [3, 4, vocab]], max_new_tokens=5)
@@ -172,6 +178,16 @@ def test_bad_arguments_fail_before_work(model, generator):
     Generator(model, max_len=64, stop_ids=[vocab])
   with pytest.raises(ValueError, match="pad_id"):
     Generator(model, max_len=64, pad_id=-1)
+
+
+def test_a_prompt_and_its_tokens_fill_max_len_exactly(model):
+  """16 prompt tokens and 2 new ones in 17 slots (rounded up to the cache's 32): the last token
+  sampled is never fed back, so it takes no slot; the tokens are the full forward's argmax."""
+  prompt = np.random.default_rng(3).integers(0, CFG.vocab_size, 16).tolist()
+  generated = Generator(model, max_len=17, chunk=8).generate(
+      [prompt], max_new_tokens=2, params=GREEDY).tokens[0]
+  logits = np.asarray(model(jnp.asarray([prompt + generated[:1]], jnp.int32)))
+  assert generated == logits[0, -2:].argmax(-1).tolist()
 
 
 def test_prompts_as_arrays_are_prompts(generator):
@@ -208,7 +224,7 @@ def test_sampling_params_are_checked_and_a_tiny_temperature_is_greedy():
     np.testing.assert_array_equal(drawn, [2, 0])
   for bad in (dict(temperature=float("nan")), dict(temperature=float("inf")),
               dict(temperature=-1.0)):
-    with pytest.raises(ValueError, match="temperature must be finite and >= 0"):
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
       SamplingParams(**bad)
   for top_k in (1.5, -1, True):
     with pytest.raises(ValueError, match="top_k must be an int >= 0"):
@@ -225,15 +241,21 @@ def test_sampling_filters():
   for seed in range(20):
     drawn = np.asarray(sample(logits, jax.random.PRNGKey(seed), SamplingParams(top_k=3)))
     assert all(d in row for d, row in zip(drawn, top3))
-  with pytest.raises(ValueError, match="top_p must be in"):
+  with pytest.raises(ValueError, match=r"top_p must be a number in \(0, 1\], got 0"):
     SamplingParams(top_p=0)
+  for bad in (dict(temperature=None), dict(top_p="0.5"), dict(top_p=True), dict(top_k=2.0)):
+    with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
+      SamplingParams(**bad)
+  assert SamplingParams(top_k=np.int64(5)).top_k == 5
 
 
-@pytest.mark.parametrize("params, kept", [(SamplingParams(top_k=3), 3),
-                                          (SamplingParams(top_p=0.3), 3),  # 3 / 8 >= 0.3
-                                          (SamplingParams(top_k=5, top_p=0.5), 3)])  # 3 / 5
-def test_sampling_cuts_ties_at_the_cut(params, kept):
-  """Eight equal logits: the cut keeps exactly the first tokens it names, not every tie."""
-  logits = jnp.concatenate([jnp.zeros((1, 8)), jnp.full((1, 8), -30.0)], axis=-1)
+@pytest.mark.parametrize("ties, params, kept", [
+    (8, SamplingParams(top_k=3), 3), (8, SamplingParams(top_p=0.3), 3),  # 3 / 8 >= 0.3
+    (8, SamplingParams(top_k=5, top_p=0.5), 3),  # 3 / 5
+    (12, SamplingParams(top_p=0.5), 6), (10, SamplingParams(top_p=0.3), 3)])  # sums rounded
+def test_sampling_cuts_ties_at_the_cut(ties, params, kept):
+  """Equal logits: the cut keeps exactly the first tokens it names, not every tie, also where
+  the float32 sum of the kept mass rounds just under top_p (6 / 12: 0.49999997)."""
+  logits = jnp.concatenate([jnp.zeros((1, ties)), jnp.full((1, 8), -30.0)], axis=-1)
   drawn = {int(sample(logits, jax.random.PRNGKey(seed), params)[0]) for seed in range(200)}
   assert drawn == set(range(kept))

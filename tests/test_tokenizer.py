@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -44,6 +45,15 @@ def test_tiny_vocab_and_specials():
     assert tok.token_id(name) == i
     assert tok.decode([i]) == name
     assert len(tok.encode(name, allow_special=False)) > 1
+
+
+def test_decode_rejects_what_is_no_token_id():
+  """The tokenizer library drops an id past the vocabulary silently; a float would truncate."""
+  tok = tiny_tokenizer()
+  assert tok.decode([72, np.int64(73)]) == tok.decode([72, 73])
+  for bad, shown in ((600, "600"), (-1, "-1"), (72.9, "72.9"), (True, "True")):
+    with pytest.raises(ValueError, match=rf"ids\[1\] = {shown} is not a token id in \[0, 512\)"):
+      tok.decode([72, bad])
 
 
 def test_token_id_rejects_other_names():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import numbers
 import time
 from collections.abc import Callable, Sequence
 
@@ -76,15 +77,20 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray,
   return tokens, positions
 
 
+def _check_count(name: str, value) -> None:
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
 class Generator:
   """Generates from a `GptOss` with static KV caches of ``max_len`` slots."""
 
   def __init__(self, model: GptOss, *, max_len: int, stop_ids: Sequence[int] = (),
                pad_id: int = 0, chunk: int = 16, prefill_tokens: int = PREFILL_TOKENS):
+    for name, value in (("max_len", max_len), ("chunk", chunk), ("prefill_tokens", prefill_tokens)):
+      _check_count(name, value)
     self.graphdef, self.state = nnx.split(model)
     self.cfg, self.max_len = model.cfg, max_len
-    if chunk < 1:
-      raise ValueError(f"chunk must be >= 1 decode step, got {chunk}")
     for name, ids in (("pad_id", [pad_id]), ("stop_ids", list(stop_ids))):
       if any(not 0 <= int(i) < model.cfg.vocab_size for i in ids):
         raise ValueError(f"{name} {ids} must be token ids in [0, {model.cfg.vocab_size})")
@@ -135,21 +141,23 @@ class Generator:
   def check_prompts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
     """Raises ValueError, before any work, when the prompts cannot be generated from: the
     embedding would take an id outside the vocabulary without a word (XLA clamps the index)."""
-    if len(prompts) == 0 or any(len(p) == 0 for p in prompts):
-      raise ValueError("every prompt needs at least one token")
+    if len(prompts) == 0:
+      raise ValueError("prompts is empty: pass at least one prompt (a list of token ids)")
     vocab = self.cfg.vocab_size
     for row, prompt in enumerate(prompts):
       ids = np.asarray(prompt)
+      if ids.ndim == 1 and ids.size == 0:
+        raise ValueError(f"prompts[{row}] is empty: every prompt needs at least one token")
       if not np.issubdtype(ids.dtype, np.integer) or ids.ndim != 1:
         raise ValueError(f"prompts[{row}] must be a list of token ids, got {prompt!r:.60}")
       outside = np.flatnonzero((ids < 0) | (ids >= vocab))
       if outside.size:
         raise ValueError(f"prompts[{row}][{outside[0]}] = {ids[outside[0]]} is outside the "
                          f"vocabulary [0, {vocab})")
-    if max_new_tokens < 1:
-      raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    _check_count("max_new_tokens", max_new_tokens)
     longest = max(len(p) for p in prompts)
-    if longest + max_new_tokens > self.max_len:
+    # The last token sampled is never fed back, so it needs no cache slot.
+    if longest + max_new_tokens - 1 > self.max_len:
       raise ValueError(f"prompt of {longest} tokens + max_new_tokens={max_new_tokens} exceeds "
                        f"max_len={self.max_len}")
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 
 import jax
 import jax.numpy as jnp
+
+
+# Relative slack for float32 sums at the top-p cut (six of twelve tied tokens sum to
+# 0.49999997, which must count as reaching 0.5).
+TOP_P_ROUNDING = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,12 +22,14 @@ class SamplingParams:
   top_p: float = 1.0  # 1: no nucleus cut
 
   def __post_init__(self):
-    if not (self.temperature >= 0 and math.isfinite(self.temperature)):
-      raise ValueError(f"temperature must be finite and >= 0, got {self.temperature}")
-    if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+    number = lambda v, kind: not isinstance(v, bool) and isinstance(v, kind)
+    if not (number(self.temperature, numbers.Real) and self.temperature >= 0
+            and math.isfinite(self.temperature)):
+      raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
+    if not (number(self.top_k, numbers.Integral) and self.top_k >= 0):
       raise ValueError(f"top_k must be an int >= 0, got {self.top_k!r}")
-    if not 0 < self.top_p <= 1:
-      raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+    if not (number(self.top_p, numbers.Real) and 0 < self.top_p <= 1):
+      raise ValueError(f"top_p must be a number in (0, 1], got {self.top_p!r}")
 
 
 def sample(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Array:
@@ -33,7 +41,7 @@ def sample(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Arr
   logits = (logits - logits.max(axis=-1, keepdims=True)) / params.temperature
   if params.top_k or params.top_p < 1:
     # Cut in sorted order, so that ties at the cut keep exactly top_k tokens (or the smallest
-    # prefix reaching top_p), the lower token id first.
+    # prefix reaching top_p, up to `TOP_P_ROUNDING`), the lower token id first.
     order = jnp.argsort(logits, axis=-1, descending=True, stable=True)
     sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
     keep = jnp.ones(sorted_logits.shape, bool)
@@ -41,7 +49,8 @@ def sample(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Arr
       keep &= jnp.arange(logits.shape[-1]) < params.top_k
     if params.top_p < 1:
       probs = jax.nn.softmax(jnp.where(keep, sorted_logits, -jnp.inf), axis=-1)
-      keep &= jnp.cumsum(probs, axis=-1) - probs < params.top_p  # the mass before each token
+      before = jnp.cumsum(probs, axis=-1) - probs  # the mass before each token
+      keep &= before < params.top_p * (1 - TOP_P_ROUNDING)
     keep = jnp.take_along_axis(keep, jnp.argsort(order, axis=-1), axis=-1)  # back to token ids
     logits = jnp.where(keep, logits, -jnp.inf)
   return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)

@@ -8,6 +8,7 @@ puts them elsewhere).
 from __future__ import annotations
 
 import functools
+import operator
 import os
 
 import tokenizers
@@ -91,7 +92,17 @@ class Tokenizer:
     return hf.encode(text, add_special_tokens=False).ids
 
   def decode(self, ids, skip_special: bool = False) -> str:
-    return self.hf.decode([int(i) for i in ids], skip_special_tokens=skip_special)
+    """Text of token ``ids``; an id that is no integer in [0, vocab_size) is an error (the
+    tokenizer library drops ids past the vocabulary silently)."""
+    ids, vocab = list(ids), self.vocab_size
+    for i, token in enumerate(ids):
+      try:
+        ids[i] = operator.index(token)
+      except TypeError:
+        ids[i] = None
+      if isinstance(token, bool) or ids[i] is None or not 0 <= ids[i] < vocab:
+        raise ValueError(f"ids[{i}] = {token!r} is not a token id in [0, {vocab})")
+    return self.hf.decode(ids, skip_special_tokens=skip_special)
 
 
 def tokenizer_dirs(checkpoint_dir) -> list[str]:
