@@ -65,9 +65,7 @@ def cases(config):
     shape = parse_shape(name)
     out_cols = shape[2] // 2 if shape[3] else shape[2]
     for row, (_, base) in enumerate(tuning.TABLE):
-      block_n = base.block_n
-      while block_n > 16 and block_n > out_cols:
-        block_n //= 2
+      block_n = tuning.narrowed_block_n(base.block_n, out_cols)
       for values in itertools.product(*variations.values()):
         changes = dict(zip(variations, values))
         cfg = dataclasses.replace(base, block_n=block_n, **changes)

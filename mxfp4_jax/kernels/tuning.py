@@ -158,6 +158,13 @@ MAX_K_SPLITS = 9
 MIN_K_TILES_PER_SPLIT = 4
 
 
+def narrowed_block_n(block_n: int, out_cols: int) -> int:
+  """``block_n`` halved (down to 16) until it is no wider than the ``out_cols`` outputs."""
+  while block_n > 16 and block_n > out_cols:
+    block_n //= 2
+  return block_n
+
+
 def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1) -> KernelConfig:
   """The TABLE row for the expected rows per active expert, block_n narrowed to the output, and
   K split ``k_splits`` ways while that keeps the programs with work within
@@ -169,9 +176,7 @@ def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1
   """
   m = rows_per_expert(num_rows, num_experts)
   cfg = next(c for limit, c in TABLE if m <= limit)
-  block_n = cfg.block_n
-  while block_n > 16 and block_n > out_cols:
-    block_n //= 2
+  block_n = narrowed_block_n(cfg.block_n, out_cols)
   programs = (min(num_experts, num_rows) * math.ceil(m / cfg.block_m)
               * math.ceil(out_cols / block_n))
   target = (SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES if cfg.block_m == 16
