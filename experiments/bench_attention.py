@@ -100,6 +100,7 @@ def main(argv) -> None:
   tilings = check_tilings(config.tilings)
   for name in ("lengths", "decode_batches", "decode_contexts", "decode_programs"):
     common.positive(f"--config.{name}", config[name], allow_empty=True)
+  common.timing_fields(config)
   key = jax.random.PRNGKey(config.seed)
   _, config.bf16_flops_per_s = common.ceilings(bf16_flops_per_s=config.bf16_flops_per_s,
                                                used=("bf16_flops_per_s",))

@@ -204,6 +204,7 @@ def main(argv) -> None:
     return
   common.known_shapes("--config.shapes", common.csv_list(config.shapes))
   common.positive("--config.rows", config.rows)
+  common.timing_fields(config)
   common.kernel_options(config.kernel_options)
   common.require_gpu(f"bench_kernel --config.mode={config.mode}")
   if config.mode == "once":

@@ -163,6 +163,11 @@ def main(argv) -> None:
     raise app.UsageError(f"--config.shape={config.shape}: the probe covers gate_up shapes only")
   rows_list = common.positive("--config.rows", config.rows)
   common.positive("--config.copies", config.copies)
+  for num_rows in rows_list:  # the probe's splits are straight runs of equal length
+    splits = pick_config(num_rows, num_rows, n // 2, k // 64).k_splits
+    if (k // 64) % splits:
+      raise app.UsageError(f"--config.rows={num_rows}: the tuned {splits} splits do not divide "
+                           f"the {k // 64} K tiles, which the probe needs")
   common.require_gpu("layout_probe")
   key = jax.random.PRNGKey(config.seed)
   copies = config.copies
@@ -177,9 +182,6 @@ def main(argv) -> None:
     experts = jax.random.choice(ke, num_experts, (num_rows,), replace=num_rows > num_experts)
     cfg = pick_config(num_rows, num_rows, n // 2, k // 64)
     splits = cfg.k_splits
-    if (k // 64) % splits:  # the probe's splits are straight runs of equal length
-      raise app.UsageError(f"--config.rows={num_rows}: the tuned {splits} splits do not divide "
-                           f"the {k // 64} K tiles, which the probe needs")
     probe = functools.partial(probe_gate_up, splits=splits, loads_first=config.loads_first)
     words, scales, bias = candidates[0]
     out = np.asarray(probe(x, words, scales, bias, experts), np.float64)

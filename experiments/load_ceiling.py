@@ -109,6 +109,7 @@ def main(argv) -> None:
   config = _CONFIG.value
   shapes = common.known_shapes("--config.shapes", common.csv_list(config.shapes))
   common.positive("--config.rows", config.rows)
+  common.timing_fields(config)
   for splits in common.positive("--config.k_splits", config.k_splits):
     for shape_name in shapes:  # xor_reads's straight runs of equal length
       if (SHAPES[shape_name][1] // 64) % splits:

@@ -56,6 +56,7 @@ def main(argv) -> None:
   config = _CONFIG.value
   shapes = common.known_shapes("--config.shapes", common.csv_list(config.shapes))
   rows = common.positive("--config.rows", config.rows)
+  common.timing_fields(config)
   choices = common.kernel_fields(config, sweep=True)  # every field a list; the sweep's product
   common.require_gpu("tune_kernel")
   print(f"device: {common.device_description()}")

@@ -52,13 +52,16 @@ def time_per_call(fn: Callable, copies: Sequence[tuple], *, calls: tuple[int, in
   ``max_calls``) until the two chains differ by ``min_span_s``: a 30 us kernel over 8 extra
   calls is within the noise of launching the chains; a slope still short of it is refused.
   """
+  low_n, high_n = calls
+  if not 1 <= low_n < high_n or repeats < 1:
+    raise ValueError(f"time_per_call: calls={calls} must be two chain lengths 1 <= low < high, "
+                     f"and repeats={repeats} at least 1")
   if perturb is None:
     if len(copies[0]) != 1:
       raise ValueError(f"time_per_call: fn takes {len(copies[0])} arguments; pass perturb=, the "
                        "index of the one that carries the dependency on the previous call")
     perturb = 0
   chain = functools.cache(lambda n: _chain(fn, copies, n, perturb))  # compiled once per length
-  low_n, high_n = calls
   while True:
     slope, high_s = _median_slope(chain, copies, low_n, high_n, repeats)
     if slope * (high_n - low_n) >= min_span_s or high_n >= max_calls:

@@ -61,6 +61,9 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
     (("mxfp4_demo", "--config.input=absent.npy"), "--config.input: [Errno 2]"),
     (("convert_checkpoint", "--config.checkpoint=x", "--config.output=pyproject.toml"),
      "--config.output: pyproject.toml exists and is not a directory"),
+    (("bench_kernel", "--config.calls=(8,8)"), "--config.calls must be two chain lengths"),
+    (("tune_kernel", "--config.repeats=0"), "--config.repeats must be >= 1, got 0"),
+    (("load_ceiling", "--config.weight_copies=1"), "--config.weight_copies must be an int >= 2"),
 ])
 def test_a_bad_flag_is_one_line_naming_it_before_any_work(args, message):
   if "needs a GPU" in message and jax.default_backend() == "gpu":
@@ -432,6 +435,12 @@ def test_random_routing_fills_every_row():
 def test_time_per_call_needs_perturb_for_several_arguments():
   with pytest.raises(ValueError, match="fn takes 2 arguments; pass perturb="):
     benchmarking.time_per_call(None, [(None, None)])
+
+
+@pytest.mark.parametrize("calls, repeats", [((8, 8), 3), ((0, 4), 3), ((2, 8), 0)])
+def test_time_per_call_refuses_chains_without_a_slope(calls, repeats):
+  with pytest.raises(ValueError, match=r"must be two chain lengths 1 <= low < high"):
+    benchmarking.time_per_call(None, [(None,)], calls=calls, repeats=repeats)
 
 
 def _write_trace(path, events):
