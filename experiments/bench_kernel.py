@@ -21,7 +21,7 @@ from absl import app, logging
 from configs.bench_kernel import SHAPES
 from experiments import common
 from experiments.kernel_problems import (PERTURB, dense_copies, kernel_problem,
-                                         reference_in_chunks, weight_copies)
+                                         model_out_dtype, reference_in_chunks, weight_copies)
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import grouped_matmul, pick_config, tuning
 from mxfp4_jax.mxfp4.layout import dequantize_packed, random_packed
@@ -54,7 +54,8 @@ def once(config) -> None:
           key, shape_name, num_rows, 1, config.top_k)
       with tuning.overridden(**options):  # the tuned config for this P, some fields replaced
         out = grouped_matmul(xs[0], weights[0], group_sizes, row_weights,
-                             activation=activation, backend="pallas")
+                             activation=activation, out_dtype=model_out_dtype(activation),
+                             backend="pallas")
       print(f"once: {shape_name} P={num_rows} -> {out.shape}, finite: "
             f"{bool(jnp.all(jnp.isfinite(out)))}")
 
@@ -74,9 +75,11 @@ def bench(config) -> list[dict]:
       active = int(jnp.sum(group_sizes > 0))
       out_cols = n // 2 if activation else n
       flops = 2 * num_rows * k * n
-      act_bytes = num_rows * k * 2 + num_rows * out_cols * 2
+      out_dtype = model_out_dtype(activation)
+      act_bytes = num_rows * k * 2 + num_rows * out_cols * jnp.dtype(out_dtype).itemsize
 
-      kernel = functools.partial(grouped_matmul, activation=activation, backend="pallas")
+      kernel = functools.partial(grouped_matmul, activation=activation, out_dtype=out_dtype,
+                                 backend="pallas")
       if options:  # the tuned config for this P, with some fields replaced
         picked = pick_config(num_rows, num_experts, out_cols, weights[0].values.shape[1])
         kernel = functools.partial(kernel, config=dataclasses.replace(picked, **options))

@@ -97,6 +97,8 @@ def lower_for_hopper(shape, rows: int, row_experts: bool, kernel_config):
   of each kernel it launches, without debug info; the wrapper's StableHLO text)."""
   import jax.numpy as jnp  # noqa: PLC0415
   from jax._src.pallas.triton import pallas_call_registration  # noqa: PLC0415
+
+  from experiments.kernel_problems import model_out_dtype  # noqa: PLC0415
   from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas  # noqa: PLC0415
   from mxfp4_jax.mxfp4.layout import PackedMXFP4, packed_shapes  # noqa: PLC0415
 
@@ -119,7 +121,8 @@ def lower_for_hopper(shape, rows: int, row_experts: bool, kernel_config):
                                                                  None)
   call = lambda x, w, r, groups: grouped_matmul_pallas(
       x, w, groups[0], r, groups[1], cfg=kernel_config, activation=activation,
-      out_dtype=jnp.bfloat16, interpret=False, swiglu_alpha=1.702, swiglu_limit=7.0)
+      out_dtype=model_out_dtype(activation), interpret=False, swiglu_alpha=1.702,
+      swiglu_limit=7.0)
   with compiling_for_hopper(), mock.patch.object(lowering, "lower_jaxpr_to_triton_module",
                                                   capture):
     lowered = jax.jit(call).trace(sds((rows, k), jnp.bfloat16), w, row_weights, groups).lower(

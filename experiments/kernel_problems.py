@@ -49,6 +49,12 @@ def dense_copies(shape_name: str, config, active_experts: int, available: int) -
   return _rotated_copies(active_experts * expert, num_experts * expert, config, at_most=available)
 
 
+def model_out_dtype(activation):
+  """The output dtype the model asks of the call: float32 from down (its rows are weighted and
+  summed over each token's experts before rounding), bf16 from gate_up (down's input)."""
+  return jnp.bfloat16 if activation else jnp.float32
+
+
 # The argument of (x, w, group_sizes, row_weights) that carries each timed call's dependency on
 # the previous one. Group sizes feed the tile schedule and so every kernel launch; row weights,
 # though smaller, feed only the epilogue after a split-K kernel, and perturbing them let XLA merge

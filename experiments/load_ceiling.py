@@ -21,7 +21,7 @@ from jax.experimental import pallas as pl
 
 from configs.bench_kernel import SHAPES
 from experiments import common
-from experiments.kernel_problems import kernel_problem, weight_copies
+from experiments.kernel_problems import kernel_problem, model_out_dtype, weight_copies
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import grouped_matmul
 from mxfp4_jax.kernels.reference import expert_of_row
@@ -91,7 +91,8 @@ def _measure(shape_name: str, config) -> list[dict]:
   line = dict(shape=shape_name, rows=rows, bytes=experts_read * (
       weights[0].values[0].size + weights[0].scales[0].size))
   timing = dict(calls=tuple(config.calls), repeats=config.repeats, perturb=0)
-  matmul = functools.partial(grouped_matmul, activation=activation, backend="pallas", config=cfg)
+  matmul = functools.partial(grouped_matmul, activation=activation, backend="pallas", config=cfg,
+                             out_dtype=model_out_dtype(activation))
   seconds = benchmarking.time_per_call(
       lambda x, w, e, rw: matmul(x, w, None, rw, row_experts=e),
       [(x, w, row_experts, row_weights) for x, w in zip(xs, weights)], **timing)

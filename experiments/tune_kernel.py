@@ -15,8 +15,8 @@ from absl import app
 
 from configs.bench_kernel import SHAPES
 from experiments import common
-from experiments.kernel_problems import (PERTURB, kernel_problem, reference_in_chunks,
-                                         weight_copies)
+from experiments.kernel_problems import (PERTURB, kernel_problem, model_out_dtype,
+                                         reference_in_chunks, weight_copies)
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import KernelConfig, grouped_matmul, pick_config
 from mxfp4_jax.kernels.reference import expert_of_row
@@ -82,7 +82,7 @@ def main(argv) -> None:
       if it fails to compile or is further from the reference than ``max_rel_err``: a fast
       wrong kernel must not win."""
       fn = functools.partial(_kernel, by_row=config.row_experts, activation=activation,
-                             backend="pallas", config=cfg)
+                             out_dtype=model_out_dtype(activation), backend="pallas", config=cfg)
       try:
         err = benchmarking.relative_error(fn(*args[0]), reference)
         if not err <= config.max_rel_err:
