@@ -71,6 +71,11 @@ def _sampling_params() -> SamplingParams:
       SamplingParams(**{name: value})
     except ValueError as e:
       raise app.UsageError(f"--{name}: {e}") from None
+  if values["temperature"] == 0 and (values["top_k"] or values["top_p"] < 1):
+    raise app.UsageError("--top_k and --top_p filter sampled tokens; with --temperature=0 "
+                         "(greedy) they do nothing: pass a temperature > 0")
+  if not 0 <= _SEED.value < 2**32:
+    raise app.UsageError(f"--seed must be in [0, 2**32), got {_SEED.value}")
   return SamplingParams(**values)
 
 
@@ -141,7 +146,8 @@ def main(argv) -> None:
     trace = (config.profile_chunk,
              lambda: jax.profiler.trace(_PROFILE_DIR.value, create_perfetto_trace=True))
   generator = Generator(model, max_len=config.max_len, stop_ids=_stop_ids(tokenizer),
-                        pad_id=tokenizer.token_id("<|endoftext|>"), chunk=config.chunk)
+                        pad_id=tokenizer.token_id("<|endoftext|>"), chunk=config.chunk,
+                        token_limit=min(tokenizer.vocab_size, model.cfg.vocab_size))
   try:
     generator.check_prompts(prompts, _MAX_NEW.value)
   except ValueError as e:

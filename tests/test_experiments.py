@@ -58,6 +58,8 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
     (("bench_e2e", "--config=configs/tiny.py", "--config.bench.kernel_options=prefetch=x"),
      "--config.bench.kernel_options: 'prefetch=x'"),
     (("generate", "--top_p=2"), "--top_p: top_p must be a number in (0, 1], got 2.0"),
+    (("generate", "--top_p=0.9"), "with --temperature=0 (greedy) they do nothing"),
+    (("generate", "--temperature=1", "--seed=-1"), "--seed must be in [0, 2**32), got -1"),
     (("mxfp4_demo", "--config.input=absent.npy"), "--config.input: [Errno 2]"),
     (("convert_checkpoint", "--config.checkpoint=x", "--config.output=pyproject.toml"),
      "--config.output: pyproject.toml exists and is not a directory"),

@@ -174,10 +174,36 @@ def test_bad_arguments_fail_before_work(model, generator):
     generator.generate([[-1, 2]], max_new_tokens=5)
   with pytest.raises(ValueError, match=r"prompts\[0\] must be a list of token ids"):
     generator.generate([[0.5, 2]], max_new_tokens=5)
-  with pytest.raises(ValueError, match="stop_ids"):
-    Generator(model, max_len=64, stop_ids=[vocab])
-  with pytest.raises(ValueError, match="pad_id"):
-    Generator(model, max_len=64, pad_id=-1)
+  for stop_ids, shown in (([vocab], vocab), ([3.7], 3.7), (["<|return|>"], "'<|return|>'"),
+                          ([True], True)):
+    with pytest.raises(ValueError, match=rf"stop_ids: {shown} is not a token id in \[0, {vocab}\)"):
+      Generator(model, max_len=64, stop_ids=stop_ids)
+  for stop_ids in ("503", 5):  # a string is not its characters' ids, an int not a list
+    with pytest.raises(ValueError, match="stop_ids must be a sequence of token ids"):
+      Generator(model, max_len=64, stop_ids=stop_ids)
+  for pad_id in (-1, 2.9, None):
+    with pytest.raises(ValueError, match=f"pad_id: {pad_id} is not a token id"):
+      Generator(model, max_len=64, pad_id=pad_id)
+  for token_limit in (0, vocab + 1, 2.0):
+    with pytest.raises(ValueError, match=f"token_limit must be an int in \\[1, {vocab}\\]"):
+      Generator(model, max_len=64, token_limit=token_limit)
+  for seed in (2**32, -1, 1.5, None):  # PRNGKey keeps 32 bits: 2**32 would draw as 0 does
+    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*32\)"):
+      generator.generate([[1]], max_new_tokens=2, seed=seed)
+  with pytest.raises(ValueError, match="params must be a SamplingParams, got None"):
+    generator.generate([[1]], max_new_tokens=2, params=None)
+
+
+def test_sampled_ids_stay_below_the_token_limit(model):
+  """A tokenizer that knows fewer ids than the model's vocabulary: no row samples past it, from
+  the prefill's token on (random weights, temperature 2: every id is likely)."""
+  limit = CFG.vocab_size // 4
+  tokens = Generator(model, max_len=64, chunk=8, token_limit=limit).generate(
+      [[1, 2], [3]], max_new_tokens=40, params=SamplingParams(temperature=2.0)).tokens
+  free = Generator(model, max_len=64, chunk=8).generate(
+      [[1, 2], [3]], max_new_tokens=40, params=SamplingParams(temperature=2.0)).tokens
+  assert max(max(row) for row in tokens) < limit
+  assert max(max(row) for row in free) >= limit  # without the limit, ids above it do come
 
 
 def test_a_prompt_and_its_tokens_fill_max_len_exactly(model):
@@ -219,9 +245,11 @@ def test_temperature_sharpens_or_flattens():
 
 def test_sampling_params_are_checked_and_a_tiny_temperature_is_greedy():
   logits = jnp.asarray([[0.0, 1.0, 2.0], [3.0, -1.0, 0.5]], jnp.float32)
-  for temperature in (1e-30, 1e-40):
-    drawn = sample(logits, jax.random.PRNGKey(0), SamplingParams(temperature=temperature))
-    np.testing.assert_array_equal(drawn, [2, 0])
+  for temperature in (1e-30, 1e-40):  # 1e-40: a float32 denormal, which XLA flushes to 0
+    for params in (SamplingParams(temperature=temperature),
+                   SamplingParams(temperature=temperature, top_p=0.5, top_k=2)):
+      drawn = sample(logits, jax.random.PRNGKey(0), params)
+      np.testing.assert_array_equal(drawn, [2, 0])
   for bad in (dict(temperature=float("nan")), dict(temperature=float("inf")),
               dict(temperature=-1.0)):
     with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):

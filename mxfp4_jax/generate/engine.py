@@ -4,8 +4,10 @@ then decoding in on-device loops of `chunk` steps.
 Prompts of different lengths are left-padded to the longest: every row then writes its KV cache
 slot at the same global step, and padding is marked by position -1, which attention never sees.
 Each step's sampling key is ``fold_in(seed, step)``, the step counted in the padded batch, so
-samples do not depend on the chunk size; they do depend on the batch's longest prompt (a
-prompt sampled alone and in a batch draws with other keys; greedy tokens are the same).
+samples do not depend on the chunk size. They do depend on the batch: a step draws one sample for
+every row from its key, so a prompt's draws change with the batch's longest prompt and with the
+prompt's row. Greedy tokens use no key, but a batch's other rows can change the bf16 rounding of
+a row's logits and so break a near-tie the other way.
 """
 
 from __future__ import annotations
@@ -77,27 +79,49 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray,
   return tokens, positions
 
 
+def _is_int(value) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check_count(name: str, value) -> None:
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+  if not _is_int(value) or value < 1:
     raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
+def _check_ids(name: str, ids: list, limit: int) -> None:
+  for i in ids:
+    if not (_is_int(i) and 0 <= i < limit):
+      raise ValueError(f"{name}: {i!r} is not a token id in [0, {limit})")
+
+
 class Generator:
-  """Generates from a `GptOss` with static KV caches of ``max_len`` slots."""
+  """Generates from a `GptOss` with static KV caches of ``max_len`` slots.
+
+  ``token_limit``: sampling draws only ids below it (default: the model's vocabulary). A
+  tokenizer may know fewer ids than the model's padded vocabulary (GPT-OSS's o200k_harmony
+  200,019 of 201,088), and a sampled id it does not know could not be decoded.
+  """
 
   def __init__(self, model: GptOss, *, max_len: int, stop_ids: Sequence[int] = (),
-               pad_id: int = 0, chunk: int = 16, prefill_tokens: int = PREFILL_TOKENS):
+               pad_id: int = 0, chunk: int = 16, prefill_tokens: int = PREFILL_TOKENS,
+               token_limit: int | None = None):
+    vocab = model.cfg.vocab_size
     for name, value in (("max_len", max_len), ("chunk", chunk), ("prefill_tokens", prefill_tokens)):
       _check_count(name, value)
+    token_limit = vocab if token_limit is None else token_limit
+    if not (_is_int(token_limit) and 1 <= token_limit <= vocab):
+      raise ValueError(f"token_limit must be an int in [1, {vocab}], got {token_limit!r}")
+    if isinstance(stop_ids, (str, bytes)) or not hasattr(stop_ids, "__iter__"):
+      raise ValueError(f"stop_ids must be a sequence of token ids, got {stop_ids!r:.60}")
+    _check_ids("pad_id", [pad_id], vocab)
+    _check_ids("stop_ids", list(stop_ids), vocab)
     self.graphdef, self.state = nnx.split(model)
-    self.cfg, self.max_len = model.cfg, max_len
-    for name, ids in (("pad_id", [pad_id]), ("stop_ids", list(stop_ids))):
-      if any(not 0 <= int(i) < model.cfg.vocab_size for i in ids):
-        raise ValueError(f"{name} {ids} must be token ids in [0, {model.cfg.vocab_size})")
+    self.cfg, self.max_len, self.token_limit = model.cfg, max_len, token_limit
     self.stop_ids = jnp.asarray(sorted(set(stop_ids)) or [-1], jnp.int32)
     self._host_stop_ids = frozenset(int(t) for t in stop_ids)  # a device array's `in` syncs
     self.pad_id, self.chunk, self.prefill_tokens = pad_id, chunk, prefill_tokens
     self._prefill = jax.jit(self._prefill_fn)
+    self._sample = jax.jit(self._sample_fn, static_argnames=("params",))
     self._decode = jax.jit(self._decode_fn, static_argnames=("steps", "params"), donate_argnums=(1,))
     self._compiled: dict[tuple, Callable] = {}  # by shapes and static arguments
 
@@ -118,6 +142,9 @@ class Generator:
     logits, caches = model.forward(tokens, positions, caches, start=0, last_only=True)
     return logits[:, -1], caches
 
+  def _sample_fn(self, logits, key, *, params: SamplingParams):
+    return sample(logits[:, :self.token_limit], key, params)
+
   def _decode_fn(self, state, caches, token, position, done, step, key, *, steps: int,
                  params: SamplingParams):
     """``steps`` decode steps in one on-device loop. Its trip count is static: a loop that
@@ -130,7 +157,7 @@ class Generator:
     def body(i, carry):
       caches, token, position, done, out = carry
       logits, caches = model.forward(token[:, None], position[:, None], caches, start=step + i)
-      next_token = sample(logits[:, 0], jax.random.fold_in(key, step + i), params)
+      next_token = self._sample_fn(logits[:, 0], jax.random.fold_in(key, step + i), params=params)
       next_token = jnp.where(done, self.pad_id, next_token)
       out = out.at[:, i].set(next_token)
       done = done | jnp.isin(next_token, self.stop_ids)
@@ -170,6 +197,10 @@ class Generator:
     ``trace=(chunk, context)`` runs decode chunk number ``chunk`` inside ``context()``, e.g. a
     `jax.profiler.trace`."""
     self.check_prompts(prompts, max_new_tokens)
+    if not isinstance(params, SamplingParams):
+      raise ValueError(f"params must be a SamplingParams, got {params!r:.60}")
+    if not (_is_int(seed) and 0 <= seed < 2**32):  # PRNGKey keeps 32 bits: 2**32 would alias 0
+      raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
     stats = GenerationStats(prompt_tokens=sum(len(p) for p in prompts))
     tokens, positions = left_pad(prompts, self.pad_id)
     key = jax.random.PRNGKey(seed)
@@ -181,6 +212,12 @@ class Generator:
     positions = np.pad(positions, ((0, extra), (0, 0)), constant_values=-1)
     prefill = self._compile(stats, ("prefill", (rows, tokens.shape[1])), self._prefill, self.state,
                             tokens[:rows], positions[:rows])
+    logits_info = prefill.out_info[0]
+    first_key = jax.random.fold_in(key, tokens.shape[1] - 1)
+    sample_first = self._compile(
+        stats, ("sample", batch, params), self._sample,
+        jax.ShapeDtypeStruct((batch, logits_info.shape[1]), logits_info.dtype), first_key,
+        params=params)
     start = time.perf_counter()
     parts = [prefill(self.state, tokens[i:i + rows], positions[i:i + rows])
              for i in range(0, batch, rows)]
@@ -188,8 +225,7 @@ class Generator:
         lambda *a: jnp.concatenate(a), *parts)  # logits [B, V]; caches: batch is axis 0
     if extra:
       last_logits, caches = jax.tree.map(lambda a: a[:batch], (last_logits, caches))
-    first = sample(last_logits, jax.random.fold_in(key, tokens.shape[1] - 1), params)
-    first = np.asarray(first)
+    first = np.asarray(sample_first(last_logits, first_key))
     stats.prefill_s = time.perf_counter() - start
 
     generated = [[int(t)] for t in first]

@@ -17,7 +17,7 @@ TOP_P_ROUNDING = 1e-6
 
 @dataclasses.dataclass(frozen=True)
 class SamplingParams:
-  temperature: float = 1.0  # 0: greedy
+  temperature: float = 1.0  # 0 (or below float32's smallest normal, which flushes to 0): greedy
   top_k: int = 0  # 0: no top-k cut
   top_p: float = 1.0  # 1: no nucleus cut
 
@@ -34,7 +34,7 @@ class SamplingParams:
 
 def sample(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Array:
   """logits [B, V] float32 -> token ids [B] int32."""
-  if params.temperature == 0:
+  if params.temperature < jnp.finfo(jnp.float32).tiny:  # a denormal divisor flushes to 0: 0 / 0
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   # Shifted so that the largest is 0 first: a tiny temperature then leaves the argmax at 0 and
   # the rest at -inf (greedy), instead of overflowing every logit to inf.
