@@ -26,6 +26,11 @@ def main(argv) -> None:
   output = pathlib.Path(config.output)
   if output.exists() and not output.is_dir():  # checked before the minutes of loading
     raise app.UsageError(f"--config.output: {output} exists and is not a directory")
+  # The checkpoint's dir, or for original/ the repo around it, which load_model would then read
+  # as packed params.
+  if output.resolve() in {pathlib.Path(d).resolve() for d in tokenizer_dirs(config.checkpoint)}:
+    raise app.UsageError(f"--config.output: {output} is the checkpoint's own directory; the "
+                         "packed params need one of their own")
   start = time.perf_counter()
   model = common.load_checkpoint(config.checkpoint, "--config.checkpoint",
                                  dict(moe_backend="reference"))

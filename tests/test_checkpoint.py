@@ -220,6 +220,18 @@ def test_writers_round_trip_and_look_real():
   assert ckpt.parse_config(config_json.to_original_config(HPARAMS))["rms_norm_eps"] == 1e-5
 
 
+def test_a_transformers_5_config_and_yarn_keys_that_change_nothing_parse_the_same():
+  """transformers 5 saves rope_theta and the YaRN keys inside rope_parameters; an
+  attention_factor equal to GPT-OSS's own 0.1 ln(32) + 1, a null mscale and swiglu_alpha 1.702
+  are what the model does anyway."""
+  config = config_json.to_hf_config(HPARAMS)
+  config["rope_parameters"] = dict(config.pop("rope_scaling"), rope_theta=config.pop("rope_theta"))
+  assert ckpt.parse_config(config) == HPARAMS
+  config = _hf_config(swiglu_alpha=1.702, **{"rope_scaling.attention_factor": 1.3465735902799727})
+  config["rope_scaling"]["mscale_all_dim"] = None
+  assert ckpt.parse_config(config) == HPARAMS
+
+
 def _hf_config(**changes):
   config = config_json.to_hf_config(HPARAMS)
   for key, value in changes.items():
@@ -243,6 +255,13 @@ def _hf_config(**changes):
     (_hf_config(**{"rope_scaling.factor": None}), ["rope_scaling.factor"]),
     (_hf_config(**{"rope_scaling.truncate": True}), ["rope_scaling.truncate is True"]),
     (_hf_config(**{"rope_scaling.truncate": None}), ["rope_scaling.truncate is missing"]),
+    (_hf_config(**{"rope_scaling.truncate": "false"}), ["truncate is 'false'", "JSON boolean"]),
+    (_hf_config(**{"rope_scaling.attention_factor": 2.0}), ["attention_factor is 2.0", "1.34657"]),
+    (_hf_config(**{"rope_scaling.mscale": 1.0}), ["rope_scaling.mscale is 1.0"]),
+    (_hf_config(swiglu_alpha=3.0), ["swiglu_alpha is 3.0", "1.702"]),
+    (_hf_config(architectures=3), ["architectures must be a list of names, got 3"]),
+    (_hf_config(layer_types=2), ["layer_types must list", "got 2"]),
+    (_hf_config(rope_scaling=None), ["missing key rope_scaling (or rope_parameters)"]),
     (_hf_config(hidden_size=48), ["hidden_size=48", "32"]),
     (_hf_config(num_attention_heads="4"), ["num_attention_heads"]),
     (_hf_config(layer_types=["full_attention"] * 2), ["layer_types"]),
@@ -255,7 +274,8 @@ def _hf_config(**changes):
     (_hf_config(num_experts_per_tok=HPARAMS["num_experts"] + 1),
      [f"num_experts_per_tok={HPARAMS['num_experts'] + 1}", "num_local_experts"]),
 ], ids=["architecture", "rope_type", "quant_method", "missing", "missing_rope", "truncate",
-        "truncate_missing", "block", "type",
+        "truncate_missing", "truncate_string", "attention_factor", "mscale", "swiglu_alpha",
+        "architectures_type", "layer_types_type", "no_rope", "block", "type",
         "layer_types", "original_missing", "unknown_layout", "rope_betas", "nan", "top_k"])
 def test_bad_config_is_named(tmp_path, config, fragments):
   path = tmp_path / "config.json"

@@ -63,6 +63,8 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
     (("mxfp4_demo", "--config.input=absent.npy"), "--config.input: [Errno 2]"),
     (("convert_checkpoint", "--config.checkpoint=x", "--config.output=pyproject.toml"),
      "--config.output: pyproject.toml exists and is not a directory"),
+    (("convert_checkpoint", "--config.checkpoint=tests/golden/tiny_hf",
+      "--config.output=tests/golden/tiny_hf/"), "is the checkpoint's own directory"),
     (("bench_kernel", "--config.calls=(8,8)"), "--config.calls must be two chain lengths"),
     (("tune_kernel", "--config.repeats=0"), "--config.repeats must be >= 1, got 0"),
     (("load_ceiling", "--config.weight_copies=1"), "--config.weight_copies must be an int >= 2"),

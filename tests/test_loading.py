@@ -146,9 +146,10 @@ def test_a_bad_tensor_in_the_stream_is_named(checkpoints, change, message):
 
 
 def test_bad_packed_marker(tmp_path):
-  (tmp_path / PACKED_MARKER).write_text("{not json")
-  with pytest.raises(CheckpointError, match="not valid JSON"):
-    mxfp4_jax.load_model(tmp_path)
+  for text in (b"{not json", b'{"format": "\xff"}'):  # the second: not UTF-8
+    (tmp_path / PACKED_MARKER).write_bytes(text)
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+      mxfp4_jax.load_model(tmp_path)
   (tmp_path / PACKED_MARKER).write_text(json.dumps({"format": 99}))
   with pytest.raises(CheckpointError, match="format 99"):
     mxfp4_jax.load_model(tmp_path)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 
 from mxfp4_jax.checkpoint.errors import CheckpointError
+from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA
 from mxfp4_jax.model.config import GptOssConfig
 
 HPARAM_KEYS = GptOssConfig.HPARAMS  # the model's hyperparameters: one list, in the model
@@ -77,6 +79,15 @@ def config_layout(config: dict, source: str = "config.json") -> str:
 
 def _check_hf(config: dict, source: str) -> None:
   architectures = config.get("architectures") or []
+  if not (isinstance(architectures, list) and all(isinstance(a, str) for a in architectures)):
+    raise CheckpointError(f"{source}: architectures must be a list of names, got "
+                          f"{architectures!r:.60}")
+  # The model's SwiGLU has alpha 1.702 built in; a config that asks for another is refused
+  # rather than run with the wrong activation.
+  alpha = config.get("swiglu_alpha", SWIGLU_ALPHA)
+  if alpha != SWIGLU_ALPHA:
+    raise CheckpointError(f"{source}: swiglu_alpha is {alpha!r}; GPT-OSS's SwiGLU has "
+                          f"{SWIGLU_ALPHA}")
   if HF_ARCHITECTURE not in architectures and config.get("model_type") != HF_MODEL_TYPE:
     raise CheckpointError(f"{source}: architectures {architectures!r} (model_type "
                           f"{config.get('model_type')!r}) is not {HF_ARCHITECTURE}")
@@ -96,9 +107,23 @@ def _check_hf_rope(rope, source: str) -> dict:
     raise CheckpointError(f"{source}: rope_scaling.rope_type is {rope_type!r}, expected 'yarn'")
   # GPT-OSS's YaRN ramp is not rounded to whole dims; transformers rounds it unless the config
   # says "truncate": false, so a config without the key means a different RoPE.
-  if rope.get("truncate", True):
-    raise CheckpointError(f"{source}: rope_scaling.truncate is {rope.get('truncate', 'missing')}"
-                          "; GPT-OSS's YaRN needs it false (a missing key reads as true)")
+  if rope.get("truncate", True) is not False:
+    given = repr(rope["truncate"]) if "truncate" in rope else "missing"
+    raise CheckpointError(f"{source}: rope_scaling.truncate is {given}; GPT-OSS's YaRN needs the "
+                          "JSON boolean false (a missing key reads as true)")
+  # The attention scale of GPT-OSS's YaRN is 0.1 ln(factor) + 1 (`rope.py`); these keys would
+  # give transformers another.
+  for key in ("mscale", "mscale_all_dim"):
+    if rope.get(key) is not None:
+      raise CheckpointError(f"{source}: rope_scaling.{key} is {rope[key]!r}; GPT-OSS's YaRN "
+                            "has no such key (its attention scale is 0.1 ln(factor) + 1)")
+  factor = rope.get("factor")
+  if rope.get("attention_factor") is not None and isinstance(factor, (int, float)) and factor > 0:
+    expected = 0.1 * math.log(factor) + 1
+    if not math.isclose(rope["attention_factor"], expected, rel_tol=1e-6):
+      raise CheckpointError(f"{source}: rope_scaling.attention_factor is "
+                            f"{rope['attention_factor']!r}; GPT-OSS's YaRN uses 0.1 ln(factor) + 1"
+                            f" = {expected:.6g}")
   return rope
 
 
@@ -108,10 +133,24 @@ def _check_layer_types(config: dict, num_layers: int, source: str) -> None:
   layer_types = config.get("layer_types")
   if layer_types is None:
     return
-  if list(layer_types) != hf_layer_types(num_layers):
+  if not isinstance(layer_types, list) or list(layer_types) != hf_layer_types(num_layers):
     raise CheckpointError(
         f"{source}: layer_types must list num_hidden_layers={num_layers} layers, sliding on even "
-        f"ones and full on odd ones; got {len(layer_types)}: {list(layer_types)[:4]}...")
+        f"ones and full on odd ones; got {layer_types!r:.80}")
+
+
+def _with_rope_scaling(config: dict, source: str) -> dict:
+  """The config with ``rope_scaling`` and ``rope_theta`` at the top level. transformers 5 saves
+  both inside ``rope_parameters`` instead; the published configs have them at the top."""
+  if "rope_scaling" in config:
+    return config
+  rope = config.get("rope_parameters")
+  if rope is None:
+    raise CheckpointError(f"{source}: missing key rope_scaling (or rope_parameters)")
+  if not isinstance(rope, dict):
+    raise CheckpointError(f"{source}: rope_parameters must be an object, got {rope!r:.60}")
+  theta = {"rope_theta": rope["rope_theta"]} if "rope_theta" in rope else {}
+  return {**theta, **config, "rope_scaling": rope}
 
 
 def _validate(hp: dict, keys: dict, source: str) -> None:
@@ -129,9 +168,8 @@ def parse_config(config, source: str = "config.json") -> dict:
     raise CheckpointError(f"{source}: expected a JSON object, got {type(config).__name__}")
   if config_layout(config, source) == "hf":
     _check_hf(config, source)
+    config = _with_rope_scaling(config, source)
     hp = {k: _number(config, key, k, source) for k, key in _HF_KEYS.items()}
-    if "rope_scaling" not in config:
-      raise CheckpointError(f"{source}: missing key rope_scaling")
     rope = _check_hf_rope(config["rope_scaling"], source)
     hp.update({k: _number(rope, key, k, source, "rope_scaling.")
                for k, key in _HF_ROPE_KEYS.items()})

@@ -125,9 +125,11 @@ def save_packed(model: GptOss, path) -> pathlib.Path:
 def _restore_packed(path: pathlib.Path, runtime: dict) -> GptOss:
   path = path.absolute()  # orbax refuses relative paths
   try:
-    meta = json.loads((path / PACKED_MARKER).read_text())
-  except json.JSONDecodeError as e:
+    meta = json.loads((path / PACKED_MARKER).read_text(encoding="utf-8"))
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise ckpt.CheckpointError(f"{path / PACKED_MARKER}: not valid JSON ({e})") from None
+  except OSError as e:
+    raise ckpt.CheckpointError(f"{path / PACKED_MARKER}: unreadable ({e.strerror})") from None
   marker = path / PACKED_MARKER
   if not isinstance(meta, dict) or meta.get("format") != PACKED_FORMAT:
     found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
