@@ -215,6 +215,23 @@ def test_bad_forward_arguments_error():
   with pytest.raises(ValueError, match=r"17 keys do not fit caches\[1\]'s 16 slots"):
     model.forward(tokens[:, :1], positions[:, :1] + 16, caches, start=16)
   model.forward(tokens[:, :1], positions[:, :1] + 15, caches, start=15)  # the last slot fits
+  for start in (np.int64(16), jnp.int32(16)):  # a concrete scalar of any kind is checked
+    with pytest.raises(ValueError, match=r"17 keys do not fit caches\[1\]'s 16 slots"):
+      model.forward(tokens[:, :1], positions[:, :1] + 16, caches, start=start)
+  for start in (-1, 4.0, np.float32(4), True, np.array([1, 2])):
+    with pytest.raises(ValueError, match="start must be an integer step >= 0"):
+      model.forward(tokens[:, :1], positions[:, :1], caches, start=start)
+  for shape in ((1, 0), (0, 3)):
+    with pytest.raises(ValueError, match="must hold at least one row and one token"):
+      model(np.zeros(shape, np.int32))
+  with pytest.raises(ValueError, match=r"caches\[0\] must be a LayerCache"):
+    model.forward(tokens, positions, [None] * CFG.num_layers)
+  one_head = GptOss(CFG.replace(num_kv_heads=1), rngs=nnx.Rngs(0)).init_cache(1, 16)
+  with pytest.raises(ValueError, match=rf"caches\[0\] must be a LayerCache of \[batch, slots, "
+                                       rf"{CFG.num_kv_heads}, {CFG.head_dim}\]"):
+    model.forward(tokens, positions, one_head)
+  as_lists = model.forward(tokens.tolist(), positions.tolist())[0]  # as __call__ takes them
+  np.testing.assert_array_equal(as_lists, model.forward(tokens, positions)[0])
 
 
 def test_config_errors():

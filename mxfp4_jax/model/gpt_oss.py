@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -319,6 +320,21 @@ class Block(nnx.Module):
     return x + self.mlp(x, self.mlp_norm), cache
 
 
+def _concrete_start(start):
+  """``forward``'s start: a traced value as it is, a concrete one (a NumPy or JAX scalar too) as a
+  Python int >= 0, so that the checks and the prefill test see it."""
+  if isinstance(start, jax.core.Tracer):
+    return start
+  value = jnp.asarray(start) if not isinstance(start, int) else start
+  if not isinstance(value, int):
+    if value.ndim or not jnp.issubdtype(value.dtype, jnp.integer):
+      raise ValueError(f"start must be an integer step >= 0, got {start!r}")
+    value = int(value)
+  if isinstance(start, bool) or not isinstance(value, numbers.Integral) or value < 0:
+    raise ValueError(f"start must be an integer step >= 0, got {start!r}")
+  return value
+
+
 def _check_ids(name: str, a) -> None:
   if a.ndim != 2 or not jnp.issubdtype(a.dtype, jnp.integer):
     raise ValueError(f"{name} must be an int array [batch, seq], got {a.dtype}{list(a.shape)}")
@@ -363,6 +379,8 @@ class GptOss(nnx.Module):
     empty caches. ``last_only``: logits of the last position only ([B, 1, V]); a prefill needs no more, and an
     8k prompt's full logits would be 6.6 GB.
     """
+    tokens, positions = jnp.asarray(tokens), jnp.asarray(positions)
+    start = _concrete_start(start)
     self._check_forward_args(tokens, positions, caches, start)
     x = self.embedding[...][tokens]  # [B, T, D]
     cos, sin = rope_tables(self.cfg, jnp.maximum(positions, 0))  # [B, T, hd / 2]
@@ -386,6 +404,8 @@ class GptOss(nnx.Module):
     if positions.shape != tokens.shape:
       raise ValueError(f"positions {list(positions.shape)} must match tokens "
                        f"{list(tokens.shape)}")
+    if 0 in tokens.shape:
+      raise ValueError(f"tokens {list(tokens.shape)} must hold at least one row and one token")
     if not isinstance(tokens, jax.core.Tracer):
       low, high = int(tokens.min(initial=0)), int(tokens.max(initial=0))
       if low < 0 or high >= self.cfg.vocab_size:
@@ -399,6 +419,10 @@ class GptOss(nnx.Module):
     # On full-attention layers every key needs a slot (init_cache's max_len).
     keys = t + (start if isinstance(start, int) else 0)
     for i, cache in enumerate(caches):
+      heads = (self.cfg.num_kv_heads, self.cfg.head_dim)
+      if not isinstance(cache, LayerCache) or tuple(cache.k.shape[2:]) != heads:
+        raise ValueError(f"caches[{i}] must be a LayerCache of [batch, slots, {heads[0]}, "
+                         f"{heads[1]}] keys (init_cache), got {cache!r:.80}")
       if cache.k.shape[0] != batch:
         raise ValueError(f"caches[{i}] holds a batch of {cache.k.shape[0]}, tokens {batch}")
       if not self.cfg.is_sliding(i) and keys > cache.k.shape[1]:
