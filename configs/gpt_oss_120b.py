@@ -1,5 +1,6 @@
 """GPT-OSS-120B: 36 layers, 128 experts (top 4), 117B parameters, 5.1B active.
 
+  python -m experiments.bench_e2e --config=configs/gpt_oss_120b.py   # (GPU)
   cfg = mxfp4_jax.model.GptOssConfig.from_dict(get_config().model)
 """
 

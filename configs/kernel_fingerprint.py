@@ -5,9 +5,10 @@
   python -m experiments.kernel_fingerprint --config.sass=True \
       --config.compare=results/kernel_fingerprint/<time of the run before the change>
 
-The defaults cover every TABLE row as pick_config gives it at bench_kernel's shapes and P, and
-each row's split, prefetch and unrolling variants on one shape whose columns do not divide into
-whole blocks. With sass, about 10 minutes on 2 cores.
+The defaults cover every TABLE row as pick_config gives it at bench_kernel's shapes over the P of
+``rows`` (one tile a row up to ``max_rows_one_tile_each``), and each row's split, prefetch and
+unrolling variants on two small shapes whose columns do not divide into whole blocks. With sass
+and an empty Triton cache, minutes on 2 cores.
 """
 
 import ml_collections

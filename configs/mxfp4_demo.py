@@ -16,5 +16,5 @@ def get_config():
   c.cols = 1024  # K of the random matrix (a multiple of 32)
   c.distribution = "normal"  # or "student_t": heavy tails, like trained weights
   c.seed = 0
-  c.histogram = ""  # where to save a histogram of the relative error (PNG); empty: none
+  c.histogram = ""  # where to save a histogram of the error, dequantized - original (PNG)
   return c

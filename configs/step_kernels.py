@@ -19,7 +19,7 @@ def get_config():
   c = ml_collections.ConfigDict()
   c.model = gpt_oss_20b.model_config(num_layers=2)
   c.batch = 1
-  c.context = 1024  # cache slots: context + steps
+  c.context = 1024  # cache slots: context + steps + 1
   c.steps = 16  # decode steps in the compiled loop (the kernels are those of one step)
   # KernelConfig fields replaced in every config the grouped matmuls pick (as bench_e2e's
   # --config.bench.kernel_options), e.g. "prefetch=2"; '' for none

@@ -1,5 +1,7 @@
 """A tiny GPT-OSS with the real structure (sinks, alternating sliding window, YaRN, GQA, top-k
-MoE with interleaved gate/up): for tests, notebooks and the CPU default of the experiments.
+MoE with interleaved gate/up): for tests, notebooks and generate's CPU default.
+
+  python -m experiments.bench_e2e --config=configs/tiny.py
 
   cfg = mxfp4_jax.model.GptOssConfig.from_dict(get_config().model)
 """

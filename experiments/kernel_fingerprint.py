@@ -4,7 +4,7 @@
   python -m experiments.kernel_fingerprint --config.compare=results/kernel_fingerprint/<time>
 
 A change meant to leave the kernels alone (a refactor, an unused option removed) is checked by
-fingerprinting before and after: every case the config lists (bench_kernel's shapes at each P,
+fingerprinting before and after: every case the config lists (bench_kernel's shapes at its P,
 with group sizes and one tile a row, under the config `pick_config` gives them; then variants of
 each TABLE row) is lowered for sm_90, and each case's fingerprint is the hash of the Triton IR of
 each of its kernels (without debug info) and of the wrapper's StableHLO (the kernels' embedded

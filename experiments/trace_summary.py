@@ -7,7 +7,8 @@
 Reads the ``perfetto_trace.json.gz`` that ``jax.profiler.trace(create_perfetto_trace=True)``
 writes. "busy" is the union of kernel intervals on the GPU's streams, "span" the first kernel's
 start to the last one's end: a span much longer than busy means the GPU waited (launch gaps,
-host syncs). ``--steps`` divides every figure by the decode steps the trace covers. The second
+host syncs). ``--steps`` divides every figure but the idle gaps' (whole trace) by the decode steps the trace
+covers. The second
 table keeps each fusion apart by its kernel's own name (the router's ``input_reduce_fusion_7``
 is not the norms' ``input_reduce_fusion_4``), as the optimized HLO that
 ``experiments.step_kernels`` lists names them; fusions that XLA compiled to one kernel share a
