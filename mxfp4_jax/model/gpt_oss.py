@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import numbers
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from mxfp4_jax.kernels import grouped_matmul
@@ -325,14 +325,11 @@ def _concrete_start(start):
   Python int >= 0, so that the checks and the prefill test see it."""
   if isinstance(start, jax.core.Tracer):
     return start
-  value = jnp.asarray(start) if not isinstance(start, int) else start
-  if not isinstance(value, int):
-    if value.ndim or not jnp.issubdtype(value.dtype, jnp.integer):
-      raise ValueError(f"start must be an integer step >= 0, got {start!r}")
-    value = int(value)
-  if isinstance(start, bool) or not isinstance(value, numbers.Integral) or value < 0:
+  value = np.asarray(start)
+  if (isinstance(start, bool) or value.ndim or not np.issubdtype(value.dtype, np.integer)
+      or value < 0):
     raise ValueError(f"start must be an integer step >= 0, got {start!r}")
-  return value
+  return int(value)
 
 
 def _check_ids(name: str, a) -> None:
