@@ -129,6 +129,12 @@ def check_packed(w: PackedMXFP4, name: str = "w") -> None:
                      "halves need an even N)")
 
 
+def _holds_nonzero(blocks):
+  """[..., 16] packed bytes (numpy or jax) -> [...] whether the block holds a non-zero value: a
+  magnitude bit in either nibble."""
+  return (blocks & 0x77).any(axis=-1)
+
+
 def _check_kernel_scale_range(blocks, scales, where: str) -> None:
   """Scale bytes of blocks holding a non-zero value must be ones the kernel decodes exactly.
 
@@ -137,7 +143,7 @@ def _check_kernel_scale_range(blocks, scales, where: str) -> None:
   """
   if not (fmt._is_concrete(blocks) and fmt._is_concrete(scales)):
     return
-  nonzero_block = np.any(np.asarray(blocks) & 0x77, axis=-1)  # a magnitude bit in either nibble
+  nonzero_block = _holds_nonzero(np.asarray(blocks))
   s = np.asarray(scales)
   bad = nonzero_block & ((s < fmt.KERNEL_SCALE_MIN) | (s > fmt.KERNEL_SCALE_MAX))
   if bad.any():
@@ -164,8 +170,7 @@ def pack(blocks, scales, bias=None, *, swiglu_halves: bool = False) -> PackedMXF
   _check_kernel_scale_range(*given, "pack")
   # An all-zero block is zeros under any scale, but the bf16x2 decode's factor for a byte above
   # KERNEL_SCALE_MAX is no finite bf16 (129 needs 2**128), and 0 * inf is NaN.
-  zeros_only = ~jnp.any(blocks & 0x77, axis=-1)
-  scales = jnp.where(zeros_only & (scales > fmt.KERNEL_SCALE_MAX),
+  scales = jnp.where(~_holds_nonzero(blocks) & (scales > fmt.KERNEL_SCALE_MAX),
                      jnp.uint8(fmt.KERNEL_SCALE_MAX), scales)
   if blocks.ndim != 4 or 0 in blocks.shape:
     raise ValueError(f"pack: blocks must have shape [E, N, K/32, 16] with E, N, K/32 >= 1, got "
