@@ -100,6 +100,7 @@ def lower_for_hopper(shape, rows: int, row_experts: bool, kernel_config):
 
   from experiments.kernel_problems import model_out_dtype  # noqa: PLC0415
   from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas  # noqa: PLC0415
+  from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT  # noqa: PLC0415
   from mxfp4_jax.mxfp4.layout import PackedMXFP4, packed_shapes  # noqa: PLC0415
 
   num_experts, k, n, activation = shape
@@ -121,8 +122,8 @@ def lower_for_hopper(shape, rows: int, row_experts: bool, kernel_config):
                                                                  None)
   call = lambda x, w, r, groups: grouped_matmul_pallas(
       x, w, groups[0], r, groups[1], cfg=kernel_config, activation=activation,
-      out_dtype=model_out_dtype(activation), interpret=False, swiglu_alpha=1.702,
-      swiglu_limit=7.0)
+      out_dtype=model_out_dtype(activation), interpret=False, swiglu_alpha=SWIGLU_ALPHA,
+      swiglu_limit=SWIGLU_LIMIT)
   with compiling_for_hopper(), mock.patch.object(lowering, "lower_jaxpr_to_triton_module",
                                                   capture):
     lowered = jax.jit(call).trace(sds((rows, k), jnp.bfloat16), w, row_weights, groups).lower(
