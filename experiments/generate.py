@@ -74,8 +74,6 @@ def _sampling_params() -> SamplingParams:
   if values["temperature"] == 0 and (values["top_k"] or values["top_p"] < 1):
     raise app.UsageError("--top_k and --top_p filter sampled tokens; with --temperature=0 "
                          "(greedy) they do nothing: pass a temperature > 0")
-  if not 0 <= _SEED.value < 2**32:
-    raise app.UsageError(f"--seed must be in [0, 2**32), got {_SEED.value}")
   return SamplingParams(**values)
 
 
@@ -125,6 +123,8 @@ def main(argv) -> None:
   config = _CONFIG.value
   # The flags are checked before the model is built or loaded (minutes for a real one).
   params = _sampling_params()
+  if not 0 <= _SEED.value < 2**32:  # Generator.generate's range, before the model is built
+    raise app.UsageError(f"--seed must be in [0, 2**32), got {_SEED.value}")
   common.positive("--max_new_tokens", _MAX_NEW.value)
   for name in ("max_len", "chunk"):
     common.positive(f"--config.{name}", config[name])
