@@ -187,6 +187,12 @@ def test_stream_whole_and_by_token():
                    "\n[answer]\n2 + 2 = 4.")
 
 
+def test_stream_starts_reasoning_after_an_answer_on_a_new_line():
+  text = ("<|channel|>final<|message|>Paris<|end|>"
+          "<|start|>assistant<|channel|>analysis<|message|>check<|end|>")
+  assert _stream(_ids(text), show_reasoning=True)[0] == "Paris\n[reasoning]\ncheck"
+
+
 @pytest.mark.parametrize("slip", ["<|end|>", "", "<|end|><|start|>"])
 def test_a_channel_without_its_start_still_begins_a_message(slip):
   text = f"<|channel|>analysis<|message|>think{slip}<|channel|>final<|message|>Paris<|return|>"

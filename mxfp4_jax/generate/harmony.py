@@ -265,7 +265,9 @@ class ChannelStream:
     if not visible:
       return
     if self.show_reasoning and channel != self._shown:
-      out.append("[reasoning]\n" if channel == "analysis" else
+      # Each header starts a line of its own, also when reasoning follows an answer.
+      after_text = "" if self._shown is None else "\n"
+      out.append(after_text + "[reasoning]\n" if channel == "analysis" else
                  "\n[answer]\n" if self._shown == "analysis" else "")
     self._shown = channel
     out.append(s)
