@@ -185,13 +185,14 @@ def main(argv) -> None:
     common.positive(f"--config.bench.{name}", bench[name], allow_empty=True)
   for name in ("context", "decode_steps", "timed_runs"):
     common.positive(f"--config.bench.{name}", bench[name])
+  # Before anything starts the GPU backend (resolving the MoE backend below does).
+  common.gpu_memory_fraction(bench.gpu_memory_fraction)
   # Kernel options apply while the generators trace (and so compile) the model.
   options = common.kernel_options(bench.kernel_options, "--config.bench.kernel_options")
   moe_backend = options and common.model_config(config.model).resolved_moe_backend
   if options and moe_backend != "pallas":
     raise app.UsageError(f"--config.bench.kernel_options: the experts run the {moe_backend!r} "
                          "backend here, not the Pallas kernel that the options tune")
-  common.gpu_memory_fraction(bench.gpu_memory_fraction)
   if bench.compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", bench.compilation_cache_dir)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
