@@ -87,6 +87,10 @@ def bench(config) -> list[dict]:
       ref = reference_in_chunks(xs[0], weights[0], group_sizes, row_weights, activation)
       rel_err = benchmarking.relative_error(kernel(*args[0]), ref)
       del ref
+      if not rel_err <= config.max_rel_err:  # a fast wrong kernel gets no figures
+        raise RuntimeError(f"{shape_name} P={num_rows}: the kernel is {rel_err:.2e} from the "
+                           f"float32 reference, more than --config.max_rel_err="
+                           f"{config.max_rel_err}")
 
       row = dict(shape=shape_name, rows=num_rows, active_experts=active, copies=copies,
                  rel_err=rel_err, kernel_options=config.kernel_options)
@@ -144,7 +148,7 @@ def _baseline_seconds(row: dict, name: str, fn, args, config, **kwargs) -> float
     if "RESOURCE_EXHAUSTED" not in str(e):
       raise
     row[f"{name}_error"] = "out of device memory"
-    logging.warning("%s baseline out of device memory: %s", name, str(e).splitlines()[0])
+    logging.warning("%s baseline out of device memory: %s", name, common.first_line(e))
     return None
 
 
@@ -205,10 +209,16 @@ def main(argv) -> None:
   if config.mode == "eager_smoke":  # interpret mode off a GPU
     smoke(config)
     return
-  common.known_shapes("--config.shapes", common.csv_list(config.shapes))
+  common.known_shapes("--config.shapes", common.csv_list(config.shapes), config.top_k)
   common.positive("--config.rows", config.rows)
   common.timing_fields(config)
   common.kernel_options(config.kernel_options)
+  unknown = set(common.csv_list(config.baselines)) - {"ragged_dot", "dense"}
+  if unknown:
+    raise app.UsageError(f"--config.baselines: {sorted(unknown)[0]!r} is not a baseline; known: "
+                         "ragged_dot, dense")
+  if not config.max_rel_err > 0:
+    raise app.UsageError(f"--config.max_rel_err must be > 0, got {config.max_rel_err!r}")
   common.require_gpu(f"bench_kernel --config.mode={config.mode}")
   if config.mode == "once":
     once(config)

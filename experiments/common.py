@@ -218,15 +218,23 @@ def require_gpu(what: str) -> None:
     raise app.UsageError(f"{what} needs a GPU; JAX's backend here is {jax.default_backend()!r}")
 
 
-def known_shapes(flag: str, names: list[str]) -> list[str]:
+def known_shapes(flag: str, names: list[str], top_k=None) -> list[str]:
   """``names`` checked against `configs.bench_kernel.SHAPES` (at least one) -> ``names``; an
-  unknown one is a one-line usage error naming ``flag`` and the known ones."""
+  unknown one is a one-line usage error naming ``flag`` and the known ones. With ``top_k`` (a
+  config's ``top_k``, the experts a token's rows go to), that too is checked: an int from 1 to
+  the fewest experts of the shapes."""
   from configs.bench_kernel import SHAPES  # noqa: PLC0415
 
   unknown = [name for name in names if name not in SHAPES]
   if unknown or not names:
     what = f"{unknown[0]!r} is not a shape" if unknown else "needs at least one shape"
     raise app.UsageError(f"{flag}: {what}; known: {', '.join(SHAPES)}")
+  if top_k is not None:
+    fewest = min(names, key=lambda name: SHAPES[name][0])
+    if (isinstance(top_k, bool) or not isinstance(top_k, int)
+        or not 1 <= top_k <= SHAPES[fewest][0]):
+      raise app.UsageError(f"--config.top_k must be an int from 1 to {SHAPES[fewest][0]} (the "
+                           f"experts of {fewest}), got {top_k!r}")
   return names
 
 
@@ -285,6 +293,12 @@ def load_checkpoint(path, flag: str, model_config):
     return mxfp4_jax.load_model(path, **runtime)
   except CheckpointError as e:
     raise app.UsageError(f"{flag}: {e}") from None
+
+
+def first_line(error: BaseException) -> str:
+  """The first line of an exception's message, or its type where the message is empty (a bare
+  ``assert`` inside a compiler)."""
+  return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def csv_list(text, cast=str) -> list:

@@ -94,7 +94,7 @@ def main(argv) -> None:
                                           topology="1x1x1").devices[0]
   except (NotImplementedError, RuntimeError) as e:
     raise app.UsageError(f"compiling for a GPU needs XLA's CUDA plugin (pip install -e "
-                         f"'.[cuda13]'): {str(e).splitlines()[0]}") from None
+                         f"'.[cuda13]'): {common.first_line(e)}") from None
   with tuning.overridden(**options):
     hlo = compile_decode_loop(config, device)
   kernels = loop_body_kernels(hlo)

@@ -54,9 +54,16 @@ def confirm(candidates, seconds_of, rounds: int) -> list[tuple[float, list[float
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
-  shapes = common.known_shapes("--config.shapes", common.csv_list(config.shapes))
+  shapes = common.known_shapes("--config.shapes", common.csv_list(config.shapes), config.top_k)
   rows = common.positive("--config.rows", config.rows)
   common.timing_fields(config)
+  common.positive("--config.confirm_top", config.confirm_top)
+  if isinstance(config.confirm_rounds, bool) or not (isinstance(config.confirm_rounds, int)
+                                                     and config.confirm_rounds >= 0):
+    raise app.UsageError("--config.confirm_rounds must be an int >= 0 (0: no confirm pass), got "
+                         f"{config.confirm_rounds!r}")
+  if not config.max_rel_err > 0:
+    raise app.UsageError(f"--config.max_rel_err must be > 0, got {config.max_rel_err!r}")
   choices = common.kernel_fields(config, sweep=True)  # every field a list; the sweep's product
   common.require_gpu("tune_kernel")
   print(f"device: {common.device_description()}")
@@ -92,7 +99,7 @@ def main(argv) -> None:
                                           repeats=config.repeats,
                                           perturb=0 if config.row_experts else PERTURB), err
       except Exception as e:  # noqa: BLE001 - a config the compiler rejects is a result too
-        print(f"  {cfg}: failed: {str(e).splitlines()[0][:120]}")
+        print(f"  {cfg}: failed: {common.first_line(e)[:120]}")
         return None
 
     timings = []

@@ -68,6 +68,12 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
     (("bench_kernel", "--config.calls=(8,8)"), "--config.calls must be two chain lengths"),
     (("tune_kernel", "--config.repeats=0"), "--config.repeats must be >= 1, got 0"),
     (("load_ceiling", "--config.weight_copies=1"), "--config.weight_copies must be an int >= 2"),
+    (("bench_kernel", "--config.top_k=0"), "--config.top_k must be an int from 1 to 32 (the "
+     "experts of 20b_gate_up), got 0"),
+    (("tune_kernel", "--config.shapes=120b_gate_up,20b_down", "--config.top_k=33"),
+     "--config.top_k must be an int from 1 to 32 (the experts of 20b_down), got 33"),
+    (("bench_kernel", "--config.baselines=ragged-dot"), "--config.baselines: 'ragged-dot' is not"),
+    (("tune_kernel", "--config.confirm_rounds=-1"), "--config.confirm_rounds must be an int >= 0"),
 ])
 def test_a_bad_flag_is_one_line_naming_it_before_any_work(args, message):
   if "needs a GPU" in message and jax.default_backend() == "gpu":
@@ -559,3 +565,9 @@ def test_confirm_times_candidates_in_turn_and_ranks_their_medians():
   assert order == [a, b, c] * 3
   assert [(m, cfg) for m, _, cfg in ranked] == [(2.0, b), (3.0, c), (5.0, a)]
   assert ranked[0][1] == [1.0, 9.0, 2.0]
+
+
+def test_first_line_of_an_error_without_a_message_is_its_type():
+  from experiments import common
+  assert common.first_line(ValueError("bad shape\nat depth")) == "bad shape"
+  assert common.first_line(AssertionError()) == "AssertionError"
