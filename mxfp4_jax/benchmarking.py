@@ -131,21 +131,23 @@ def decode_step_bytes(cfg, batch: int, context: int) -> dict[str, float]:
   """HBM bytes one decode step of ``batch`` tokens must read at least, by component.
 
   Experts: MXFP4 (4.25 bits per weight) of the experts the batch is expected to route to, per
-  layer; attention and router weights and the unembedding: bf16; the KV cache: ``context`` keys
-  and values per sequence (at most the window on sliding layers).
+  layer; attention and router weights, the unembedding and the KV cache in the model's dtype
+  (bf16: 2 bytes); the cache: ``context`` keys and values per sequence (at most the window on
+  sliding layers).
   """
   from mxfp4_jax.mxfp4.format import BITS_PER_WEIGHT  # noqa: PLC0415
 
   d, i, e, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_experts, cfg.num_layers
+  size = cfg.jnp_dtype.itemsize
   expert = (2 * i * d + d * i) * BITS_PER_WEIGHT / 8 + (2 * i + d) * 4  # weights + f32 biases
-  attention = (d * (cfg.q_size + 2 * cfg.kv_size) + cfg.q_size * d) * 2
-  kv_per_token = 2 * cfg.kv_size * 2  # keys and values, bf16
+  attention = (d * (cfg.q_size + 2 * cfg.kv_size) + cfg.q_size * d) * size
+  kv_per_token = 2 * cfg.kv_size * size  # keys and values
   kv = sum(min(context, cfg.sliding_window) if cfg.is_sliding(layer) else context
            for layer in range(layers)) * kv_per_token * batch
   return dict(
       experts=layers * expected_experts_hit(e, cfg.experts_per_token, batch) * expert,
-      attention=layers * attention, router=layers * d * e * 2, kv_cache=kv,
-      unembedding=cfg.vocab_size * d * 2)
+      attention=layers * attention, router=layers * d * e * size, kv_cache=kv,
+      unembedding=cfg.vocab_size * d * size)
 
 
 def flops_per_token(cfg, context: int) -> float:

@@ -318,6 +318,11 @@ def test_decode_roofline_of_20b_batch_1():
   parts = benchmarking.decode_step_bytes(cfg, 1, 1024)
   assert abs(parts["experts"] - 24 * 4 * 3 * 2880 * 2880 * 4.25 / 8) / parts["experts"] < 0.01
   assert 3.6e9 < sum(parts.values()) < 3.8e9
+  wide = benchmarking.decode_step_bytes(
+      GptOssConfig.from_dict({**gpt_oss_20b.get_config().model, "dtype": "float32"}), 1, 1024)
+  assert wide["experts"] == parts["experts"]  # MXFP4 whatever the model computes in
+  for dense in ("attention", "router", "kv_cache", "unembedding"):
+    assert wide[dense] == 2 * parts[dense]
 
 
 def test_prefill_flops_count_the_unembedding_once():
