@@ -253,10 +253,10 @@ def positive(flag: str, value, allow_empty: bool = False):
 
 
 def timing_fields(config) -> None:
-  """``config.calls`` (two chain lengths, 1 <= low < high), and ``repeats`` and
-  ``weight_copies`` where ``config`` has them, checked as `benchmarking.time_per_call` and the
-  copy rotation need them; a bad one is a one-line usage error naming its field. Call it before
-  any weights are built."""
+  """``config.calls`` (two chain lengths, 1 <= low < high), and ``repeats``, ``weight_copies``
+  and ``max_rel_err`` (the error past which a kernel is not timed) where ``config`` has them,
+  checked as `benchmarking.time_per_call` and the copy rotation need them; a bad one is a
+  one-line usage error naming its field. Call it before any weights are built."""
   calls = tuple(config.calls)
   if len(calls) != 2 or not all(isinstance(c, int) for c in calls) or not 1 <= calls[0] < calls[1]:
     raise app.UsageError(f"--config.calls must be two chain lengths 1 <= low < high, got {calls}")
@@ -266,6 +266,8 @@ def timing_fields(config) -> None:
                                         and config.weight_copies >= 2):
     raise app.UsageError("--config.weight_copies must be an int >= 2 (copies rotated between "
                          f"calls), got {config.weight_copies!r}")
+  if "max_rel_err" in config and not config.max_rel_err > 0:
+    raise app.UsageError(f"--config.max_rel_err must be > 0, got {config.max_rel_err!r}")
 
 
 def model_config(values, flag: str = "--config.model"):

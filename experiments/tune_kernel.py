@@ -62,8 +62,6 @@ def main(argv) -> None:
                                                      and config.confirm_rounds >= 0):
     raise app.UsageError("--config.confirm_rounds must be an int >= 0 (0: no confirm pass), got "
                          f"{config.confirm_rounds!r}")
-  if not config.max_rel_err > 0:
-    raise app.UsageError(f"--config.max_rel_err must be > 0, got {config.max_rel_err!r}")
   choices = common.kernel_fields(config, sweep=True)  # every field a list; the sweep's product
   common.require_gpu("tune_kernel")
   print(f"device: {common.device_description()}")

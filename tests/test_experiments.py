@@ -74,6 +74,7 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
      "--config.top_k must be an int from 1 to 32 (the experts of 20b_down), got 33"),
     (("bench_kernel", "--config.baselines=ragged-dot"), "--config.baselines: 'ragged-dot' is not"),
     (("tune_kernel", "--config.confirm_rounds=-1"), "--config.confirm_rounds must be an int >= 0"),
+    (("bench_kernel", "--config.max_rel_err=0"), "--config.max_rel_err must be > 0, got 0.0"),
 ])
 def test_a_bad_flag_is_one_line_naming_it_before_any_work(args, message):
   if "needs a GPU" in message and jax.default_backend() == "gpu":
