@@ -27,6 +27,9 @@ def get_config():
   c.shapes = "20b_gate_up,20b_down,120b_gate_up"
   c.rows = "1,4,16,64,256,1024,4096,16384"  # token-expert rows P
   c.top_k = 4
+  # "model": one kernel tile a row up to P = E / 2, as the model's decode steps run them (no
+  # sort); "always" or "never" for either layout at every P
+  c.row_experts = "model"
   # KernelConfig fields replaced in the tuned config of each P, e.g. "decode=lut" ('' none)
   c.kernel_options = ""
   c.baselines = "ragged_dot,dense"  # XLA bf16 baselines timed in the same run ('' for none)

@@ -5,7 +5,10 @@
 Writes ``results.json``, ``results.csv`` and ``roofline.png`` to the output folder and prints a
 table. Timing: `mxfp4_jax.benchmarking.time_per_call` (device time, dispatch cancelled, weight
 copies rotated past L2). Roofline bytes count the MXFP4 weights of the experts that get rows
-(4.25 bits per weight) plus the activations read and written.
+(4.25 bits per weight) plus the activations read and written. Rows run as the model's MoE runs
+them (``--config.row_experts=model``): one kernel tile a row up to P = E / 2, sorted by expert
+beyond; each timed call then also holds one elementwise pass over its x or group sizes (the
+dependency on the call before).
 """
 
 from __future__ import annotations
@@ -20,13 +23,23 @@ from absl import app, logging
 
 from configs.bench_kernel import SHAPES
 from experiments import common
-from experiments.kernel_problems import (PERTURB, dense_copies, kernel_problem,
-                                         model_out_dtype, reference_in_chunks, weight_copies)
+from experiments.kernel_problems import (ONE_ROW_TILES, PERTURB, PERTURB_BY_ROW, dense_copies,
+                                         kernel_call, kernel_problem, model_out_dtype,
+                                         one_row_tiles, reference_in_chunks, weight_copies)
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import grouped_matmul, pick_config, tuning
+from mxfp4_jax.kernels.reference import expert_of_row
 from mxfp4_jax.mxfp4.layout import dequantize_packed, random_packed
 
 _CONFIG = common.define_config("bench_kernel.py")
+
+
+def _row_groups(config, group_sizes, num_rows: int, num_experts: int):
+  """(by_row, groups): whether the rows run one tile each (`one_row_tiles` of
+  ``config.row_experts``), and what `kernel_call` takes for them: each row's expert, or the group
+  sizes."""
+  by_row = one_row_tiles(config.row_experts, num_rows, num_experts)
+  return by_row, expert_of_row(group_sizes, num_rows) if by_row else group_sizes
 
 
 def smoke(config) -> None:
@@ -52,10 +65,11 @@ def once(config) -> None:
     for num_rows in common.csv_list(config.rows, int):
       group_sizes, weights, xs, row_weights, activation = kernel_problem(
           key, shape_name, num_rows, 1, config.top_k)
+      by_row, groups = _row_groups(config, group_sizes, num_rows, SHAPES[shape_name][0])
       with tuning.overridden(**options):  # the tuned config for this P, some fields replaced
-        out = grouped_matmul(xs[0], weights[0], group_sizes, row_weights,
-                             activation=activation, out_dtype=model_out_dtype(activation),
-                             backend="pallas")
+        out = kernel_call(xs[0], weights[0], groups, row_weights, by_row=by_row,
+                          activation=activation, out_dtype=model_out_dtype(activation),
+                          backend="pallas")
       print(f"once: {shape_name} P={num_rows} -> {out.shape}, finite: "
             f"{bool(jnp.all(jnp.isfinite(out)))}")
 
@@ -78,13 +92,16 @@ def bench(config) -> list[dict]:
       out_dtype = model_out_dtype(activation)
       act_bytes = num_rows * k * 2 + num_rows * out_cols * jnp.dtype(out_dtype).itemsize
 
-      kernel = functools.partial(grouped_matmul, activation=activation, out_dtype=out_dtype,
-                                 backend="pallas")
+      by_row, groups = _row_groups(config, group_sizes, num_rows, num_experts)
+      kernel = functools.partial(kernel_call, by_row=by_row, activation=activation,
+                                 out_dtype=out_dtype, backend="pallas")
       if options:  # the tuned config for this P, with some fields replaced
-        picked = pick_config(num_rows, num_experts, out_cols, weights[0].values.shape[1])
+        picked = pick_config(num_rows, num_rows if by_row else num_experts, out_cols,
+                             weights[0].values.shape[1])
         kernel = functools.partial(kernel, config=dataclasses.replace(picked, **options))
-      args = [(x, w, group_sizes, row_weights) for x, w in zip(xs, weights)]
-      ref = reference_in_chunks(xs[0], weights[0], group_sizes, row_weights, activation)
+      args = [(x, w, groups, row_weights) for x, w in zip(xs, weights)]
+      ref = reference_in_chunks(xs[0], weights[0], None if by_row else group_sizes, row_weights,
+                                activation, groups if by_row else None)
       rel_err = benchmarking.relative_error(kernel(*args[0]), ref)
       del ref
       if not rel_err <= config.max_rel_err:  # a fast wrong kernel gets no figures
@@ -93,14 +110,15 @@ def bench(config) -> list[dict]:
                            f"{config.max_rel_err}")
 
       row = dict(shape=shape_name, rows=num_rows, active_experts=active, copies=copies,
-                 rel_err=rel_err, kernel_options=config.kernel_options)
+                 one_row_tiles=by_row, rel_err=rel_err, kernel_options=config.kernel_options)
       seconds = benchmarking.time_per_call(kernel, args, calls=tuple(config.calls),
-                                           repeats=config.repeats, perturb=PERTURB)
+                                           repeats=config.repeats,
+                                           perturb=PERTURB_BY_ROW if by_row else PERTURB)
       if config.profile_dir:  # a few more kernel calls, traced, after the timing
         with jax.profiler.trace(f"{config.profile_dir}/{shape_name}_P{num_rows}",
                                 create_perfetto_trace=True):
           for x, w in zip(xs[:3], weights[:3]):
-            jax.block_until_ready(kernel(x, w, group_sizes, row_weights))
+            jax.block_until_ready(kernel(x, w, groups, row_weights))
       weight_bytes = active * weights[0].expert_nbytes()
       row.update(_rates("mxfp4", seconds, weight_bytes + act_bytes, flops, config))
 
@@ -163,7 +181,8 @@ def _rates(prefix: str, seconds: float, nbytes: float, flops: float, config) -> 
 
 
 def _format_row(row: dict) -> str:
-  text = (f"{row['shape']:>13} P={row['rows']:>6} E_act={row['active_experts']:>3} "
+  tiles = "row tiles" if row.get("one_row_tiles") else "sorted"
+  text = (f"{row['shape']:>13} P={row['rows']:>6} E_act={row['active_experts']:>3} {tiles:>9} "
           f"err={row['rel_err']:.1e} | mxfp4 {row['mxfp4_ms']:8.4f} ms "
           f"{row['mxfp4_tb_per_s']:5.2f} TB/s {row['mxfp4_tflop_per_s']:6.1f} TF/s "
           f"hbm {row['mxfp4_hbm_roofline']:4.0%} tc {row['mxfp4_tc_roofline']:4.0%}")
@@ -213,6 +232,9 @@ def main(argv) -> None:
   common.positive("--config.rows", config.rows)
   common.timing_fields(config)
   common.kernel_options(config.kernel_options)
+  if config.row_experts not in ONE_ROW_TILES:
+    raise app.UsageError(f"--config.row_experts must be one of {', '.join(ONE_ROW_TILES)}, got "
+                         f"{config.row_experts!r}")
   unknown = set(common.csv_list(config.baselines)) - {"ragged_dot", "dense"}
   if unknown:
     raise app.UsageError(f"--config.baselines: {sorted(unknown)[0]!r} is not a baseline; known: "

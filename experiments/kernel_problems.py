@@ -55,11 +55,34 @@ def model_out_dtype(activation):
   return jnp.bfloat16 if activation else jnp.float32
 
 
+# How a benchmark lays out a problem's rows (its ``row_experts`` flag): "model" as the model's MoE
+# does (one kernel tile a row, no sort, while P <= E / 2: a decode step's few rows), "always" or
+# "never".
+ONE_ROW_TILES = ("model", "always", "never")
+
+
+def one_row_tiles(setting: str, num_rows: int, num_experts: int) -> bool:
+  """Whether P = ``num_rows`` rows run one tile each under ``setting`` (`ONE_ROW_TILES`); "model"
+  is `GptOssConfig.moe_one_row_tiles` with P token-expert rows."""
+  return setting == "always" or (setting == "model" and num_rows <= num_experts // 2)
+
+
+def kernel_call(x, w, groups, row_weights, *, by_row: bool, **kwargs):
+  """`grouped_matmul` on ``groups``: the group sizes (rows sorted by expert), or with ``by_row``
+  each row's expert (one tile a row)."""
+  if by_row:
+    return grouped_matmul(x, w, None, row_weights, row_experts=groups, **kwargs)
+  return grouped_matmul(x, w, groups, row_weights, **kwargs)
+
+
 # The argument of (x, w, group_sizes, row_weights) that carries each timed call's dependency on
 # the previous one. Group sizes feed the tile schedule and so every kernel launch; row weights,
 # though smaller, feed only the epilogue after a split-K kernel, and perturbing them let XLA merge
 # the repeated kernel calls of a chain longer than the copies (times far past the HBM roofline).
+# Each row's expert cannot carry it (a perturbed expert is another problem), so one-row tiles
+# perturb x: an elementwise pass over P x K values, a small kernel of its own in each call.
 PERTURB = 2
+PERTURB_BY_ROW = 0
 
 
 def kernel_problem(key, shape_name: str, num_rows: int, copies: int, top_k: int):

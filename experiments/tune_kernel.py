@@ -15,21 +15,14 @@ from absl import app
 
 from configs.bench_kernel import SHAPES
 from experiments import common
-from experiments.kernel_problems import (PERTURB, kernel_problem, model_out_dtype,
-                                         reference_in_chunks, weight_copies)
+from experiments.kernel_problems import (PERTURB, PERTURB_BY_ROW, kernel_call, kernel_problem,
+                                         model_out_dtype, reference_in_chunks, weight_copies)
 from mxfp4_jax import benchmarking
-from mxfp4_jax.kernels import KernelConfig, grouped_matmul, pick_config
+from mxfp4_jax.kernels import KernelConfig, pick_config
 from mxfp4_jax.kernels.reference import expert_of_row
 from mxfp4_jax.kernels.tuning import rows_per_expert
 
 _CONFIG = common.define_config("tune_kernel.py")
-
-
-def _kernel(x, w, groups, row_weights, *, by_row: bool, **kwargs):
-  """``groups``: the group sizes, or with ``by_row`` each row's expert."""
-  if by_row:
-    return grouped_matmul(x, w, None, row_weights, row_experts=groups, **kwargs)
-  return grouped_matmul(x, w, groups, row_weights, **kwargs)
 
 
 def copies_to_rotate(shape_name: str, config, num_rows: int) -> int:
@@ -78,6 +71,7 @@ def main(argv) -> None:
       group_sizes = None
     args = [(x, w, group_sizes if row_experts is None else row_experts, row_weights)
             for x, w in zip(xs, weights)]
+    perturb = PERTURB_BY_ROW if config.row_experts else PERTURB
     m_limit = max(16, 2 * rows_per_expert(num_rows, num_experts))
     reference = reference_in_chunks(xs[0], weights[0], group_sizes, row_weights, activation,
                                     row_experts)
@@ -86,7 +80,7 @@ def main(argv) -> None:
       """(device seconds of one call with ``cfg``, its relative error); None (and why, printed)
       if it fails to compile or is further from the reference than ``max_rel_err``: a fast
       wrong kernel must not win."""
-      fn = functools.partial(_kernel, by_row=config.row_experts, activation=activation,
+      fn = functools.partial(kernel_call, by_row=config.row_experts, activation=activation,
                              out_dtype=model_out_dtype(activation), backend="pallas", config=cfg)
       try:
         err = benchmarking.relative_error(fn(*args[0]), reference)
@@ -95,7 +89,7 @@ def main(argv) -> None:
           return None
         return benchmarking.time_per_call(fn, args, calls=tuple(config.calls),
                                           repeats=config.repeats,
-                                          perturb=0 if config.row_experts else PERTURB), err
+                                          perturb=perturb), err
       except Exception as e:  # noqa: BLE001 - a config the compiler rejects is a result too
         print(f"  {cfg}: failed: {common.first_line(e)[:120]}")
         return None

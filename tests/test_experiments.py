@@ -75,6 +75,8 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
     (("bench_kernel", "--config.baselines=ragged-dot"), "--config.baselines: 'ragged-dot' is not"),
     (("tune_kernel", "--config.confirm_rounds=-1"), "--config.confirm_rounds must be an int >= 0"),
     (("bench_kernel", "--config.max_rel_err=0"), "--config.max_rel_err must be > 0, got 0.0"),
+    (("bench_kernel", "--config.row_experts=yes"),
+     "--config.row_experts must be one of model, always, never, got 'yes'"),
 ])
 def test_a_bad_flag_is_one_line_naming_it_before_any_work(args, message):
   if "needs a GPU" in message and jax.default_backend() == "gpu":
@@ -577,3 +579,32 @@ def test_first_line_of_an_error_without_a_message_is_its_type():
   from experiments import common
   assert common.first_line(ValueError("bad shape\nat depth")) == "bad shape"
   assert common.first_line(AssertionError()) == "AssertionError"
+
+
+def test_bench_kernel_runs_the_models_row_layout(monkeypatch):
+  """Up to P = E / 2 the rows run one tile each, as a decode step's do, and the timed chain
+  perturbs x; past it they are sorted by expert and the group sizes carry the chain."""
+  from configs.bench_kernel import SHAPES, get_config
+  from experiments import bench_kernel, kernel_problems
+  monkeypatch.setitem(SHAPES, "20b_down", (8, 64, 48, None))
+  layouts, perturbed = [], []
+
+  def interpreted(*args, by_row, **kwargs):
+    layouts.append(by_row)
+    return kernel_problems.kernel_call(*args, by_row=by_row, interpret=True, **kwargs)
+
+  def timed(fn, copies, perturb, **kwargs):
+    perturbed.append(perturb)
+    jax.block_until_ready(fn(*copies[0]))
+    return 1e-3
+  monkeypatch.setattr(bench_kernel, "kernel_call", interpreted)
+  monkeypatch.setattr(bench_kernel.benchmarking, "time_per_call", timed)
+  config = get_config()
+  config.update(dict(shapes="20b_down", rows="2,8", top_k=2, baselines="", weight_copies=2,
+                     hbm_bytes_per_s=1e12, bf16_flops_per_s=1e14))
+  rows = bench_kernel.bench(config)
+  assert [r["one_row_tiles"] for r in rows] == [True, False]
+  assert all(r["rel_err"] < 1e-2 for r in rows)
+  assert set(layouts) == {True, False} and perturbed == [kernel_problems.PERTURB_BY_ROW,
+                                                          kernel_problems.PERTURB]
+  assert "row tiles" in bench_kernel._format_row(rows[0])
