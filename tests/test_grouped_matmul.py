@@ -228,6 +228,9 @@ def test_picked_config(rng, p, e, block_m):
     (1, 32, 2880, 44, 4),  # 4 divides 44; 9 would not
     (1, 32, 2880, 43, 9),  # prime: no dividing count, the loop takes the largest
     (64, 32, 2880, 45, 5),  # 1440 programs: 5 divides 45 tiles
+    (64, 64, 2880, 45, 5),  # 120b one-row tiles: 2880 programs allow 2, 16-row tiles take <= 9
+    (256, 128, 2880, 45, 5),  # 120b sorted: 5760 programs, the same
+    (1, 32, 2880, 90, 9),  # 9 splits of 10 tiles: no more than MAX_K_SPLITS
     (1024, 32, 2880, 45, 1),  # 1440 programs of 32-row tiles: the smaller target
     (16384, 32, 2880, 45, 1),
     (1, 32, 2880, 8, 2),  # at least MIN_K_TILES_PER_SPLIT tiles per split

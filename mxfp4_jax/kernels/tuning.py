@@ -156,6 +156,14 @@ SPLIT_K_TARGET_PROGRAMS = 2400
 SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES = 7200
 MAX_K_SPLITS = 9
 MIN_K_TILES_PER_SPLIT = 4
+# 16-row tiles split K at least this finely, whatever their program count. The target alone
+# leaves 120b's one-row tiles at P = 64 (2,880 programs) a 2-split loop and its sorted 16-row
+# tiles at P = 128-2048 (5,760 programs) unsplit; 20b's calls are unchanged (1,440 programs or
+# fewer). Kernel alone, H100, 2026-12-05 (BENCHMARKS.md, twenty-sixth round): 120b gate_up at
+# P = 32, one-row tiles, unsplit loop 0.2265 ms, 2-split loop 0.154, 5 straight splits 0.131.
+# End to end, H100, 2026-12-06 (twenty-eighth round), 120b decode: batch 16 886 -> 952 tok/s,
+# batch 64 1,963 -> 1,996.
+MAX_K_TILES_PER_SPLIT_16_ROW_TILES = 9
 
 
 def narrowed_block_n(block_n: int, out_cols: int) -> int:
@@ -170,7 +178,8 @@ def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1
   K split ``k_splits`` ways while that keeps the programs with work within
   `SPLIT_K_TARGET_PROGRAMS` (`SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES` for 16-row tiles). A split
   count that divides the K tiles is preferred, so that the splits run as straight-line code
-  (`KernelConfig.unroll_split`).
+  (`KernelConfig.unroll_split`); 16-row tiles take splits of at most
+  `MAX_K_TILES_PER_SPLIT_16_ROW_TILES` tiles whatever their program count.
 
   ``k_tiles``: 64-value K tiles of the weight (`PackedMXFP4.values.shape[1]`).
   """
@@ -181,8 +190,10 @@ def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1
               * math.ceil(out_cols / block_n))
   target = (SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES if cfg.block_m == 16
             else SPLIT_K_TARGET_PROGRAMS)
-  most = max(1, min(target // max(1, programs), MAX_K_SPLITS,
-                    k_tiles // MIN_K_TILES_PER_SPLIT))
+  most = target // max(1, programs)
+  if cfg.block_m == 16:
+    most = max(most, -(-k_tiles // MAX_K_TILES_PER_SPLIT_16_ROW_TILES))
+  most = max(1, min(most, MAX_K_SPLITS, k_tiles // MIN_K_TILES_PER_SPLIT))
   dividing = [d for d in range(2, most + 1) if k_tiles % d == 0]
   return dataclasses.replace(cfg, block_n=block_n, k_splits=max(dividing, default=most),
                              **_overrides)
