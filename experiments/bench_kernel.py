@@ -24,11 +24,11 @@ from absl import app, logging
 from configs.bench_kernel import SHAPES
 from experiments import common
 from experiments.kernel_problems import (ONE_ROW_TILES, PERTURB, PERTURB_BY_ROW, dense_copies,
-                                         kernel_call, kernel_problem, model_out_dtype,
-                                         one_row_tiles, reference_in_chunks, weight_copies)
+                                         kernel_call, kernel_groups, kernel_problem,
+                                         model_out_dtype, one_row_tiles, reference_in_chunks,
+                                         weight_copies)
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import grouped_matmul, pick_config, tuning
-from mxfp4_jax.kernels.reference import expert_of_row
 from mxfp4_jax.mxfp4.layout import dequantize_packed, random_packed
 
 _CONFIG = common.define_config("bench_kernel.py")
@@ -36,10 +36,9 @@ _CONFIG = common.define_config("bench_kernel.py")
 
 def _row_groups(config, group_sizes, num_rows: int, num_experts: int):
   """(by_row, groups): whether the rows run one tile each (`one_row_tiles` of
-  ``config.row_experts``), and what `kernel_call` takes for them: each row's expert, or the group
-  sizes."""
+  ``config.row_experts``), and their `kernel_groups`."""
   by_row = one_row_tiles(config.row_experts, num_rows, num_experts)
-  return by_row, expert_of_row(group_sizes, num_rows) if by_row else group_sizes
+  return by_row, kernel_groups(group_sizes, num_rows, by_row)
 
 
 def smoke(config) -> None:
@@ -100,8 +99,8 @@ def bench(config) -> list[dict]:
                              weights[0].values.shape[1])
         kernel = functools.partial(kernel, config=dataclasses.replace(picked, **options))
       args = [(x, w, groups, row_weights) for x, w in zip(xs, weights)]
-      ref = reference_in_chunks(xs[0], weights[0], None if by_row else group_sizes, row_weights,
-                                activation, groups if by_row else None)
+      ref = reference_in_chunks(xs[0], weights[0], groups, row_weights, activation,
+                                by_row=by_row)
       rel_err = benchmarking.relative_error(kernel(*args[0]), ref)
       del ref
       if not rel_err <= config.max_rel_err:  # a fast wrong kernel gets no figures

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from configs.bench_kernel import SHAPES
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import grouped_matmul
+from mxfp4_jax.kernels.reference import expert_of_row
 from mxfp4_jax.kernels.schedule import clip_group_sizes
 from mxfp4_jax.mxfp4.format import BITS_PER_WEIGHT
 from mxfp4_jax.mxfp4.layout import random_packed
@@ -67,9 +68,15 @@ def one_row_tiles(setting: str, num_rows: int, num_experts: int) -> bool:
   return setting == "always" or (setting == "model" and num_rows <= num_experts // 2)
 
 
+def kernel_groups(group_sizes, num_rows: int, by_row: bool):
+  """What `kernel_call` and `reference_in_chunks` take as ``groups``: the group sizes of rows
+  sorted by expert, or with ``by_row`` each row's expert."""
+  return expert_of_row(group_sizes, num_rows) if by_row else group_sizes
+
+
 def kernel_call(x, w, groups, row_weights, *, by_row: bool, **kwargs):
-  """`grouped_matmul` on ``groups``: the group sizes (rows sorted by expert), or with ``by_row``
-  each row's expert (one tile a row)."""
+  """`grouped_matmul` on ``groups`` (`kernel_groups`): the group sizes (rows sorted by expert),
+  or with ``by_row`` each row's expert (one tile a row)."""
   if by_row:
     return grouped_matmul(x, w, None, row_weights, row_experts=groups, **kwargs)
   return grouped_matmul(x, w, groups, row_weights, **kwargs)
@@ -103,12 +110,13 @@ def kernel_problem(key, shape_name: str, num_rows: int, copies: int, top_k: int)
 REFERENCE_CHUNK_ROWS = 4096
 
 
-def reference_in_chunks(x, w, group_sizes, row_weights, activation, row_experts=None,
+def reference_in_chunks(x, w, groups, row_weights, activation, *, by_row: bool = False,
                         chunk: int = REFERENCE_CHUNK_ROWS):
   """The float32 reference (``backend="reference"``) of every row, ``chunk`` rows at a time.
-  ``group_sizes`` or ``row_experts`` as `grouped_matmul` takes them. Rows sorted by expert stay
-  sorted in a chunk, whose group sizes are the groups' overlaps with it: their rows up to the
-  chunk's end less their rows up to its start."""
+  ``groups`` and ``by_row`` as `kernel_call` takes them. Rows sorted by expert stay sorted in a
+  chunk, whose group sizes are the groups' overlaps with it: their rows up to the chunk's end
+  less their rows up to its start."""
+  group_sizes, row_experts = (None, groups) if by_row else (groups, None)
   num_rows = x.shape[0]
   parts = []
   for lo in range(0, max(num_rows, 1), chunk):

@@ -15,11 +15,11 @@ from absl import app
 
 from configs.bench_kernel import SHAPES
 from experiments import common
-from experiments.kernel_problems import (PERTURB, PERTURB_BY_ROW, kernel_call, kernel_problem,
-                                         model_out_dtype, reference_in_chunks, weight_copies)
+from experiments.kernel_problems import (PERTURB, PERTURB_BY_ROW, kernel_call, kernel_groups,
+                                         kernel_problem, model_out_dtype, reference_in_chunks,
+                                         weight_copies)
 from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import KernelConfig, pick_config
-from mxfp4_jax.kernels.reference import expert_of_row
 from mxfp4_jax.kernels.tuning import rows_per_expert
 
 _CONFIG = common.define_config("tune_kernel.py")
@@ -65,16 +65,13 @@ def main(argv) -> None:
     copies = copies_to_rotate(shape_name, config, num_rows)
     group_sizes, weights, xs, row_weights, activation = kernel_problem(
         key, shape_name, num_rows, copies, config.top_k)
-    row_experts = None
-    if config.row_experts:  # a decode step's rows: one tile each, no sort (the model's path)
-      row_experts = expert_of_row(group_sizes, num_rows)
-      group_sizes = None
-    args = [(x, w, group_sizes if row_experts is None else row_experts, row_weights)
-            for x, w in zip(xs, weights)]
+    # row_experts: a decode step's rows, one tile each, no sort (the model's path)
+    groups = kernel_groups(group_sizes, num_rows, config.row_experts)
+    args = [(x, w, groups, row_weights) for x, w in zip(xs, weights)]
     perturb = PERTURB_BY_ROW if config.row_experts else PERTURB
     m_limit = max(16, 2 * rows_per_expert(num_rows, num_experts))
-    reference = reference_in_chunks(xs[0], weights[0], group_sizes, row_weights, activation,
-                                    row_experts)
+    reference = reference_in_chunks(xs[0], weights[0], groups, row_weights, activation,
+                                    by_row=config.row_experts)
 
     def timed(cfg: KernelConfig) -> tuple[float, float] | None:
       """(device seconds of one call with ``cfg``, its relative error); None (and why, printed)

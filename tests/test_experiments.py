@@ -136,10 +136,11 @@ def test_reference_in_chunks_is_the_whole_reference(by_row, activation):
   whole = grouped_matmul(x.astype(jnp.float32), w, groups, row_weights, row_experts=experts,
                          activation=activation, backend="reference")
   for chunk in (4, 9, 20, 64):  # inside the first group, across a group's end, one chunk
-    chunked = reference_in_chunks(x, w, groups, row_weights, activation, experts, chunk)
+    chunked = reference_in_chunks(x, w, experts if by_row else groups, row_weights, activation,
+                                  by_row=by_row, chunk=chunk)
     np.testing.assert_allclose(np.asarray(chunked), np.asarray(whole), rtol=1e-6, atol=1e-6)
-  empty = reference_in_chunks(x[:0], w, None if by_row else jnp.zeros(3, jnp.int32),
-                              row_weights[:0], activation, None if experts is None else experts[:0])
+  empty = reference_in_chunks(x[:0], w, experts[:0] if by_row else jnp.zeros(3, jnp.int32),
+                              row_weights[:0], activation, by_row=by_row)
   assert empty.shape == (0, whole.shape[1])
 
 
