@@ -39,7 +39,7 @@ def get_config():
   c.calls = (4, 20)  # calls per timed chain (two lengths; the slope is the time per call)
   c.repeats = 5
   c.seed = 0
-  # Roofline ceilings: copy bandwidth (read + write) and bf16 matmul rate.
+  # Roofline ceilings: HBM read bandwidth and bf16 matmul rate (experiments.ceilings).
   c.hbm_bytes_per_s = 0.0  # 0: this GPU's (experiments.common.ceilings)
   c.bf16_flops_per_s = 0.0
   c.output_dir = ""  # default: results/bench_kernel/<timestamp>

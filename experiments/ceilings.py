@@ -1,12 +1,12 @@
-"""The two ceilings every roofline here divides by, measured on this device: HBM copy
-bandwidth (bytes read + written) and the bf16 matmul rate (a chain of d x d x d products). Also
-the read-only rate (a sum over the array): the MXFP4 kernels mostly read, and a read-only stream
-can run faster than a copy.
+"""The two ceilings every roofline here divides by, measured on this device: HBM read
+bandwidth (a sum over the array: the MXFP4 kernels and a decode step mostly read) and the bf16
+matmul rate (a chain of d x d x d products). Also the copy rate (bytes read + written), which a
+read-only stream outruns.
 
   python -m experiments.ceilings --config=configs/ceilings.py
 
-Prints both and writes ``results.json``; pass them on as ``--config.hbm_bytes_per_s`` and
-``--config.bf16_flops_per_s`` (bench_kernel) or ``--config.bench.*`` (bench_e2e).
+Prints them and writes ``results.json``; pass the first two on as ``--config.hbm_bytes_per_s``
+and ``--config.bf16_flops_per_s`` (bench_kernel) or ``--config.bench.*`` (bench_e2e).
 """
 
 from __future__ import annotations
@@ -46,15 +46,15 @@ def main(argv) -> None:
 
   matmul_s = benchmarking.time_per_call(products, mats, calls=(1, 3), perturb=0) / MATMULS_PER_CALL
   result = dict(device=common.device_description(),
-                hbm_bytes_per_s=2 * n * 2 / copy_s, hbm_read_bytes_per_s=n * 2 / read_s,
-                bf16_flops_per_s=2 * d ** 3 / matmul_s,
+                hbm_bytes_per_s=n * 2 / read_s, bf16_flops_per_s=2 * d ** 3 / matmul_s,
+                hbm_copy_bytes_per_s=2 * n * 2 / copy_s,
                 copy_bytes=2 * n * 2, copy_ms=copy_s * 1e3, matmul_size=d, matmul_ms=matmul_s * 1e3)
   out = common.output_dir(config, "ceilings")
   common.write_json(out / "results.json", result)
-  print(f"{result['device']}: copy {result['hbm_bytes_per_s'] / 1e12:.2f} TB/s (read + write, "
-        f"{result['copy_bytes'] / 1e9:.1f} GB), read only "
-        f"{result['hbm_read_bytes_per_s'] / 1e12:.2f} TB/s, bf16 matmul {d}^3 "
-        f"{result['bf16_flops_per_s'] / 1e12:.0f} TF/s; wrote {out}")
+  print(f"{result['device']}: read {result['hbm_bytes_per_s'] / 1e12:.2f} TB/s, bf16 matmul "
+        f"{d}^3 {result['bf16_flops_per_s'] / 1e12:.0f} TF/s (the rooflines' ceilings); copy "
+        f"{result['hbm_copy_bytes_per_s'] / 1e12:.2f} TB/s (read + write, "
+        f"{result['copy_bytes'] / 1e9:.1f} GB); wrote {out}")
 
 
 if __name__ == "__main__":

@@ -57,9 +57,11 @@ def device_description() -> str:
   return f"{device.platform}:{device.device_kind} (jax {jax.__version__})"
 
 
-# Ceilings of the GPUs measured here (BENCHMARKS.md): copy bandwidth (bytes read + written) and
-# dense bf16 matmul rate. H200: `experiments.ceilings` (XLA's own copy and matmul).
-DEVICE_CEILINGS = {"H100": (2.95e12, 804e12), "H200": (3.27e12, 659e12)}
+# Ceilings of the GPUs measured here by `experiments.ceilings` (BENCHMARKS.md): HBM read
+# bandwidth, since the MXFP4 kernels and a decode step mostly read (a copy, reading and writing,
+# runs slower: H100 2.97 TB/s), and the dense bf16 matmul rate (8192^3). H100: twenty-ninth
+# round; H200: fourth round.
+DEVICE_CEILINGS = {"H100": (3.22e12, 670e12), "H200": (4.79e12, 697e12)}
 
 
 def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0,

@@ -160,7 +160,7 @@ def test_ceilings_runs_and_writes_both(tmp_path):
                 f"--config.output_dir={tmp_path}")
   assert result.returncode == 0, result.stderr
   written = json.loads((tmp_path / "results.json").read_text())
-  assert min(written["hbm_bytes_per_s"], written["hbm_read_bytes_per_s"],
+  assert min(written["hbm_bytes_per_s"], written["hbm_copy_bytes_per_s"],
              written["bf16_flops_per_s"]) > 0
   assert "TB/s" in result.stdout and "TF/s" in result.stdout
 
@@ -315,7 +315,7 @@ def test_bench_e2e_checks_kernel_options_against_the_tuned_kernel(monkeypatch):
 
 
 def test_decode_roofline_of_20b_batch_1():
-  """About 3.7 GB a step (experts 1.27, attention 1.27, unembedding 1.16): ~790 tok/s at 2.95 TB/s."""
+  """About 3.7 GB a step (experts 1.27, attention 1.27, unembedding 1.16): ~860 tok/s at 3.22 TB/s."""
   from configs import gpt_oss_20b
   from mxfp4_jax.model import GptOssConfig
   cfg = GptOssConfig.from_dict(gpt_oss_20b.get_config().model)
