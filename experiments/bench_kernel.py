@@ -32,6 +32,7 @@ from mxfp4_jax.kernels import grouped_matmul, pick_config, tuning
 from mxfp4_jax.mxfp4.layout import dequantize_packed, random_packed
 
 _CONFIG = common.define_config("bench_kernel.py")
+BASELINES = ("ragged_dot", "dense")  # XLA bf16 implementations --config.baselines may name
 
 
 def _row_groups(config, group_sizes, num_rows: int, num_experts: int):
@@ -185,7 +186,7 @@ def _format_row(row: dict) -> str:
           f"err={row['rel_err']:.1e} | mxfp4 {row['mxfp4_ms']:8.4f} ms "
           f"{row['mxfp4_tb_per_s']:5.2f} TB/s {row['mxfp4_tflop_per_s']:6.1f} TF/s "
           f"hbm {row['mxfp4_hbm_roofline']:4.0%} tc {row['mxfp4_tc_roofline']:4.0%}")
-  for base in ("ragged_dot", "dense"):
+  for base in BASELINES:
     if f"{base}_ms" in row:
       text += f" | {base} {row[f'{base}_ms']:8.4f} ms (x{row[f'{base}_ms'] / row['mxfp4_ms']:.1f})"
     elif f"{base}_error" in row:
@@ -234,10 +235,10 @@ def main(argv) -> None:
   if config.row_experts not in ONE_ROW_TILES:
     raise app.UsageError(f"--config.row_experts must be one of {', '.join(ONE_ROW_TILES)}, got "
                          f"{config.row_experts!r}")
-  unknown = set(common.csv_list(config.baselines)) - {"ragged_dot", "dense"}
+  unknown = set(common.csv_list(config.baselines)) - set(BASELINES)
   if unknown:
     raise app.UsageError(f"--config.baselines: {sorted(unknown)[0]!r} is not a baseline; known: "
-                         "ragged_dot, dense")
+                         f"{', '.join(BASELINES)}")
   common.require_gpu(f"bench_kernel --config.mode={config.mode}")
   if config.mode == "once":
     once(config)
