@@ -248,6 +248,8 @@ def test_overridden_replaces_fields_of_every_picked_config_inside_only():
     assert pick_config(16384, 32, 2880, 45).decode == "lut"
   assert inside == dataclasses.replace(before, prefetch=2, decode="lut")
   assert pick_config(4, 32, 2880, 45) == before
+  with tuning.overridden(k_splits=15, block_n=32):  # fields pick_config derives: the override wins
+    assert pick_config(4, 32, 2880, 45) == dataclasses.replace(before, k_splits=15, block_n=32)
   with pytest.raises(ValueError, match="decode must be one of"):
     with tuning.overridden(decode="fast"):
       pass

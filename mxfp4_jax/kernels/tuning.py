@@ -195,8 +195,8 @@ def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1
     most = max(most, -(-k_tiles // MAX_K_TILES_PER_SPLIT_16_ROW_TILES))
   most = max(1, min(most, MAX_K_SPLITS, k_tiles // MIN_K_TILES_PER_SPLIT))
   dividing = [d for d in range(2, most + 1) if k_tiles % d == 0]
-  return dataclasses.replace(cfg, block_n=block_n, k_splits=max(dividing, default=most),
-                             **_overrides)
+  picked = dict(block_n=block_n, k_splits=max(dividing, default=most))
+  return dataclasses.replace(cfg, **{**picked, **_overrides})
 
 
 _overrides: dict = {}
