@@ -156,7 +156,9 @@ SPLIT_K_TARGET_PROGRAMS = 2400
 SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES = 7200
 MAX_K_SPLITS = 9
 MIN_K_TILES_PER_SPLIT = 4
-# 16-row tiles split K at least this finely, whatever their program count. The target alone
+# 16-row tiles may split K this finely, whatever their program count (a split count that
+# divides the K tiles still comes first: 44 tiles take 4 straight splits of 11, not a 9-split
+# loop; at 45, GPT-OSS's, the floor holds). The target alone
 # leaves 120b's one-row tiles at P = 64 (2,880 programs) a 2-split loop and its sorted 16-row
 # tiles at P = 128-2048 (5,760 programs) unsplit; 20b's calls are unchanged (1,440 programs or
 # fewer). Kernel alone, H100, 2026-12-05 (BENCHMARKS.md, twenty-sixth round): 120b gate_up at
@@ -178,7 +180,7 @@ def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1
   K split ``k_splits`` ways while that keeps the programs with work within
   `SPLIT_K_TARGET_PROGRAMS` (`SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES` for 16-row tiles). A split
   count that divides the K tiles is preferred, so that the splits run as straight-line code
-  (`KernelConfig.unroll_split`); 16-row tiles take splits of at most
+  (`KernelConfig.unroll_split`). 16-row tiles may take splits as short as
   `MAX_K_TILES_PER_SPLIT_16_ROW_TILES` tiles whatever their program count.
 
   ``k_tiles``: 64-value K tiles of the weight (`PackedMXFP4.values.shape[1]`).
