@@ -173,11 +173,11 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
       # TABLE's larger tiles (no prefetch) were compiled and timed.
       def step(kt, carry):
         accs, prefetched = carry
+        current = (None,) * len(weight_rows)  # load_block loads the scales itself
         if cfg.prefetch_scales:  # the next tile's scales now; they have a whole step to arrive
           current, prefetched = prefetched, scales_of(jnp.minimum(kt + 1, final))
         x = load_x(kt)
-        return tuple(dot_block(acc, x, load_block(kt, i, current[i] if cfg.prefetch_scales
-                                                  else None))
+        return tuple(dot_block(acc, x, load_block(kt, i, current[i]))
                      for i, acc in enumerate(accs)), prefetched
       carry = zero_accs(), (scales_of(in_bounds) if cfg.prefetch_scales else None)
     return lax.fori_loop(0, steps, lambda i, carry: step(first + i, carry), carry)[0]
