@@ -556,6 +556,13 @@ def test_config_wider_than_output_is_rejected(rng, swiglu):
          config=CFG)
 
 
+def test_paired_halves_block_as_wide_as_the_output_runs(rng):
+  """Paired glu and linear rows: a 32-row block writes 16 output columns, which 16 fill."""
+  case, ref, _ = make_case(rng, 2, 64, 32, 20, [8, 9], bias=True, swiglu=True)
+  config = dataclasses.replace(CFG, paired_halves=True)
+  check(run(case, "pallas", config=config), ref, case["group_sizes"])
+
+
 # --- Triton lowering ------------------------------------------------------------------------------
 
 
