@@ -9,7 +9,7 @@ import ml_collections
 
 def get_config():
   c = ml_collections.ConfigDict()
-  c.copy_bytes = 4e9  # bytes of the array read (and, by the copy, written): far past any L2
+  c.array_bytes = 4e9  # bytes of the array read (and, by the copy, written): far past any L2
   c.matmul_size = 8192  # a d x d x d bf16 matmul, float32 accumulation
   c.output_dir = ""
   return c

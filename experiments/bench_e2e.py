@@ -198,7 +198,7 @@ def main(argv) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   bench.hbm_bytes_per_s, bench.bf16_flops_per_s = common.ceilings(
-      bench.hbm_bytes_per_s, bench.bf16_flops_per_s, flags="--config.bench.")
+      bench.hbm_bytes_per_s, bench.bf16_flops_per_s, flag_prefix="--config.bench.")
   start = time.perf_counter()
   model = _build(config)
   state = jax.block_until_ready(nnx.state(model))

@@ -26,7 +26,7 @@ def main(argv) -> None:
   del argv
   config = _CONFIG.value
   key = jax.random.PRNGKey(0)
-  n = int(config.copy_bytes) // 2
+  n = int(config.array_bytes) // 2
   arrays = [(jax.random.normal(k, (n,), jnp.bfloat16),) for k in jax.random.split(key, 2)]
   copy_s = benchmarking.time_per_call(lambda a: a * 2, arrays, calls=(2, 6), perturb=0)
   read_s = benchmarking.time_per_call(lambda a: jnp.sum(a, dtype=jnp.float32), arrays,
@@ -47,14 +47,14 @@ def main(argv) -> None:
   matmul_s = benchmarking.time_per_call(products, mats, calls=(1, 3), perturb=0) / MATMULS_PER_CALL
   result = dict(device=common.device_description(),
                 hbm_bytes_per_s=n * 2 / read_s, bf16_flops_per_s=2 * d ** 3 / matmul_s,
-                hbm_copy_bytes_per_s=2 * n * 2 / copy_s,
-                copy_bytes=2 * n * 2, copy_ms=copy_s * 1e3, matmul_size=d, matmul_ms=matmul_s * 1e3)
+                hbm_copy_bytes_per_s=2 * n * 2 / copy_s, array_bytes=n * 2, read_ms=read_s * 1e3,
+                copy_ms=copy_s * 1e3, matmul_size=d, matmul_ms=matmul_s * 1e3)
   out = common.output_dir(config, "ceilings")
   common.write_json(out / "results.json", result)
   print(f"{result['device']}: read {result['hbm_bytes_per_s'] / 1e12:.2f} TB/s, bf16 matmul "
         f"{d}^3 {result['bf16_flops_per_s'] / 1e12:.0f} TF/s (the rooflines' ceilings); copy "
-        f"{result['hbm_copy_bytes_per_s'] / 1e12:.2f} TB/s (read + write, "
-        f"{result['copy_bytes'] / 1e9:.1f} GB); wrote {out}")
+        f"{result['hbm_copy_bytes_per_s'] / 1e12:.2f} TB/s (reads and writes "
+        f"{result['array_bytes'] / 1e9:.1f} GB each); wrote {out}")
 
 
 if __name__ == "__main__":

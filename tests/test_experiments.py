@@ -156,7 +156,7 @@ def test_ceilings_given_or_of_the_device(capsys):
 
 
 def test_ceilings_runs_and_writes_both(tmp_path):
-  result = _run("experiments.ceilings", "--config.copy_bytes=2e6", "--config.matmul_size=128",
+  result = _run("experiments.ceilings", "--config.array_bytes=2e6", "--config.matmul_size=128",
                 f"--config.output_dir={tmp_path}")
   assert result.returncode == 0, result.stderr
   written = json.loads((tmp_path / "results.json").read_text())

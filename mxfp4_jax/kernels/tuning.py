@@ -42,7 +42,8 @@ class KernelConfig:
   # FADD pass per dot and no register spills at block_m=128 in the disassembly.
   accumulate_in_mma: bool = False
   # Load the next K tile's scales one step ahead: the values come through Triton's cp.async
-  # pipeline, the scale bytes as plain loads whose latency each step otherwise waits out.
+  # pipeline, the scale bytes as plain loads whose latency each step otherwise waits out. The K
+  # loop without `prefetch` only: straight-line splits and `prefetch` load whole tiles ahead.
   prefetch_scales: bool = False
   # With k_splits > 1 dividing the K tiles: each split's tiles as straight-line code rather than
   # a loop (a decode-sized split has 5-9 tiles, too few for the loop pipeliner's prologue to pay).
