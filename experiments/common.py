@@ -65,8 +65,8 @@ DEVICE_CEILINGS = {"H100": (3.22e12, 670e12), "H200": (4.79e12, 697e12)}
 
 
 def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0,
-             flag_prefix: str = "--config.", used: tuple[str, ...] = ("hbm_bytes_per_s",
-                                                              "bf16_flops_per_s"),
+             flag_prefix: str = "--config.",
+             used: tuple[str, ...] = ("hbm_bytes_per_s", "bf16_flops_per_s"),
              ) -> tuple[float, float]:
   """The rooflines' (bytes/s, bf16 FLOP/s): the given values, and for each one left 0 this
   device's from `DEVICE_CEILINGS` (the H100's on a device not listed there, said on stdout,
@@ -76,8 +76,9 @@ def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0,
   given = dict(hbm_bytes_per_s=hbm_bytes_per_s, bf16_flops_per_s=bf16_flops_per_s)
   unset = [name for name in used if not given[name]]
   if known is None and unset:
-    print(f"ceilings: none known for {kind!r}; using the H100's (pass "
-          f"{' and '.join(flag_prefix + name for name in unset)}, measured by experiments.ceilings)")
+    flags_to_pass = " and ".join(flag_prefix + name for name in unset)
+    print(f"ceilings: none known for {kind!r}; using the H100's (pass {flags_to_pass}, measured "
+          "by experiments.ceilings)")
   known = known or DEVICE_CEILINGS["H100"]
   return hbm_bytes_per_s or known[0], bf16_flops_per_s or known[1]
 

@@ -315,7 +315,8 @@ def test_bench_e2e_checks_kernel_options_against_the_tuned_kernel(monkeypatch):
 
 
 def test_decode_roofline_of_20b_batch_1():
-  """About 3.7 GB a step (experts 1.27, attention 1.27, unembedding 1.16): ~860 tok/s at 3.22 TB/s."""
+  """About 3.7 GB a step (experts 1.27, attention 1.27, unembedding 1.16): ~860 tok/s at 3.22
+  TB/s."""
   from configs import gpt_oss_20b
   from mxfp4_jax.model import GptOssConfig
   cfg = GptOssConfig.from_dict(gpt_oss_20b.get_config().model)
