@@ -14,8 +14,6 @@ dependency on the call before).
 from __future__ import annotations
 
 import csv
-import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +26,7 @@ from experiments.kernel_problems import (ONE_ROW_TILES, PERTURB, PERTURB_BY_ROW,
                                          model_out_dtype, one_row_tiles, reference_in_chunks,
                                          weight_copies)
 from mxfp4_jax import benchmarking
-from mxfp4_jax.kernels import grouped_matmul, pick_config, tuning
+from mxfp4_jax.kernels import grouped_matmul, tuning
 from mxfp4_jax.mxfp4.layout import dequantize_packed, random_packed
 
 _CONFIG = common.define_config("bench_kernel.py")
@@ -93,12 +91,11 @@ def bench(config) -> list[dict]:
       act_bytes = num_rows * k * 2 + num_rows * out_cols * jnp.dtype(out_dtype).itemsize
 
       by_row, groups = _row_groups(config, group_sizes, num_rows, num_experts)
-      kernel = functools.partial(kernel_call, by_row=by_row, activation=activation,
-                                 out_dtype=out_dtype, backend="pallas")
-      if options:  # the tuned config for this P, with some fields replaced
-        picked = pick_config(num_rows, num_rows if by_row else num_experts, out_cols,
-                             weights[0].values.shape[1])
-        kernel = functools.partial(kernel, config=dataclasses.replace(picked, **options))
+
+      def kernel(x, w, groups, row_weights):
+        with tuning.overridden(**options):  # the tuned config for this P, some fields replaced
+          return kernel_call(x, w, groups, row_weights, by_row=by_row, activation=activation,
+                             out_dtype=out_dtype, backend="pallas")
       args = [(x, w, groups, row_weights) for x, w in zip(xs, weights)]
       ref = reference_in_chunks(xs[0], weights[0], groups, row_weights, activation,
                                 by_row=by_row)

@@ -585,14 +585,17 @@ def test_first_line_of_an_error_without_a_message_is_its_type():
 
 def test_bench_kernel_runs_the_models_row_layout(monkeypatch):
   """Up to P = E / 2 the rows run one tile each, as a decode step's do, and the timed chain
-  perturbs x; past it they are sorted by expert and the group sizes carry the chain."""
+  perturbs x; past it they are sorted by expert and the group sizes carry the chain. Kernel
+  options replace fields of every config the calls pick."""
   from configs.bench_kernel import SHAPES, get_config
   from experiments import bench_kernel, kernel_problems
+  from mxfp4_jax.kernels import tuning
   monkeypatch.setitem(SHAPES, "20b_down", (8, 64, 48, None))
-  layouts, perturbed = [], []
+  layouts, perturbed, overrides = [], [], []
 
   def interpreted(*args, by_row, **kwargs):
     layouts.append(by_row)
+    overrides.append(dict(tuning._overrides))
     return kernel_problems.kernel_call(*args, by_row=by_row, interpret=True, **kwargs)
 
   def timed(fn, copies, perturb, **kwargs):
@@ -603,8 +606,9 @@ def test_bench_kernel_runs_the_models_row_layout(monkeypatch):
   monkeypatch.setattr(bench_kernel.benchmarking, "time_per_call", timed)
   config = get_config()
   config.update(dict(shapes="20b_down", rows="2,8", top_k=2, baselines="", weight_copies=2,
-                     hbm_bytes_per_s=1e12, bf16_flops_per_s=1e14))
+                     hbm_bytes_per_s=1e12, bf16_flops_per_s=1e14, kernel_options="decode=lut"))
   rows = bench_kernel.bench(config)
+  assert overrides and all(o == {"decode": "lut"} for o in overrides)
   assert [r["one_row_tiles"] for r in rows] == [True, False]
   assert all(r["rel_err"] < 1e-2 for r in rows)
   assert set(layouts) == {True, False} and perturbed == [kernel_problems.PERTURB_BY_ROW,
