@@ -159,11 +159,11 @@ MAX_K_SPLITS = 9
 MIN_K_TILES_PER_SPLIT = 4
 # 16-row tiles may split K this finely, whatever their program count (a split count that
 # divides the K tiles still comes first: 44 tiles take 4 straight splits of 11, not a 9-split
-# loop; at 45, GPT-OSS's, the floor holds). The target alone
-# leaves 120b's one-row tiles at P = 64 (2,880 programs) a 2-split loop and its sorted 16-row
-# tiles at P = 128-2048 (5,760 programs) unsplit; 20b's calls are unchanged (1,440 programs or
-# fewer). Kernel alone, H100, 2026-12-05 (BENCHMARKS.md, twenty-sixth round): 120b gate_up at
-# P = 32, one-row tiles, unsplit loop 0.2265 ms, 2-split loop 0.154, 5 straight splits 0.131.
+# loop; at 45, GPT-OSS's, the floor holds). The target alone leaves 120b's one-row tiles at
+# P = 64 (2,880 programs) a 2-split loop and its sorted 16-row tiles at P = 128-2048 (5,760
+# programs) unsplit; 20b's calls are unchanged (1,440 programs or fewer). Kernel alone, H100,
+# 2026-12-05 (BENCHMARKS.md, twenty-sixth round): 120b gate_up at P = 32, one-row tiles,
+# unsplit loop 0.2265 ms, 2-split loop 0.154, 5 straight splits 0.131.
 # End to end, H100, 2026-12-06 (twenty-eighth round), 120b decode: batch 16 886 -> 952 tok/s,
 # batch 64 1,963 -> 1,996.
 MAX_K_TILES_PER_SPLIT_16_ROW_TILES = 9
