@@ -176,7 +176,8 @@ def narrowed_block_n(block_n: int, out_cols: int) -> int:
   return block_n
 
 
-def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1) -> KernelConfig:
+def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1,
+                swiglu: bool = False) -> KernelConfig:
   """The TABLE row for the expected rows per active expert, block_n narrowed to the output, and
   K split ``k_splits`` ways while that keeps the programs with work within
   `SPLIT_K_TARGET_PROGRAMS` (`SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES` for 16-row tiles). A split
@@ -184,17 +185,19 @@ def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1
   (`KernelConfig.unroll_split`). 16-row tiles may take splits as short as
   `MAX_K_TILES_PER_SPLIT_16_ROW_TILES` tiles whatever their program count.
 
-  ``k_tiles``: 64-value K tiles of the weight (`PackedMXFP4.values.shape[1]`).
+  ``k_tiles``: 64-value K tiles of the weight (`PackedMXFP4.values.shape[1]`). ``swiglu``: the
+  call fuses SwiGLU, so a paired-halves program writes ``block_n / 2`` of the ``out_cols``.
   """
   m = rows_per_expert(num_rows, num_experts)
   cfg = next(c for limit, c in TABLE if m <= limit)
   block_n = narrowed_block_n(cfg.block_n, out_cols)
-  # A paired-halves program writes block_n / 2 columns, so for a fused SwiGLU this counts half
-  # its programs: 20b gate_up at 129-256 rows per expert (prompts of 1-2k tokens) gets 3 K splits
-  # where the true count would leave it unsplit. Neither has been timed there (the prefill
-  # benchmarks run 1k and 8k tokens: 128 and 1,024 rows per expert).
+  # Programs as launched: a paired-halves program writes block_n / 2 columns. Counting block_n
+  # gave 20b gate_up at 129-256 rows per expert 3 K splits instead of 1; H100, 2026-12-06
+  # (BENCHMARKS.md, thirtieth round): P = 6,144 / 8,192 1.099 -> 0.628 / 1.475 -> 0.735 ms,
+  # prefill of 1.5k and 2k tokens 31,885-32,379 -> 42,234-43,801 tok/s (two runs each).
+  out_block_n = dataclasses.replace(cfg, block_n=block_n).out_block_n(swiglu)
   programs = (min(num_experts, num_rows) * math.ceil(m / cfg.block_m)
-              * math.ceil(out_cols / block_n))
+              * math.ceil(out_cols / out_block_n))
   target = (SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES if cfg.block_m == 16
             else SPLIT_K_TARGET_PROGRAMS)
   most = target // max(1, programs)
