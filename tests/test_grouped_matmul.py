@@ -235,20 +235,12 @@ def test_picked_config(rng, p, e, block_m):
     (16384, 32, 2880, 45, 1),
     (1, 32, 2880, 8, 2),  # at least MIN_K_TILES_PER_SPLIT tiles per split
     (1, 3, 32, 1, 1),
-    (8192, 32, 2880, 45, 3),  # 256-row tiles of 128 columns: 736 programs
+    (8192, 32, 2880, 45, 1),  # tiles over 16 rows keep K whole: 256 rows, 736 programs
+    (256, 2, 2880, 45, 1),  # 128-row tiles of 2 experts: 90 programs, K still whole
 ])
 def test_picked_split_k(p, e, n, k_tiles, splits):
   config = pick_config(p, e, n, k_tiles)
   assert config.k_splits == splits and type(config.k_splits) is int
-
-
-@pytest.mark.parametrize("p", [6144, 8192])  # 192 and 256 rows per expert: paired halves
-def test_picked_split_k_counts_a_paired_program_as_half_its_block(p):
-  """A fused SwiGLU's paired-halves program writes block_n / 2 of the 2880 outputs: 1,440
-  programs, enough to leave K whole, where counting block_n columns would split it 3 ways."""
-  config = pick_config(p, 32, 2880, 45, swiglu=True)
-  assert config.paired_halves and config.out_block_n(swiglu=True) == 64
-  assert config.k_splits == 1
 
 
 def test_overridden_replaces_fields_of_every_picked_config_inside_only():

@@ -155,8 +155,7 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
     return jnp.zeros((0, out_cols), out_dtype)
   # One tile per row (row_experts) is picked for as if each row had an expert of its own.
   config = config or pick_config(x.shape[0], x.shape[0] if row_experts is not None
-                                 else w.num_experts, out_cols, w.values.shape[1],
-                                 swiglu=activation == "swiglu")
+                                 else w.num_experts, out_cols, w.values.shape[1])
   if config.out_block_n(activation == "swiglu") > out_cols:  # paired halves: block_n / 2 columns
     raise ValueError(f"config.block_n={config.block_n} writes "
                      f"{config.out_block_n(activation == 'swiglu')} output features a program, "

@@ -144,29 +144,33 @@ def rows_per_expert(num_rows: int, num_experts: int) -> float:
   return num_rows / max(1, min(num_experts, num_rows))
 
 
-# Split K when few programs would have work: decode rows touch a handful of experts, and each
-# program's K loop is a chain of dependent latencies that more programs in flight overlap.
+# Split K when few programs would have work, for decode-sized (16-row) tiles: decode rows touch a
+# handful of experts, and each program's K loop is a chain of dependent latencies that more
+# programs in flight overlap.
 # H100, 20b gate_up, bm=16 bn=64, straight-line splits (BENCHMARKS.md): P=1 (45 programs) 9
 # splits 0.040 ms, 5 splits 0.041, 3 splits 0.051; P=16 (630 programs) 3 splits 0.096 ms against
 # 0.108 unsplit and 0.107 with 5.
 # H200, 2026-12-03, one-row tiles (BENCHMARKS.md): P=32 20b gate_up, 5 straight splits 0.140 ms
-# against 0.219 unsplit; down, 3 splits 0.073 against 0.094. Decode-sized tiles (block_m=16)
-# therefore split up to 7,200 programs; larger tiles keep 2,400 (P=1024, block_m=32: 3 splits
-# 0.305 ms, 5 splits 0.324; 2,400 leaves it unsplit).
-SPLIT_K_TARGET_PROGRAMS = 2400
-SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES = 7200
+# against 0.219 unsplit; down, 3 splits 0.073 against 0.094.
+# Larger tiles keep K whole: their float32 partial sums are prefill-sized, written by the kernel
+# and read back by XLA's sum (3 splits of 20b gate_up at P = 8,192: 566 MB). H100, 2026-12-06
+# (BENCHMARKS.md, thirtieth round), 256-row tiles at 192 / 256 rows per expert, 3 splits -> 1:
+# gate_up 1.099 -> 0.628 / 1.475 -> 0.735 ms, down 0.522 -> 0.346 / 0.699 -> 0.416 ms; prefill
+# of 2k tokens 31,885 and 31,970 -> 43,801 and 42,789 tok/s (gate_up), then 45,409 and 45,273 ->
+# 51,733 and 51,936 (down).
+SPLIT_K_TARGET_PROGRAMS = 7200
 MAX_K_SPLITS = 9
 MIN_K_TILES_PER_SPLIT = 4
-# 16-row tiles may split K this finely, whatever their program count (a split count that
-# divides the K tiles still comes first: 44 tiles take 4 straight splits of 11, not a 9-split
-# loop; at 45, GPT-OSS's, the floor holds). The target alone leaves 120b's one-row tiles at
-# P = 64 (2,880 programs) a 2-split loop and its sorted 16-row tiles at P = 128-2048 (5,760
-# programs) unsplit; 20b's calls are unchanged (1,440 programs or fewer). Kernel alone, H100,
-# 2026-12-05 (BENCHMARKS.md, twenty-sixth round): 120b gate_up at P = 32, one-row tiles,
-# unsplit loop 0.2265 ms, 2-split loop 0.154, 5 straight splits 0.131.
+# Splits may be this short whatever the program count (a split count that divides the K tiles
+# still comes first: 44 tiles take 4 straight splits of 11, not a 9-split loop; at 45, GPT-OSS's,
+# the floor holds). The target alone leaves 120b's one-row tiles at P = 64 (2,880 programs) a
+# 2-split loop and its sorted 16-row tiles at P = 128-2048 (5,760 programs) unsplit; 20b's calls
+# are unchanged (1,440 programs or fewer). Kernel alone, H100, 2026-12-05 (BENCHMARKS.md,
+# twenty-sixth round): 120b gate_up at P = 32, one-row tiles, unsplit loop 0.2265 ms, 2-split
+# loop 0.154, 5 straight splits 0.131.
 # End to end, H100, 2026-12-06 (twenty-eighth round), 120b decode: batch 16 886 -> 952 tok/s,
 # batch 64 1,963 -> 1,996.
-MAX_K_TILES_PER_SPLIT_16_ROW_TILES = 9
+MAX_K_TILES_PER_SPLIT = 9
 
 
 def narrowed_block_n(block_n: int, out_cols: int) -> int:
@@ -176,37 +180,26 @@ def narrowed_block_n(block_n: int, out_cols: int) -> int:
   return block_n
 
 
-def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1,
-                swiglu: bool = False) -> KernelConfig:
-  """The TABLE row for the expected rows per active expert, block_n narrowed to the output, and
-  K split ``k_splits`` ways while that keeps the programs with work within
-  `SPLIT_K_TARGET_PROGRAMS` (`SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES` for 16-row tiles). A split
+def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1) -> KernelConfig:
+  """The TABLE row for the expected rows per active expert, block_n narrowed to the output, and,
+  for 16-row tiles, K split ``k_splits`` ways while that keeps the programs with work within
+  `SPLIT_K_TARGET_PROGRAMS`, or into splits of at most `MAX_K_TILES_PER_SPLIT` tiles. A split
   count that divides the K tiles is preferred, so that the splits run as straight-line code
-  (`KernelConfig.unroll_split`). 16-row tiles may take splits as short as
-  `MAX_K_TILES_PER_SPLIT_16_ROW_TILES` tiles whatever their program count.
+  (`KernelConfig.unroll_split`).
 
-  ``k_tiles``: 64-value K tiles of the weight (`PackedMXFP4.values.shape[1]`). ``swiglu``: the
-  call fuses SwiGLU, so a paired-halves program writes ``block_n / 2`` of the ``out_cols``.
+  ``k_tiles``: 64-value K tiles of the weight (`PackedMXFP4.values.shape[1]`).
   """
   m = rows_per_expert(num_rows, num_experts)
   cfg = next(c for limit, c in TABLE if m <= limit)
   block_n = narrowed_block_n(cfg.block_n, out_cols)
-  # Programs as launched: a paired-halves program writes block_n / 2 columns. Counting block_n
-  # gave 20b gate_up at 129-256 rows per expert 3 K splits instead of 1; H100, 2026-12-06
-  # (BENCHMARKS.md, thirtieth round): P = 6,144 / 8,192 1.099 -> 0.628 / 1.475 -> 0.735 ms,
-  # prefill of 1.5k and 2k tokens 31,885-32,379 -> 42,234-43,801 tok/s (two runs each).
-  out_block_n = dataclasses.replace(cfg, block_n=block_n).out_block_n(swiglu)
-  programs = (min(num_experts, num_rows) * math.ceil(m / cfg.block_m)
-              * math.ceil(out_cols / out_block_n))
-  target = (SPLIT_K_TARGET_PROGRAMS_16_ROW_TILES if cfg.block_m == 16
-            else SPLIT_K_TARGET_PROGRAMS)
-  most = target // max(1, programs)
-  if cfg.block_m == 16:
-    most = max(most, -(-k_tiles // MAX_K_TILES_PER_SPLIT_16_ROW_TILES))
-  most = max(1, min(most, MAX_K_SPLITS, k_tiles // MIN_K_TILES_PER_SPLIT))
-  dividing = [d for d in range(2, most + 1) if k_tiles % d == 0]
-  picked = dict(block_n=block_n, k_splits=max(dividing, default=most))
-  return dataclasses.replace(cfg, **{**picked, **_overrides})
+  k_splits = 1
+  if cfg.block_m == 16:  # no paired halves in these rows: a program writes block_n columns
+    programs = min(num_experts, num_rows) * math.ceil(m / 16) * math.ceil(out_cols / block_n)
+    most = max(SPLIT_K_TARGET_PROGRAMS // max(1, programs), -(-k_tiles // MAX_K_TILES_PER_SPLIT))
+    most = max(1, min(most, MAX_K_SPLITS, k_tiles // MIN_K_TILES_PER_SPLIT))
+    dividing = [d for d in range(2, most + 1) if k_tiles % d == 0]
+    k_splits = max(dividing, default=most)
+  return dataclasses.replace(cfg, **{"block_n": block_n, "k_splits": k_splits, **_overrides})
 
 
 _overrides: dict = {}
