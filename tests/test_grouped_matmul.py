@@ -231,7 +231,7 @@ def test_picked_config(rng, p, e, block_m):
     (64, 64, 2880, 45, 5),  # 120b one-row tiles: 2880 programs allow 2, 16-row tiles take <= 9
     (256, 128, 2880, 45, 5),  # 120b sorted: 5760 programs, the same
     (1, 32, 2880, 90, 9),  # 9 splits of 10 tiles: no more than MAX_K_SPLITS
-    (1024, 32, 2880, 45, 1),  # 1440 programs of 32-row tiles: the smaller target
+    (1024, 32, 2880, 45, 1),  # 32-row tiles keep K whole
     (16384, 32, 2880, 45, 1),
     (1, 32, 2880, 8, 2),  # at least MIN_K_TILES_PER_SPLIT tiles per split
     (1, 3, 32, 1, 1),

@@ -183,7 +183,7 @@ def narrowed_block_n(block_n: int, out_cols: int) -> int:
 def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1) -> KernelConfig:
   """The TABLE row for the expected rows per active expert, block_n narrowed to the output, and,
   for 16-row tiles, K split ``k_splits`` ways while that keeps the programs with work within
-  `SPLIT_K_TARGET_PROGRAMS`, or into splits of at most `MAX_K_TILES_PER_SPLIT` tiles. A split
+  `SPLIT_K_TARGET_PROGRAMS`, or aiming at splits of `MAX_K_TILES_PER_SPLIT` tiles. A split
   count that divides the K tiles is preferred, so that the splits run as straight-line code
   (`KernelConfig.unroll_split`).
 
