@@ -216,7 +216,7 @@ def test_picked_config(rng, p, e, block_m):
   """The kernel with pick_config's choice for each regime of rows per expert."""
   sizes = rng.multinomial(p - 2, np.ones(e) / e)
   case, ref, _ = make_case(rng, e, 64, 64, p, sizes, bias=True, row_weights=True, swiglu=True)
-  config = pick_config(p, e, 32)
+  config = pick_config(p, e, 32, k_tiles=1)
   assert (config.block_m, config.block_n) == (block_m, 32)
   check(run(case, "pallas", config=None), ref, sizes)
 
@@ -542,6 +542,8 @@ def test_kernel_config_rejects_bad_blocks():
     KernelConfig(block_m=16, block_n=48, num_warps=4, num_stages=2)
   with pytest.raises(ValueError, match="block_m=8 must be a power of two >= 16"):
     KernelConfig(block_m=8, block_n=32, num_warps=4, num_stages=2)
+  with pytest.raises(ValueError, match="num_warps=6 must be a power of two"):
+    KernelConfig(block_m=16, block_n=32, num_warps=6, num_stages=2)
   for rest in (8, 24):
     with pytest.raises(ValueError, match=f"remainder_block_m={rest} must be 0 or a power of two "
                                          ">= 16"):

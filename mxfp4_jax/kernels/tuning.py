@@ -91,6 +91,8 @@ class KernelConfig:
     for name in ("num_warps", "num_stages", "k_splits"):
       if getattr(self, name) < 1:
         raise ValueError(f"KernelConfig.{name} must be >= 1, got {getattr(self, name)}")
+    if self.num_warps & (self.num_warps - 1):  # Triton asserts it deep in its compiler
+      raise ValueError(f"KernelConfig.num_warps={self.num_warps} must be a power of two")
     if self.prefetch < 0:
       raise ValueError(f"KernelConfig.prefetch must be >= 0, got {self.prefetch}")
     rest = self.remainder_block_m
@@ -117,7 +119,8 @@ TABLE: tuple[tuple[int, KernelConfig], ...] = (
     # 65-128 rows per expert (prefill 1k) take the row below: without in-MMA accumulation the
     # kernel alone ran 5-17% faster at P=4096, but prefill 1k did not (H200, 2026-12-04,
     # BENCHMARKS.md fifteenth round).
-    # P=16384: 1.786 ms (304 TF/s) on the H100 with decode="bf16x2"; H200, 2026-12-02:
+    # P=16384 (512 rows per expert; this row took them before the 256-row row was added):
+    # 1.786 ms (304 TF/s) on the H100 with decode="bf16x2"; H200, 2026-12-02:
     # bf16x2 1.746 ms, lut 1.691 ms (321 TF/s). H200, 2026-12-04, with the one-multiply
     # bf16x2 decode, gate_up / down: lut 1.664 / 0.937 ms, bf16x2 in the MMA 1.610 / 0.839.
     # Remainder tiles of 32 rows (H200, 2026-12-04, 20b prefill 1k end to end, medians of 11):
@@ -180,7 +183,7 @@ def narrowed_block_n(block_n: int, out_cols: int) -> int:
   return block_n
 
 
-def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int = 1) -> KernelConfig:
+def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int) -> KernelConfig:
   """The TABLE row for the expected rows per active expert, block_n narrowed to the output, and,
   for 16-row tiles, K split ``k_splits`` ways while that keeps the programs with work within
   `SPLIT_K_TARGET_PROGRAMS`, or aiming at splits of `MAX_K_TILES_PER_SPLIT` tiles. A split
