@@ -8,7 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from mxfp4_jax.kernels import default_backend
+from mxfp4_jax.kernels import BACKENDS as MOE_BACKENDS, default_backend
 from mxfp4_jax.kernels.router import BACKENDS as ROUTER_BACKENDS, kernel_unsupported_reason
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT
 
@@ -87,8 +87,8 @@ class GptOssConfig:
         raise ValueError(f"{name}={getattr(self, name)} must be a multiple of 32 (MXFP4 blocks)")
     if self.dtype not in ("bfloat16", "float32"):
       raise ValueError(f"dtype must be 'bfloat16' or 'float32', got {self.dtype!r}")
-    if self.moe_backend not in ("auto", "pallas", "reference"):
-      raise ValueError(f"moe_backend must be 'auto', 'pallas' or 'reference', got {self.moe_backend!r}")
+    if self.moe_backend not in MOE_BACKENDS:
+      raise ValueError(f"moe_backend must be one of {MOE_BACKENDS}, got {self.moe_backend!r}")
     if self.router_backend not in ("auto", *ROUTER_BACKENDS):
       raise ValueError(f"router_backend must be 'auto' or one of {ROUTER_BACKENDS}, "
                        f"got {self.router_backend!r}")
