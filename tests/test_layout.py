@@ -208,6 +208,10 @@ def test_pack_rejects_bad_shapes(rng):
   blocks, scales, bias = random_checkpoint(rng, 2, 18, 2)
   with pytest.raises(ValueError, match=r"pack: blocks must have shape \[E, N, K/32, 16\]"):
     mxfp4.pack(blocks[0], scales[0])
+  out_of_range = np.array(scales)
+  out_of_range[0, 0, 0] = fmt.KERNEL_SCALE_MAX + 1  # past what the kernel decodes
+  with pytest.raises(ValueError, match=r"pack: blocks must have shape"):  # the rank comes first
+    mxfp4.pack(blocks[0], out_of_range[0])
   with pytest.raises(ValueError, match="needs an even N, got 17"):
     mxfp4.pack(blocks[:, :17], scales[:, :17], swiglu_halves=True)
   with pytest.raises(ValueError, match=r"bias must be a float array of shape \(2, 18\), got float32\(2, 17\)"):

@@ -167,14 +167,14 @@ def pack(blocks, scales, bias=None, *, swiglu_halves: bool = False) -> PackedMXF
   given = blocks, scales  # host arrays stay on the host for the range check
   blocks, scales = jnp.asarray(blocks), jnp.asarray(scales)
   fmt.check_blocks_and_scales(blocks, scales, "pack:")
+  if blocks.ndim != 4 or 0 in blocks.shape:
+    raise ValueError(f"pack: blocks must have shape [E, N, K/32, 16] with E, N, K/32 >= 1, got "
+                     f"{tuple(blocks.shape)}")
   _check_kernel_scale_range(*given, "pack")
   # An all-zero block is zeros under any scale, but the bf16x2 decode's factor for a byte above
   # KERNEL_SCALE_MAX is no finite bf16 (129 needs 2**128), and 0 * inf is NaN.
   scales = jnp.where(~_holds_nonzero(blocks) & (scales > fmt.KERNEL_SCALE_MAX),
                      jnp.uint8(fmt.KERNEL_SCALE_MAX), scales)
-  if blocks.ndim != 4 or 0 in blocks.shape:
-    raise ValueError(f"pack: blocks must have shape [E, N, K/32, 16] with E, N, K/32 >= 1, got "
-                     f"{tuple(blocks.shape)}")
   num_experts, n, num_blocks, _ = blocks.shape
   if swiglu_halves:
     if n % 2:
