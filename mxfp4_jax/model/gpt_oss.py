@@ -220,6 +220,7 @@ class Attention(nnx.Module):
     v = v.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
     q = q.reshape(b, t, cfg.num_kv_heads, groups, cfg.head_dim)  # head h uses KV head h // G
     keys, values, key_pos = k, v, positions
+    own_keys = not decoding and (cache is None or prefill)  # attends only the keys it brings
     if decoding:
       # A decode step stores its key first and attends over the cache alone (no copy of it): the
       # ring slot it takes held a key `window` or more positions back, which it must not see.
@@ -234,11 +235,11 @@ class Attention(nnx.Module):
         values = jnp.concatenate([cache.v, v], axis=1)
         key_pos = jnp.concatenate([cache.positions, positions], axis=1)
       cache = cache.write(k, v, positions, start)
-    if cfg.resolved_attention_backend == "pallas" and keys is k:  # a prefill: its own keys
+    if cfg.resolved_attention_backend == "pallas" and own_keys:
       out = flash_attention(q, k, v, positions, sinks, window=window,
                             interpret=jax.default_backend() != "gpu")
     else:
-      out = attend(q, keys, values, positions, key_pos, sinks, window, aligned=keys is k)
+      out = attend(q, keys, values, positions, key_pos, sinks, window, aligned=own_keys)
     return out, cache
 
 
