@@ -17,7 +17,7 @@ import ml_collections
 def get_config():
   c = ml_collections.ConfigDict()
   c.shapes = "20b_gate_up,20b_down,120b_gate_up"  # SHAPES names or ExKxN[_swiglu]
-  c.rows = "1,4,8,32,64,256,1024,4096,16384"
+  c.rows = "1,4,8,32,64,256,1024,4096,8192,16384"  # 8192: 20b's 256 rows per expert
   c.max_rows_one_tile_each = 256  # also fingerprint one tile a row (row_experts) up to this P
   c.variant_shapes = "5x96x80_swiglu,3x200x48"  # each TABLE row's variants on these shapes
   c.variant_rows = 64
