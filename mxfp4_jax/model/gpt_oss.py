@@ -270,6 +270,7 @@ class MoE(nnx.Module):
     if (norm is not None and one_row_tiles and cfg.resolved_router_backend == "top_k"
         and b * t <= PRODUCT_AS_SUM_TOKENS):
       # [N, k] experts and weights, and [N k, D] rows: token t normalized at rows t k .. t k + k.
+      # One-row tiles only, so the sorted path below (which gathers from `tokens`) is not taken.
       experts, weights, rows = route_normalized(
           x.reshape(-1, d), norm.scale[...], norm.eps, self.router_weight[...],
           self.router_bias[...], k=k, interpret=cfg.moe_interpret)
