@@ -156,10 +156,10 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
   # One tile per row (row_experts) is picked for as if each row had an expert of its own.
   config = config or pick_config(x.shape[0], x.shape[0] if row_experts is not None
                                  else w.num_experts, out_cols, w.values.shape[1])
-  if config.out_block_n(activation == "swiglu") > out_cols:  # paired halves: block_n / 2 columns
-    raise ValueError(f"config.block_n={config.block_n} writes "
-                     f"{config.out_block_n(activation == 'swiglu')} output features a program, "
-                     f"more than the {out_cols} there are")
+  out_block_n = config.out_block_n(activation == "swiglu")  # paired halves: block_n / 2 columns
+  if out_block_n > out_cols:
+    raise ValueError(f"config.block_n={config.block_n} writes {out_block_n} output features a "
+                     f"program, more than the {out_cols} there are")
   static = (config, interpret, tuple(epilogue.items()))
   return _pallas_with_reference_gradient(x, w, group_sizes, row_weights, row_experts, static)
 
