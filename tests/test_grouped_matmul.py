@@ -211,7 +211,8 @@ def test_ragged_edges_exact_zeros(rng, backend):
   check(out, ref, case["group_sizes"])
 
 
-@pytest.mark.parametrize("p,e,block_m", [(5, 32, 16), (120, 4, 32), (250, 2, 128), (600, 2, 256)])
+@pytest.mark.parametrize("p,e,block_m", [(5, 32, 16), (120, 4, 32), (250, 2, 128), (288, 2, 128),
+                                          (292, 2, 256), (600, 2, 256)])
 def test_picked_config(rng, p, e, block_m):
   """The kernel with pick_config's choice for each regime of rows per expert."""
   sizes = rng.multinomial(p - 2, np.ones(e) / e)

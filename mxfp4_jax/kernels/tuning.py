@@ -116,7 +116,7 @@ TABLE: tuple[tuple[int, KernelConfig], ...] = (
     (32, KernelConfig(block_m=32, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
                       accumulate_in_mma=True, unroll_split=True)),
     (64, KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=4, decode="bf16x2")),
-    # 65-128 rows per expert (prefill 1k) take the row below: without in-MMA accumulation the
+    # 65-144 rows per expert (prefill 1k) take the row below: without in-MMA accumulation the
     # kernel alone ran 5-17% faster at P=4096, but prefill 1k did not (H200, 2026-12-04,
     # BENCHMARKS.md fifteenth round).
     # P=16384 (512 rows per expert; this row took them before the 256-row row was added):
@@ -127,7 +127,12 @@ TABLE: tuple[tuple[int, KernelConfig], ...] = (
     # 39,295 and 39,232 tok/s against 36,153-36,651 without; with 64, 36,805 and 36,867.
     # Columns first (H200, 2026-12-05, P=4096, 128 rows per expert): gate_up 0.513 -> 0.483 ms,
     # down 0.304 -> 0.288 ms.
-    (128, KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
+    # Up to 144 rows, not 128: an expert a few rows past 128 takes a 128-row tile and a 32-row
+    # remainder rather than one mostly empty 256-row tile. H100, 2026-12-06, 20b prefill, this
+    # row against the last, alternated (medians of 5, tok/s; BENCHMARKS.md, thirty-first
+    # round): 144 rows per expert (1,152 tokens) 40,759 / 40,071 against 39,161 / 38,130; at
+    # 160 rows the last row wins, 42,172 / 41,565 against 40,417 / 39,671.
+    (144, KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
                        accumulate_in_mma=True, prefetch_scales=True, remainder_block_m=32,
                        columns_first=True)),
     # H200, 2026-12-05, P=16384 / 32768 (512 / 1024 rows per expert), against the row above
