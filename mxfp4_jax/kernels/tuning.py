@@ -128,10 +128,10 @@ TABLE: tuple[tuple[int, KernelConfig], ...] = (
     # Columns first (H200, 2026-12-05, P=4096, 128 rows per expert): gate_up 0.513 -> 0.483 ms,
     # down 0.304 -> 0.288 ms.
     # Up to 144 rows, not 128: an expert a few rows past 128 takes a 128-row tile and a 32-row
-    # remainder rather than one mostly empty 256-row tile. H100, 2026-12-06, 20b prefill, this
-    # row against the last, alternated (medians of 5, tok/s; BENCHMARKS.md, thirty-first
-    # round): 144 rows per expert (1,152 tokens) 40,759 / 40,071 against 39,161 / 38,130; at
-    # 160 rows the last row wins, 42,172 / 41,565 against 40,417 / 39,671.
+    # remainder rather than one mostly empty 256-row tile. H100, 2026-12-06 (BENCHMARKS.md,
+    # thirty-first round), prefill, this row against the last, alternated: 20b at 144 rows per
+    # expert (1,152 tokens) +4.6%, 120b at 136 and 144 rows +15.5% and +8.6%; even at 152 rows
+    # (20b); at 160 the last row wins (20b by 4.6%, 120b by 1.5%).
     (144, KernelConfig(block_m=128, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
                        accumulate_in_mma=True, prefetch_scales=True, remainder_block_m=32,
                        columns_first=True)),
