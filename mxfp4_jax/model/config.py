@@ -149,6 +149,12 @@ class GptOssConfig:
       return self.attention_backend
     return "pallas" if jax.default_backend() == "gpu" and self.dtype != "float32" else "xla"
 
+  @property
+  def attention_interpret(self) -> bool:
+    """The attention kernels run in interpret mode off a GPU (attention_backend="pallas" there:
+    the tests)."""
+    return jax.default_backend() != "gpu"
+
   @staticmethod
   def is_sliding(layer: int) -> bool:
     """Even layers attend within a window of `sliding_window` keys; odd layers to all."""

@@ -197,7 +197,7 @@ class Attention(nnx.Module):
       out, *updated = decode_attention_update(
           heads, cos[:, 0], sin[:, 0], cache.k, cache.v, positions[:, 0], cache.positions,
           start, sinks, self.qkv_bias[...], window=window,
-          block_k=decode_block(cache.k.shape[1]), interpret=jax.default_backend() != "gpu",
+          block_k=decode_block(cache.k.shape[1]), interpret=cfg.attention_interpret,
           **norm_args)
       cache = LayerCache(*updated)
     else:
@@ -237,7 +237,7 @@ class Attention(nnx.Module):
       cache = cache.write(k, v, positions, start)
     if cfg.resolved_attention_backend == "pallas" and own_keys:
       out = flash_attention(q, k, v, positions, sinks, window=window,
-                            interpret=jax.default_backend() != "gpu")
+                            interpret=cfg.attention_interpret)
     else:
       out = attend(q, keys, values, positions, key_pos, sinks, window, aligned=own_keys)
     return out, cache
