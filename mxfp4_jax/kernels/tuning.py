@@ -8,7 +8,9 @@ row's prefetch and split target on an H200, and the prefill rows' remainder tile
 (``bench_e2e --config.bench.kernel_options=remainder_block_m=32``); their launch order and
 256-row tiles by a ``tune_kernel`` sweep of ``columns_first`` and ``paired_halves`` on an H200,
 then end to end; the largest tiles' warps and column blocks by a sweep on the H100, then end
-to end. BENCHMARKS.md records each of those runs.
+to end; where the 256-row tiles take over from the 128-row ones end to end on the H100, with
+the other row's config forced by ``--config.bench.kernel_options``. BENCHMARKS.md records each
+of those runs.
 """
 
 from __future__ import annotations
