@@ -1,5 +1,6 @@
-"""Batched generation: a jitted prefill (in row groups of at most `PREFILL_TOKENS` prompt tokens),
-then decoding in on-device loops of `chunk` steps.
+"""Batched generation: a jitted prefill (in row groups of at most `PREFILL_TOKENS` padded prompt
+tokens, or one row a call where a row alone is longer: `prefill_rows`), then decoding in
+on-device loops of `chunk` steps.
 
 Prompts of different lengths are left-padded to the longest: every row then writes its KV cache
 slot at the same global step, and padding is marked by position -1, which attention never sees.

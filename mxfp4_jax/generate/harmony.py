@@ -18,7 +18,9 @@ VALID_CHANNELS = ("analysis", "commentary", "final")
 
 START, END, MESSAGE, CHANNEL = "<|start|>", "<|end|>", "<|message|>", "<|channel|>"
 CONSTRAIN, RETURN, CALL = "<|constrain|>", "<|return|>", "<|call|>"
-END_OF_TEXT = "<|endoftext|>"
+START_OF_TEXT, END_OF_TEXT = "<|startoftext|>", "<|endoftext|>"
+# Every harmony special token, in the order the tiny tokenizer gives them ids.
+SPECIAL_TOKENS = (START_OF_TEXT, END_OF_TEXT, RETURN, CONSTRAIN, CHANNEL, START, END, MESSAGE, CALL)
 # What ends generation: the turn's end (<|return|>), a tool call (<|call|>), the end of text.
 STOPS = (RETURN, CALL, END_OF_TEXT)
 

@@ -15,8 +15,7 @@ import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 # The harmony special tokens, looked up by name in whichever tokenizer is loaded.
-HARMONY_SPECIALS = ("<|startoftext|>", "<|endoftext|>", "<|return|>", "<|constrain|>",
-                    "<|channel|>", "<|start|>", "<|end|>", "<|message|>", "<|call|>")
+from mxfp4_jax.generate.harmony import SPECIAL_TOKENS as HARMONY_SPECIALS
 TINY_VOCAB_SIZE = 512
 
 # Training text for the tiny tokenizer's merges: harmony boilerplate and plain English, so that
@@ -119,7 +118,11 @@ def load_tokenizer(checkpoint_dir) -> Tokenizer:
   candidates = [os.path.join(d, "tokenizer.json") for d in tokenizer_dirs(checkpoint_dir)]
   for path in candidates:
     if os.path.isfile(path):
-      return Tokenizer(tokenizers.Tokenizer.from_file(path))
+      try:
+        hf = tokenizers.Tokenizer.from_file(path)
+      except Exception as e:  # the Rust binding raises a bare Exception
+        raise ValueError(f"{path}: not a readable tokenizer.json ({e})") from None
+      return Tokenizer(hf)
   raise FileNotFoundError(f"no tokenizer.json at {' or '.join(candidates)}")
 
 
