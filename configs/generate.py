@@ -19,7 +19,11 @@ def get_config(random_model: str = "tiny"):
   c = ml_collections.ConfigDict()
   # Random weights without --checkpoint; a checkpoint brings its own hyperparameters and takes
   # only the model's runtime fields (dtype, backends) from here.
-  c.model = importlib.import_module(f"configs.{random_model}").get_config().model
+  try:
+    c.model = importlib.import_module(f"configs.{random_model}").get_config().model
+  except (ImportError, AttributeError):
+    raise ValueError(f"--config=configs/generate.py:{random_model}: no model config in "
+                     f"configs/{random_model}.py (e.g. :tiny, :gpt_oss_20b)") from None
   c.max_len = 4096  # KV cache slots on full-attention layers: prompt + new tokens must fit
   c.chunk = 16  # decode steps per on-device loop (text streams once per chunk)
   c.gpu_memory_fraction = 0.95  # of the GPU for JAX's allocator (120b needs more than its default 0.75)

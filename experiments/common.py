@@ -34,10 +34,13 @@ def define_config(default: str, help_string: str = "ml_collections config file."
                                          lock_config=True)
 
 
-def gpu_memory_fraction(fraction: float) -> None:
+def gpu_memory_fraction(fraction: float, flag: str) -> None:
   """Lets JAX's GPU allocator take ``fraction`` of the memory (its default, 0.75, leaves 20 GB of
   an 80 GB H100 unused: less than GPT-OSS-120B's 61 GiB of weights needs). Call it before the
-  first device use; an XLA_PYTHON_CLIENT_MEM_FRACTION already set wins."""
+  first device use; an XLA_PYTHON_CLIENT_MEM_FRACTION already set wins. A fraction outside
+  (0, 1] is a usage error naming ``flag``."""
+  if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+    raise app.UsageError(f"{flag} must be in (0, 1], got {fraction!r}")
   os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", str(fraction))
 
 

@@ -50,17 +50,23 @@ def _model_and_tokenizer(config):
     except (FileNotFoundError, ValueError) as e:
       raise app.UsageError(f"--checkpoint: {e}") from None
     model = common.load_checkpoint(_CHECKPOINT.value, "--checkpoint", config.model)
+    _check_vocab(tokenizer, model.cfg.vocab_size, "--checkpoint: its model")
     return model, tokenizer, f"checkpoint {_CHECKPOINT.value}"
   cfg = common.model_config(config.model)
-  model = GptOss(cfg, rngs=nnx.Rngs(_SEED.value))
   tokenizer = tiny_tokenizer()
-  if tokenizer.vocab_size > cfg.vocab_size:
-    raise app.UsageError(f"the built-in tokenizer has {tokenizer.vocab_size} tokens; "
-                         f"--config.model.vocab_size={cfg.vocab_size} is too small")
+  _check_vocab(tokenizer, cfg.vocab_size, f"--config.model.vocab_size={cfg.vocab_size}")
+  model = GptOss(cfg, rngs=nnx.Rngs(_SEED.value))
   label = (f"RANDOM WEIGHTS ({cfg.num_layers} layers, {cfg.num_experts} experts, seed "
            f"{_SEED.value}): the text is noise; "
            f"pass --checkpoint for a real model")
   return model, tokenizer, label
+
+
+def _check_vocab(tokenizer, vocab_size: int, model: str) -> None:
+  """A prompt's ids index the embedding, which would clamp an id past the model's vocabulary."""
+  if tokenizer.vocab_size > vocab_size:
+    raise app.UsageError(f"{model}: a vocabulary of {vocab_size} tokens is smaller than the "
+                         f"tokenizer's {tokenizer.vocab_size}")
 
 
 def _sampling_params() -> SamplingParams:
@@ -80,7 +86,7 @@ def _sampling_params() -> SamplingParams:
 def _stop_ids(tokenizer) -> list[int]:
   ids = list(harmony.stop_token_ids(tokenizer))
   for token in _STOP.value:
-    if token.isdigit() and int(token) < tokenizer.vocab_size:
+    if token.isdecimal() and int(token) < tokenizer.vocab_size:
       ids.append(int(token))
     elif token in tokenizer.special_ids:
       ids.append(tokenizer.token_id(token))
@@ -129,7 +135,11 @@ def main(argv) -> None:
   for name in ("max_len", "chunk"):
     common.positive(f"--config.{name}", config[name])
   common.model_config(config.model)  # a checkpoint takes its runtime fields
-  common.gpu_memory_fraction(config.gpu_memory_fraction)
+  if _PROFILE_DIR.value and not (isinstance(config.profile_chunk, int)
+                                 and config.profile_chunk >= 0):
+    raise app.UsageError(f"--config.profile_chunk must be a decode chunk's index >= 0, got "
+                         f"{config.profile_chunk!r}")
+  common.gpu_memory_fraction(config.gpu_memory_fraction, "--config.gpu_memory_fraction")
   start = time.perf_counter()
   model, tokenizer, label = _model_and_tokenizer(config)
   load_s = time.perf_counter() - start

@@ -78,6 +78,15 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
     (("bench_kernel", "--config.max_rel_err=0"), "--config.max_rel_err must be > 0, got 0.0"),
     (("bench_kernel", "--config.row_experts=yes"),
      "--config.row_experts must be one of model, always, never, got 'yes'"),
+    (("generate", "--stop_tokens=²"), "--stop_tokens: '²' is neither a token id"),
+    (("generate", "--profile_dir=/tmp/unused", "--config.profile_chunk=-1"),
+     "--config.profile_chunk must be a decode chunk's index >= 0, got -1"),
+    (("generate", "--config.gpu_memory_fraction=1.5"),
+     "--config.gpu_memory_fraction must be in (0, 1], got 1.5"),
+    (("bench_e2e", "--config=configs/tiny.py", "--config.bench.gpu_memory_fraction=-0.5"),
+     "--config.bench.gpu_memory_fraction must be in (0, 1], got -0.5"),
+    (("generate", "--config.model.vocab_size=100"),
+     "--config.model.vocab_size=100: a vocabulary of 100 tokens is smaller than the tokenizer's"),
 ])
 def test_a_bad_flag_is_one_line_naming_it_before_any_work(args, message):
   if "needs a GPU" in message and jax.default_backend() == "gpu":
@@ -238,6 +247,33 @@ def test_generate_from_a_checkpoint_with_config_model_runtime_fields(tmp_path):
   missing = _run("experiments.generate", f"--checkpoint={tmp_path / 'absent'}")
   assert missing.returncode != 0 and "Traceback" not in missing.stderr
   assert "--checkpoint" in missing.stderr
+
+
+def test_generate_names_a_config_argument_without_a_model():
+  # ml_collections prints a config file's own error with its traceback: ours ends it.
+  result = _run("experiments.generate", "--config=configs/generate.py:bench_kernel")
+  assert result.returncode != 0
+  assert ("ValueError: --config=configs/generate.py:bench_kernel: no model config in "
+          "configs/bench_kernel.py") in result.stderr.strip().splitlines()[-3]
+
+
+def test_generate_names_a_checkpoint_whose_tokenizer_does_not_fit(tmp_path):
+  from configs import tiny
+  from mxfp4_jax.checkpoint import write_random_checkpoint
+  from mxfp4_jax.generate.tokenizer import tiny_tokenizer
+  from mxfp4_jax.model import GptOssConfig
+  hparams = dict(GptOssConfig.from_dict(tiny.model_config()).hparams(), vocab_size=256)
+  write_random_checkpoint(tmp_path, hparams, "hf", seed=1)
+  tiny_tokenizer().hf.save(str(tmp_path / "tokenizer.json"))  # 512 ids
+  small = _run("experiments.generate", f"--checkpoint={tmp_path}", "--max_new_tokens=2")
+  assert small.returncode != 0 and "Traceback" not in small.stderr
+  assert ("--checkpoint: its model: a vocabulary of 256 tokens is smaller than the tokenizer's "
+          "512") in small.stderr
+  (tmp_path / "tokenizer.json").write_text("garbage")
+  garbled = _run("experiments.generate", f"--checkpoint={tmp_path}")
+  assert garbled.returncode != 0 and "Traceback" not in garbled.stderr
+  assert f"--checkpoint: {tmp_path / 'tokenizer.json'}: not a readable tokenizer.json" in (
+      garbled.stderr)
 
 
 def test_generate_names_a_bad_stop_token_and_a_chunk_it_never_traced(tmp_path):
