@@ -36,7 +36,7 @@ def get_config():
   # True: 2 copies only, whose experts at decode sizes mostly stay in the 50 MB L2: how fast the
   # kernel reads its weights from L2 (e.g. 20b down at P=4: 2 x 17.6 MB)
   c.weights_in_l2 = False
-  c.max_weight_bytes = 6e9
+  c.max_weight_bytes = 18e9  # cap on all copies of one weight (120b at P = 1: 12 of 1.1 GB)
   c.calls = (2, 8)
   c.repeats = 3
   # Then the sweep's confirm_top fastest and the config pick_config gives today, timed

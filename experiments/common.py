@@ -63,8 +63,8 @@ def device_description() -> str:
 # Ceilings of the GPUs measured here by `experiments.ceilings` (BENCHMARKS.md): HBM read
 # bandwidth, since the MXFP4 kernels and a decode step mostly read (a copy, reading and writing,
 # runs slower: H100 2.97 TB/s), and the dense bf16 matmul rate (8192^3). H100: twenty-ninth
-# round; H200: fourth round.
-DEVICE_CEILINGS = {"H100": (3.22e12, 670e12), "H200": (4.79e12, 697e12)}
+# round; H200: fourth round. By JAX's device kind, whole: an H100 PCIe or NVL has other HBM.
+DEVICE_CEILINGS = {"NVIDIA H100 80GB HBM3": (3.22e12, 670e12), "NVIDIA H200": (4.79e12, 697e12)}
 
 
 def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0,
@@ -75,14 +75,14 @@ def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0,
   device's from `DEVICE_CEILINGS` (the H100's on a device not listed there, said on stdout,
   naming the flags under ``flag_prefix`` that set the ceilings the caller ``used``)."""
   kind = jax.devices()[0].device_kind
-  known = next((c for name, c in DEVICE_CEILINGS.items() if name in kind), None)
+  known = DEVICE_CEILINGS.get(kind)
   given = dict(hbm_bytes_per_s=hbm_bytes_per_s, bf16_flops_per_s=bf16_flops_per_s)
   unset = [name for name in used if not given[name]]
   if known is None and unset:
     flags_to_pass = " and ".join(flag_prefix + name for name in unset)
     print(f"ceilings: none known for {kind!r}; using the H100's (pass {flags_to_pass}, measured "
           "by experiments.ceilings)")
-  known = known or DEVICE_CEILINGS["H100"]
+  known = known or DEVICE_CEILINGS["NVIDIA H100 80GB HBM3"]
   return hbm_bytes_per_s or known[0], bf16_flops_per_s or known[1]
 
 

@@ -28,7 +28,12 @@ def _rotated_copies(touched_bytes: float, copy_bytes: float, config, at_least: i
   wanted = max(at_least, math.ceil(MIN_ROTATED_BYTES / touched_bytes))
   if at_most is not None:
     wanted = min(wanted, at_most)
-  return int(max(2, min(wanted, config.max_weight_bytes // copy_bytes)))
+  copies = int(max(2, min(wanted, config.max_weight_bytes // copy_bytes)))
+  if copies * touched_bytes < MIN_ROTATED_BYTES:
+    print(f"weights: {copies} copies touch {copies * touched_bytes / 1e6:.0f} MB a rotation, "
+          f"under the {MIN_ROTATED_BYTES / 1e6:.0f} MB that keeps them out of L2 (capped by "
+          "--config.max_weight_bytes or by the copies there are): the times may read from L2")
+  return copies
 
 
 def weight_copies(shape_name: str, config, num_rows: int) -> int:

@@ -157,7 +157,8 @@ def test_reference_in_chunks_is_the_whole_reference(by_row, activation):
 def test_ceilings_given_or_of_the_device(capsys):
   from experiments import common
   assert common.ceilings(1.0, 2.0) == (1.0, 2.0)
-  assert common.ceilings(0.0, 2.0) == (common.DEVICE_CEILINGS["H100"][0], 2.0)  # cpu: not listed
+  h100 = common.DEVICE_CEILINGS["NVIDIA H100 80GB HBM3"]
+  assert common.ceilings(0.0, 2.0) == (h100[0], 2.0)  # cpu: not listed
   out = capsys.readouterr().out
   assert "none known for 'cpu'; using the H100's (pass --config.hbm_bytes_per_s," in out
   assert "bf16_flops_per_s" not in out  # given: not asked for
@@ -651,3 +652,14 @@ def test_bench_kernel_runs_the_models_row_layout(monkeypatch):
   assert set(layouts) == {True, False} and perturbed == [kernel_problems.PERTURB_BY_ROW,
                                                           kernel_problems.PERTURB]
   assert "row tiles" in bench_kernel._format_row(rows[0])
+
+
+def test_weight_copies_say_when_the_byte_cap_leaves_them_in_l2(capsys):
+  from experiments.kernel_problems import weight_copies
+  config = ml_collections.ConfigDict(dict(top_k=4, weight_copies=8, max_weight_bytes=6e9))
+  assert weight_copies("120b_gate_up", config, 1) == 5  # 5 x 1.13 GB under the cap: 44 MB read
+  assert "5 copies touch 44 MB a rotation, under the 100 MB" in capsys.readouterr().out
+  config.max_weight_bytes = 20e9
+  assert weight_copies("120b_gate_up", config, 1) == 12  # 106 MB
+  assert weight_copies("20b_gate_up", config, 4) == 8
+  assert capsys.readouterr().out == ""
