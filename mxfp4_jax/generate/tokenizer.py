@@ -14,8 +14,10 @@ import os
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from mxfp4_jax.generate import harmony
+
 # The harmony special tokens, looked up by name in whichever tokenizer is loaded.
-from mxfp4_jax.generate.harmony import SPECIAL_TOKENS as HARMONY_SPECIALS
+HARMONY_SPECIALS = harmony.SPECIAL_TOKENS
 TINY_VOCAB_SIZE = 512
 
 # Training text for the tiny tokenizer's merges: harmony boilerplate and plain English, so that
