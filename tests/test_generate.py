@@ -226,6 +226,19 @@ def test_prompts_as_arrays_are_prompts(generator):
   np.testing.assert_array_equal(positions, [[-1, -1, 0], [0, 1, 2]])
 
 
+def test_the_last_chunk_is_whole_where_the_cache_has_room(model):
+  """6 tokens to decode in chunks of 4: the second chunk runs 4 steps and keeps 2, so the loop
+  compiles once; with no room for the whole chunk it runs the 2 (a second loop)."""
+  prompts = [[1, 2, 3], [4, 5]]
+  roomy = Generator(model, max_len=64, chunk=4)
+  tokens = roomy.generate(prompts, max_new_tokens=7, params=GREEDY).tokens
+  assert [k for k in roomy._compiled if k[0] == "decode"] == [("decode", 2, 4, GREEDY)]
+  tight = Generator(model, max_len=9, chunk=4)  # 3 + 7 - 1 slots: none past the kept steps
+  assert tight.generate(prompts, max_new_tokens=7, params=GREEDY).tokens == tokens
+  assert sorted(k[2] for k in tight._compiled if k[0] == "decode") == [2, 4]
+  assert all(len(row) == 7 for row in tokens)
+
+
 def test_decode_rate_counts_only_decoded_tokens(model):
   """The first token of a row comes from the prefill's logits: the decode steps made the rest."""
   stats = Generator(model, max_len=64, chunk=3).generate(

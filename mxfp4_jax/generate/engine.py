@@ -50,7 +50,7 @@ class GenerationStats:
   decode_tokens: int = 0  # decoded tokens the rows kept (up to a stop, not the pads after it)
   compile_s: float = 0.0
   prefill_s: float = 0.0  # the compiled prefill, up to the first token on the host
-  decode_s: float = 0.0
+  decode_s: float = 0.0  # the decode chunks, each whole: a last one's dropped steps included
   peak_memory_bytes: int | None = None
 
   @property
@@ -237,7 +237,10 @@ class Generator:
     step, remaining = tokens.shape[1], max_new_tokens - 1
     chunk_index, traced = 0, False
     while remaining > 0 and not done.all():
-      steps = min(self.chunk, remaining)
+      # Whole chunks while the cache has slots for them: a shorter last chunk would compile a
+      # second loop (its trip count is static). The steps past ``remaining`` are dropped.
+      whole = remaining >= self.chunk or step + self.chunk <= self.max_len
+      steps = self.chunk if whole else remaining
       decode = self._compile(stats, ("decode", batch, steps, params), self._decode, self.state,
                              caches, token, position, jnp.asarray(done), jnp.int32(step), key,
                              steps=steps, params=params)
@@ -247,7 +250,7 @@ class Generator:
         start = time.perf_counter()
         caches, token, position, done_dev, out = decode(
             self.state, caches, token, position, jnp.asarray(done), jnp.int32(step), key)
-        out = np.asarray(out)
+        out = np.asarray(out)[:, :remaining]
         stats.decode_s += time.perf_counter() - start
       chunk_index += 1
       new = [[] for _ in range(batch)]
