@@ -211,12 +211,15 @@ def test_decode_needs_whole_key_blocks():
     (dict(window=-3), r"window must be None or an int >= 1, got -3"),
     (dict(window=4.5), r"window must be None or an int >= 1, got 4.5"),
     (dict(window=True), r"window must be None or an int >= 1, got True"),
+    (dict(q=(1, 0, 2, 2, 16), k=(1, 0, 2, 16), v=(1, 0, 2, 16), positions=(1, 0)),
+     r"q must not be empty, got \[1, 0, 2, 2, 16\]"),
+    (dict(dtype=jnp.int32), "q must be a float array, got int32"),
 ])
 def test_bad_arguments_name_the_argument(change, message):
   shapes = dict(q=(1, 8, 2, 2, 16), k=(1, 8, 2, 16), v=(1, 8, 2, 16), positions=(1, 8),
                 sinks=(2, 2)) | change
-  window = shapes.pop("window", None)
-  arrays = {name: jnp.zeros(shape, jnp.int32 if name == "positions" else jnp.bfloat16)
+  window, dtype = shapes.pop("window", None), shapes.pop("dtype", jnp.bfloat16)
+  arrays = {name: jnp.zeros(shape, jnp.int32 if name == "positions" else dtype)
             for name, shape in shapes.items()}
   with pytest.raises(ValueError, match=message):
     flash_attention(**arrays, window=window, interpret=True)
@@ -233,20 +236,25 @@ def test_bad_arguments_name_the_argument(change, message):
     (dict(k_positions=jnp.zeros((1, 8), jnp.int32)), r"k_positions .*\[1, 16\], got int32\[1, 8\]"),
     (dict(window=0), r"window must be None or an int >= 1, got 0"),
     (dict(window=4.5), r"window must be None or an int >= 1, got 4.5"),
+    (dict(slots=0), r"the cache \[1, 0, 2, 16\] must not be empty"),
+    (dict(dtype=jnp.int32), "must be a float array, got int32"),
 ])
 def test_decode_bad_arguments_name_the_argument(update, change, message):
   """decode_attention and decode_attention_update: K=2 KV heads of G=3 query heads, 16 slots."""
-  args = dict(q_positions=jnp.zeros(1, jnp.int32), k_positions=jnp.zeros((1, 16), jnp.int32),
+  change = dict(change)  # shared by both values of update
+  slots = change.pop("slots", 16)
+  dtype = change.pop("dtype", jnp.bfloat16)  # of the queries (or projections) and the cache
+  args = dict(q_positions=jnp.zeros(1, jnp.int32), k_positions=jnp.zeros((1, slots), jnp.int32),
               sinks=jnp.zeros((2, 3)), window=None) | change
-  cache, table = jnp.zeros((1, 16, 2, 16), jnp.bfloat16), jnp.zeros((1, 8))
+  cache, table = jnp.zeros((1, slots, 2, 16), dtype), jnp.zeros((1, 8))
   positions = args["q_positions"], args["k_positions"]
   with pytest.raises(ValueError, match=message):
     if update:
-      decode_attention_update(jnp.zeros((1, 10, 16), jnp.bfloat16), table, table, cache, cache,
+      decode_attention_update(jnp.zeros((1, 10, 16), dtype), table, table, cache, cache,
                               *positions, 0, args["sinks"], window=args["window"], block_k=16,
                               interpret=True)
     else:
-      decode_attention(jnp.zeros((1, 2, 3, 16), jnp.bfloat16), cache, cache, *positions,
+      decode_attention(jnp.zeros((1, 2, 3, 16), dtype), cache, cache, *positions,
                        args["sinks"], window=args["window"], block_k=16, interpret=True)
 
 

@@ -112,6 +112,8 @@ def test_dequantize_blocks_along_last_axis():
   values = dequantize_np(blocks, scales)
   assert values.shape == (2, 3, 128)
   assert values[1, 2, 96] == 1.0 and np.count_nonzero(values) == 1
+  empty = mxfp4.dequantize(np.zeros((0, 2, 16), np.uint8), np.zeros((0, 2), np.uint8))
+  assert empty.shape == (0, 64)
 
 
 def grid_spacing(magnitude):

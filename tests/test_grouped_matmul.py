@@ -421,6 +421,8 @@ def call(args, **overrides):
     (dict(out_dtype="foo"), TypeError, "out_dtype must be a float dtype, got 'foo'"),
     (dict(out_dtype=jnp.int8), TypeError, "out_dtype must be a float dtype, got int8"),
     (dict(swiglu_limit="high"), TypeError, "swiglu_limit must be a concrete number, got 'high'"),
+    (dict(swiglu_limit=-1.0), ValueError, "swiglu_limit must be a finite number > 0, got -1.0"),
+    (dict(swiglu_alpha=float("nan")), ValueError, "swiglu_alpha must be a finite number > 0"),
 ])
 def test_bad_arguments(args, bad, error, match):
   with pytest.raises(error, match=match):

@@ -218,6 +218,8 @@ def test_pack_rejects_bad_shapes(rng):
     mxfp4.pack(blocks, scales, bias[:, :17])
   with pytest.raises(ValueError, match=r"got complex64\(2, 18\)"):
     mxfp4.pack(blocks, scales, bias.astype(np.complex64))
+  with pytest.raises(ValueError, match="pack: bias holds NaN or infinity"):
+    mxfp4.pack(blocks, scales, np.where(np.arange(18) == 5, np.nan, bias))
   with pytest.raises(ValueError, match="scales shape"):
     mxfp4.pack(blocks, scales[:, :, :1])
   with pytest.raises(TypeError, match="blocks must be uint8"):

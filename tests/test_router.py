@@ -96,6 +96,8 @@ def test_no_tokens():
     (dict(k=0, backend="xla"), "k must be an int from 1 to the 16 experts, got 0"),
     (dict(k=True, backend="xla"), "k must be an int from 1 to the 16 experts, got True"),
     (dict(k=2.0, backend="xla"), "k must be an int from 1 to the 16 experts, got 2.0"),
+    (dict(x=jnp.ones((2, 64), jnp.int32), backend="xla"), "router: x must be a float array, got int32"),
+    (dict(weight=jnp.ones((16, 64), jnp.int8), backend="xla"), "router: weight must be a float"),
 ])
 def test_bad_input_errors(change, match):
   x, weight, bias = inputs(2, 64, 16)
@@ -142,6 +144,9 @@ def test_route_normalized_rejects_bad_input_and_takes_no_tokens():
     router.route_normalized(h[0], jnp.ones(64), 1e-5, weight, bias, k=4, interpret=True)
   with pytest.raises(ValueError, match="k must be an int from 1 to the 16 experts, got 0"):
     router.route_normalized(h, jnp.ones(64), 1e-5, weight, bias, k=0, interpret=True)
+  for eps in (-1.0, float("nan"), "a"):
+    with pytest.raises(ValueError, match=r"route_normalized: eps must be a concrete number >= 0"):
+      router.route_normalized(h, jnp.ones(64), eps, weight, bias, k=4, interpret=True)
   with pytest.raises(ValueError, match="at most 8 tokens"):
     router.route_normalized(jnp.ones((9, 64), jnp.bfloat16), jnp.ones(64), 1e-5, weight, bias,
                             k=4, interpret=True)

@@ -116,6 +116,8 @@ def test_clip_group_sizes():
   assert clip(jnp.array([2, 2]), 4).tolist() == [2, 2]
   big = 2**31 - 1  # two of them would wrap an int32 sum
   assert clip(jnp.array([big, big, 3], jnp.int32), 20).tolist() == [20, 0, 0]
+  # Past int32 in an unsigned array: clipped before the cast, not wrapped negative to 0.
+  assert clip(jnp.array([3_000_000_000, 0], jnp.uint32), 8).tolist() == [8, 0]
 
 
 @pytest.mark.parametrize("method", ["counting", "argsort"])

@@ -8,6 +8,7 @@ group holds row ``p``.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -89,11 +90,14 @@ def _float_dtype(dtype, name: str) -> np.dtype:
 
 
 def _number(value, name: str) -> float:
-  """A static epilogue constant (the kernel is specialized on it)."""
+  """A static epilogue constant (the kernel is specialized on it): a finite number > 0."""
   try:
-    return float(value)
+    number = float(value)
   except (TypeError, ValueError, jax.errors.ConcretizationTypeError) as e:
     raise TypeError(f"{name} must be a concrete number, got {value!r}") from e
+  if not (math.isfinite(number) and number > 0):
+    raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+  return number
 
 
 def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,

@@ -28,7 +28,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from mxfp4_jax.kernels.triton_ops import check_runs_here, load_row_rms
+from mxfp4_jax.kernels.triton_ops import check_eps, check_runs_here, load_row_rms
 
 BLOCK_T = 16  # tokens a program routes
 PRODUCT_AS_SUM_TOKENS = 8  # up to this many tokens, `_router_product` is a sum (one XLA kernel)
@@ -74,6 +74,9 @@ def _check_args(name: str, x, weight, bias, k) -> None:
     raise ValueError(f"router: bias must have shape [{experts}], got {tuple(bias.shape)}")
   if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= experts:
     raise ValueError(f"router: k must be an int from 1 to the {experts} experts, got {k!r}")
+  for what, a in ((name, x), ("weight", weight), ("bias", bias)):
+    if not jnp.issubdtype(a.dtype, jnp.floating):  # an int weight would truncate the logits
+      raise ValueError(f"router: {what} must be a float array, got {a.dtype}")
 
 
 def route(x, weight, bias, *, k: int, backend: str = "xla", interpret: bool = False):
@@ -200,6 +203,7 @@ def route_normalized(h, norm_weight, eps: float, weight, bias, *, k: int,
   if norm_weight.shape != (d,):
     raise ValueError(f"route_normalized: norm_weight must have shape [{d}], got "
                      f"{tuple(norm_weight.shape)}")
+  eps = check_eps(eps, "route_normalized: eps")
   _check_kernel_can_route(h.dtype, k, weight.shape[0], interpret)
   if n == 0:
     return (jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.float32),
@@ -207,7 +211,7 @@ def route_normalized(h, norm_weight, eps: float, weight, bias, *, k: int,
   scaled = h.astype(jnp.float32) * norm_weight.astype(jnp.float32)  # fused into the product
   product = _router_product(scaled, weight)  # [N, E] float32: a sum, as N <= 8
   return _normalized_top_k_pallas(product, bias, h, norm_weight.astype(jnp.float32), k=k,
-                                  eps=float(eps), interpret=interpret)
+                                  eps=eps, interpret=interpret)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "eps", "interpret"))

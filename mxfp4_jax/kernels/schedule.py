@@ -88,7 +88,7 @@ def max_tiles(num_rows: int, num_experts: int, block_m: int) -> int:
 def clip_group_sizes(group_sizes: jax.Array, num_rows: int) -> jax.Array:
   """Group sizes that end within ``num_rows``: negative sizes count as 0, rows past the end drop.
   Each size is clipped to ``num_rows`` before the sum, which then cannot wrap in int32."""
-  sizes = jnp.clip(group_sizes.astype(jnp.int32), 0, num_rows)
+  sizes = jnp.clip(group_sizes, 0, num_rows).astype(jnp.int32)  # clipped before a narrowing cast
   ends = jnp.minimum(jnp.cumsum(sizes), num_rows)
   return jnp.diff(ends, prepend=0)
 

@@ -13,10 +13,13 @@ the Triton path (interpret mode, CPU) it is the plain ``acc + a @ b`` in float32
 `load_row_rms(ref, row, eps)`: a row and its inverse RMS, for kernels that apply an RMSNorm
 themselves (the router's top-k and decode attention).
 
-`check_runs_here(what, interpret)`: the error for a Triton kernel asked to compile off a GPU.
+`check_runs_here(what, interpret)`: the error for a Triton kernel asked to compile off a GPU;
+`check_eps(eps, name)`: an RMSNorm epsilon a kernel is specialized on.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -57,6 +60,17 @@ def _reference(acc, a, b):
 
 dot_accumulate_p.def_impl(_reference)
 mlir.register_lowering(dot_accumulate_p, mlir.lower_fun(_reference, multiple_results=False))
+
+
+def check_eps(eps, name: str) -> float:
+  """An RMSNorm's epsilon, which a kernel is specialized on: a concrete, finite number >= 0."""
+  try:
+    value = float(eps)
+  except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
+    raise ValueError(f"{name} must be a concrete number >= 0, got {eps!r}") from None
+  if not (math.isfinite(value) and value >= 0):
+    raise ValueError(f"{name} must be a concrete number >= 0, got {eps!r}")
+  return value
 
 
 def load_row_rms(ref, row, eps: float):

@@ -285,4 +285,4 @@ def dequantize(blocks, scales, dtype=jnp.float32) -> jax.Array:
   blocks, scales = jnp.asarray(blocks), jnp.asarray(scales)
   check_blocks_and_scales(blocks, scales, "dequantize:")
   values = decode_codes(blocks_to_codes(blocks)) * decode_scales(scales)[..., None]
-  return values.reshape(*blocks.shape[:-2], -1).astype(dtype)
+  return values.reshape(*blocks.shape[:-2], blocks.shape[-2] * BLOCK_SIZE).astype(dtype)

@@ -185,6 +185,8 @@ def pack(blocks, scales, bias=None, *, swiglu_halves: bool = False) -> PackedMXF
     if tuple(bias.shape) != (num_experts, n) or not jnp.issubdtype(bias.dtype, jnp.floating):
       raise ValueError(f"pack: bias must be a float array of shape {(num_experts, n)}, got "
                        f"{bias.dtype}{tuple(bias.shape)}")
+    if fmt._is_concrete(bias) and not bool(jnp.all(jnp.isfinite(bias))):
+      raise ValueError("pack: bias holds NaN or infinity")
     bias = (deinterleave_swiglu(bias, axis=1) if swiglu_halves else bias).astype(jnp.float32)
   codes = fmt.blocks_to_codes(blocks)  # [E, N, K/32, 32]
 
