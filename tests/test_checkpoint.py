@@ -270,7 +270,7 @@ def _hf_config(**changes):
     ({"hidden_size": 64}, ["neither an HF config"]),
     (_hf_config(**{"rope_scaling.beta_fast": 1.0}), ["rope_scaling.beta_fast=1.0",
                                                      "rope_scaling.beta_slow"]),
-    (_hf_config(rms_norm_eps=float("nan")), ["rms_norm_eps must be positive, got nan"]),
+    (_hf_config(rms_norm_eps=float("nan")), ["rms_norm_eps must be a finite number > 0, got nan"]),
     (_hf_config(num_experts_per_tok=HPARAMS["num_experts"] + 1),
      [f"num_experts_per_tok={HPARAMS['num_experts'] + 1}", "num_local_experts"]),
 ], ids=["architecture", "rope_type", "quant_method", "missing", "missing_rope", "truncate",

@@ -161,7 +161,7 @@ def test_bad_packed_marker(tmp_path):
     mxfp4_jax.load_model(tmp_path)
   (tmp_path / PACKED_MARKER).write_text(json.dumps({"format": PACKED_FORMAT,
                                                     "hparams": dict(HPARAMS, hidden_size=0)}))
-  with pytest.raises(CheckpointError, match="hparams: hidden_size must be positive"):
+  with pytest.raises(CheckpointError, match="hparams: hidden_size must be a finite number > 0"):
     mxfp4_jax.load_model(tmp_path)
   (tmp_path / PACKED_MARKER).write_text(json.dumps({"format": PACKED_FORMAT, "hparams": HPARAMS}))
   with pytest.raises(CheckpointError, match="params: missing"):

@@ -14,6 +14,7 @@ from flax import nnx
 from configs import tiny
 from mxfp4_jax import mxfp4
 from mxfp4_jax.model import GptOss, GptOssConfig
+from mxfp4_jax.model.gpt_oss import LayerCache
 from mxfp4_jax.model.rope import rope_tables
 from numerics import np_rope, rel_err
 
@@ -230,6 +231,17 @@ def test_bad_forward_arguments_error():
   with pytest.raises(ValueError, match=rf"caches\[0\] must be a LayerCache of \[batch, slots, "
                                        rf"{CFG.num_kv_heads}, {CFG.head_dim}\]"):
     model.forward(tokens, positions, one_head)
+  small_ring = [LayerCache.empty(1, 4, CFG), *caches[1:]]  # layer 0 slides over 8 keys
+  model.forward(tokens, positions, small_ring)  # 4 keys: they fit
+  with pytest.raises(ValueError, match=r"5 keys do not fit caches\[0\]'s 4 slots \(a sliding"):
+    model.forward(np.ones((1, 5), np.int32), np.arange(5, dtype=np.int32)[None], small_ring)
+  halves = [LayerCache.empty(1, c.k.shape[1], CFG.replace(dtype="bfloat16")) for c in caches]
+  with pytest.raises(ValueError, match=r"caches\[0\] holds bfloat16 keys and bfloat16 values, "
+                                       r"the model computes in float32"):
+    model.forward(tokens, positions, halves)
+  for batch, max_len in ((2.5, 8), (2, -5), (True, 8)):
+    with pytest.raises(ValueError, match="init_cache: (batch|max_len) must be an int >= 1"):
+      model.init_cache(batch, max_len)
   as_lists = model.forward(tokens.tolist(), positions.tolist())[0]  # as __call__ takes them
   np.testing.assert_array_equal(as_lists, model.forward(tokens, positions)[0])
 
@@ -239,7 +251,7 @@ def test_config_errors():
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "hiden_size": 3})
   with pytest.raises(ValueError, match="num_heads=6 must be a multiple of num_kv_heads=4"):
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "num_heads": 6, "num_kv_heads": 4})
-  with pytest.raises(ValueError, match="num_kv_heads must be positive, got 0"):
+  with pytest.raises(ValueError, match="num_kv_heads must be a finite number > 0, got 0"):
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "num_kv_heads": 0})
   with pytest.raises(ValueError, match="rope_beta_fast=1.0 must exceed rope_beta_slow=1.0"):
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "rope_beta_fast": 1.0})
@@ -247,8 +259,16 @@ def test_config_errors():
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "head_dim": 4})
   with pytest.raises(ValueError, match="head_dim=15 must be even"):
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "head_dim": 15})
-  with pytest.raises(ValueError, match="swiglu_alpha must be positive, got -1.0"):
+  with pytest.raises(ValueError, match="swiglu_alpha must be a finite number > 0, got -1.0"):
     GptOssConfig.from_dict({**tiny.model_config().to_dict(), "swiglu_alpha": -1.0})
+  for name in ("rope_scaling_factor", "rms_norm_eps", "swiglu_limit"):
+    with pytest.raises(ValueError, match=f"{name} must be a finite number > 0, got inf"):
+      GptOssConfig.from_dict({**tiny.model_config().to_dict(), name: float("inf")})
+  for bad in (None, "abc"):
+    with pytest.raises(TypeError, match="from_dict takes a dict or ConfigDict, got"):
+      GptOssConfig.from_dict(bad)
+  with pytest.raises(TypeError, match="GptOss takes a GptOssConfig .*, got dict"):
+    GptOss(tiny.model_config().to_dict(), rngs=nnx.Rngs(0))
   for name, bad, kind in (("num_layers", 2.5, "an int"), ("experts_per_token", True, "an int"),
                           ("rope_theta", "1e4", "a float"), ("moe_interpret", 1, "a bool")):
     with pytest.raises(TypeError, match=f"{name} must be {kind}, got {bad!r}"):

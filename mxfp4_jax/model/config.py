@@ -62,8 +62,9 @@ class GptOssConfig:
         raise TypeError(f"{f.name} must be {'an' if f.type == 'int' else 'a'} {f.type}, "
                         f"got {value!r}")
     for name in (*self.HPARAMS, "swiglu_alpha"):
-      if not getattr(self, name) > 0:
-        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+      value = getattr(self, name)
+      if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
     if self.rope_scaling_factor > 1 and not self.rope_beta_fast > self.rope_beta_slow:
       raise ValueError(f"rope_beta_fast={self.rope_beta_fast} must exceed "
                        f"rope_beta_slow={self.rope_beta_slow} (YaRN's ramp runs between them)")
@@ -166,7 +167,11 @@ class GptOssConfig:
   @classmethod
   def from_dict(cls, values) -> GptOssConfig:
     """From a dict or ConfigDict with the fields above (extra keys are an error)."""
-    values = dict(values)
+    try:
+      values = dict(values)
+    except (TypeError, ValueError):
+      raise TypeError(f"GptOssConfig.from_dict takes a dict or ConfigDict, got "
+                      f"{type(values).__name__}") from None
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -347,6 +347,9 @@ class GptOss(nnx.Module):
   """
 
   def __init__(self, cfg: GptOssConfig, *, rngs: nnx.Rngs):
+    if not isinstance(cfg, GptOssConfig):
+      raise TypeError(f"GptOss takes a GptOssConfig (GptOssConfig.from_dict for a dict), got "
+                      f"{type(cfg).__name__}")
     dt = cfg.jnp_dtype
     self.embedding = nnx.Param(_normal(rngs, (cfg.vocab_size, cfg.hidden_size), dt))
     self.layers = nnx.List([Block(cfg, layer, rngs) for layer in range(cfg.num_layers)])
@@ -366,6 +369,9 @@ class GptOss(nnx.Module):
     """Empty caches: ``max_len`` slots on full-attention layers, the window on sliding ones,
     rounded up to whole key blocks of the decode kernel (spare slots stay empty; a ring longer
     than the window still shows only the window's keys)."""
+    for name, value in (("batch", batch), ("max_len", max_len)):
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"init_cache: {name} must be an int >= 1, got {value!r}")
     return [LayerCache.empty(batch, cache_slots(min(self.cfg.sliding_window, max_len)
                                                 if self.cfg.is_sliding(i) else max_len), self.cfg)
             for i in range(self.cfg.num_layers)]
@@ -424,6 +430,12 @@ class GptOss(nnx.Module):
                          f"{heads[1]}] keys (init_cache), got {cache!r:.80}")
       if cache.k.shape[0] != batch:
         raise ValueError(f"caches[{i}] holds a batch of {cache.k.shape[0]}, tokens {batch}")
-      if not self.cfg.is_sliding(i) and keys > cache.k.shape[1]:
-        raise ValueError(f"{keys} keys do not fit caches[{i}]'s {cache.k.shape[1]} slots "
-                         "(init_cache's max_len)")
+      if cache.k.dtype != self.cfg.jnp_dtype or cache.v.dtype != cache.k.dtype:
+        raise ValueError(f"caches[{i}] holds {cache.k.dtype} keys and {cache.v.dtype} values, the "
+                         f"model computes in {self.cfg.dtype} (init_cache)")
+      # A sliding layer's ring must hold every key of its window (or all keys, if fewer).
+      sliding = self.cfg.is_sliding(i)
+      needed = min(self.cfg.sliding_window, keys) if sliding else keys
+      if needed > cache.k.shape[1]:
+        raise ValueError(f"{needed} keys do not fit caches[{i}]'s {cache.k.shape[1]} slots ("
+                         + ("a sliding layer's window; " if sliding else "") + "init_cache's max_len)")
