@@ -158,10 +158,10 @@ def main(argv) -> None:
   generator = Generator(model, max_len=config.max_len, stop_ids=_stop_ids(tokenizer),
                         pad_id=tokenizer.token_id("<|endoftext|>"), chunk=config.chunk,
                         token_limit=min(tokenizer.vocab_size, model.cfg.vocab_size))
-  try:
+  try:  # the ids are in the vocabulary (_check_vocab): what can fail is the length
     generator.check_prompts(prompts, _MAX_NEW.value)
   except ValueError as e:
-    raise app.UsageError(f"--prompt: {e}") from None
+    raise app.UsageError(f"--config.max_len: {e} (or lower --max_new_tokens)") from None
   printer = _Printer(tokenizer, len(prompts))
   result = generator.generate(prompts, max_new_tokens=_MAX_NEW.value, params=params,
                               seed=_SEED.value, on_tokens=printer, trace=trace)

@@ -227,7 +227,8 @@ def test_generate_on_the_embedded_default_writes_a_trace(tmp_path):
 def test_generate_rejects_an_overlong_prompt_before_work():
   result = _run("experiments.generate", "--config.max_len=32", "--max_new_tokens=8")
   assert result.returncode != 0
-  assert "exceeds max_len=32" in result.stderr and "Traceback" not in result.stderr
+  assert "--config.max_len: prompt of" in result.stderr and "Traceback" not in result.stderr
+  assert "exceeds max_len=32 (or lower --max_new_tokens)" in result.stderr
   assert "summary:" not in result.stdout
 
 
