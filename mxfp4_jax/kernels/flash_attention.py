@@ -28,7 +28,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from mxfp4_jax.kernels.triton_ops import check_eps, check_runs_here, dot_accumulate, load_row_rms
+from mxfp4_jax.kernels.triton_ops import (check_eps, check_float, check_runs_here, dot_accumulate,
+                                           load_row_rms)
 
 LOG2E = math.log2(math.e)  # the softmax runs in base 2: exp(x) = exp2(x log2 e)
 # decode_attention: the slots are split into shares until about DECODE_PROGRAMS programs run, and
@@ -102,18 +103,10 @@ def check_args(q, k, v, positions, sinks) -> None:
     if a.shape != (b, t, kv_heads, head_dim):
       raise ValueError(f"{name} must have shape {[b, t, kv_heads, head_dim]} to match q, "
                        f"got {list(a.shape)}")
-  _check_float(q=q, k=k, v=v)
+  check_float(q=q, k=k, v=v)
   _check_int("positions", positions, (b, t))
   _check_sinks(sinks, kv_heads, group)
   _check_block("head_dim", head_dim)
-
-
-def _check_float(**arrays) -> None:
-  """Queries, keys and values: floats (the kernels take bf16 operands; an int q would also
-  return an int output, its fractions cut)."""
-  for name, a in arrays.items():
-    if not jnp.issubdtype(a.dtype, jnp.floating):
-      raise ValueError(f"{name} must be a float array, got {a.dtype}")
 
 
 def _check_block(name: str, block: int) -> None:
@@ -333,7 +326,7 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   b, kv_heads, group, head_dim = q.shape
   _check_decode_args(k, v, q_positions, k_positions, sinks, b=b, kv_heads=kv_heads, group=group,
                      head_dim=head_dim, block_k=block_k, window=window)
-  _check_float(q=q)
+  check_float(q=q)
   check_runs_here("decode_attention", interpret)
   [out] = _decode_call(q.reshape(b, kv_heads * group, head_dim), k, v, k_positions, q_positions,
                        sinks, (), group=group, out_dtype=q.dtype, window=window,
@@ -382,7 +375,7 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
                      f"{list(qkv.shape)} and k {list(k.shape)}")
   _check_decode_args(k, v, q_positions, k_positions, sinks, b=b, kv_heads=kv_heads,
                      group=heads // kv_heads, head_dim=head_dim, block_k=block_k, window=window)
-  _check_float(qkv=qkv)
+  check_float(qkv=qkv)
   check_runs_here("decode_attention_update", interpret)
   for name, table in (("cos", cos), ("sin", sin)):
     if table.shape != (b, head_dim // 2):
@@ -399,7 +392,7 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
   if norm_rows is not None:
     if norm_rows.ndim != 2 or norm_rows.shape[0] != b or norm_rows.shape[1] == 0:
       raise ValueError(f"norm_rows must be [{b}, features >= 1], got {list(norm_rows.shape)}")
-    _check_float(norm_rows=norm_rows)
+    check_float(norm_rows=norm_rows)
     norm_eps = check_eps(norm_eps, "norm_eps")
     extra += (norm_rows,)
   out, k, v, k_positions = _decode_call(
@@ -422,7 +415,7 @@ def _check_decode_args(k, v, q_positions, k_positions, sinks, *, b, kv_heads, gr
   if 0 in k.shape or group == 0:
     raise ValueError(f"the queries ({b} rows, {group} a KV head) and the cache "
                      f"{list(k.shape)} must not be empty")
-  _check_float(k=k, v=v)
+  check_float(k=k, v=v)
   if slots % block_k:
     raise ValueError(f"the KV cache's slots ({slots}) must be a multiple of block_k={block_k}")
   _check_int("q_positions", q_positions, (b,))

@@ -28,7 +28,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from mxfp4_jax.kernels.triton_ops import check_eps, check_runs_here, load_row_rms
+from mxfp4_jax.kernels.triton_ops import check_eps, check_float, check_runs_here, load_row_rms
 
 BLOCK_T = 16  # tokens a program routes
 PRODUCT_AS_SUM_TOKENS = 8  # up to this many tokens, `_router_product` is a sum (one XLA kernel)
@@ -74,9 +74,7 @@ def _check_args(name: str, x, weight, bias, k) -> None:
     raise ValueError(f"router: bias must have shape [{experts}], got {tuple(bias.shape)}")
   if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= experts:
     raise ValueError(f"router: k must be an int from 1 to the {experts} experts, got {k!r}")
-  for what, a in ((name, x), ("weight", weight), ("bias", bias)):
-    if not jnp.issubdtype(a.dtype, jnp.floating):  # an int weight would truncate the logits
-      raise ValueError(f"router: {what} must be a float array, got {a.dtype}")
+  check_float("router: ", **{name: x}, weight=weight, bias=bias)
 
 
 def route(x, weight, bias, *, k: int, backend: str = "xla", interpret: bool = False):

@@ -14,7 +14,8 @@ the Triton path (interpret mode, CPU) it is the plain ``acc + a @ b`` in float32
 themselves (the router's top-k and decode attention).
 
 `check_runs_here(what, interpret)`: the error for a Triton kernel asked to compile off a GPU;
-`check_eps(eps, name)`: an RMSNorm epsilon a kernel is specialized on.
+`check_float(where, **arrays)`: inputs that must be floats; `check_eps(eps, name)`: an RMSNorm
+epsilon a kernel is specialized on.
 """
 
 from __future__ import annotations
@@ -60,6 +61,15 @@ def _reference(acc, a, b):
 
 dot_accumulate_p.def_impl(_reference)
 mlir.register_lowering(dot_accumulate_p, mlir.lower_fun(_reference, multiple_results=False))
+
+
+def check_float(where: str = "", **arrays) -> None:
+  """Kernel inputs that must be floats (the dots take bf16 operands; an int array would be
+  truncated, or give an int output with its fractions cut): a one-line error naming the first
+  that is not, after ``where`` (e.g. "router: ")."""
+  for name, a in arrays.items():
+    if not jnp.issubdtype(a.dtype, jnp.floating):
+      raise ValueError(f"{where}{name} must be a float array, got {a.dtype}")
 
 
 def check_eps(eps, name: str) -> float:
