@@ -77,6 +77,22 @@ def test_ties_go_to_the_lowest_expert():
   np.testing.assert_allclose(np.asarray(weights), 0.25)
 
 
+def test_nan_logits_rank_first_as_in_lax_top_k():
+  """A token with NaN logits gets experts that exist (the NaNs' first, lowest id first, then the
+  largest numbers) and NaN weights; the other tokens are routed as without it."""
+  x, weight, bias = inputs(3, 64, 16, seed=3)
+  x = x.at[0, 5].set(jnp.nan)  # every logit of token 0 NaN
+  bias = bias.at[jnp.array([2, 9])].set(jnp.nan)  # experts 2 and 9 NaN for every token
+  experts, weights = run_kernel(x, weight, bias, k=4)
+  experts = np.asarray(experts)
+  np.testing.assert_array_equal(experts[0], [0, 1, 2, 3])
+  np.testing.assert_array_equal(experts[1:, :2], [[2, 9], [2, 9]])
+  finite_bias = bias.at[jnp.array([2, 9])].set(-jnp.inf)
+  want_experts, _ = router.route(x[1:], weight, finite_bias, k=2)
+  np.testing.assert_array_equal(experts[1:, 2:], np.asarray(want_experts))
+  assert np.isnan(np.asarray(weights)).all()
+
+
 def test_no_tokens():
   x, weight, bias = inputs(1, 64, 16)
   experts, weights = run_kernel(x[:0], weight, bias, k=4)

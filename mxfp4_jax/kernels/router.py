@@ -108,7 +108,9 @@ def _router_product(x, weight):
 def _top_k_softmax(logits, *, k: int, num_experts: int):
   """logits [T, E'] float32 (bf16 values; columns past ``num_experts`` padding) -> the top k's
   expert ids [T, k] and their softmax [T, k]. k rounds of (max, lowest index holding it): ties
-  go to the lowest id, as in lax.top_k."""
+  go to the lowest id, as in lax.top_k. A NaN logit ranks above every number, as in lax.top_k:
+  it is picked (an expert that exists) and makes the token's weights NaN, where a max that
+  equals no logit would have picked an expert past the last."""
   tokens, padded_experts = logits.shape
   expert_ids = lax.broadcasted_iota(jnp.int32, logits.shape, 1)
   logits = jnp.where(expert_ids < num_experts, logits, -jnp.inf)
@@ -116,8 +118,11 @@ def _top_k_softmax(logits, *, k: int, num_experts: int):
   top = jnp.zeros((tokens, k), jnp.float32)
   chosen = jnp.zeros((tokens, k), jnp.int32)
   for j in range(k):
-    best = jnp.max(logits, axis=1)  # [T]
-    index = jnp.min(jnp.where(logits == best[:, None], expert_ids, padded_experts), axis=1)
+    is_nan = logits != logits
+    has_nan = jnp.max(is_nan.astype(jnp.int32), axis=1) > 0  # [T]
+    best = jnp.where(has_nan, jnp.nan, jnp.max(logits, axis=1))  # [T]
+    holds_best = jnp.where(has_nan[:, None], is_nan, logits == best[:, None])
+    index = jnp.min(jnp.where(holds_best, expert_ids, padded_experts), axis=1)
     top = jnp.where(slot == j, best[:, None], top)
     chosen = jnp.where(slot == j, index[:, None], chosen)
     logits = jnp.where(expert_ids == index[:, None], -jnp.inf, logits)
