@@ -1,6 +1,8 @@
 """The generation engine: KV-cache decoding equals the full forward, batching and padding change
 nothing, sampling is reproducible, stop tokens stop, bad lengths fail early."""
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -150,6 +152,49 @@ def test_stop_token_ends_a_row(model, stop_at):
   assert sum((chunk[1] for chunk in streamed), []) == stopped[1]
   if stop not in free[1]:
     assert stopped[1] == free[1]
+
+
+def recorded_launches(generator, events):
+  """Has each decode chunk ``generator`` launches append "launch" to ``events``."""
+  compile_once = generator._compile
+
+  def compile_and_record(stats, key, *args, **static):
+    compiled = compile_once(stats, key, *args, **static)
+    if key[0] != "decode":
+      return compiled
+    return lambda *a: events.append("launch") or compiled(*a)
+  generator._compile = compile_and_record
+  return generator
+
+
+def test_the_next_chunk_is_launched_before_one_is_read(model):
+  """8 decode steps in chunks of 2: chunk i + 1 is in flight while the host reads chunk i (read:
+  its tokens streamed); the tokens are those of chunks read one at a time (chunk of 8)."""
+  events = []
+  generator = recorded_launches(Generator(model, max_len=64, chunk=2), events)
+  tokens = generator.generate([[1, 2, 3]], max_new_tokens=9, params=GREEDY,
+                              on_tokens=lambda new: events.append("read")).tokens
+  assert events == ["read", "launch", "launch", "read", "launch", "read", "launch", "read",
+                    "read"]
+  whole = Generator(model, max_len=64, chunk=8).generate([[1, 2, 3]], max_new_tokens=9,
+                                                         params=GREEDY).tokens
+  assert tokens == whole
+
+
+def test_a_traced_chunk_runs_alone(model):
+  """The trace holds its chunk and no other: the chunk before it is read before the trace
+  starts, and the next is launched after the trace ends."""
+  events = []
+
+  @contextlib.contextmanager
+  def trace():
+    events.append("trace")
+    yield
+    events.append("end")
+  generator = recorded_launches(Generator(model, max_len=64, chunk=2), events)
+  result = generator.generate([[1, 2, 3]], max_new_tokens=9, params=GREEDY, trace=(1, trace))
+  assert result.traced
+  assert events == ["launch", "trace", "launch", "end", "launch", "launch"]
 
 
 def test_bad_arguments_fail_before_work(model, generator):

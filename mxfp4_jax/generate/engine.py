@@ -13,6 +13,7 @@ a row's logits and so break a near-tie the other way.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import numbers
@@ -50,7 +51,9 @@ class GenerationStats:
   decode_tokens: int = 0  # decoded tokens the rows kept (up to a stop, not the pads after it)
   compile_s: float = 0.0
   prefill_s: float = 0.0  # the compiled prefill, up to the first token on the host
-  decode_s: float = 0.0  # the decode chunks, each whole: a last one's dropped steps included
+  # From the first decode chunk's launch to the last chunk's tokens on the host, less compiling:
+  # a last chunk's dropped steps included
+  decode_s: float = 0.0
   peak_memory_bytes: int | None = None
 
   @property
@@ -233,38 +236,59 @@ class Generator:
     done = np.isin(first, list(self._host_stop_ids))
     if on_tokens:
       on_tokens([list(g) for g in generated])
-    token, position = jnp.asarray(first), jnp.asarray(positions[:batch, -1] + 1)
+    carry = (caches, jnp.asarray(first), jnp.asarray(positions[:batch, -1] + 1),
+             jnp.asarray(done))
     step, remaining = tokens.shape[1], max_new_tokens - 1
+    # Chunks launched and not yet read, oldest first: (tokens, steps kept, traced). The next
+    # chunk is launched before the host waits for the one in flight, so that the GPU does not
+    # idle while the host launches a loop, reads its tokens and streams them; one launched
+    # after every row has stopped is dropped unread. A traced chunk runs alone.
+    in_flight: collections.deque = collections.deque()
     chunk_index, traced = 0, False
-    while remaining > 0 and not done.all():
-      # Whole chunks while the cache has slots for them: a shorter last chunk would compile a
-      # second loop (its trip count is static). The steps past ``remaining`` are dropped.
-      whole = remaining >= self.chunk or step + self.chunk <= self.max_len
-      steps = self.chunk if whole else remaining
-      decode = self._compile(stats, ("decode", batch, steps, params), self._decode, self.state,
-                             caches, token, position, jnp.asarray(done), jnp.int32(step), key,
-                             steps=steps, params=params)
-      tracing = trace is not None and trace[0] == chunk_index
-      traced |= tracing
-      with trace[1]() if tracing else contextlib.nullcontext():
-        start = time.perf_counter()
-        caches, token, position, done_dev, out = decode(
-            self.state, caches, token, position, jnp.asarray(done), jnp.int32(step), key)
-        out = np.asarray(out)[:, :remaining]
-        stats.decode_s += time.perf_counter() - start
-      chunk_index += 1
-      new = [[] for _ in range(batch)]
-      for row in range(batch):
-        if not done[row]:
-          for t in out[row]:
-            new[row].append(int(t))
-            if t in self._host_stop_ids:
-              break
-          generated[row].extend(new[row])
-      done = np.asarray(done_dev)
-      step, remaining = step + steps, remaining - steps
-      if on_tokens:
-        on_tokens(new)
+    is_traced = lambda index: trace is not None and trace[0] == index
+
+    def may_launch():
+      if remaining <= 0 or done.all() or len(in_flight) == 2:
+        return False
+      return not in_flight or not (in_flight[-1][2] or is_traced(chunk_index))
+
+    compile_s, start = stats.compile_s, time.perf_counter()
+    with contextlib.ExitStack() as tracing:
+      while True:
+        while may_launch():
+          # Whole chunks while the cache has slots for them: a shorter last chunk would compile
+          # a second loop (its trip count is static). The steps past ``remaining`` are dropped.
+          whole = remaining >= self.chunk or step + self.chunk <= self.max_len
+          steps = self.chunk if whole else remaining
+          decode = self._compile(stats, ("decode", batch, steps, params), self._decode,
+                                 self.state, *carry, jnp.int32(step), key, steps=steps,
+                                 params=params)
+          if is_traced(chunk_index):
+            tracing.enter_context(trace[1]())
+            traced = True
+          *carry, out = decode(self.state, *carry, jnp.int32(step), key)
+          in_flight.append((out, min(steps, remaining), is_traced(chunk_index)))
+          step, remaining, chunk_index = step + steps, remaining - steps, chunk_index + 1
+        if not in_flight:
+          break
+        out, kept, was_traced = in_flight.popleft()
+        out = np.asarray(out)[:, :kept]
+        stats.decode_s = time.perf_counter() - start - (stats.compile_s - compile_s)
+        if was_traced:
+          tracing.close()
+        new = [[] for _ in range(batch)]
+        for row in range(batch):
+          if not done[row]:
+            for t in out[row]:
+              new[row].append(int(t))
+              if t in self._host_stop_ids:
+                break
+            generated[row].extend(new[row])
+        done |= np.asarray([any(t in self._host_stop_ids for t in row) for row in new], bool)
+        if on_tokens:
+          on_tokens(new)
+        if done.all():
+          break
     stats.generated_tokens = sum(len(g) for g in generated)
     stats.decode_tokens = stats.generated_tokens - batch
     stats.peak_memory_bytes = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
