@@ -25,6 +25,9 @@ MATMULS_PER_CALL = 8
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
+  if not (isinstance(config.array_bytes, (int, float)) and config.array_bytes >= 2**20):
+    raise app.UsageError(f"--config.array_bytes must be at least 2**20, got {config.array_bytes!r}")
+  common.positive("--config.matmul_size", config.matmul_size)
   key = jax.random.PRNGKey(0)
   n = int(config.array_bytes) // 2
   arrays = [(jax.random.normal(k, (n,), jnp.bfloat16),) for k in jax.random.split(key, 2)]

@@ -30,8 +30,34 @@ def define_config(default: str, help_string: str = "ml_collections config file."
   flag defined first instead of failing on a duplicate."""
   if "config" in flags.FLAGS:
     return flags.FlagHolder(flags.FLAGS, flags.FLAGS["config"])
-  return config_flags.DEFINE_config_file("config", str(CONFIGS / default), help_string,
-                                         lock_config=True)
+  # ml_collections applies the --config.* overrides here, as the flag is defined, where absl's
+  # one-line report of a bad flag does not reach: a field the config lacks would end the
+  # program in a traceback. A file that does not load is reported after parsing, by a
+  # validator (ml_collections defers that error to the config's first use, inside main).
+  try:
+    holder = config_flags.DEFINE_config_file("config", str(CONFIGS / default), help_string,
+                                             lock_config=True)
+  except (AttributeError, KeyError) as e:
+    raise SystemExit(f"FATAL Flags parsing error: --config: no such field: {_message(e)}") from None
+  flags.register_validator("config", _loaded)
+  return holder
+
+
+def _message(error: BaseException) -> str:
+  """The innermost message of ``error`` (ml_collections wraps a KeyError in an AttributeError),
+  on one line."""
+  message = error
+  while isinstance(message, BaseException) and message.args:
+    message = message.args[0]
+  return " ".join(str(message).split())
+
+
+def _loaded(config) -> bool:
+  """A --config file that failed to load is held as an object that raises on every use."""
+  error = vars(config).get("_error")
+  if isinstance(error, BaseException):  # absl's report would print that object's repr
+    raise SystemExit(f"FATAL Flags parsing error: --config: cannot load: {_message(error)}")
+  return True
 
 
 def gpu_memory_fraction(fraction: float, flag: str) -> None:
@@ -220,6 +246,15 @@ def require_gpu(what: str) -> None:
   any weights are built."""
   if jax.default_backend() != "gpu":
     raise app.UsageError(f"{what} needs a GPU; JAX's backend here is {jax.default_backend()!r}")
+
+
+def require_triton(what: str) -> None:
+  """A one-line usage error unless the triton package (which compiles the kernels' Triton IR to
+  SASS here, without a GPU) imports."""
+  try:
+    import triton  # noqa: F401, PLC0415
+  except ImportError:
+    raise app.UsageError(f"{what} needs the triton package: pip install triton==3.6.0") from None
 
 
 def known_shapes(flag: str, names: list[str], top_k=None) -> list[str]:

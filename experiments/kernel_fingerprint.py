@@ -101,6 +101,11 @@ def main(argv) -> None:
   config = _CONFIG.value
   for name in ("rows", "variant_rows", "variant_k_splits", "max_rows_one_tile_each", "workers"):
     common.positive(f"--config.{name}", config[name])
+  if config.sass:
+    common.require_triton("--config.sass")
+  earlier = pathlib.Path(config.compare) / "fingerprints.json"
+  if config.compare and not earlier.is_file():  # checked before minutes of lowering
+    raise app.UsageError(f"--config.compare: no {earlier} (an earlier run's output_dir)")
   fingerprints, compile_jobs = {}, {}
   for name, shape, rows, row_experts, cfg in cases(config):
     kernels, hlo = common.lower_for_hopper(shape, rows, row_experts, cfg)
@@ -119,8 +124,7 @@ def main(argv) -> None:
   common.write_json(out / "fingerprints.json", dict(config=config.to_dict(),
                                                     fingerprints=fingerprints))
   if config.compare:
-    compare(json.loads((pathlib.Path(config.compare) / "fingerprints.json").read_text()),
-            fingerprints)
+    compare(json.loads(earlier.read_text()), fingerprints)
   print(f"wrote {out}")
 
 

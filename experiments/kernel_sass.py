@@ -46,11 +46,10 @@ def main(argv) -> None:
   common.positive("--config.rows", config.rows)
   # The KernelConfig fields the config names (the others keep their defaults).
   kernel_config = KernelConfig(**common.kernel_fields(config))
-  try:
-    import triton  # noqa: PLC0415
-    from triton.backends.compiler import GPUTarget  # noqa: PLC0415
-  except ImportError:
-    raise app.UsageError("needs the triton package: pip install triton==3.6.0") from None
+  common.require_triton("kernel_sass")
+  import triton  # noqa: PLC0415
+  from triton.backends.compiler import GPUTarget  # noqa: PLC0415
+
   out = common.output_dir(config, "kernel_sass")
   ttir = out / "kernel.ttir"
   kernels, _ = common.lower_for_hopper(SHAPES[config.shape], config.rows, config.row_experts,

@@ -87,6 +87,14 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
      "--config.bench.gpu_memory_fraction must be in (0, 1], got -0.5"),
     (("generate", "--config.model.vocab_size=100"),
      "--config.model.vocab_size=100: a vocabulary of 100 tokens is smaller than the tokenizer's"),
+    (("mxfp4_demo", "--config.col=64"),
+     "--config: no such field: 'col' Did you mean \"cols\" instead of \"col\"?"),
+    (("generate", "--config.model.hiden_size=64"), "--config: no such field: 'hiden_size'"),
+    (("generate", "--config=configs/absent.py"),
+     "--config: cannot load: Failed loading config file"),
+    (("ceilings", "--config.array_bytes=0"), "--config.array_bytes must be at least 2**20, got 0"),
+    (("kernel_fingerprint", "--config.compare=absent"),
+     "--config.compare: no absent/fingerprints.json"),
 ])
 def test_a_bad_flag_is_one_line_naming_it_before_any_work(args, message):
   if "needs a GPU" in message and jax.default_backend() == "gpu":
