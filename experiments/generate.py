@@ -169,10 +169,12 @@ def main(argv) -> None:
 
   s = result.stats
   memory = f"{s.peak_memory_bytes / 2**30:.2f} GiB" if s.peak_memory_bytes else "n/a on this device"
+  later = (f"; {s.later_chunks_tokens_per_s:,.1f} tok/s after the first chunk"
+           if s.later_chunks_tokens_per_s else "")
   print(f"summary: load {load_s:.2f} s | compile {s.compile_s:.2f} s | time to first token "
         f"{s.prefill_s * 1e3:.1f} ms | prefill {s.prefill_tokens_per_s:,.0f} tok/s "
         f"({s.prompt_tokens} tokens) | decode {s.decode_tokens_per_s:,.1f} tok/s "
-        f"({s.decode_tokens} tokens, batch {len(prompts)}) | peak device memory {memory}")
+        f"({s.decode_tokens} tokens, batch {len(prompts)}{later}) | peak device memory {memory}")
   if _PROFILE_DIR.value and result.traced:
     print(f"trace: {_PROFILE_DIR.value} (decode chunk {config.profile_chunk})")
   elif _PROFILE_DIR.value:

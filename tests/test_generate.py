@@ -286,9 +286,13 @@ def test_the_last_chunk_is_whole_where_the_cache_has_room(model):
 
 def test_decode_rate_counts_only_decoded_tokens(model):
   """The first token of a row comes from the prefill's logits: the decode steps made the rest."""
-  stats = Generator(model, max_len=64, chunk=3).generate(
+  stats = Generator(model, max_len=64, chunk=4).generate(
       [[1, 2, 3], [4, 5]], max_new_tokens=7, params=GREEDY).stats
   assert stats.generated_tokens == 2 * 7 and stats.decode_tokens == 2 * 6
+  # Two chunks: the first keeps 4 tokens a row, the second 2 of its 4 steps.
+  assert stats.first_chunk_tokens == 2 * 4 and 0 < stats.first_chunk_s < stats.decode_s
+  later = stats.later_chunks_tokens_per_s
+  assert later == pytest.approx(2 * 2 / (stats.decode_s - stats.first_chunk_s))
 
 
 def test_temperature_sharpens_or_flattens():

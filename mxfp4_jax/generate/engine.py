@@ -54,6 +54,10 @@ class GenerationStats:
   # From the first decode chunk's launch to the last chunk's tokens on the host, less compiling:
   # a last chunk's dropped steps included
   decode_s: float = 0.0
+  # The first decode chunk's share: the tokens kept from it and the time to them on the host,
+  # which holds the loop's first launch (in a fresh process, its loading onto the device too).
+  first_chunk_tokens: int = 0
+  first_chunk_s: float = 0.0
   peak_memory_bytes: int | None = None
 
   @property
@@ -63,6 +67,13 @@ class GenerationStats:
   @property
   def decode_tokens_per_s(self) -> float:
     return self.decode_tokens / self.decode_s if self.decode_s else 0.0
+
+  @property
+  def later_chunks_tokens_per_s(self) -> float:
+    """The decode rate after the first chunk; 0 with one chunk."""
+    tokens = self.decode_tokens - self.first_chunk_tokens
+    seconds = self.decode_s - self.first_chunk_s
+    return tokens / seconds if tokens > 0 and seconds > 0 else 0.0
 
 
 @dataclasses.dataclass
@@ -285,6 +296,8 @@ class Generator:
                 break
             generated[row].extend(new[row])
         done |= np.asarray([any(t in self._host_stop_ids for t in row) for row in new], bool)
+        if not stats.first_chunk_s:
+          stats.first_chunk_s, stats.first_chunk_tokens = stats.decode_s, sum(map(len, new))
         if on_tokens:
           on_tokens(new)
         if done.all():
