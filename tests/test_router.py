@@ -93,6 +93,19 @@ def test_nan_logits_rank_first_as_in_lax_top_k():
   assert np.isnan(np.asarray(weights)).all()
 
 
+def test_a_row_with_fewer_than_k_finite_logits_gets_k_experts():
+  """Experts at -inf logits are picked after the others, lowest id first (as lax.top_k), each
+  once; their weights are 0."""
+  x, weight, _ = inputs(2, 64, 8)
+  bias = jnp.full(8, -jnp.inf, jnp.bfloat16).at[jnp.array([3, 6])].set(0)
+  experts, weights = run_kernel(x, weight, bias, k=4)
+  want_experts, _ = router.route(x, weight, bias, k=4)
+  np.testing.assert_array_equal(np.sort(np.asarray(experts)[:, :2]), [[3, 6], [3, 6]])
+  np.testing.assert_array_equal(np.asarray(experts)[:, 2:], [[0, 1], [0, 1]])
+  np.testing.assert_array_equal(np.asarray(experts), np.asarray(want_experts))
+  np.testing.assert_array_equal(np.asarray(weights)[:, 2:], 0)
+
+
 def test_no_tokens():
   x, weight, bias = inputs(1, 64, 16)
   experts, weights = run_kernel(x[:0], weight, bias, k=4)

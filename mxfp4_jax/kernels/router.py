@@ -107,25 +107,26 @@ def _router_product(x, weight):
 
 def _top_k_softmax(logits, *, k: int, num_experts: int):
   """logits [T, E'] float32 (bf16 values; columns past ``num_experts`` padding) -> the top k's
-  expert ids [T, k] and their softmax [T, k]. k rounds of (max, lowest index holding it): ties
-  go to the lowest id, as in lax.top_k. A NaN logit ranks above every number, as in lax.top_k:
-  it is picked (an expert that exists) and makes the token's weights NaN, where a max that
-  equals no logit would have picked an expert past the last."""
+  expert ids [T, k] and their softmax [T, k]. k rounds of (max, lowest index holding it) over
+  the experts not yet picked: ties go to the lowest id, as in lax.top_k, and a row with fewer
+  than k logits above -inf still gets k experts. A NaN logit ranks above every number (as a
+  positive NaN does in lax.top_k, which ranks a negative one last): it is picked, an expert
+  that exists, and makes the token's weights NaN."""
   tokens, padded_experts = logits.shape
   expert_ids = lax.broadcasted_iota(jnp.int32, logits.shape, 1)
-  logits = jnp.where(expert_ids < num_experts, logits, -jnp.inf)
+  unpicked = expert_ids < num_experts  # [T, E']: experts that exist, not picked yet
   slot = lax.broadcasted_iota(jnp.int32, (tokens, k), 1)
   top = jnp.zeros((tokens, k), jnp.float32)
   chosen = jnp.zeros((tokens, k), jnp.int32)
   for j in range(k):
-    is_nan = logits != logits
+    is_nan = unpicked & (logits != logits)
     has_nan = jnp.max(is_nan.astype(jnp.int32), axis=1) > 0  # [T]
-    best = jnp.where(has_nan, jnp.nan, jnp.max(logits, axis=1))  # [T]
-    holds_best = jnp.where(has_nan[:, None], is_nan, logits == best[:, None])
-    index = jnp.min(jnp.where(holds_best, expert_ids, padded_experts), axis=1)
+    best = jnp.where(has_nan, jnp.nan, jnp.max(jnp.where(unpicked, logits, -jnp.inf), axis=1))
+    holds_best = unpicked & jnp.where(has_nan[:, None], is_nan, logits == best[:, None])
+    index = jnp.min(jnp.where(holds_best, expert_ids, padded_experts), axis=1)  # [T]
     top = jnp.where(slot == j, best[:, None], top)
     chosen = jnp.where(slot == j, index[:, None], chosen)
-    logits = jnp.where(expert_ids == index[:, None], -jnp.inf, logits)
+    unpicked = unpicked & (expert_ids != index[:, None])
   exp = jnp.exp(top - jnp.max(top, axis=1, keepdims=True))
   return chosen, exp / jnp.sum(exp, axis=1, keepdims=True)
 
