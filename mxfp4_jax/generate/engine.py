@@ -252,30 +252,38 @@ class Generator:
     step, remaining = tokens.shape[1], max_new_tokens - 1
     # Chunks launched and not yet read, oldest first: (tokens, steps kept, traced). The next
     # chunk is launched before the host waits for the one in flight, so that the GPU does not
-    # idle while the host launches a loop, reads its tokens and streams them; one launched
-    # after every row has stopped is dropped unread. A traced chunk runs alone.
+    # idle while the host launches a loop, reads its tokens and streams them. A traced chunk
+    # runs alone, and a chunk whose loop must compile first waits for those in flight: the
+    # time decode_s leaves out (compiling, starting and writing a trace) is then GPU idle time.
     in_flight: collections.deque = collections.deque()
     chunk_index, traced = 0, False
     is_traced = lambda index: trace is not None and trace[0] == index
 
+    def next_steps():
+      # Whole chunks while the cache has slots for them: a shorter last chunk would compile a
+      # second loop (its trip count is static). The steps past ``remaining`` are dropped.
+      whole = remaining >= self.chunk or step + self.chunk <= self.max_len
+      return self.chunk if whole else remaining
+
     def may_launch():
       if remaining <= 0 or done.all() or len(in_flight) == 2:
         return False
-      return not in_flight or not (in_flight[-1][2] or is_traced(chunk_index))
+      compiled = ("decode", batch, next_steps(), params) in self._compiled
+      return not in_flight or not (in_flight[-1][2] or is_traced(chunk_index) or not compiled)
 
-    compile_s, start = stats.compile_s, time.perf_counter()
+    compiled_before, tracing_s = stats.compile_s, 0.0
+    start = time.perf_counter()
     with contextlib.ExitStack() as tracing:
       while True:
         while may_launch():
-          # Whole chunks while the cache has slots for them: a shorter last chunk would compile
-          # a second loop (its trip count is static). The steps past ``remaining`` are dropped.
-          whole = remaining >= self.chunk or step + self.chunk <= self.max_len
-          steps = self.chunk if whole else remaining
+          steps = next_steps()
           decode = self._compile(stats, ("decode", batch, steps, params), self._decode,
                                  self.state, *carry, jnp.int32(step), key, steps=steps,
                                  params=params)
           if is_traced(chunk_index):
+            begin = time.perf_counter()
             tracing.enter_context(trace[1]())
+            tracing_s += time.perf_counter() - begin
             traced = True
           *carry, out = decode(self.state, *carry, jnp.int32(step), key)
           in_flight.append((out, min(steps, remaining), is_traced(chunk_index)))
@@ -284,9 +292,12 @@ class Generator:
           break
         out, kept, was_traced = in_flight.popleft()
         out = np.asarray(out)[:, :kept]
-        stats.decode_s = time.perf_counter() - start - (stats.compile_s - compile_s)
+        stats.decode_s = (time.perf_counter() - start - (stats.compile_s - compiled_before)
+                          - tracing_s)
         if was_traced:
+          begin = time.perf_counter()
           tracing.close()
+          tracing_s += time.perf_counter() - begin
         new = [[] for _ in range(batch)]
         for row in range(batch):
           if not done[row]:
@@ -302,6 +313,9 @@ class Generator:
           on_tokens(new)
         if done.all():
           break
+    # A chunk launched before every row had stopped runs on, unread: it is waited for here, so
+    # that it does not run into the caller's next timing.
+    jax.block_until_ready([chunk[0] for chunk in in_flight])
     stats.generated_tokens = sum(len(g) for g in generated)
     stats.decode_tokens = stats.generated_tokens - batch
     stats.peak_memory_bytes = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
