@@ -25,7 +25,8 @@ MATMULS_PER_CALL = 8
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
-  if not (isinstance(config.array_bytes, (int, float)) and config.array_bytes >= 2**20):
+  if not (isinstance(config.array_bytes, (int, float))
+          and 2**20 <= config.array_bytes < float("inf")):
     raise app.UsageError(f"--config.array_bytes must be at least 2**20, got {config.array_bytes!r}")
   common.positive("--config.matmul_size", config.matmul_size)
   key = jax.random.PRNGKey(0)

@@ -30,17 +30,32 @@ def define_config(default: str, help_string: str = "ml_collections config file."
   flag defined first instead of failing on a duplicate."""
   if "config" in flags.FLAGS:
     return flags.FlagHolder(flags.FLAGS, flags.FLAGS["config"])
-  # ml_collections applies the --config.* overrides here, as the flag is defined, where absl's
-  # one-line report of a bad flag does not reach: a field the config lacks would end the
-  # program in a traceback. A file that does not load is reported after parsing, by a
-  # validator (ml_collections defers that error to the config's first use, inside main).
-  try:
+  # ml_collections applies the --config.* overrides as it parses --config: here, as the flag is
+  # defined (the default file), and in absl's parsing of --config=FILE. A field the config lacks
+  # raises an AttributeError, which absl's one-line report of a bad flag does not catch. A file
+  # that does not load is reported after parsing, by a validator (ml_collections defers that
+  # error to the config's first use, inside main).
+  with _fields_checked():
     holder = config_flags.DEFINE_config_file("config", str(CONFIGS / default), help_string,
                                              lock_config=True)
-  except (AttributeError, KeyError) as e:
-    raise SystemExit(f"FATAL Flags parsing error: --config: no such field: {_message(e)}") from None
+  flag = flags.FLAGS["config"]
+  parse = flag._parse  # what absl's Flag.parse calls
+
+  def parse_checked(argument):
+    with _fields_checked():
+      return parse(argument)
+  flag._parse = parse_checked
   flags.register_validator("config", _loaded)
   return holder
+
+
+@contextlib.contextmanager
+def _fields_checked():
+  """A --config.* override of a field the config lacks -> a one-line error, and exit."""
+  try:
+    yield
+  except (AttributeError, KeyError) as e:
+    raise SystemExit(f"FATAL Flags parsing error: --config: no such field: {_message(e)}") from None
 
 
 def _message(error: BaseException) -> str:
@@ -253,6 +268,7 @@ def require_triton(what: str) -> None:
   SASS here, without a GPU) imports."""
   try:
     import triton  # noqa: F401, PLC0415
+    from triton.backends.compiler import GPUTarget  # noqa: F401, PLC0415
   except ImportError:
     raise app.UsageError(f"{what} needs the triton package: pip install triton==3.6.0") from None
 

@@ -90,6 +90,8 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
     (("mxfp4_demo", "--config.col=64"),
      "--config: no such field: 'col' Did you mean \"cols\" instead of \"col\"?"),
     (("generate", "--config.model.hiden_size=64"), "--config: no such field: 'hiden_size'"),
+    (("generate", "--config=configs/generate.py:tiny", "--config.model.hiden_size=64"),
+     "--config: no such field: 'hiden_size'"),
     (("generate", "--config=configs/absent.py"),
      "--config: cannot load: Failed loading config file"),
     (("ceilings", "--config.array_bytes=0"), "--config.array_bytes must be at least 2**20, got 0"),
