@@ -51,8 +51,8 @@ class GenerationStats:
   decode_tokens: int = 0  # decoded tokens the rows kept (up to a stop, not the pads after it)
   compile_s: float = 0.0
   prefill_s: float = 0.0  # the compiled prefill, up to the first token on the host
-  # From the first decode chunk's launch to the last chunk's tokens on the host, less compiling:
-  # a last chunk's dropped steps included
+  # From the first decode chunk's launch to the last chunk's tokens on the host, less compiling
+  # and tracing: a last chunk's dropped steps included
   decode_s: float = 0.0
   # The first decode chunk's share: the tokens kept from it and the time to them on the host,
   # which holds the loop's first launch (in a fresh process, its loading onto the device too).
@@ -268,8 +268,10 @@ class Generator:
     def may_launch():
       if remaining <= 0 or done.all() or len(in_flight) == 2:
         return False
+      if not in_flight:
+        return True
       compiled = ("decode", batch, next_steps(), params) in self._compiled
-      return not in_flight or not (in_flight[-1][2] or is_traced(chunk_index) or not compiled)
+      return compiled and not (in_flight[-1][2] or is_traced(chunk_index))
 
     compiled_before, tracing_s = stats.compile_s, 0.0
     start = time.perf_counter()
