@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
+import importlib
 import json
 import os
 import pathlib
@@ -45,7 +47,7 @@ def define_config(default: str, help_string: str = "ml_collections config file."
     with _fields_checked():
       return parse(argument)
   flag._parse = parse_checked
-  flags.register_validator("config", _loaded)
+  flags.register_validator("config", functools.partial(_loaded, default=default))
   return holder
 
 
@@ -67,11 +69,18 @@ def _message(error: BaseException) -> str:
   return " ".join(str(message).split())
 
 
-def _loaded(config) -> bool:
-  """A --config file that failed to load is held as an object that raises on every use."""
+def _loaded(config, default: str) -> bool:
+  """A --config file that loaded (one that failed is held as an object that raises on every
+  use) and has the top-level fields of the experiment's ``default`` config (another
+  experiment's config would fail inside main)."""
   error = vars(config).get("_error")
   if isinstance(error, BaseException):  # absl's report would print that object's repr
     raise SystemExit(f"FATAL Flags parsing error: --config: cannot load: {_message(error)}")
+  expected = importlib.import_module(f"configs.{pathlib.Path(default).stem}").get_config()
+  missing = sorted(set(expected.keys()) - set(config.keys()))
+  if missing:
+    raise SystemExit(f"FATAL Flags parsing error: --config: no field {', '.join(missing)} in "
+                     "that config (is it another experiment's?)")
   return True
 
 

@@ -94,6 +94,8 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
      "--config: no such field: 'hiden_size'"),
     (("generate", "--config=configs/absent.py"),
      "--config: cannot load: Failed loading config file"),
+    (("generate", "--config=configs/tiny.py"),
+     "--config: no field chunk, gpu_memory_fraction, max_len, profile_chunk in that config"),
     (("ceilings", "--config.array_bytes=0"), "--config.array_bytes must be at least 2**20, got 0"),
     (("kernel_fingerprint", "--config.compare=absent"),
      "--config.compare: no absent/fingerprints.json"),
