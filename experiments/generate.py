@@ -156,7 +156,7 @@ def main(argv) -> None:
     trace = (config.profile_chunk,
              lambda: jax.profiler.trace(_PROFILE_DIR.value, create_perfetto_trace=True))
   generator = Generator(model, max_len=config.max_len, stop_ids=_stop_ids(tokenizer),
-                        pad_id=tokenizer.token_id("<|endoftext|>"), chunk=config.chunk,
+                        pad_id=tokenizer.token_id(harmony.END_OF_TEXT), chunk=config.chunk,
                         token_limit=min(tokenizer.vocab_size, model.cfg.vocab_size))
   try:  # the ids are in the vocabulary (_check_vocab): what can fail is the length
     generator.check_prompts(prompts, _MAX_NEW.value)

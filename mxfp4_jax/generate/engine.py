@@ -306,9 +306,9 @@ class Generator:
             for t in out[row]:
               new[row].append(int(t))
               if t in self._host_stop_ids:
+                done[row] = True
                 break
             generated[row].extend(new[row])
-        done |= np.asarray([any(t in self._host_stop_ids for t in row) for row in new], bool)
         if not stats.first_chunk_s:
           stats.first_chunk_s, stats.first_chunk_tokens = stats.decode_s, sum(map(len, new))
         if on_tokens:
