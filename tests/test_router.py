@@ -56,11 +56,14 @@ def test_matches_float64(n, d, e, k):
   assert_routes(experts, weights, logits, want_experts)
 
 
-@pytest.mark.parametrize("n,e", [(3, 32), (20, 16), (17, 64)])
-def test_equals_its_jnp_definition(n, e):
-  """Same roundings as `route_reference` (bias added in bf16): the same experts; equal weights
-  in interpret mode (the GPU's exp may move the last bits)."""
-  args = inputs(n, 256, e, seed=7)
+@pytest.mark.parametrize("n,e,bias_dtype", [(3, 32, jnp.bfloat16), (20, 16, jnp.bfloat16),
+                                            (17, 64, jnp.bfloat16), (5, 32, jnp.float32)])
+def test_equals_its_jnp_definition(n, e, bias_dtype):
+  """Same roundings as `route_reference` (bias added in bf16, a float32 one rounded first): the
+  same experts; equal weights in interpret mode (the GPU's exp may move the last bits)."""
+  x, weight, _ = inputs(n, 256, e, seed=7)
+  bias = jax.random.normal(jax.random.key(8), (e,), bias_dtype) * 0.1  # float32: off bf16's grid
+  args = x, weight, bias
   experts, weights = run_kernel(*args, k=4)
   want_experts, want_weights = router.route(*args, k=4)
   np.testing.assert_array_equal(np.asarray(experts), np.asarray(want_experts))

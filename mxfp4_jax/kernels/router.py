@@ -133,10 +133,9 @@ def _top_k_softmax(logits, *, k: int, num_experts: int):
 
 def _with_bias(product, bias_ref):
   """The logits rounded as the reference rounds them: the product in bf16, plus the bias in
-  bf16."""
-  product = product.astype(jnp.bfloat16).astype(jnp.float32)
-  return (product + bias_ref[...].astype(jnp.float32)[None, :]).astype(jnp.bfloat16).astype(
-      jnp.float32)
+  bf16 (a float32 bias rounded first)."""
+  as_bf16 = lambda a: a.astype(jnp.bfloat16).astype(jnp.float32)
+  return as_bf16(as_bf16(product) + as_bf16(bias_ref[...])[None, :])
 
 
 def _top_k_kernel(product_ref, bias_ref, experts_ref, weights_ref, *, k: int, num_experts: int):
