@@ -30,6 +30,7 @@ from absl import app
 from configs.bench_kernel import SHAPES
 from experiments import common
 from mxfp4_jax.kernels import tuning
+from mxfp4_jax.mxfp4.layout import K_TILE
 
 _CONFIG = common.define_config("kernel_fingerprint.py")
 _EMBEDDED_IR = re.compile(r'ir = "(?:[^"\\]|\\.)*"')
@@ -56,7 +57,7 @@ def cases(config):
     for rows, row_experts in itertools.product(common.csv_list(config.rows, int), (False, True)):
       if row_experts and rows > config.max_rows_one_tile_each:
         continue
-      cfg = tuning.pick_config(rows, rows if row_experts else e, out_cols, -(-k // 64))
+      cfg = tuning.pick_config(rows, rows if row_experts else e, out_cols, -(-k // K_TILE))
       yield f"{name}/P{rows}/{'rows' if row_experts else 'groups'}", shape, rows, row_experts, cfg
   variations = dict(k_splits=common.csv_list(config.variant_k_splits, int),
                     prefetch=common.csv_list(config.variant_prefetch, int),

@@ -14,6 +14,7 @@ from absl import app
 from configs.bench_kernel import SHAPES
 from experiments import common
 from mxfp4_jax.kernels import KernelConfig
+from mxfp4_jax.mxfp4.layout import K_TILE
 
 _CONFIG = common.define_config("kernel_sass.py")
 _INSTRUCTION = re.compile(r"\s+/\*([0-9a-f]+)\*/\s+(.*?);")
@@ -71,7 +72,7 @@ def main(argv) -> None:
   activation = SHAPES[config.shape][3]
   # A dot a weight block: the output block's, and its linear half's unless paired with it.
   dots = 2 if activation and not kernel_config.paired_halves else 1
-  weights_per_iteration = dots * config.block_n * 64
+  weights_per_iteration = dots * config.block_n * K_TILE
   threads = 32 * config.num_warps
   # Registers bound the programs an SM holds (65,536 a SM, allocated 8 a thread at a time), and
   # with them the loads in flight.

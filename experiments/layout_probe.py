@@ -51,7 +51,7 @@ def scale_factors(scale_words):
   byte = (2 * lax.broadcasted_iota(jnp.uint32, (1, 1, 1, 2, 2), 3)
           + lax.broadcasted_iota(jnp.uint32, (1, 1, 1, 2, 2), 4))
   scales = (scale_words.reshape(scale_words.shape[0], 8, 1, 1, 1) >> (8 * byte)) & 0xFF
-  return (scales << 7) * 0x10001
+  return fmt.scale_bf16x2_bits(scales)
 
 
 def assemble_operand(halves):

@@ -26,7 +26,7 @@ from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import grouped_matmul
 from mxfp4_jax.kernels.reference import expert_of_row
 from mxfp4_jax.kernels.tuning import pick_config
-from mxfp4_jax.mxfp4.layout import PackedMXFP4
+from mxfp4_jax.mxfp4.layout import K_TILE, PackedMXFP4
 
 _CONFIG = common.define_config("load_ceiling.py")
 
@@ -113,9 +113,9 @@ def main(argv) -> None:
   common.timing_fields(config)
   for splits in common.positive("--config.k_splits", config.k_splits):
     for shape_name in shapes:  # xor_reads's straight runs of equal length
-      if (SHAPES[shape_name][1] // 64) % splits:
+      if (SHAPES[shape_name][1] // K_TILE) % splits:
         raise app.UsageError(f"--config.k_splits: {splits} does not divide {shape_name}'s "
-                             f"{SHAPES[shape_name][1] // 64} K tiles")
+                             f"{SHAPES[shape_name][1] // K_TILE} K tiles")
   common.require_gpu("load_ceiling")
   print(f"device: {common.device_description()}")
   results = []

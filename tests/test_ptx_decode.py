@@ -106,7 +106,7 @@ def test_lut_decode_equals_integer_decode():
   """One word of 4 bytes of one row: one scale for its low nibbles, one for its high nibbles."""
   lanes, scales = _lanes_and_scales(3)
   low_scales, high_scales = scales[:, :1], scales[:, 1:2]
-  pair = lambda s: ((s[:, 0].astype(np.uint32) << 7) * 0x10001).astype(np.uint32)
+  pair = lambda s: fmt.scale_bf16x2_bits(s[:, 0])
   tables = dict(zip(("$11", "$12", "$13"), (np.uint32(t) for t in fmt.LUT_REGISTERS)))
   regs = run_ptx(fmt.e2m1_lut_ptx(), {"$8": _words(lanes), "$9": pair(low_scales),
                                            "$10": pair(high_scales), **tables})

@@ -2,7 +2,8 @@
 to bf16 in registers, one ``[block_n, 64]`` tile at a time, right before the tensor-core dot.
 
 Operands are swapped (``out^T = W^T x^T``): the decoded weight tile is the dot's A operand, so
-Triton can feed wgmma from registers, and ``block_m`` (rows per expert) can stay as small as 16.
+Triton can feed wgmma from registers (every decode but ``"lut"``, whose tile goes through shared
+memory), and ``block_m`` (rows per expert) can stay as small as 16.
 Layout: `mxfp4_jax.mxfp4.layout`; ragged groups: `schedule` (a group's last few rows may go to a
 second call with smaller tiles, `KernelConfig.remainder_block_m`).
 """
@@ -26,7 +27,7 @@ from mxfp4_jax.kernels.tuning import KernelConfig
 from mxfp4_jax.mxfp4 import format as fmt
 from mxfp4_jax.mxfp4.layout import K_TILE, PackedMXFP4, kernel_byte_order
 
-HALF_TILE = K_TILE // 2  # values under one scale: the low (or high) nibbles of a tile row
+HALF_TILE = fmt.BLOCK_SIZE  # values under one scale: the low (or high) nibbles of a tile row
 
 
 def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
@@ -44,9 +45,8 @@ def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
     return half(low, scale_low), half(high, scale_high)
 
   if decode == "lut":
-    def pair_factor(scales):  # bf16x2 of 2**(scale - 127), twice, for every word
-      bits = scales.astype(jnp.uint32) << 7
-      return jnp.broadcast_to((bits | (bits << 16))[:, None], packed.shape)
+    def pair_factor(scales):  # the scales' bf16x2 factors, for every word
+      return jnp.broadcast_to(fmt.scale_bf16x2_bits(scales)[:, None], packed.shape)
 
     values = inline_asm(
         fmt.e2m1_lut_ptx(), [packed, pair_factor(scale_low), pair_factor(scale_high), *tables],
@@ -54,7 +54,8 @@ def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
         result_shape_dtypes=[jax.ShapeDtypeStruct(packed.shape, jnp.bfloat16)] * 8)
 
     def interleave(v):  # byte i of word w, 4 x [bn, 8] -> [bn, 32] in plain order
-      # Kernel byte 4 w + i is plain byte 16 (w % 2) + 8 (i // 2) + 2 (w // 2) + i % 2.
+      # Kernel byte 4 w + i is plain byte 16 (w % 2) + 8 (i // 2) + 2 (w // 2) + i % 2: the
+      # inverse of `kernel_byte_order`, on the words' bytes.
       bn = packed.shape[0]
       pairs = [jnp.stack([v[0], v[1]], axis=-1), jnp.stack([v[2], v[3]], axis=-1)]
       quads = jnp.stack(pairs, axis=-1).reshape(bn, 4, 2, 2, 2)  # [bn, w // 2, w % 2, c, q]
@@ -73,7 +74,7 @@ def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
 
 def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_cols: int,
             swiglu_half: int, has_bias: bool, has_row_weights: bool, swiglu_alpha: float,
-            swiglu_limit: float, decode: str, row_tiles: bool, has_written: bool = False):
+            swiglu_limit: float, decode: str, row_tiles: bool, has_written: bool):
   bm, bn = cfg.block_m, cfg.block_n
   out_ref = refs[-1]
   refs = refs[:-2] if has_written else refs[:-1]  # the written input aliases the output
@@ -97,20 +98,20 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   is_expert = group < num_experts  # else a tail tile (rows past the groups) or an unused one
   has_work = (is_expert & (start < end)).astype(jnp.int32)
   group = jnp.minimum(group, num_experts - 1)  # keeps every load in bounds
-  rows = window + lax.broadcasted_iota(jnp.int32, (bm,), 0)
+  tile_rows = window + lax.broadcasted_iota(jnp.int32, (bm,), 0)  # [bm]: x's and out's rows
   # Fewer rows than one tile (decode): the rows past x's end re-read its last row (their output
   # is masked) rather than x being padded up to a tile by one more kernel before this one.
-  x_rows = x_ref.shape[0]
-  rows_read = pl.ds(window, bm) if x_rows >= bm else jnp.minimum(rows, x_rows - 1)
+  x_len = x_ref.shape[0]
+  rows_read = pl.ds(window, bm) if x_len >= bm else jnp.minimum(tile_rows, x_len - 1)
   # A program owns out_bn output columns. The last program slides back to stay in bounds; it
   # writes only the columns it owns.
   out_bn = cfg.out_block_n(bool(swiglu_half))
   paired = out_bn < bn  # gate_up's glu rows and their linear rows in one block (paired_halves)
   owned = col_tile * out_bn
   col0 = jnp.minimum(owned, out_cols - out_bn)
-  row_mask = (rows >= start) & (rows < end)
-  columns = col0 + lax.broadcasted_iota(jnp.int32, (out_bn,), 0)
-  mask = row_mask[:, None] & (columns >= owned)[None, :]  # [bm, out_bn]: rows in the tile, owned
+  row_mask = (tile_rows >= start) & (tile_rows < end)
+  out_columns = col0 + lax.broadcasted_iota(jnp.int32, (out_bn,), 0)
+  mask = row_mask[:, None] & (out_columns >= owned)[None, :]  # [bm, out_bn]: in the tile, owned
 
   # The bn weight rows of each dot, as an index: the output columns' rows, then for the fused
   # SwiGLU their linear halves (the columns' own rows being the glu halves); with paired halves
@@ -122,11 +123,11 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     firsts = (col0, col0 + swiglu_half) if swiglu_half else (col0,)
     weight_rows = tuple(pl.ds(row0, bn) for row0 in firsts)
 
-  def row_scales(kt, rows):  # the [bn] uint8 scales of the low and the high half
-    return scales_ref[group, 2 * kt, rows], scales_ref[group, 2 * kt + 1, rows]
+  def row_scales(kt, w_rows):  # the [bn] uint8 scales of the low and the high half
+    return scales_ref[group, 2 * kt, w_rows], scales_ref[group, 2 * kt + 1, w_rows]
 
   def scales_of(kt):
-    return tuple(row_scales(kt, rows) for rows in weight_rows)
+    return tuple(row_scales(kt, w_rows) for w_rows in weight_rows)
 
   def load_x(kt):  # x's two halves under the tile: [bm, 32] bf16 each
     k0 = pl.multiple_of(kt * K_TILE, K_TILE)
@@ -134,8 +135,8 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
             x_ref[rows_read, pl.ds(k0 + HALF_TILE, HALF_TILE)])
 
   def load_block(kt, i, scales=None):  # weight block i's [bn, 32] u8 bytes and its scales
-    rows = weight_rows[i]
-    return values_ref[group, kt, rows, :], scales or row_scales(kt, rows)
+    w_rows = weight_rows[i]
+    return values_ref[group, kt, w_rows, :], scales or row_scales(kt, w_rows)
 
   def dot_block(acc, x, block):
     (x_low, x_high), (packed, scales) = x, block
@@ -159,9 +160,9 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     in_bounds = jnp.minimum(first, num_k_tiles - 1)
     final = jnp.clip(first + steps - 1, in_bounds, num_k_tiles - 1)
     if cfg.prefetch:
-      # Tiles kt + 1 .. kt + prefetch are in flight while tile kt is decoded and multiplied:
-      # these loads feed inline PTX, not the dot, so Triton's pipeliner leaves them as plain
-      # loads that each step would otherwise wait out. Tiles past the range re-read its last.
+      # Tiles kt + 1 .. kt + prefetch are in flight while tile kt is decoded and multiplied,
+      # carried in registers from step to step (`KernelConfig.prefetch`). Tiles past the range
+      # re-read its last.
       ahead = lambda kt: tile_loads(jnp.minimum(kt, final))
 
       def step(kt, carry):
@@ -218,7 +219,7 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
       pltriton.store(out_ref.at[pl.program_id(2), pl.ds(window, bm), columns], sums.T, mask=mask)
     return
   if has_bias:
-    accs = tuple(acc + bias_ref[group, rows][:, None] for acc, rows in zip(accs, weight_rows))
+    accs = tuple(acc + bias_ref[group, w_rows][:, None] for acc, w_rows in zip(accs, weight_rows))
   if paired:
     out = swiglu(*jnp.split(accs[0], 2), alpha=swiglu_alpha, limit=swiglu_limit)
   elif swiglu_half:
@@ -230,6 +231,7 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
   out = jnp.where(is_expert, out, 0.0)
   pltriton.store(out_ref.at[pl.ds(window, bm), pl.ds(col0, out_bn)],
                  out.T.astype(out_ref.dtype), mask=mask)
+
 
 @functools.partial(jax.jit, static_argnames=("cfg", "activation", "out_dtype", "interpret",
                                              "swiglu_alpha", "swiglu_limit"))

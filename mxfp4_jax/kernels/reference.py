@@ -12,7 +12,7 @@ from mxfp4_jax.mxfp4.layout import PackedMXFP4, dequantize_packed
 
 def expert_of_row(group_sizes: jax.Array, num_rows: int) -> jax.Array:
   """[P] int32: the expert each row belongs to; E for rows past sum(group_sizes)."""
-  # compare_all: no while loop (see `schedule.tile_schedule`); [P, E] comparisons are cheap.
+  # compare_all: no while loop (see `schedule._tiles`); [P, E] comparisons are cheap.
   return jnp.searchsorted(jnp.cumsum(group_sizes), jnp.arange(num_rows), side="right",
                           method="compare_all").astype(jnp.int32)
 

@@ -8,8 +8,8 @@ partial), a static bound, so the grid is static and programs past the real tile 
 once. Decode rows touch few experts: P = 4 rows need at most 4 tiles, not one per expert.
 
 A tile reads the ``block_m`` rows starting at ``window`` and writes only rows in ``[start, end)``;
-``window = min(start, R - block_m)``, where R >= block_m is the rows ``x`` has (P, or P padded
-up to one tile), keeps every read in bounds.
+``window = min(start, R - block_m)``, with R >= max(block_m, P) (the output's rows), keeps every
+tile inside R rows; where x has fewer (P < block_m), the kernel clamps its reads to x's rows.
 """
 
 from __future__ import annotations
@@ -104,8 +104,9 @@ def remainders(group_sizes: jax.Array, block_m: int, small_block_m: int) -> jax.
 def tile_schedule(group_sizes: jax.Array, num_rows: int, block_m: int,
                   read_rows: int | None = None, leave_last: jax.Array | None = None
                   ) -> TileSchedule:
-  """Tiles for ``group_sizes`` [E] (clipped, see `clip_group_sizes`) over ``num_rows`` rows of
-  which a tile may read ``read_rows >= block_m`` (default ``num_rows``). ``leave_last`` [E]:
+  """Tiles for ``group_sizes`` [E] (clipped, see `clip_group_sizes`) over ``num_rows`` rows;
+  every tile's window stays within the first ``read_rows >= max(block_m, num_rows)`` rows
+  (default ``num_rows``; the kernel clamps its reads of an x with fewer). ``leave_last`` [E]:
   rows at the end of each group that no tile covers (`remainder_schedule` tiles them)."""
   read_rows = num_rows if read_rows is None else read_rows
   if read_rows < max(block_m, num_rows):
@@ -122,10 +123,9 @@ def tile_schedule(group_sizes: jax.Array, num_rows: int, block_m: int,
 
 
 def remainder_schedule(group_sizes: jax.Array, leave_last: jax.Array, num_rows: int,
-                       block_m: int, read_rows: int | None = None) -> TileSchedule:
+                       block_m: int, read_rows: int) -> TileSchedule:
   """The tiles `tile_schedule` leaves out with ``leave_last`` (each at most ``block_m`` rows):
-  one tile a group that has such rows, no tail group."""
-  read_rows = num_rows if read_rows is None else read_rows
+  one tile a group that has such rows, no tail group; ``read_rows`` as there."""
   group_ends = jnp.cumsum(clip_group_sizes(group_sizes, num_rows))
   return _tiles(group_ends - leave_last, group_ends, min(group_sizes.shape[0], num_rows),
                 block_m, read_rows)

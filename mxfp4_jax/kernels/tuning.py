@@ -26,7 +26,7 @@ DECODES = ("integer", "bf16x2", "lut")
 @dataclasses.dataclass(frozen=True)
 class KernelConfig:
   block_m: int  # rows of x per tile (tensor-core N side after the operand swap)
-  block_n: int  # output features per tile
+  block_n: int  # weight rows a dot decodes (output columns a tile writes: `out_block_n`)
   num_warps: int
   num_stages: int
   # Programs sharing one output tile's K range; XLA adds their f32 sums after the call. (Adding
@@ -43,20 +43,21 @@ class KernelConfig:
   # Accumulate in the wgmma itself (`triton_ops.dot_accumulate`) rather than dot-then-add: no
   # FADD pass per dot and no register spills at block_m=128 in the disassembly.
   accumulate_in_mma: bool = False
-  # Load the next K tile's scales one step ahead: the values come through Triton's cp.async
-  # pipeline, the scale bytes as plain loads whose latency each step otherwise waits out. The K
-  # loop without `prefetch` only: straight-line splits and `prefetch` load whole tiles ahead.
+  # Load the next K tile's scales one step ahead, in the K loop without `prefetch`: there the
+  # values and x come through Triton's cp.async pipeline, the scale bytes as plain loads whose
+  # latency each step otherwise waits out. Straight-line splits ignore it (`prefetch` places
+  # their loads).
   prefetch_scales: bool = False
   # With k_splits > 1 dividing the K tiles: each split's tiles as straight-line code rather than
   # a loop (a decode-sized split has 5-9 tiles, too few for the loop pipeliner's prologue to pay).
   unroll_split: bool = False
   # K tiles whose loads (weight bytes, scales, x) are issued before the current tile's dot and
-  # held in registers until theirs. Without it a program waits out one memory latency per tile:
-  # the bytes feed the inline-PTX decode, not the dot, so Triton's pipeliner leaves their loads
-  # in place, and no load is moved above a dot's barrier (sm_90 disassembly). Costs registers.
-  # Straight-line splits with prefetch >= their tiles - 1 issue every load before the first dot.
-  # In the K loop the carried bytes cost a register-layout change per step (sm_90: 32 SHFL + 64
-  # SEL); prefetch > 0 there subsumes prefetch_scales.
+  # held in registers until theirs. Straight-line splits have no pipeliner: without it each tile
+  # waits out one memory latency, as no load is moved above a dot's fence (sm_90 disassembly);
+  # with prefetch >= their tiles - 1 every load is issued before the first dot. Costs registers.
+  # In the K loop, where Triton's cp.async pipeline brings the values and x without it, the
+  # carried bytes cost a register-layout change per step (sm_90: 32 SHFL + 64 SEL); prefetch > 0
+  # there subsumes prefetch_scales.
   prefetch: int = 0
   # Launch order: a row tile's column tiles one after another (grid axis 0, which varies
   # fastest), instead of every row tile's first column tile, then every row tile's second, ...
@@ -116,7 +117,7 @@ TABLE: tuple[tuple[int, KernelConfig], ...] = (
                       accumulate_in_mma=True, unroll_split=True, prefetch=1)),
     # P=1024 (32 rows per expert): 0.330 ms; block_m=64 without in-MMA accumulation, 0.322 ms
     (32, KernelConfig(block_m=32, block_n=64, num_warps=4, num_stages=4, decode="bf16x2",
-                      accumulate_in_mma=True, unroll_split=True)),
+                      accumulate_in_mma=True)),
     (64, KernelConfig(block_m=64, block_n=64, num_warps=4, num_stages=4, decode="bf16x2")),
     # 65-144 rows per expert (prefill 1k) take the row below: without in-MMA accumulation the
     # kernel alone ran 5-17% faster at P=4096, but prefill 1k did not (H200, 2026-12-04,

@@ -1,6 +1,6 @@
 """The MXFP4 format (OCP Microscaling v1.0): E2M1 values in blocks of 32 with one E8M0 scale.
 
-This module is the only place that knows the E2M1 code table and the nibble order.
+This module defines the E2M1 code table and the nibble order.
 
 Checkpoint convention (GPT-OSS, both the HF and the ``original/`` layouts):
   * a weight ``W[..., N, K]`` (K = input dim) is cut into blocks of 32 along K;
@@ -37,7 +37,7 @@ E2M1_EMAX = 2  # exponent of the largest E2M1 value: 6 = 1.5 * 2**2
 _MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
 
 # Scale bytes every in-kernel decode takes exactly: from 2 every value of the block is a normal
-# bf16; up to 128 the factor 2**(scale - 1) of `e2m1_bf16x2_ptx` is one (|w| <= 12).
+# bf16; up to 128 the factor 2**(scale - 1) of `e2m1_bf16x2_ptx` is a finite bf16 (|w| <= 12).
 KERNEL_SCALE_MIN = 2
 KERNEL_SCALE_MAX = 128
 
@@ -75,6 +75,12 @@ def encode_scale_exponents(exponents) -> jax.Array:
 
 
 # --- E2M1 codes and nibbles ---------------------------------------------------------------------
+
+
+def holds_nonzero(blocks):
+  """[..., 16] packed bytes (numpy or jax) -> [...] whether the block holds a non-zero value: a
+  magnitude bit in either nibble."""
+  return (blocks & 0x77).any(axis=-1)
 
 
 def split_nibbles(packed) -> tuple[jax.Array, jax.Array]:
@@ -128,6 +134,13 @@ def bf16x2_factor_bits(scales):
   (no byte overflows it): the add and the shift are one LEA on sm_90, where 32-bit arithmetic
   then a narrowing took three instructions."""
   return (scales.astype(jnp.uint16) + (SCALE_BIAS - 1)) << 7
+
+
+def scale_bf16x2_bits(scales):
+  """E8M0 scale bytes -> uint32 words holding ``2**(scale - 127)`` as a bf16 pair, the factors
+  `e2m1_lut_ptx` multiplies by: the byte is a bf16's exponent field as it stands."""
+  bits = scales.astype(jnp.uint32) << 7
+  return bits | (bits << 16)
 
 
 def e2m1_bf16x2_ptx(nibble: str) -> str:

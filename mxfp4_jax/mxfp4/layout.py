@@ -32,8 +32,9 @@ a non-zero value; `pack` checks it (and the checkpoint loaders through it), and 
 byte above the range on an all-zero block as ``KERNEL_SCALE_MAX`` (the bf16x2 decode would make
 that block's zeros NaN; `unpack` then gives that byte back, not the original). A `PackedMXFP4`
 built by hand is checked for shapes and dtypes at each call (`check_packed`) but not for its
-scale bytes, which would cost a copy of every scale to the host per call: the kernel decodes a
-byte outside the range to NaN or a wrong power of two.
+scale bytes, which would cost the kernel a copy of every scale to the host per call: it decodes
+a byte outside the range to NaN or a wrong power of two. (Called eagerly, the jnp reference's
+`dequantize_packed` reads the scales on the host anyway, and rejects an E8M0 NaN byte.)
 """
 
 from __future__ import annotations
@@ -129,12 +130,6 @@ def check_packed(w: PackedMXFP4, name: str = "w") -> None:
                      "halves need an even N)")
 
 
-def _holds_nonzero(blocks):
-  """[..., 16] packed bytes (numpy or jax) -> [...] whether the block holds a non-zero value: a
-  magnitude bit in either nibble."""
-  return (blocks & 0x77).any(axis=-1)
-
-
 def _check_kernel_scale_range(blocks, scales, where: str) -> None:
   """Scale bytes of blocks holding a non-zero value must be ones the kernel decodes exactly.
 
@@ -143,7 +138,7 @@ def _check_kernel_scale_range(blocks, scales, where: str) -> None:
   """
   if not (fmt._is_concrete(blocks) and fmt._is_concrete(scales)):
     return
-  nonzero_block = _holds_nonzero(np.asarray(blocks))
+  nonzero_block = fmt.holds_nonzero(np.asarray(blocks))
   s = np.asarray(scales)
   bad = nonzero_block & ((s < fmt.KERNEL_SCALE_MIN) | (s > fmt.KERNEL_SCALE_MAX))
   if bad.any():
@@ -173,7 +168,7 @@ def pack(blocks, scales, bias=None, *, swiglu_halves: bool = False) -> PackedMXF
   _check_kernel_scale_range(*given, "pack")
   # An all-zero block is zeros under any scale, but the bf16x2 decode's factor for a byte above
   # KERNEL_SCALE_MAX is no finite bf16 (129 needs 2**128), and 0 * inf is NaN.
-  scales = jnp.where(~_holds_nonzero(blocks) & (scales > fmt.KERNEL_SCALE_MAX),
+  scales = jnp.where(~fmt.holds_nonzero(blocks) & (scales > fmt.KERNEL_SCALE_MAX),
                      jnp.uint8(fmt.KERNEL_SCALE_MAX), scales)
   num_experts, n, num_blocks, _ = blocks.shape
   if swiglu_halves:
