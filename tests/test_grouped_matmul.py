@@ -14,9 +14,10 @@ from numerics import rel_err
 from mxfp4_jax import mxfp4
 from mxfp4_jax.kernels import KernelConfig, grouped_matmul, pick_config
 from mxfp4_jax.kernels import tuning
-from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas
+from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas, lut_plain_order
 from mxfp4_jax.kernels.schedule import max_tiles
 from mxfp4_jax.kernels.swiglu import swiglu as gpt_oss_swiglu
+from mxfp4_jax.mxfp4.layout import kernel_byte_order
 
 CFG = KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2)
 BACKENDS = ["pallas", "reference"]
@@ -78,7 +79,8 @@ def check(out, ref, group_sizes, rtol=1e-2):
   """Relative Frobenius error, plus exact zeros in the rows past sum(group_sizes).
 
   Interpret mode fills the kernel's output with NaN before it runs, so a finite output also
-  shows that the kernel wrote every element.
+  shows that the kernel wrote every element. On a GPU the output starts as whatever its memory
+  held: there an unwritten element shows only where that memory was not already right.
   """
   out = np.asarray(jnp.asarray(out).astype(jnp.float32), np.float64)
   assert out.shape == ref.shape
@@ -299,14 +301,14 @@ def test_traced_row_experts_out_of_range_give_zeros(rng, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_traced_group_sizes_are_clipped(rng, backend):
-  """Under jit the sizes cannot be checked, so they are clipped to fit P instead."""
-  case, _, _ = make_case(rng, 3, 64, 32, 20, [0, 0, 0], bias=True)
+@pytest.mark.parametrize("sizes,clipped", [([12, -3, 30], [12, 0, 8]), ([12, 30, 5], [12, 8, 0])])
+def test_traced_group_sizes_are_clipped(rng, backend, sizes, clipped):
+  """Under jit the sizes cannot be checked, so they are clipped to fit P instead: negative ones
+  to zero, and the first group to pass P, and every group after it, to end at P."""
+  case, ref, _ = make_case(rng, 3, 64, 32, 20, clipped, bias=True)
   fn = jax.jit(lambda x, w, g: grouped_matmul(x, w, g, backend=backend, config=CFG,
                                               interpret=INTERPRET and backend == "pallas"))
-  out = fn(case["x"], case["w"], jnp.array([12, -3, 30], jnp.int32))
-  clipped = dict(case, group_sizes=np.array([12, 0, 8], np.int32))
-  np.testing.assert_array_equal(out, run(clipped, backend))
+  check(fn(case["x"], case["w"], jnp.array(sizes, jnp.int32)), ref, clipped)
 
 
 # --- gradients ------------------------------------------------------------------------------------
@@ -518,15 +520,23 @@ def test_remainder_tiles_compute_the_same_sums(rng, swiglu, group_sizes, columns
   check(out, ref, case["group_sizes"], rtol=1e-5)
 
 
+@pytest.mark.skipif(INTERPRET, reason="interpret mode runs the integer decode in their place "
+                    "(tests/test_ptx_decode.py runs their PTX)")
 @pytest.mark.parametrize("decode", ["bf16x2", "lut"])
 def test_ptx_decode_computes_the_same_sums(rng, decode):
-  """The PTX decodes run inline PTX on a GPU; interpret mode falls back to the integer decode."""
+  """The PTX decodes, inline PTX on a GPU, inside the whole kernel."""
   case, ref, _ = make_case(rng, 3, 128, 64, 21, [7, 0, 10], bias=True, swiglu=True)
   out = run(case, "pallas", config=dataclasses.replace(CFG, decode=decode),
             out_dtype=jnp.float32)
   check(out, ref, case["group_sizes"], rtol=1e-5)
-  with pytest.raises(ValueError, match="decode must be"):
-    dataclasses.replace(CFG, decode="fast")
+
+
+def test_lut_values_return_to_plain_order():
+  """The LUT decode's outputs (byte i of each word) reassemble to the plain K order: byte 4 w + i
+  of the layout's order is word w's byte i."""
+  stored = jnp.arange(5 * 32).reshape(5, 32)  # distinct values, in the layout's byte order
+  by_byte = [stored.reshape(5, 8, 4)[:, :, i] for i in range(4)]
+  np.testing.assert_array_equal(lut_plain_order(by_byte), kernel_byte_order(stored))
 
 
 def test_kernel_config_rejects_bad_blocks():
@@ -536,6 +546,8 @@ def test_kernel_config_rejects_bad_blocks():
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, k_splits=True)
   with pytest.raises(TypeError, match="accumulate_in_mma must be a bool, got 'no'"):
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, accumulate_in_mma="no")
+  with pytest.raises(ValueError, match="decode must be"):
+    KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, decode="fast")
   with pytest.raises(ValueError, match="prefetch must be >= 0, got -1"):
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, prefetch=-1)
   for name in ("k_splits", "num_stages"):

@@ -180,6 +180,21 @@ def test_moe_matches_reference(model, backend, interpret, tol, shape):
   assert rel_err(got.reshape(-1, CFG.hidden_size), want) < tol
 
 
+@pytest.mark.parametrize("backend,interpret,tol", [("reference", False, 1e-5),
+                                                   ("pallas", jax.default_backend() != "gpu", 2e-2)])
+def test_moe_decode_rows_of_several_tokens(randomize, backend, interpret, tol):
+  """One tile per row for three tokens (16 experts, so that their 6 rows still take them): each
+  token's k rows, token-major, are summed back to that token."""
+  cfg = CFG.replace(num_experts=16)
+  assert cfg.moe_one_row_tiles(3)
+  block = randomize(GptOss(cfg, rngs=nnx.Rngs(5)), np.random.default_rng(5)).layers[0]
+  x = np.random.default_rng(6).normal(size=(1, 3, cfg.hidden_size)) * 30
+  block.mlp.cfg = cfg.replace(moe_backend=backend, moe_interpret=interpret)
+  got = block.mlp(jnp.asarray(x, jnp.float32))
+  want = np_moe(cfg, layer_params(block), x.reshape(-1, cfg.hidden_size))
+  assert rel_err(got.reshape(-1, cfg.hidden_size), want) < tol
+
+
 def test_full_forward_matches_numpy_in_float32(model):
   tokens = np.random.default_rng(4).integers(0, CFG.vocab_size, (1, 24))
   logits = model(jnp.asarray(tokens, jnp.int32))

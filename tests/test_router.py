@@ -149,17 +149,20 @@ def numpy_rms_norm(h, weight, eps):
   return h / np.sqrt((h * h).mean(-1, keepdims=True) + eps) * np.asarray(weight, np.float64)
 
 
-@pytest.mark.parametrize("n,d,e,k", [(1, 2880, 32, 4), (8, 2880, 128, 4), (3, 200, 5, 2)])
-def test_route_normalized_matches_float64(n, d, e, k):
+@pytest.mark.parametrize("n,d,e,k,scale,eps", [(1, 2880, 32, 4, 40, 1e-5),
+                                               (8, 2880, 128, 4, 40, 1e-5),
+                                               (3, 200, 5, 2, 40, 1e-5),
+                                               (2, 256, 16, 2, 0.05, 1e-2)])
+def test_route_normalized_matches_float64(n, d, e, k, scale, eps):
   """The norm folded into the router's kernel: a residual of large scale (the norm matters),
-  D not a power of two (masked columns), experts padded (5). The rows are each token
-  normalized, k times, rounded to bf16 once."""
+  D not a power of two (masked columns), experts padded (5); a small residual under a larger
+  eps (eps matters). The rows are each token normalized, k times, rounded to bf16 once."""
   _, weight, bias = inputs(n, d, e, seed=n + 1)
-  h = (jax.random.normal(jax.random.PRNGKey(n), (n, d)) * 40 + 3).astype(jnp.bfloat16)
+  h = (jax.random.normal(jax.random.PRNGKey(n), (n, d)) * scale + 3 * scale / 40).astype(jnp.bfloat16)
   norm_weight = jax.random.uniform(jax.random.PRNGKey(9), (d,), jnp.float32, 0.5, 1.5)
-  experts, weights, rows = router.route_normalized(h, norm_weight, 1e-5, weight, bias, k=k,
+  experts, weights, rows = router.route_normalized(h, norm_weight, eps, weight, bias, k=k,
                                                    interpret=INTERPRET)
-  x = numpy_rms_norm(h, norm_weight, 1e-5)
+  x = numpy_rms_norm(h, norm_weight, eps)
   logits, want_experts = numpy_route(x, weight, bias, k)
   assert_routes(experts, weights, logits, want_experts)
   assert rows.shape == (n * k, d) and rows.dtype == jnp.bfloat16
@@ -187,14 +190,18 @@ def test_route_normalized_rejects_bad_input_and_takes_no_tokens():
   assert experts.shape == (0, 4) and weights.shape == (0, 4) and rows.shape == (0, 64)
 
 
-def test_model_moe_takes_the_norm_in_the_router_kernel(randomize):
+@pytest.mark.parametrize("tokens,experts", [(1, 4), (3, 16)])
+def test_model_moe_takes_the_norm_in_the_router_kernel(randomize, tokens, experts):
   """A decode step's MoE given the residual and its norm (the fused router) agrees with the MoE
   of the normalized tokens through the jnp reference; the norm's scale and the router's bias are
-  random, so that dropping either shows."""
-  cfg = GptOssConfig.from_dict(tiny.model_config()).replace(moe_interpret=True)
+  random, so that dropping either shows. Three tokens: each token's k rows, written token-major
+  by the router's kernel, are summed back to that token."""
+  cfg = GptOssConfig.from_dict(tiny.model_config()).replace(moe_interpret=True,
+                                                            num_experts=experts)
   block = randomize(GptOss(cfg, rngs=nnx.Rngs(1)), np.random.default_rng(2)).layers[0]
-  h = jax.random.normal(jax.random.PRNGKey(3), (1, 1, cfg.hidden_size)).astype(jnp.bfloat16) * 9
-  assert cfg.experts_per_token <= cfg.num_experts // 2  # the one-row tiles that take the rows
+  h = jax.random.normal(jax.random.PRNGKey(3), (1, tokens, cfg.hidden_size)).astype(
+      jnp.bfloat16) * 9
+  assert cfg.moe_one_row_tiles(tokens)  # the one-row tiles that take the router's rows
   got = block.mlp(h, block.mlp_norm)
   block.mlp.cfg = cfg.replace(moe_backend="reference", moe_interpret=False, router_backend="xla")
   want = block.mlp(block.mlp_norm(h))

@@ -30,6 +30,18 @@ from mxfp4_jax.mxfp4.layout import K_TILE, PackedMXFP4, kernel_byte_order
 HALF_TILE = fmt.BLOCK_SIZE  # values under one scale: the low (or high) nibbles of a tile row
 
 
+def lut_plain_order(by_byte):
+  """The LUT decode's values for byte i of each of a row's 8 words, 4 x [bn, 8] -> [bn, 32] in
+  plain K order: `kernel_byte_order` of the bytes 4 w + i, in one transpose, with the two-way
+  stacks along the last axis that the Triton lowering takes. Byte 4 w + i of the layout is
+  plain byte 16 (w % 2) + 8 (i // 2) + 2 (w // 2) + i % 2 (tests/test_grouped_matmul.py checks
+  it against `kernel_byte_order`)."""
+  bn = by_byte[0].shape[0]
+  pairs = [jnp.stack(by_byte[c:c + 2], axis=-1) for c in (0, 2)]  # [bn, 8, i % 2] each
+  quads = jnp.stack(pairs, axis=-1).reshape(bn, 4, 2, 2, 2)  # [bn, w // 2, w % 2, i % 2, i // 2]
+  return quads.transpose(0, 2, 4, 1, 3).reshape(bn, 32)
+
+
 def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
   """Packed bytes of one tile, two [block_n] uint8 scales -> low and high halves, each
   [block_n, 32] bf16 in plain K order (exact, the same bits with every decode). ``packed``:
@@ -52,15 +64,7 @@ def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
         fmt.e2m1_lut_ptx(), [packed, pair_factor(scale_low), pair_factor(scale_high), *tables],
         constraints=",".join(["=h"] * 8 + ["r"] * 6), pack=1,
         result_shape_dtypes=[jax.ShapeDtypeStruct(packed.shape, jnp.bfloat16)] * 8)
-
-    def interleave(v):  # byte i of word w, 4 x [bn, 8] -> [bn, 32] in plain order
-      # Kernel byte 4 w + i is plain byte 16 (w % 2) + 8 (i // 2) + 2 (w // 2) + i % 2: the
-      # inverse of `kernel_byte_order`, on the words' bytes.
-      bn = packed.shape[0]
-      pairs = [jnp.stack([v[0], v[1]], axis=-1), jnp.stack([v[2], v[3]], axis=-1)]
-      quads = jnp.stack(pairs, axis=-1).reshape(bn, 4, 2, 2, 2)  # [bn, w // 2, w % 2, c, q]
-      return quads.transpose(0, 2, 4, 1, 3).reshape(bn, 32)
-    return interleave(values[:4]), interleave(values[4:])
+    return lut_plain_order(values[:4]), lut_plain_order(values[4:])
 
   def half(nibble, scales):
     bits = fmt.bf16x2_factor_bits(scales)
