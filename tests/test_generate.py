@@ -153,6 +153,10 @@ def test_stop_token_ends_a_row(model, stop_at):
   assert sum((chunk[1] for chunk in streamed), []) == stopped[1]
   if stop not in free[1]:
     assert stopped[1] == free[1]
+  # Stop ids as an iterator, and NumPy ints for the counts: the same generation.
+  generator = Generator(model, max_len=np.int64(64), stop_ids=iter([stop]), chunk=np.int32(4))
+  again = generator.generate(prompts, max_new_tokens=16, params=GREEDY).tokens
+  assert again == stopped
 
 
 def recorded_launches(generator, events):
@@ -356,6 +360,9 @@ def test_sampling_filters():
     with pytest.raises(ValueError, match=f"{next(iter(bad))} must be"):
       SamplingParams(**bad)
   assert SamplingParams(top_k=np.int64(5)).top_k == 5
+  for every in (50, 2 ** 40):  # a top_k of the whole vocabulary or more cuts nothing
+    np.testing.assert_array_equal(sample(logits, key, SamplingParams(top_k=every)),
+                                  sample(logits, key, SamplingParams()))
 
 
 @pytest.mark.parametrize("ties, params, kept", [

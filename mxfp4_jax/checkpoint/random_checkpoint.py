@@ -31,7 +31,7 @@ def random_canonical(hparams: dict, seed: int) -> dict[str, np.ndarray]:
   and MXFP4 experts quantized from N(0, 0.05) weights with the input dim last."""
   rng = np.random.default_rng(seed)
   out = {}
-  for name, (shape, kind) in names.canonical_shapes(hparams).items():
+  for name, (shape, _) in names.canonical_shapes(hparams).items():
     if name.endswith(".scales"):
       continue  # made together with its blocks
     if name.endswith(".blocks"):

@@ -128,16 +128,19 @@ class Generator:
       raise ValueError(f"token_limit must be an int in [1, {vocab}], got {token_limit!r}")
     if isinstance(stop_ids, (str, bytes)) or not hasattr(stop_ids, "__iter__"):
       raise ValueError(f"stop_ids must be a sequence of token ids, got {stop_ids!r:.60}")
+    stop_ids = [*stop_ids]  # read once: an iterator would be empty at its next use
     _check_ids("pad_id", [pad_id], vocab)
-    _check_ids("stop_ids", list(stop_ids), vocab)
+    _check_ids("stop_ids", stop_ids, vocab)
     self.graphdef, self.state = nnx.split(model)
-    self.cfg, self.max_len, self.token_limit = model.cfg, max_len, token_limit
+    # Python ints from here on (a NumPy int passes the checks): the cache takes a Python int.
+    self.cfg, self.max_len, self.token_limit = model.cfg, int(max_len), int(token_limit)
     self.stop_ids = jnp.asarray(sorted(set(stop_ids)) or [-1], jnp.int32)
     self._host_stop_ids = frozenset(int(t) for t in stop_ids)  # a device array's `in` syncs
-    self.pad_id, self.chunk, self.prefill_tokens = pad_id, chunk, prefill_tokens
+    self.pad_id, self.chunk, self.prefill_tokens = int(pad_id), int(chunk), int(prefill_tokens)
     self._prefill = jax.jit(self._prefill_fn)
     self._sample = jax.jit(self._sample_fn, static_argnames=("params",))
-    self._decode = jax.jit(self._decode_fn, static_argnames=("steps", "params"), donate_argnums=(1,))
+    self._decode = jax.jit(self._decode_fn, static_argnames=("steps", "params"),
+                           donate_argnums=(1,))
     self._compiled: dict[tuple, Callable] = {}  # by shapes and static arguments
 
   def _compile(self, stats: GenerationStats, key: tuple, jitted, *args, **static):

@@ -76,8 +76,9 @@ def render_prompt(messages, **options) -> str:
   """The prompt text for a conversation of (role, content), role user or assistant, ending in
   ``<|start|>assistant`` for the model to continue. Options: ``reasoning_effort`` ("low",
   "medium", "high"), ``system_message`` (replaces the model identity line; the spec advises
-  keeping it and giving instructions in ``developer_message``), ``knowledge_cutoff``,
-  ``current_date``. The model is fed `encode_prompt`: text that spells a marker is not one."""
+  keeping it and giving instructions in ``developer_message``), ``developer_message`` (a
+  developer turn, the place for instructions), ``knowledge_cutoff``, ``current_date``. The
+  model is fed `encode_prompt`: text that spells a marker is not one."""
   return "".join(p.name if isinstance(p, _Marker) else p
                  for p in _prompt_pieces(messages, **options))
 

@@ -39,14 +39,15 @@ def sample(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Arr
   # Shifted so that the largest is 0 first: a tiny temperature then leaves the argmax at 0 and
   # the rest at -inf (greedy), instead of overflowing every logit to inf.
   logits = (logits - logits.max(axis=-1, keepdims=True)) / params.temperature
-  if params.top_k or params.top_p < 1:
+  top_k = params.top_k if params.top_k < logits.shape[-1] else 0  # all of them: no cut
+  if top_k or params.top_p < 1:
     # Cut in sorted order, so that ties at the cut keep exactly top_k tokens (or the smallest
     # prefix reaching top_p, up to `TOP_P_ROUNDING`), the lower token id first.
     order = jnp.argsort(logits, axis=-1, descending=True, stable=True)
     sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
     keep = jnp.ones(sorted_logits.shape, bool)
-    if params.top_k:
-      keep &= jnp.arange(logits.shape[-1]) < params.top_k
+    if top_k:
+      keep &= jnp.arange(logits.shape[-1]) < top_k
     if params.top_p < 1:
       probs = jax.nn.softmax(jnp.where(keep, sorted_logits, -jnp.inf), axis=-1)
       before = jnp.cumsum(probs, axis=-1) - probs  # the mass before each token

@@ -1,8 +1,8 @@
 """GPT-OSS tokenizers: the checkpoint's ``tokenizer.json`` or a tiny one built in code.
 
-Both are HF ``tokenizers`` objects behind one small class, so the harmony format and the decode
-loop look special tokens up by name and never hard-code o200k_harmony ids (the tiny tokenizer
-puts them elsewhere).
+Both are HF ``tokenizers`` objects behind one small class, so the harmony format and whoever
+sets the generator's stop and pad ids look special tokens up by name and never hard-code
+o200k_harmony ids (the tiny tokenizer puts them elsewhere).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""GPT-OSS hyperparameters: one dataclass, read from configs/ files or a checkpoint's config.json."""
+"""GPT-OSS hyperparameters: one dataclass, read from configs/ files or a checkpoint's
+config.json."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ class GptOssConfig:
   swiglu_alpha: float = SWIGLU_ALPHA
   # How to run it (not part of the checkpoint):
   dtype: str = "bfloat16"  # activations and dense weights; "float32" for exact comparisons
-  moe_backend: str = "auto"  # "pallas" (GPU), "reference" (jnp), "auto": pallas on GPU
+  # "pallas" (GPU), "reference" (jnp), "auto": pallas on GPU or with moe_interpret, the
+  # reference elsewhere and for a float32 model (`resolved_moe_backend`)
+  moe_backend: str = "auto"
   moe_interpret: bool = False  # run the Pallas kernel in interpret mode (CPU tests)
   # Attention: "pallas" (the flash kernels for prefill and decode; interpret mode off the GPU),
   # "xla" (jnp), "auto": pallas on GPU in bfloat16.

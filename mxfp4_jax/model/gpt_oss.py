@@ -82,15 +82,16 @@ class LayerCache:
       put = lambda a, new: jax.lax.dynamic_update_slice_in_dim(a, new, start % slots, axis=1)
       return LayerCache(put(self.k, k), put(self.v, v), put(self.positions, positions))
     if t > slots:
-      k, v, positions, start = k[:, -slots:], v[:, -slots:], positions[:, -slots:], start + t - slots
-      t = slots
+      k, v, positions = k[:, -slots:], v[:, -slots:], positions[:, -slots:]
+      start, t = start + t - slots, slots
     index = (start + jnp.arange(t)) % slots
     return LayerCache(self.k.at[:, index].set(k), self.v.at[:, index].set(v),
                       self.positions.at[:, index].set(positions))
 
 
 def cache_slots(keys: int) -> int:
-  """Slots for ``keys`` keys in whole key blocks of `decode_attention`: 16 up to 64 keys, 64 beyond."""
+  """Slots for ``keys`` keys in whole key blocks of `decode_attention`: 16 up to 64 keys, 64
+  beyond."""
   block = decode_block(keys)
   return -(-keys // block) * block
 
@@ -380,9 +381,9 @@ class GptOss(nnx.Module):
   def forward(self, tokens, positions, caches=None, start=0, last_only: bool = False):
     """tokens, positions [B, T] -> (logits [B, T, V] float32, caches or None).
 
-    ``start``: the global step of ``tokens[:, 0]`` in the caches; a Python 0 means a prefill into
-    empty caches. ``last_only``: logits of the last position only ([B, 1, V]); a prefill needs no more, and an
-    8k prompt's full logits would be 6.6 GB.
+    ``start``: the global step of ``tokens[:, 0]`` in the caches; a concrete 0 (not traced)
+    means a prefill into empty caches. ``last_only``: logits of the last position only ([B, 1,
+    V]); a prefill needs no more, and an 8k prompt's full logits would be 6.6 GB.
     """
     tokens, positions = jnp.asarray(tokens), jnp.asarray(positions)
     start = _concrete_start(start)
@@ -437,5 +438,5 @@ class GptOss(nnx.Module):
       sliding = self.cfg.is_sliding(i)
       needed = min(self.cfg.sliding_window, keys) if sliding else keys
       if needed > cache.k.shape[1]:
-        raise ValueError(f"{needed} keys do not fit caches[{i}]'s {cache.k.shape[1]} slots ("
-                         + ("a sliding layer's window; " if sliding else "") + "init_cache's max_len)")
+        why = ("a sliding layer's window; " if sliding else "") + "init_cache's max_len"
+        raise ValueError(f"{needed} keys do not fit caches[{i}]'s {cache.k.shape[1]} slots ({why})")

@@ -13,9 +13,9 @@ from mxfp4_jax.model.config import GptOssConfig
 def yarn_inv_freq_and_concentration(cfg: GptOssConfig) -> tuple[jax.Array, float]:
   """[head_dim / 2] inverse frequencies and the factor that multiplies cos and sin.
 
-  Dimensions that rotate fewer than ``beta_slow`` times over the original context are
-  interpolated (divided by the scaling factor), those rotating more than ``beta_fast`` times keep
-  their frequency, with a linear ramp between.
+  Dimensions that rotate fewer than ``rope_beta_slow`` times over the original context are
+  interpolated (divided by the scaling factor), those rotating more than ``rope_beta_fast``
+  times keep their frequency, with a linear ramp between.
   """
   half = cfg.head_dim // 2
   freq = cfg.rope_theta ** (jnp.arange(0, cfg.head_dim, 2, dtype=jnp.float32) / cfg.head_dim)
