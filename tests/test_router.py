@@ -158,7 +158,8 @@ def test_route_normalized_matches_float64(n, d, e, k, scale, eps):
   D not a power of two (masked columns), experts padded (5); a small residual under a larger
   eps (eps matters). The rows are each token normalized, k times, rounded to bf16 once."""
   _, weight, bias = inputs(n, d, e, seed=n + 1)
-  h = (jax.random.normal(jax.random.PRNGKey(n), (n, d)) * scale + 3 * scale / 40).astype(jnp.bfloat16)
+  h = jax.random.normal(jax.random.PRNGKey(n), (n, d)) * scale + 3 * scale / 40
+  h = h.astype(jnp.bfloat16)
   norm_weight = jax.random.uniform(jax.random.PRNGKey(9), (d,), jnp.float32, 0.5, 1.5)
   experts, weights, rows = router.route_normalized(h, norm_weight, eps, weight, bias, k=k,
                                                    interpret=INTERPRET)
@@ -194,8 +195,9 @@ def test_route_normalized_rejects_bad_input_and_takes_no_tokens():
 def test_model_moe_takes_the_norm_in_the_router_kernel(randomize, tokens, experts):
   """A decode step's MoE given the residual and its norm (the fused router) agrees with the MoE
   of the normalized tokens through the jnp reference; the norm's scale and the router's bias are
-  random, so that dropping either shows. Three tokens: each token's k rows, written token-major
-  by the router's kernel, are summed back to that token."""
+  random, so that dropping either shows. Three tokens: the router's kernel writes each token's k
+  rows token-major, as the reference path's repeat does (both paths share the sum over a
+  token's rows, which tests/test_model.py checks against the float64 MoE)."""
   cfg = GptOssConfig.from_dict(tiny.model_config()).replace(moe_interpret=True,
                                                             num_experts=experts)
   block = randomize(GptOss(cfg, rngs=nnx.Rngs(1)), np.random.default_rng(2)).layers[0]
