@@ -24,7 +24,9 @@ def get_config(random_model: str = "tiny"):
   except (ImportError, AttributeError):
     raise ValueError(f"--config=configs/generate.py:{random_model}: no model config in "
                      f"configs/{random_model}.py (e.g. :tiny, :gpt_oss_20b)") from None
-  c.max_len = 4096  # KV cache slots on full-attention layers: prompt + new tokens must fit
+  # KV cache slots on full-attention layers: prompt + new tokens - 1 must fit (the last token
+  # sampled takes no slot).
+  c.max_len = 4096
   c.chunk = 16  # decode steps per on-device loop (text streams once per chunk)
   c.gpu_memory_fraction = 0.95  # of the GPU for JAX's allocator (120b needs more than its default 0.75)
   c.profile_chunk = 1  # with --profile_dir: which decode chunk to trace (0 is the first)

@@ -6,7 +6,7 @@
 
 Lowers the Pallas kernel to Triton IR for sm_90, compiles it with Triton to a cubin, disassembles
 it and reports the K loop: instructions per iteration and per decoded weight (each thread
-decodes block_n * 64 * (2 for gate_up) / threads weights an iteration), HGMMA count, shared memory. Instruction counts are a proxy, not a timing: confirm on the GPU.
+decodes block_n * 64 * (2 for gate_up unless paired_halves) / threads weights an iteration), HGMMA count, shared memory. Instruction counts are a proxy, not a timing: confirm on the GPU.
 """
 
 import ml_collections
