@@ -147,6 +147,10 @@ def test_hf_index_with_dot_slash_paths_or_no_mapping(written, tmp_path):
   index_file.write_text(json.dumps(dict(index, weight_map=sorted(index["weight_map"]))))
   with raises_naming("model.safetensors.index.json", "weight_map must map tensor names"):
     ckpt.iter_canonical(repo, progress=False)
+  index_file.unlink()
+  index_file.mkdir()  # there, but no file
+  with raises_naming("model.safetensors.index.json", "unreadable"):
+    ckpt.iter_canonical(repo, progress=False)
 
 
 def test_hf_index_naming_a_missing_shard(written, tmp_path):
@@ -227,6 +231,7 @@ def test_a_transformers_5_config_and_yarn_keys_that_change_nothing_parse_the_sam
   config = config_json.to_hf_config(HPARAMS)
   config["rope_parameters"] = dict(config.pop("rope_scaling"), rope_theta=config.pop("rope_theta"))
   assert ckpt.parse_config(config) == HPARAMS
+  assert ckpt.parse_config(dict(config, rope_scaling=None)) == HPARAMS
   config = _hf_config(swiglu_alpha=1.702, **{"rope_scaling.attention_factor": 1.3465735902799727})
   config["rope_scaling"]["mscale_all_dim"] = None
   assert ckpt.parse_config(config) == HPARAMS
@@ -234,6 +239,8 @@ def test_a_transformers_5_config_and_yarn_keys_that_change_nothing_parse_the_sam
 
 def _hf_config(**changes):
   config = config_json.to_hf_config(HPARAMS)
+  if changes.pop("transformers_5", False):
+    config["rope_parameters"] = config.pop("rope_scaling")
   for key, value in changes.items():
     *parents, leaf = key.split(".")
     node = config
@@ -257,6 +264,11 @@ def _hf_config(**changes):
     (_hf_config(**{"rope_scaling.truncate": None}), ["rope_scaling.truncate is missing"]),
     (_hf_config(**{"rope_scaling.truncate": "false"}), ["truncate is 'false'", "JSON boolean"]),
     (_hf_config(**{"rope_scaling.attention_factor": 2.0}), ["attention_factor is 2.0", "1.34657"]),
+    (_hf_config(**{"rope_scaling.attention_factor": "1.3"}), ["attention_factor is '1.3'"]),
+    (_hf_config(transformers_5=True, **{"rope_parameters.factor": None}),
+     ["missing key rope_parameters.factor"]),
+    (_hf_config(transformers_5=True, **{"rope_parameters.beta_fast": 1.0}),
+     ["rope_parameters.beta_fast=1.0", "rope_parameters.beta_slow"]),
     (_hf_config(**{"rope_scaling.mscale": 1.0}), ["rope_scaling.mscale is 1.0"]),
     (_hf_config(swiglu_alpha=3.0), ["swiglu_alpha is 3.0", "1.702"]),
     (_hf_config(architectures=3), ["architectures must be a list of names, got 3"]),
@@ -274,7 +286,8 @@ def _hf_config(**changes):
     (_hf_config(num_experts_per_tok=HPARAMS["num_experts"] + 1),
      [f"num_experts_per_tok={HPARAMS['num_experts'] + 1}", "num_local_experts"]),
 ], ids=["architecture", "rope_type", "quant_method", "missing", "missing_rope", "truncate",
-        "truncate_missing", "truncate_string", "attention_factor", "mscale", "swiglu_alpha",
+        "truncate_missing", "truncate_string", "attention_factor", "attention_factor_string",
+        "rope_parameters_missing", "rope_parameters_betas", "mscale", "swiglu_alpha",
         "architectures_type", "layer_types_type", "no_rope", "block", "type",
         "layer_types", "original_missing", "unknown_layout", "rope_betas", "nan", "top_k"])
 def test_bad_config_is_named(tmp_path, config, fragments):

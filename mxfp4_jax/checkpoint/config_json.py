@@ -54,11 +54,15 @@ HF_MODULES_NOT_CONVERTED = ("model.layers.*.self_attn", "model.layers.*.mlp.rout
                             "model.embed_tokens", "lm_head")
 
 
+def _is_number(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _number(config: dict, key: str, canonical: str, source: str, where: str = ""):
   if key not in config:
     raise CheckpointError(f"{source}: missing key {where}{key}")
   value = config[key]
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
+  if not _is_number(value):
     raise CheckpointError(f"{source}: {where}{key} must be a number, got {value!r}")
   if canonical in _INT_KEYS:
     if not float(value).is_integer():
@@ -99,31 +103,32 @@ def _check_hf(config: dict, source: str) -> None:
           f"{source}: quantization_config.quant_method is {method!r}, expected 'mxfp4'")
 
 
-def _check_hf_rope(rope, source: str) -> dict:
+def _check_hf_rope(rope, source: str, where: str) -> dict:
+  """The YaRN keys under ``where`` ("rope_scaling" or transformers 5's "rope_parameters")."""
   if not isinstance(rope, dict):
-    raise CheckpointError(f"{source}: rope_scaling must be an object, got {rope!r}")
+    raise CheckpointError(f"{source}: {where} must be an object, got {rope!r:.60}")
   rope_type = rope.get("rope_type", rope.get("type"))
   if rope_type != "yarn":
-    raise CheckpointError(f"{source}: rope_scaling.rope_type is {rope_type!r}, expected 'yarn'")
+    raise CheckpointError(f"{source}: {where}.rope_type is {rope_type!r}, expected 'yarn'")
   # GPT-OSS's YaRN ramp is not rounded to whole dims; transformers rounds it unless the config
   # says "truncate": false, so a config without the key means a different RoPE.
   if rope.get("truncate", True) is not False:
     given = repr(rope["truncate"]) if "truncate" in rope else "missing"
-    raise CheckpointError(f"{source}: rope_scaling.truncate is {given}; GPT-OSS's YaRN needs the "
+    raise CheckpointError(f"{source}: {where}.truncate is {given}; GPT-OSS's YaRN needs the "
                           "JSON boolean false (a missing key reads as true)")
   # The attention scale of GPT-OSS's YaRN is 0.1 ln(factor) + 1 (`rope.py`); these keys would
   # give transformers another.
   for key in ("mscale", "mscale_all_dim"):
     if rope.get(key) is not None:
-      raise CheckpointError(f"{source}: rope_scaling.{key} is {rope[key]!r}; GPT-OSS's YaRN "
+      raise CheckpointError(f"{source}: {where}.{key} is {rope[key]!r}; GPT-OSS's YaRN "
                             "has no such key (its attention scale is 0.1 ln(factor) + 1)")
-  factor = rope.get("factor")
-  if rope.get("attention_factor") is not None and isinstance(factor, (int, float)) and factor > 0:
+  factor, attention_factor = rope.get("factor"), rope.get("attention_factor")
+  if attention_factor is not None and _is_number(factor) and factor > 0:
     expected = 0.1 * math.log(factor) + 1
-    if not math.isclose(rope["attention_factor"], expected, rel_tol=1e-6):
-      raise CheckpointError(f"{source}: rope_scaling.attention_factor is "
-                            f"{rope['attention_factor']!r}; GPT-OSS's YaRN uses 0.1 ln(factor) + 1"
-                            f" = {expected:.6g}")
+    if not (_is_number(attention_factor)
+            and math.isclose(attention_factor, expected, rel_tol=1e-6)):
+      raise CheckpointError(f"{source}: {where}.attention_factor is {attention_factor!r}; "
+                            f"GPT-OSS's YaRN uses 0.1 ln(factor) + 1 = {expected:.6g}")
   return rope
 
 
@@ -139,18 +144,19 @@ def _check_layer_types(config: dict, num_layers: int, source: str) -> None:
         f"ones and full on odd ones; got {layer_types!r:.80}")
 
 
-def _with_rope_scaling(config: dict, source: str) -> dict:
-  """The config with ``rope_scaling`` and ``rope_theta`` at the top level. transformers 5 saves
-  both inside ``rope_parameters`` instead; the published configs have them at the top."""
-  if "rope_scaling" in config:
-    return config
-  rope = config.get("rope_parameters")
-  if rope is None:
-    raise CheckpointError(f"{source}: missing key rope_scaling (or rope_parameters)")
+def _with_rope_scaling(config: dict, source: str) -> tuple[dict, str]:
+  """(The config with ``rope_scaling`` and ``rope_theta`` at the top level, the key the YaRN
+  keys came from). transformers 5 saves both inside ``rope_parameters`` instead (a null
+  ``rope_scaling`` beside it is no rope_scaling); the published configs have them at the top."""
+  if config.get("rope_scaling") is not None or "rope_parameters" not in config:
+    if "rope_scaling" not in config:
+      raise CheckpointError(f"{source}: missing key rope_scaling (or rope_parameters)")
+    return config, "rope_scaling"
+  rope = config["rope_parameters"]
   if not isinstance(rope, dict):
     raise CheckpointError(f"{source}: rope_parameters must be an object, got {rope!r:.60}")
   theta = {"rope_theta": rope["rope_theta"]} if "rope_theta" in rope else {}
-  return {**theta, **config, "rope_scaling": rope}
+  return {**theta, **config, "rope_scaling": rope}, "rope_parameters"
 
 
 def _validate(hp: dict, keys: dict, source: str) -> None:
@@ -168,13 +174,12 @@ def parse_config(config, source: str = "config.json") -> dict:
     raise CheckpointError(f"{source}: expected a JSON object, got {type(config).__name__}")
   if config_layout(config, source) == "hf":
     _check_hf(config, source)
-    config = _with_rope_scaling(config, source)
+    config, where = _with_rope_scaling(config, source)
+    rope = _check_hf_rope(config["rope_scaling"], source, where)
     hp = {k: _number(config, key, k, source) for k, key in _HF_KEYS.items()}
-    rope = _check_hf_rope(config["rope_scaling"], source)
-    hp.update({k: _number(rope, key, k, source, "rope_scaling.")
-               for k, key in _HF_ROPE_KEYS.items()})
+    hp.update({k: _number(rope, key, k, source, f"{where}.") for k, key in _HF_ROPE_KEYS.items()})
     _check_layer_types(config, hp["num_layers"], source)
-    keys = {**_HF_KEYS, **{k: "rope_scaling." + v for k, v in _HF_ROPE_KEYS.items()}}
+    keys = {**_HF_KEYS, **{k: f"{where}.{v}" for k, v in _HF_ROPE_KEYS.items()}}
   else:
     hp = {k: _number(config, key, k, source) for k, key in _ORIGINAL_KEYS.items()}
     hp["rms_norm_eps"] = (_number(config, "rms_norm_eps", "rms_norm_eps", source)

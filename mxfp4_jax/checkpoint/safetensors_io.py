@@ -88,6 +88,8 @@ def _catalog(layout: str,
   if layout == "hf" and index.exists():
     try:
       weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    except OSError as e:
+      raise CheckpointError(f"{index}: unreadable ({e.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
       raise CheckpointError(f"{index}: no readable weight_map ({e!r})") from None
     if not (isinstance(weight_map, dict)
