@@ -126,6 +126,7 @@ def test_tensor_missing_from_the_stream_is_named(checkpoints, dropped, message):
     (("layers.0.gate_up.blocks", lambda a: a[:, :64]), r"layers.0.gate_up: blocks \(4, 64, 2, 16\)"),
     (("layers.0.rotary.inv_freq", None), "layers.0.rotary.inv_freq: not a parameter"),
     (("layers.9.down.bias", None), r"layers.9.down.bias: not a parameter of this GPT-OSS \(2 "),
+    (("layers.-1.sinks", None), r"layers.-1.sinks: not a parameter"),
 ])
 def test_a_bad_tensor_in_the_stream_is_named(checkpoints, change, message):
   """A scale byte the format has no value for (0xFF, E8M0's NaN), expert tensors whose shapes

@@ -38,6 +38,8 @@ def _dense_target(model: GptOss, name: str):
     return {"embedding": model.embedding, "norm": model.norm.scale,
             "unembedding": model.unembedding}[name]
   _, index, rest = name.split(".", 2)
+  if not index.isdigit():  # "layers.-1..." would fill the last layer
+    raise ValueError(index)
   block = model.layers[int(index)]
   return {
       "attn_norm": block.attn_norm.scale, "mlp_norm": block.mlp_norm.scale,
