@@ -113,20 +113,25 @@ def _top_k_softmax(logits, *, k: int, num_experts: int):
   positive NaN does in lax.top_k, which ranks a negative one last): it is picked, an expert
   that exists, and makes the token's weights NaN."""
   tokens, padded_experts = logits.shape
+  # A picked expert's logit becomes -inf and its id one past every id, so that a round whose
+  # best is -inf (fewer than k logits above it) takes the lowest id not yet picked. The padding
+  # columns hold -inf and ids past the real ones: with k <= num_experts they are never picked.
   expert_ids = lax.broadcasted_iota(jnp.int32, logits.shape, 1)
-  unpicked = expert_ids < num_experts  # [T, E']: experts that exist, not picked yet
+  logits = jnp.where(expert_ids < num_experts, logits, -jnp.inf)
   slot = lax.broadcasted_iota(jnp.int32, (tokens, k), 1)
   top = jnp.zeros((tokens, k), jnp.float32)
   chosen = jnp.zeros((tokens, k), jnp.int32)
   for j in range(k):
-    is_nan = unpicked & (logits != logits)
+    is_nan = logits != logits
     has_nan = jnp.max(is_nan.astype(jnp.int32), axis=1) > 0  # [T]
-    best = jnp.where(has_nan, jnp.nan, jnp.max(jnp.where(unpicked, logits, -jnp.inf), axis=1))
-    holds_best = unpicked & jnp.where(has_nan[:, None], is_nan, logits == best[:, None])
+    best = jnp.where(has_nan, jnp.nan, jnp.max(logits, axis=1))
+    holds_best = jnp.where(has_nan[:, None], is_nan, logits == best[:, None])
     index = jnp.min(jnp.where(holds_best, expert_ids, padded_experts), axis=1)  # [T]
     top = jnp.where(slot == j, best[:, None], top)
     chosen = jnp.where(slot == j, index[:, None], chosen)
-    unpicked = unpicked & (expert_ids != index[:, None])
+    picked = expert_ids == index[:, None]
+    logits = jnp.where(picked, -jnp.inf, logits)
+    expert_ids = jnp.where(picked, padded_experts, expert_ids)
   exp = jnp.exp(top - jnp.max(top, axis=1, keepdims=True))
   return chosen, exp / jnp.sum(exp, axis=1, keepdims=True)
 
