@@ -204,6 +204,16 @@ def test_decode_scales_is_exact():
                                 block_scale(s))
 
 
+def test_the_e8m0_nan_decodes_to_nan_under_a_trace():
+  """0xFF is an error on concrete bytes; under jit, where it cannot be, it is NaN (not 2**128 =
+  inf), and so is every value of its block."""
+  scales = jnp.asarray([127, 0xFF], jnp.uint8)
+  assert np.isnan(np.asarray(jax.jit(fmt.decode_scales)(scales))).tolist() == [False, True]
+  blocks = jnp.asarray(np.full((2, 16), 0x21, np.uint8))
+  values = np.asarray(jax.jit(fmt.dequantize)(blocks, scales)).reshape(2, 32)  # block by block
+  assert np.isfinite(values[0]).all() and np.isnan(values[1]).all()
+
+
 def test_e2m1_to_bf16_bits_is_exact():
   """The kernel's integer decode gives E2M1[code] * 2**(s - 127) for every code and scale."""
   codes = jnp.arange(16, dtype=jnp.int32)[:, None]
@@ -252,6 +262,8 @@ def test_quantize_rejects_integers_and_scalars():
     fmt.quantize(np.float32(1.0))
   with pytest.raises(ValueError, match=r"axis=2 is out of range for w of shape \(2, 32\)"):
     fmt.quantize(np.ones((2, 32), np.float32), axis=2)
+  with pytest.raises(TypeError, match="axis must be an int, got None"):
+    fmt.quantize(np.ones((2, 32), np.float32), axis=None)
   with pytest.raises(TypeError, match="scales must be uint8"):
     fmt.decode_scales([127])  # a list of Python ints is int32, not E8M0 bytes
 

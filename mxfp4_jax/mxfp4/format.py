@@ -63,10 +63,12 @@ def check_scales(scales, name: str = "scales") -> None:
 
 def decode_scales(scales, dtype=jnp.float32) -> jax.Array:
   """E8M0 bytes -> ``2 ** (s - 127)``: exact in float32 for bytes 1..254 (byte 0, 2**-127, is a
-  float32 subnormal, which XLA on CPU flushes to zero)."""
+  float32 subnormal, which XLA on CPU flushes to zero); 0xFF, an error when the bytes are
+  concrete, is NaN under a trace."""
   scales = jnp.asarray(scales)
   check_scales(scales)
-  return jnp.ldexp(jnp.ones((), jnp.float32), scales.astype(jnp.int32) - SCALE_BIAS).astype(dtype)
+  powers = jnp.ldexp(jnp.ones((), jnp.float32), scales.astype(jnp.int32) - SCALE_BIAS)
+  return jnp.where(scales == SCALE_NAN, jnp.nan, powers).astype(dtype)
 
 
 def encode_scale_exponents(exponents) -> jax.Array:
@@ -261,6 +263,8 @@ def quantize(w, axis: int = -1) -> tuple[jax.Array, jax.Array]:
     raise TypeError(f"quantize: w must be a float array, got {w.dtype}")
   if w.ndim == 0:
     raise ValueError("quantize: w must have at least one dimension")
+  if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+    raise TypeError(f"quantize: axis must be an int, got {axis!r}")
   if not -w.ndim <= axis < w.ndim:
     raise ValueError(f"quantize: axis={axis} is out of range for w of shape {tuple(w.shape)}")
   w = jnp.moveaxis(w, axis, -1)
