@@ -35,9 +35,8 @@ def _chain(fn: Callable, copies: Sequence, n: int, perturb: int):
       kept.append(token)
     return jnp.stack(kept)
 
-  jitted = jax.jit(run)
   zero = jnp.zeros((), jnp.float32)  # a run-time value, so XLA cannot fold token * zero away
-  return lambda copies: jitted(copies, zero)
+  return functools.partial(jax.jit(run), zero=zero)
 
 
 def time_per_call(fn: Callable, copies: Sequence[tuple], *, calls: tuple[int, int] = (8, 40),

@@ -318,6 +318,10 @@ def test_bench_e2e_on_the_tiny_model(tmp_path):
   for row in results["results"]:  # the reported figure is one of the runs, their median
     runs = sorted(row["runs_tokens_per_s"])
     assert len(runs) == 2 and row["tokens_per_s"] == runs[0]
+  for row in results["results"][:2]:  # a step makes one token a row of the batch
+    assert row["step_ms"] == pytest.approx(1e3 * row["batch"] / row["tokens_per_s"])
+    assert row["fraction_of_roofline"] == pytest.approx(
+        row["tokens_per_s"] / row["roofline_tokens_per_s"])
 
 
 def _tiny_interpreted_model():
@@ -374,6 +378,10 @@ def test_decode_roofline_of_20b_batch_1():
   parts = benchmarking.decode_step_bytes(cfg, 1, 1024)
   assert abs(parts["experts"] - 24 * 4 * 3 * 2880 * 2880 * 4.25 / 8) / parts["experts"] < 0.01
   assert 3.6e9 < sum(parts.values()) < 3.8e9
+  kv_slots = 12 * 1024 + 12 * 128  # full layers read the context, sliding ones their window
+  assert parts["kv_cache"] == kv_slots * 2 * (8 * 64) * 2  # keys and values of 8 heads, bf16
+  assert parts["attention"] == 24 * (2880 * (64 + 2 * 8) * 64 + 64 * 64 * 2880) * 2
+  assert parts["unembedding"] == 201088 * 2880 * 2
   wide = benchmarking.decode_step_bytes(
       GptOssConfig.from_dict({**gpt_oss_20b.get_config().model, "dtype": "float32"}), 1, 1024)
   assert wide["experts"] == parts["experts"]  # MXFP4 whatever the model computes in
@@ -486,6 +494,22 @@ def test_time_per_call_lengthens_a_chain_lost_in_noise(monkeypatch):
   # 12 calls took 0.4 ms -> at most 33 us a call -> 4 + 1.5 ms / 33 us = 49 calls; then 20 us a
   # call over 45 more calls spans 0.9 ms < 1 ms -> at least double: 98, which spans 1.9 ms.
   assert seen == [(4, 12), (4, 49), (4, 98)]
+
+
+@pytest.mark.parametrize("perturb, products", [(0, 8), (2, 2)])
+def test_a_chain_keeps_its_calls_where_the_dependency_feeds_the_work(perturb, products):
+  """A chain of 8 calls of (x @ w) * r over 2 copies: carried through x, all 8 products
+  compile; through r, which feeds only the epilogue, XLA merges the calls that share a copy
+  into 2 (why `time_per_call` must perturb an argument the work reads)."""
+  import re
+  fn = lambda x, w, r: (x @ w) * r
+  key = jax.random.PRNGKey(0)
+  copies = [(jax.random.normal(key, (16, 32)), jax.random.normal(key, (32, 64)) + i,
+             jax.random.normal(key, (16, 64))) for i in range(2)]
+  chain = benchmarking._chain(fn, copies, 8, perturb)
+  hlo = chain.func.lower(copies, **chain.keywords).compile().as_text()
+  assert len(re.findall(r" dot\(", hlo)) == products
+  assert chain(copies).shape == (8,)
 
 
 @pytest.mark.parametrize("slope", [-1e-6, 1e-9])
@@ -665,6 +689,14 @@ def test_bench_kernel_runs_the_models_row_layout(monkeypatch):
   assert set(layouts) == {True, False} and perturbed == [kernel_problems.PERTURB_BY_ROW,
                                                           kernel_problems.PERTURB]
   assert "row tiles" in bench_kernel._format_row(rows[0])
+  for row in rows:  # 1 ms a call; ceilings of 1 TB/s and 100 TF/s
+    expert_bytes = 64 * 48 * 17 // 32  # 4.25 bits a weight (the benchmark's experts have no bias)
+    nbytes = row["active_experts"] * expert_bytes + row["rows"] * (64 * 2 + 48 * 4)  # x, out
+    assert row["mxfp4_ms"] == pytest.approx(1.0)
+    assert row["mxfp4_tb_per_s"] == pytest.approx(nbytes / 1e-3 / 1e12)
+    assert row["mxfp4_tflop_per_s"] == pytest.approx(2 * row["rows"] * 64 * 48 / 1e-3 / 1e12)
+    assert row["mxfp4_hbm_roofline"] == pytest.approx(nbytes / 1e12 / 1e-3)
+    assert row["mxfp4_tc_roofline"] == pytest.approx(2 * row["rows"] * 64 * 48 / 1e14 / 1e-3)
 
 
 def test_weight_copies_say_when_the_byte_cap_leaves_them_in_l2(capsys):
