@@ -14,7 +14,8 @@ from numerics import rel_err
 from mxfp4_jax import mxfp4
 from mxfp4_jax.kernels import KernelConfig, grouped_matmul, pick_config
 from mxfp4_jax.kernels import tuning
-from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas, lut_plain_order
+from mxfp4_jax.kernels.pallas_grouped import (grouped_matmul_pallas, lut_plain_order,
+                                               poisoned_outputs)
 from mxfp4_jax.kernels.schedule import max_tiles
 from mxfp4_jax.kernels.swiglu import swiglu as gpt_oss_swiglu
 from mxfp4_jax.mxfp4.layout import kernel_byte_order
@@ -23,6 +24,13 @@ CFG = KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2)
 BACKENDS = ["pallas", "reference"]
 INTERPRET = jax.default_backend() != "gpu"  # on a GPU the same tests run the compiled kernel
 ALPHA, LIMIT = 1.702, 7.0
+
+
+@pytest.fixture(autouse=True)
+def poisoned():
+  """Every kernel here writes into a NaN-filled output, on a GPU as in interpret mode."""
+  with poisoned_outputs():
+    yield
 
 
 # --- the oracle -----------------------------------------------------------------------------------
@@ -78,9 +86,8 @@ def run(case, backend, config=CFG, out_dtype=None):
 def check(out, ref, group_sizes, rtol=1e-2):
   """Relative Frobenius error, plus exact zeros in the rows past sum(group_sizes).
 
-  Interpret mode fills the kernel's output with NaN before it runs, so a finite output also
-  shows that the kernel wrote every element. On a GPU the output starts as whatever its memory
-  held: there an unwritten element shows only where that memory was not already right.
+  The kernels' outputs start as NaN (`poisoned`), so a finite output also shows that the kernel
+  wrote every element.
   """
   out = np.asarray(jnp.asarray(out).astype(jnp.float32), np.float64)
   assert out.shape == ref.shape

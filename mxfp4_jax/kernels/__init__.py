@@ -173,11 +173,11 @@ def _pallas_with_reference_gradient(x, w, group_sizes, row_weights, row_experts,
   """The kernel, differentiated through the reference: Pallas has no gradient for the kernel,
   and the weights' gradient is not defined (they are 4-bit codes), so x's, the row weights' and
   the bias's come from the jnp reference on the same inputs (which dequantizes all experts)."""
-  from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas  # noqa: PLC0415
+  from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas, poisoning  # noqa: PLC0415
 
   config, interpret, epilogue = static
   return grouped_matmul_pallas(x, w, group_sizes, row_weights, row_experts, cfg=config,
-                               interpret=interpret, **dict(epilogue))
+                               interpret=interpret, poison=poisoning(), **dict(epilogue))
 
 
 def _kernel_forward(x, w, group_sizes, row_weights, row_experts, static):

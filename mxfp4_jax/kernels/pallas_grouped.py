@@ -10,6 +10,7 @@ second call with smaller tiles, `KernelConfig.remainder_block_m`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 
@@ -28,6 +29,24 @@ from mxfp4_jax.mxfp4 import format as fmt
 from mxfp4_jax.mxfp4.layout import K_TILE, PackedMXFP4, kernel_byte_order
 
 HALF_TILE = fmt.BLOCK_SIZE  # values under one scale: the low (or high) nibbles of a tile row
+_poison_outputs = False
+
+
+@contextlib.contextmanager
+def poisoned_outputs():
+  """Kernels traced inside write into a NaN-filled buffer instead of fresh memory, so that an
+  output element no program writes reads NaN, on a GPU as in interpret mode (which fills its
+  outputs with NaN). For tests: it costs a fill a call."""
+  global _poison_outputs
+  before, _poison_outputs = _poison_outputs, True
+  try:
+    yield
+  finally:
+    _poison_outputs = before
+
+
+def poisoning() -> bool:
+  return _poison_outputs
 
 
 def lut_plain_order(by_byte):
@@ -238,11 +257,12 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "activation", "out_dtype", "interpret",
-                                             "swiglu_alpha", "swiglu_limit"))
+                                             "swiglu_alpha", "swiglu_limit", "poison"))
 def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_experts=None, *,
                           cfg: KernelConfig, activation: str | None, out_dtype, interpret: bool,
-                          swiglu_alpha: float, swiglu_limit: float):
-  """Arguments already checked by `mxfp4_jax.kernels.grouped_matmul`; see there."""
+                          swiglu_alpha: float, swiglu_limit: float, poison: bool = False):
+  """Arguments already checked by `mxfp4_jax.kernels.grouped_matmul`; see there. ``poison``:
+  the first call writes into a NaN-filled buffer (`poisoned_outputs`)."""
   num_rows = x.shape[0]
   out_cols = w.out_features // 2 if activation == "swiglu" else w.out_features
   # Tiny row counts: the output has at least one tile of rows, so that every store stays in
@@ -271,9 +291,10 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
   if split_k:
     out_shape = jax.ShapeDtypeStruct((cfg.k_splits, padded_rows, w.out_features), jnp.float32)
 
-  def run(schedule, cfg, written=None):
+  def run(schedule, cfg, written=None, remainders=False):
     """One pallas_call over the tiles of ``schedule``; with ``written`` (an earlier call's
-    output) it writes its tiles' rows into that buffer and leaves the others as they are."""
+    output, or the poison) it writes its tiles' rows into that buffer and leaves the others as
+    they are."""
     kernel = functools.partial(
         _kernel, cfg=cfg, num_experts=w.num_experts, num_k_tiles=w.values.shape[1],
         out_cols=out_cols, swiglu_half=out_cols if activation == "swiglu" else 0,
@@ -294,27 +315,30 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
                                                 num_stages=cfg.num_stages),
         interpret=interpret,
         name="mxfp4_grouped_matmul" + ("_swiglu" if activation == "swiglu" else "")
-        + ("_split_k" if split_k else "") + ("_remainders" if written is not None else ""),
+        + ("_split_k" if split_k else "") + ("_remainders" if remainders else ""),
     )(*args)
 
   as_list = lambda t: [t.group, t.start, t.end, t.window]
+  first = dict(written=jnp.full(out_shape.shape, jnp.nan, out_shape.dtype) if poison else None)
   if row_experts is not None:
-    out = run([row_experts.astype(jnp.int32)], cfg)
+    out = run([row_experts.astype(jnp.int32)], cfg, **first)
   elif 0 < cfg.remainder_block_m < cfg.block_m and not split_k:
     # Each group's last few rows (at most remainder_block_m past its full tiles) get a tile of
     # their own size, in a second call, instead of a mostly empty block_m tile.
     sizes = sched.clip_group_sizes(group_sizes, num_rows)
     leave = sched.remainders(sizes, cfg.block_m, cfg.remainder_block_m)
-    out = run(as_list(sched.tile_schedule(sizes, num_rows, cfg.block_m, padded_rows, leave)), cfg)
+    out = run(as_list(sched.tile_schedule(sizes, num_rows, cfg.block_m, padded_rows, leave)), cfg,
+              **first)
     # A tile's window is where it reads x (x holds at least a tile of rows, else the kernel
     # clamps its reads) and writes the output: so the small tiles slide within x's rows, not
     # within the first call's padded_rows.
     rest = sched.remainder_schedule(sizes, leave, num_rows, cfg.remainder_block_m,
                                     max(num_rows, cfg.remainder_block_m))
     out = run(as_list(rest), dataclasses.replace(cfg, block_m=cfg.remainder_block_m,
-                                                 remainder_block_m=0), out)
+                                                 remainder_block_m=0), out, remainders=True)
   else:
-    out = run(as_list(sched.tile_schedule(group_sizes, num_rows, cfg.block_m, padded_rows)), cfg)
+    out = run(as_list(sched.tile_schedule(group_sizes, num_rows, cfg.block_m, padded_rows)), cfg,
+              **first)
   if split_k:
     expert = (expert_of_row(group_sizes, num_rows) if row_experts is None
               else sched.valid_experts(row_experts, w.num_experts))
