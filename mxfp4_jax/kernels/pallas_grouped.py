@@ -319,16 +319,16 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
     )(*args)
 
   as_list = lambda t: [t.group, t.start, t.end, t.window]
-  first = dict(written=jnp.full(out_shape.shape, jnp.nan, out_shape.dtype) if poison else None)
+  poisoned = jnp.full(out_shape.shape, jnp.nan, out_shape.dtype) if poison else None
   if row_experts is not None:
-    out = run([row_experts.astype(jnp.int32)], cfg, **first)
+    out = run([row_experts.astype(jnp.int32)], cfg, poisoned)
   elif 0 < cfg.remainder_block_m < cfg.block_m and not split_k:
     # Each group's last few rows (at most remainder_block_m past its full tiles) get a tile of
     # their own size, in a second call, instead of a mostly empty block_m tile.
     sizes = sched.clip_group_sizes(group_sizes, num_rows)
     leave = sched.remainders(sizes, cfg.block_m, cfg.remainder_block_m)
     out = run(as_list(sched.tile_schedule(sizes, num_rows, cfg.block_m, padded_rows, leave)), cfg,
-              **first)
+              poisoned)
     # A tile's window is where it reads x (x holds at least a tile of rows, else the kernel
     # clamps its reads) and writes the output: so the small tiles slide within x's rows, not
     # within the first call's padded_rows.
@@ -338,7 +338,7 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
                                                  remainder_block_m=0), out, remainders=True)
   else:
     out = run(as_list(sched.tile_schedule(group_sizes, num_rows, cfg.block_m, padded_rows)), cfg,
-              **first)
+              poisoned)
   if split_k:
     expert = (expert_of_row(group_sizes, num_rows) if row_experts is None
               else sched.valid_experts(row_experts, w.num_experts))
