@@ -152,6 +152,10 @@ def test_parse_tool_call_with_constrain():
   recipient_in_role = _parse(
       "<|channel|>x<|end|><|start|>assistant to=python<|channel|>analysis<|message|>1+1<|call|>")
   assert recipient_in_role[-1] == Message("assistant", "analysis", "1+1", recipient="python")
+  type_without_constrain = _parse("<|channel|>analysis to=python code<|message|>1+1<|call|>")
+  assert type_without_constrain == [Message("assistant", "analysis", "1+1", recipient="python",
+                                            content_type="code")]
+  assert _parse("<|channel|>to=python analysis<|message|>1<|call|>")[0].content_type is None
 
 
 def test_parse_multi_message_and_stop():

@@ -164,7 +164,9 @@ class _Machine:
 def _parse_header(header: list[str | _Marker]):
   """(role, channel, recipient, content_type) of e.g. 'assistant', <|channel|>, 'commentary
   to=functions.f ', <|constrain|>, 'json'; the recipient may sit in the role or the channel
-  part. Only marker items split the parts: header text that spells a marker is just text."""
+  part, and without <|constrain|> the content type is the channel part's last word after the
+  recipient ('analysis to=python code'). Only marker items split the parts: header text that
+  spells a marker is just text."""
   parts = {"role": [], "channel": [], "type": []}
   part = "role"
   for item in header:
@@ -180,7 +182,12 @@ def _parse_header(header: list[str | _Marker]):
   # The completion starts after "<|start|>assistant", so its first header has no role.
   role = next((w for w in role_words if not w.startswith("to=")), "assistant")
   channel = next((w for w in channel_words if not w.startswith("to=")), None)
-  return role, channel, recipient, "".join(parts["type"]).strip() or None
+  content_type = "".join(parts["type"]).strip() or None
+  addressed = [i for i, w in enumerate(channel_words) if w.startswith("to=")]
+  if content_type is None and addressed:
+    after = channel_words[addressed[0] + 1:]  # the channel's name, if it comes after, is not it
+    content_type = next((w for w in reversed(after) if w != channel), None)
+  return role, channel, recipient, content_type
 
 
 def parse_completion(tokenizer, ids) -> list[Message]:
