@@ -35,6 +35,9 @@ _EFFORT = flags.DEFINE_enum("reasoning_effort", "medium", ["low", "medium", "hig
                             "Harmony reasoning effort.")
 _SYSTEM = flags.DEFINE_string("system_message", None, "Replaces the default model identity line.")
 _DEVELOPER = flags.DEFINE_string("developer_message", None, "Developer instructions.")
+_DATE = flags.DEFINE_string("current_date", None, "A 'Current date:' line in the system message, "
+                            "e.g. 2025-08-05 (gpt-oss's chat.py writes today's; harmony's "
+                            "default has none).")
 _STOP = flags.DEFINE_list("stop_tokens", [], "Extra stop tokens (special names or ids).")
 _SHOW_REASONING = flags.DEFINE_bool("show_reasoning", False, "Also print the analysis channel.")
 _PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Write a jax.profiler trace of one decode "
@@ -150,7 +153,7 @@ def main(argv) -> None:
 
   prompts = [harmony.encode_prompt(
       tokenizer, [("user", text)], reasoning_effort=_EFFORT.value, system_message=_SYSTEM.value,
-      developer_message=_DEVELOPER.value) for text in _PROMPT.value]
+      developer_message=_DEVELOPER.value, current_date=_DATE.value) for text in _PROMPT.value]
   trace = None
   if _PROFILE_DIR.value:
     trace = (config.profile_chunk,

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -242,6 +243,15 @@ def test_generate_rejects_an_overlong_prompt_before_work():
   assert "--config.max_len: prompt of" in result.stderr and "Traceback" not in result.stderr
   assert "exceeds max_len=32 (or lower --max_new_tokens)" in result.stderr
   assert "summary:" not in result.stdout
+
+
+def test_generate_writes_the_current_date_into_the_system_message():
+  """--current_date adds a line to the system message: the prompt grows."""
+  lengths = []
+  for date in ([], ["--current_date=2025-08-05"]):
+    result = _run("experiments.generate", "--config.max_len=32", *date)
+    lengths.append(int(re.search(r"prompt of (\d+) tokens", result.stderr)[1]))
+  assert lengths[1] > lengths[0]
 
 
 def test_generate_from_a_checkpoint_with_config_model_runtime_fields(tmp_path):
@@ -501,7 +511,6 @@ def test_a_chain_keeps_its_calls_where_the_dependency_feeds_the_work(perturb, pr
   """A chain of 8 calls of (x @ w) * r over 2 copies: carried through x, all 8 products
   compile; through r, which feeds only the epilogue, XLA merges the calls that share a copy
   into 2 (why `time_per_call` must perturb an argument the work reads)."""
-  import re
   fn = lambda x, w, r: (x @ w) * r
   key = jax.random.PRNGKey(0)
   copies = [(jax.random.normal(key, (16, 32)), jax.random.normal(key, (32, 64)) + i,
