@@ -44,7 +44,7 @@ def left_padded_positions(lengths, t):
     (37, [37, 20], 2, 3, 5, 16, 16),  # a window smaller than a block
     (70, [70], 1, 2, 24, 16, 32),  # a window spanning blocks; block_k > block_q
     (50, [50, 9], 2, 1, 128, 32, 16),  # a window longer than the prompt
-    # A block's first query sees the last key of the block before its first key block: a
+    # The earliest key a query block's first query sees is the last key of a key block: a
     # first key block one too far drops it.
     (40, [40, 23], 1, 2, 2, 16, 16),
     (40, [40, 23], 1, 2, 18, 16, 16),
