@@ -148,15 +148,15 @@ def _with_rope_scaling(config: dict, source: str) -> tuple[dict, str]:
   """(The config with ``rope_scaling`` and ``rope_theta`` at the top level, the key the YaRN
   keys came from). transformers 5 saves both inside ``rope_parameters`` instead (a null
   ``rope_scaling`` beside it is no rope_scaling); the published configs have them at the top."""
-  if config.get("rope_scaling") is not None or "rope_parameters" not in config:
-    if "rope_scaling" not in config:
-      raise CheckpointError(f"{source}: missing key rope_scaling (or rope_parameters)")
-    return config, "rope_scaling"
-  rope = config["rope_parameters"]
-  if not isinstance(rope, dict):
-    raise CheckpointError(f"{source}: rope_parameters must be an object, got {rope!r:.60}")
-  theta = {"rope_theta": rope["rope_theta"]} if "rope_theta" in rope else {}
-  return {**theta, **config, "rope_scaling": rope}, "rope_parameters"
+  if config.get("rope_scaling") is None and "rope_parameters" in config:
+    rope = config["rope_parameters"]
+    if not isinstance(rope, dict):
+      raise CheckpointError(f"{source}: rope_parameters must be an object, got {rope!r:.60}")
+    theta = {"rope_theta": rope["rope_theta"]} if "rope_theta" in rope else {}
+    return {**theta, **config, "rope_scaling": rope}, "rope_parameters"
+  if "rope_scaling" not in config:
+    raise CheckpointError(f"{source}: missing key rope_scaling (or rope_parameters)")
+  return config, "rope_scaling"
 
 
 def _validate(hp: dict, keys: dict, source: str) -> None:
