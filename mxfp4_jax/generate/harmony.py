@@ -183,9 +183,9 @@ def _parse_header(header: list[str | _Marker]):
   role = next((w for w in role_words if not w.startswith("to=")), "assistant")
   channel = next((w for w in channel_words if not w.startswith("to=")), None)
   content_type = "".join(parts["type"]).strip() or None
-  addressed = [i for i, w in enumerate(channel_words) if w.startswith("to=")]
-  if content_type is None and addressed:
-    after = channel_words[addressed[0] + 1:]  # the channel's name, if it comes after, is not it
+  addressed = next((i for i, w in enumerate(channel_words) if w.startswith("to=")), None)
+  if content_type is None and addressed is not None:
+    after = channel_words[addressed + 1:]  # the channel's name, if it comes after, is not it
     content_type = next((w for w in reversed(after) if w != channel), None)
   return role, channel, recipient, content_type
 
