@@ -263,6 +263,28 @@ def test_decode_bad_arguments_name_the_argument(update, change, message):
                        args["sinks"], window=args["window"], block_k=16, interpret=True)
 
 
+@pytest.mark.parametrize("kernel", ["flash_attention", "decode_attention",
+                                    "decode_attention_update"])
+def test_a_list_for_an_array_is_named(kernel):
+  """jit takes a list as a tree of scalars: the check names it instead of a shape check failing
+  on a list (or a trace failing deep in JAX)."""
+  with pytest.raises(TypeError, match="sinks must be an array, got list"):
+    if kernel == "flash_attention":
+      flash_attention(jnp.zeros((1, 8, 2, 2, 16)), jnp.zeros((1, 8, 2, 16)),
+                      jnp.zeros((1, 8, 2, 16)), jnp.zeros((1, 8), jnp.int32), [[0.0] * 2] * 2,
+                      interpret=True)
+    elif kernel == "decode_attention":
+      decode_attention(jnp.zeros((1, 2, 2, 16)), jnp.zeros((1, 16, 2, 16)),
+                       jnp.zeros((1, 16, 2, 16)), jnp.zeros(1, jnp.int32),
+                       jnp.zeros((1, 16), jnp.int32), [[0.0] * 2] * 2, block_k=16,
+                       interpret=True)
+    else:
+      decode_attention_update(jnp.zeros((1, 8, 16)), jnp.zeros((1, 8)), jnp.zeros((1, 8)),
+                              jnp.zeros((1, 16, 2, 16)), jnp.zeros((1, 16, 2, 16)),
+                              jnp.zeros(1, jnp.int32), jnp.zeros((1, 16), jnp.int32), 0,
+                              [[0.0] * 2] * 2, block_k=16, interpret=True)
+
+
 @pytest.mark.parametrize("kernel", ["flash_attention", "decode_attention"])
 def test_kernels_off_the_gpu_need_interpret_mode(monkeypatch, kernel):
   """Shapes no other test traces, so that no cached trace skips the check."""

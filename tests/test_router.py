@@ -139,6 +139,16 @@ def test_bad_input_errors(change, match):
                  interpret=True)
 
 
+@pytest.mark.parametrize("backend", router.BACKENDS)
+def test_a_list_for_an_array_is_named(backend):
+  x, weight, bias = inputs(2, 64, 16)
+  with pytest.raises(TypeError, match="router: bias must be an array, got list"):
+    router.route(x, weight, [0.0] * 16, k=4, backend=backend, interpret=True)
+  with pytest.raises(TypeError, match="route_normalized: norm_weight must be an array, got list"):
+    router.route_normalized(x.astype(jnp.bfloat16), [1.0] * 64, 1e-5, weight, bias, k=4,
+                            interpret=True)
+
+
 @pytest.mark.parametrize("k", [0, 3, 32])
 def test_kernel_unsupported_reason_names_k(k):
   assert router.kernel_unsupported_reason(jnp.bfloat16, k, 16).startswith(f"k={k} is not")

@@ -28,8 +28,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from mxfp4_jax.kernels.triton_ops import (check_eps, check_float, check_runs_here, dot_accumulate,
-                                           load_row_rms)
+from mxfp4_jax.kernels.triton_ops import (check_arrays, check_eps, check_float, check_runs_here,
+                                           dot_accumulate, load_row_rms)
 
 LOG2E = math.log2(math.e)  # the softmax runs in base 2: exp(x) = exp2(x log2 e)
 # decode_attention: the slots are split into shares until about DECODE_PROGRAMS programs run, and
@@ -93,7 +93,8 @@ def _prefill_kernel(q_ref, k_ref, v_ref, pos_ref, sinks_ref, out_ref, *, block_q
 
 
 def check_args(q, k, v, positions, sinks) -> None:
-  """Raises a one-line ValueError naming the argument whose shape or dtype does not fit."""
+  """Raises a one-line error naming the argument whose type, shape or dtype does not fit."""
+  check_arrays(q=q, k=k, v=v, positions=positions, sinks=sinks)
   if q.ndim != 5:
     raise ValueError(f"q must be [batch, tokens, kv_heads, group, head_dim], got {list(q.shape)}")
   b, t, kv_heads, group, head_dim = q.shape
@@ -321,6 +322,7 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   Returns:
     ``[B, K, G, hd]`` in q's dtype.
   """
+  check_arrays(q=q, k=k, v=v, q_positions=q_positions, k_positions=k_positions, sinks=sinks)
   if q.ndim != 4:
     raise ValueError(f"q must be [batch, kv_heads, group, head_dim], got {list(q.shape)}")
   b, kv_heads, group, head_dim = q.shape
@@ -364,6 +366,8 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
   Returns:
     (``[B, K, G, hd]`` in qkv's dtype, k, v, k_positions updated).
   """
+  check_arrays(qkv=qkv, cos=cos, sin=sin, k=k, v=v, q_positions=q_positions,
+               k_positions=k_positions, sinks=sinks, qkv_bias=qkv_bias, norm_rows=norm_rows)
   if qkv.ndim != 3:
     raise ValueError(f"qkv must be [batch, heads + 2 kv_heads, head_dim], got {list(qkv.shape)}")
   b, _, head_dim = qkv.shape

@@ -28,7 +28,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from mxfp4_jax.kernels.triton_ops import check_eps, check_float, check_runs_here, load_row_rms
+from mxfp4_jax.kernels.triton_ops import (check_arrays, check_eps, check_float, check_runs_here,
+                                          load_row_rms)
 
 BLOCK_T = 16  # tokens a program routes
 PRODUCT_AS_SUM_TOKENS = 8  # up to this many tokens, `_router_product` is a sum (one XLA kernel)
@@ -64,6 +65,7 @@ def _check_kernel_can_route(dtype, k: int, num_experts: int, interpret: bool) ->
 
 def _check_args(name: str, x, weight, bias, k) -> None:
   """The tokens ``x`` (called ``name``) [N, D], weight [E, D], bias [E] and 1 <= k <= E."""
+  check_arrays("router: ", **{name: x}, weight=weight, bias=bias)
   if x.ndim != 2:
     raise ValueError(f"router: {name} must be [N, D], got {tuple(x.shape)}")
   d = x.shape[1]
@@ -205,6 +207,7 @@ def route_normalized(h, norm_weight, eps: float, weight, bias, *, k: int,
   the norm's weight and scaled by the inverse RMS after, in float32.
   """
   _check_args("h", h, weight, bias, k)
+  check_arrays("route_normalized: ", norm_weight=norm_weight)
   n, d = h.shape
   if n > PRODUCT_AS_SUM_TOKENS:
     raise ValueError(f"route_normalized: at most {PRODUCT_AS_SUM_TOKENS} tokens, got {n}")

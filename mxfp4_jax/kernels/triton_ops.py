@@ -14,8 +14,8 @@ the Triton path (interpret mode, CPU) it is the plain ``acc + a @ b`` in float32
 themselves (the router's top-k and decode attention).
 
 `check_runs_here(what, interpret)`: the error for a Triton kernel asked to compile off a GPU;
-`check_float(where, **arrays)`: inputs that must be floats; `check_eps(eps, name)`: an RMSNorm
-epsilon a kernel is specialized on.
+`check_arrays(where, **arrays)` and `check_float(where, **arrays)`: inputs that must be arrays,
+and floats; `check_eps(eps, name)`: an RMSNorm epsilon a kernel is specialized on.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
@@ -61,6 +62,15 @@ def _reference(acc, a, b):
 
 dot_accumulate_p.def_impl(_reference)
 mlir.register_lowering(dot_accumulate_p, mlir.lower_fun(_reference, multiple_results=False))
+
+
+def check_arrays(where: str = "", **arrays) -> None:
+  """A kernel's inputs are arrays (jax or numpy; None for an absent optional one): a list, which
+  ``jit`` would take as a tree of scalars, gets a one-line error naming it instead of failing in
+  a shape check or deep in a trace."""
+  for name, a in arrays.items():
+    if a is not None and not isinstance(a, (jax.Array, np.ndarray)):
+      raise TypeError(f"{where}{name} must be an array, got {type(a).__name__}")
 
 
 def check_float(where: str = "", **arrays) -> None:
