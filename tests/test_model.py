@@ -214,6 +214,12 @@ def test_bad_forward_arguments_error():
     with pytest.raises(ValueError, match=rf"tokens hold ids in \[-?\d+, \d+\], outside the "
                                          rf"vocabulary \[0, {CFG.vocab_size}\)"):
       model(jnp.array([[1, 2, bad]], jnp.int32))
+  # Host int64 ids past int32 would wrap into the vocabulary (2**32 + 5 -> 5) in jnp.asarray.
+  for tokens in (np.array([[2**32 + 5, 7]]), [[2**32 + 5, 7]], np.array([[2**31 + 5]])):
+    with pytest.raises(ValueError, match=r"tokens hold values from \d+ to \d+, outside int32"):
+      model(tokens)
+  with pytest.raises(ValueError, match=r"positions hold values from 0 to 4294967296, outside"):
+    model.forward(np.ones((1, 2), np.int32), np.array([[0, 2**32]]))
   tokens = np.ones((1, 4), np.int32)
   positions = np.arange(4, dtype=np.int32)[None]
   with pytest.raises(ValueError, match=r"positions \[1, 3\] must match tokens \[1, 4\]"):

@@ -335,9 +335,18 @@ def _concrete_start(start):
   return int(value)
 
 
-def _check_ids(name: str, a) -> None:
+def _as_ids(name: str, a) -> jax.Array:
+  """Token ids or positions: an int array [batch, seq]. Host values are checked against int32
+  before JAX converts them, which (64-bit types being off) would wrap an int64 id of 2**32 + 5
+  into the vocabulary as 5."""
+  if not isinstance(a, jax.Array):
+    a = np.asarray(a)
+    if a.dtype.kind in "iu" and a.size and not (np.iinfo(np.int32).min <= a.min()
+                                                and a.max() <= np.iinfo(np.int32).max):
+      raise ValueError(f"{name} hold values from {a.min()} to {a.max()}, outside int32")
   if a.ndim != 2 or not jnp.issubdtype(a.dtype, jnp.integer):
     raise ValueError(f"{name} must be an int array [batch, seq], got {a.dtype}{list(a.shape)}")
+  return jnp.asarray(a)
 
 
 class GptOss(nnx.Module):
@@ -361,8 +370,7 @@ class GptOss(nnx.Module):
     self.cfg = cfg
 
   def __call__(self, tokens):  # [B, T] int32
-    tokens = jnp.asarray(tokens)
-    _check_ids("tokens", tokens)
+    tokens = _as_ids("tokens", tokens)
     positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
     return self.forward(tokens, positions)[0]
 
@@ -385,7 +393,7 @@ class GptOss(nnx.Module):
     means a prefill into empty caches. ``last_only``: logits of the last position only ([B, 1,
     V]); a prefill needs no more, and an 8k prompt's full logits would be 6.6 GB.
     """
-    tokens, positions = jnp.asarray(tokens), jnp.asarray(positions)
+    tokens, positions = _as_ids("tokens", tokens), _as_ids("positions", positions)
     start = _concrete_start(start)
     self._check_forward_args(tokens, positions, caches, start)
     x = self.embedding[...][tokens]  # [B, T, D]
@@ -405,8 +413,6 @@ class GptOss(nnx.Module):
     """One-line errors for what would otherwise fail deep inside JAX or, worse, run: token ids
     outside the vocabulary (a gather clamps them) and a full-attention cache too short for its
     keys (its ring would drop the oldest). Values are checked where they are concrete."""
-    _check_ids("tokens", tokens)
-    _check_ids("positions", positions)
     if positions.shape != tokens.shape:
       raise ValueError(f"positions {list(positions.shape)} must match tokens "
                        f"{list(tokens.shape)}")
