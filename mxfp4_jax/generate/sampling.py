@@ -51,7 +51,10 @@ def sample(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Arr
     if params.top_p < 1:
       probs = jax.nn.softmax(jnp.where(keep, sorted_logits, -jnp.inf), axis=-1)
       before = jnp.cumsum(probs, axis=-1) - probs  # the mass before each token
-      keep &= before < params.top_p * (1 - TOP_P_ROUNDING)
+      # The first token always stays: a top_p under float32's smallest normal flushes to 0,
+      # and no mass is below 0.
+      first = jnp.arange(logits.shape[-1]) == 0
+      keep &= (before < params.top_p * (1 - TOP_P_ROUNDING)) | first
     keep = jnp.take_along_axis(keep, jnp.argsort(order, axis=-1), axis=-1)  # back to token ids
     logits = jnp.where(keep, logits, -jnp.inf)
   return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
