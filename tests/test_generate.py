@@ -230,6 +230,9 @@ def test_bad_arguments_fail_before_work(model, generator):
     generator.generate([[1], []], max_new_tokens=5)
   with pytest.raises(ValueError, match="prompts is empty"):
     generator.generate([], max_new_tokens=5)
+  for prompts, kind in (((p for p in [[1, 2], [3]]), "generator"), (None, "NoneType")):
+    with pytest.raises(ValueError, match=f"prompts must be a list of prompts .*, got {kind}"):
+      generator.generate(prompts, max_new_tokens=5)
   with pytest.raises(ValueError, match=r"prompts\[0\] must be a list of token ids, got 1"):
     generator.generate([1, 2, 3], max_new_tokens=5)  # one prompt, not wrapped in a list
   for bad in (0, 2.5):

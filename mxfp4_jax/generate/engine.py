@@ -186,6 +186,9 @@ class Generator:
   def check_prompts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
     """Raises ValueError, before any work, when the prompts cannot be generated from: the
     embedding would take an id outside the vocabulary without a word (XLA clamps the index)."""
+    if not isinstance(prompts, (Sequence, np.ndarray)):  # a generator would be used up here
+      raise ValueError(f"prompts must be a list of prompts (lists of token ids), got "
+                       f"{type(prompts).__name__}")
     if len(prompts) == 0:
       raise ValueError("prompts is empty: pass at least one prompt (a list of token ids)")
     vocab = self.cfg.vocab_size
