@@ -255,6 +255,13 @@ def test_quantize_rejects_non_finite(bad):
     fmt.quantize(w)
 
 
+def test_quantize_names_float64_values_beyond_float32():
+  w = np.zeros((2, 32))
+  w[0, 3] = -1e39
+  with pytest.raises(ValueError, match="quantize: w holds 1e\\+39, beyond float32's range"):
+    fmt.quantize(w)
+
+
 def test_quantize_rejects_integers_and_scalars():
   with pytest.raises(TypeError, match="w must be a float array"):
     fmt.quantize(np.zeros((2, 32), np.int32))

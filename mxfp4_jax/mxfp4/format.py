@@ -258,6 +258,12 @@ def quantize(w, axis: int = -1) -> tuple[jax.Array, jax.Array]:
   infinity are an error when ``w`` is concrete; under a trace they cannot be checked and give
   meaningless blocks.
   """
+  host = np.asarray(w) if isinstance(w, (np.ndarray, np.generic)) else None
+  if host is not None and host.dtype.kind == "f" and host.size:
+    # JAX computes in float32, where these would turn to infinity; no E8M0 scale reaches them.
+    largest = np.abs(host[np.isfinite(host)]).max(initial=0)
+    if largest > np.finfo(np.float32).max:
+      raise ValueError(f"quantize: w holds {largest:.3g}, beyond float32's range")
   w = jnp.asarray(w)
   if not jnp.issubdtype(w.dtype, jnp.floating):
     raise TypeError(f"quantize: w must be a float array, got {w.dtype}")
