@@ -64,7 +64,7 @@ def busy_and_span_us(events: list[dict]) -> tuple[float, float]:
       busy, start = busy + end - start, s
     end = max(end, e)
   busy += end - start
-  return busy, intervals[-1][1] - intervals[0][0]
+  return busy, max(e for _, e in intervals) - intervals[0][0]  # the latest end, not the last
 
 
 def idle_gaps(events: list[dict], top: int) -> list[str]:
@@ -102,8 +102,12 @@ def table(events: list[dict], key, steps: int, top: int) -> list[str]:
 
 
 def summarize(path, steps: int = 1, top: int = 25) -> str:
-  with gzip.open(find_trace(path), "rt") as f:
-    trace = json.load(f)
+  found = find_trace(path)
+  try:
+    with gzip.open(found, "rt") as f:
+      trace = json.load(f)
+  except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise ValueError(f"--trace={path}: {found} is not a gzipped JSON trace ({e})") from None
   events = device_kernels(trace)
   if not events:
     raise ValueError(f"--trace={path}: no GPU events in the trace")
@@ -119,8 +123,9 @@ def summarize(path, steps: int = 1, top: int = 25) -> str:
 
 def main(argv) -> None:
   del argv
-  if _STEPS.value < 1:
-    raise app.UsageError(f"--steps must be >= 1, got {_STEPS.value}")
+  for flag in (_STEPS, _TOP):
+    if flag.value < 1:
+      raise app.UsageError(f"--{flag.name} must be >= 1, got {flag.value}")
   try:
     print(summarize(_TRACE.value, _STEPS.value, _TOP.value))
   except (FileNotFoundError, ValueError) as e:

@@ -579,11 +579,30 @@ def test_trace_summary_counts_stream_kernels_per_step(tmp_path):
   assert gaps[0].split() == ["15.0", "15.0", "fusion.2", "->", "mxfp4_gemm"]  # not per step
 
 
-def test_trace_summary_without_gpu_events_is_a_one_line_error(tmp_path):
-  _write_trace(tmp_path / "perfetto_trace.json.gz", [])
+def test_trace_summary_span_ends_at_the_latest_end(tmp_path):
+  """A kernel that starts last may end before one that started earlier (overlapping kernels)."""
+  x = lambda ts, dur, name: dict(ph="X", pid=2, tid=7, ts=ts, dur=dur, name=name)
+  _write_trace(tmp_path / "perfetto_trace.json.gz", [x(0, 100, "long"), x(10, 5, "short")])
   result = _run("experiments.trace_summary", f"--trace={tmp_path}")
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.splitlines()[0] == ("2.0 GPU events/step | busy 100.0 us/step | "
+                                           "span 100.0 us/step | idle 0.0%")
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty", "no GPU events in the trace"),
+    ("not_gzip", "is not a gzipped JSON trace"),
+    ("top", "--top must be >= 1, got 0"),
+])
+def test_trace_summary_bad_input_is_a_one_line_error(tmp_path, case, message):
+  trace = tmp_path / "perfetto_trace.json.gz"
+  _write_trace(trace, [dict(ph="X", pid=2, tid=7, ts=0, dur=1, name="k")] if case == "top" else [])
+  if case == "not_gzip":
+    trace.write_text("{}")
+  result = _run("experiments.trace_summary", f"--trace={tmp_path}",
+                *(["--top=0"] if case == "top" else []))
   assert result.returncode != 0
-  assert "no GPU events in the trace" in result.stderr and "Traceback" not in result.stderr
+  assert message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_generate_prints_the_final_channel_with_characters_whole():
