@@ -7,8 +7,8 @@
 
 The defaults cover every TABLE row as pick_config gives it at bench_kernel's shapes over the P of
 ``rows`` (one tile a row up to ``max_rows_one_tile_each``), and each row's split, prefetch and
-unrolling variants on two small shapes whose columns do not divide into whole blocks. With sass
-and an empty Triton cache, minutes on 2 cores.
+unrolling variants on two small shapes whose columns do not divide into whole blocks and whose
+last K tile is half padding. With sass and an empty Triton cache, minutes on 2 cores.
 """
 
 import ml_collections
@@ -19,7 +19,7 @@ def get_config():
   c.shapes = "20b_gate_up,20b_down,120b_gate_up"  # SHAPES names or ExKxN[_swiglu]
   c.rows = "1,4,8,32,64,256,1024,4096,8192,16384"  # 8192: 20b's 256 rows per expert
   c.max_rows_one_tile_each = 256  # also fingerprint one tile a row (row_experts) up to this P
-  c.variant_shapes = "5x96x80_swiglu,3x200x48"  # each TABLE row's variants on these shapes
+  c.variant_shapes = "5x96x80_swiglu,3x224x48"  # each TABLE row's variants on these shapes
   c.variant_rows = 64
   c.variant_k_splits = "1,2,3"
   c.variant_prefetch = "0,1,2"

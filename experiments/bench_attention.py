@@ -98,8 +98,24 @@ def main(argv) -> None:
   del argv
   config = _CONFIG.value
   tilings = check_tilings(config.tilings)
-  for name in ("lengths", "decode_batches", "decode_contexts", "decode_programs"):
-    common.positive(f"--config.{name}", config[name], allow_empty=True)
+  measured = [common.positive(f"--config.{name}", config[name], allow_empty=True)
+              for name in ("lengths", "decode_batches")]
+  if not any(measured):
+    raise app.UsageError("--config.lengths and --config.decode_batches are both empty: nothing "
+                         "to measure")
+  for name in ("decode_contexts", "decode_programs"):
+    common.positive(f"--config.{name}", config[name], allow_empty=not config.decode_batches)
+  for name in ("kv_heads", "group", "head_dim"):
+    common.positive(f"--config.{name}", config[name])
+  if config.head_dim < 16 or config.head_dim & (config.head_dim - 1):  # a Triton block
+    raise app.UsageError(f"--config.head_dim must be a power of two >= 16, got {config.head_dim}")
+  try:
+    windows = common.csv_list(config.windows, int)
+  except ValueError:
+    windows = [-1]
+  if not windows or min(windows) < 0:
+    raise app.UsageError(f"--config.windows must be a comma list of ints >= 0 (0: full "
+                         f"attention), got {config.windows!r}")
   common.timing_fields(config)
   key = jax.random.PRNGKey(config.seed)
   _, config.bf16_flops_per_s = common.ceilings(bf16_flops_per_s=config.bf16_flops_per_s,

@@ -10,8 +10,8 @@ device in the packed layout (speed does not depend on their values; routing of r
 spreads tokens over experts much as trained routers do). Decode roofline: HBM bytes a step must
 read (`benchmarking.decode_step_bytes`); prefill roofline: matmul FLOPs at the bf16 ceiling.
 Each figure is the median of ``--config.bench.timed_runs`` runs after an untimed one (the
-printed range is theirs). Warm start: set ``--config.bench.compilation_cache_dir`` and run
-twice.
+lower middle of an even count, so that it is a run that happened; the printed range is
+theirs). Warm start: set ``--config.bench.compilation_cache_dir`` and run twice.
 ``--config.bench.kernel_options=prefetch=2``: KernelConfig fields replaced in every tuned
 config the model's grouped matmuls pick (as ``bench_kernel --config.kernel_options``); options
 that change the experts' results are refused before anything is timed.
@@ -174,15 +174,20 @@ def _print_row(r: dict) -> None:
         f"({r['fraction_of_roofline']:.1%})"
         + (f" | step {r['step_ms']:.2f} ms | compile {r['compile_s']:.1f} s"
            if r["kind"] == "decode" else "")
-        + f" | median of {len(runs)}, {min(runs):,.1f}-{max(runs):,.1f}", flush=True)
+        + f" | {'median' if len(runs) % 2 else 'lower middle'} of {len(runs)}, "
+        f"{min(runs):,.1f}-{max(runs):,.1f}", flush=True)
 
 
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
   bench = config.bench
-  for name in ("batch_sizes", "prefill_lengths"):
-    common.positive(f"--config.bench.{name}", bench[name], allow_empty=True)
+  measured = [common.positive(f"--config.bench.{name}", bench[name], allow_empty=True)
+              for name in ("batch_sizes", "prefill_lengths")]
+  if not any(measured):
+    raise app.UsageError("--config.bench.batch_sizes and --config.bench.prefill_lengths are both "
+                         "empty: nothing to measure")
+  common.seed("--config.seed", config.seed)
   for name in ("context", "decode_steps", "timed_runs"):
     common.positive(f"--config.bench.{name}", bench[name])
   # Before anything starts the GPU backend (resolving the MoE backend below does).

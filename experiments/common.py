@@ -124,9 +124,13 @@ def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0,
   """The rooflines' (bytes/s, bf16 FLOP/s): the given values, and for each one left 0 this
   device's from `DEVICE_CEILINGS` (the H100's on a device not listed there, said on stdout,
   naming the flags under ``flag_prefix`` that set the ceilings the caller ``used``)."""
+  given = dict(hbm_bytes_per_s=hbm_bytes_per_s, bf16_flops_per_s=bf16_flops_per_s)
+  for name, value in given.items():
+    if not value >= 0:  # NaN too
+      raise app.UsageError(f"{flag_prefix}{name} must be a rate > 0 (or 0: this device's), "
+                           f"got {value!r}")
   kind = jax.devices()[0].device_kind
   known = DEVICE_CEILINGS.get(kind)
-  given = dict(hbm_bytes_per_s=hbm_bytes_per_s, bf16_flops_per_s=bf16_flops_per_s)
   unset = [name for name in used if not given[name]]
   if known is None and unset:
     flags_to_pass = " and ".join(flag_prefix + name for name in unset)
@@ -314,6 +318,13 @@ def positive(flag: str, value, allow_empty: bool = False):
   if bad or not (values or allow_empty):
     raise app.UsageError(f"{flag} must be >= 1, got {bad[0] if bad else 'none'}")
   return values if isinstance(value, str) else value
+
+
+def seed(flag: str, value) -> int:
+  """A seed that every generator here takes (numpy's needs >= 0, a PRNGKey keeps 32 bits)."""
+  if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+    raise app.UsageError(f"{flag} must be an int in [0, 2**32), got {value!r}")
+  return value
 
 
 def timing_fields(config) -> None:

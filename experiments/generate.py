@@ -132,8 +132,7 @@ def main(argv) -> None:
   config = _CONFIG.value
   # The flags are checked before the model is built or loaded (minutes for a real one).
   params = _sampling_params()
-  if not 0 <= _SEED.value < 2**32:  # Generator.generate's range, before the model is built
-    raise app.UsageError(f"--seed must be in [0, 2**32), got {_SEED.value}")
+  common.seed("--seed", _SEED.value)  # Generator.generate's range, before the model is built
   common.positive("--max_new_tokens", _MAX_NEW.value)
   for name in ("max_len", "chunk"):
     common.positive(f"--config.{name}", config[name])

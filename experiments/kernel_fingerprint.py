@@ -36,16 +36,22 @@ _CONFIG = common.define_config("kernel_fingerprint.py")
 _EMBEDDED_IR = re.compile(r'ir = "(?:[^"\\]|\\.)*"')
 
 
-def parse_shape(name: str) -> tuple[int, int, int, str | None]:
-  """A `SHAPES` name, or ``"ExKxN"`` / ``"ExKxN_swiglu"`` -> (E, K, N, activation)."""
+def parse_shape(name: str, flag: str = "--config.shapes") -> tuple[int, int, int, str | None]:
+  """A `SHAPES` name, or ``"ExKxN"`` / ``"ExKxN_swiglu"`` -> (E, K, N, activation): E >= 1
+  experts, K a multiple of 32, and N (halved by the SwiGLU, so even) at least the kernel's 16
+  output columns."""
   if name in SHAPES:
     return SHAPES[name]
   match = re.fullmatch(r"(\d+)x(\d+)x(\d+)(_swiglu)?", name)
   if not match:
-    raise app.UsageError(f"--config.shapes: {name!r} is neither one of {sorted(SHAPES)} nor "
+    raise app.UsageError(f"{flag}: {name!r} is neither one of {sorted(SHAPES)} nor "
                          "ExKxN[_swiglu]")
   e, k, n = map(int, match.groups()[:3])
-  return e, k, n, "swiglu" if match.group(4) else None
+  swiglu = bool(match.group(4))
+  if e < 1 or k < 32 or k % 32 or (n // 2 if swiglu else n) < 16 or (swiglu and n % 2):
+    raise app.UsageError(f"{flag}: {name!r} needs E >= 1, K a multiple of 32 and at least 16 "
+                         "output columns (N / 2 with _swiglu, N even)")
+  return e, k, n, "swiglu" if swiglu else None
 
 
 def cases(config):
@@ -63,7 +69,7 @@ def cases(config):
                     prefetch=common.csv_list(config.variant_prefetch, int),
                     prefetch_scales=(False, True), unroll_split=(False, True))
   for name in common.csv_list(config.variant_shapes, str):
-    shape = parse_shape(name)
+    shape = parse_shape(name, "--config.variant_shapes")
     out_cols = shape[2] // 2 if shape[3] else shape[2]
     for row, (_, base) in enumerate(tuning.TABLE):
       block_n = tuning.narrowed_block_n(base.block_n, out_cols)
@@ -102,6 +108,19 @@ def main(argv) -> None:
   config = _CONFIG.value
   for name in ("rows", "variant_rows", "variant_k_splits", "max_rows_one_tile_each", "workers"):
     common.positive(f"--config.{name}", config[name])
+  # Every shape parsed before minutes of lowering, and at least one of them.
+  shapes = [parse_shape(name, f"--config.{field}") for field in ("shapes", "variant_shapes")
+            for name in common.csv_list(config[field], str)]
+  if not shapes:
+    raise app.UsageError("--config.shapes and --config.variant_shapes are both empty: nothing "
+                         "to fingerprint")
+  try:
+    prefetch = common.csv_list(config.variant_prefetch, int)
+  except ValueError:
+    prefetch = [-1]
+  if not prefetch or min(prefetch) < 0:
+    raise app.UsageError(f"--config.variant_prefetch must be a comma list of ints >= 0, got "
+                         f"{config.variant_prefetch!r}")
   if config.sass:
     common.require_triton("--config.sass")
   earlier = pathlib.Path(config.compare) / "fingerprints.json"

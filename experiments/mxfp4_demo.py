@@ -23,15 +23,21 @@ def _matrix(config) -> np.ndarray:
       w = np.load(config.input)
     except (OSError, ValueError) as e:  # missing, or not a .npy file
       raise app.UsageError(f"--config.input: {e}") from None
-    if w.ndim != 2 or w.shape[1] % mxfp4.BLOCK_SIZE:
-      raise app.UsageError(f"--config.input must hold a 2-D matrix whose K (shape[1]) is a "
-                           f"multiple of {mxfp4.BLOCK_SIZE}, got shape {w.shape}")
+    if not isinstance(w, np.ndarray):  # an .npz archive
+      raise app.UsageError(f"--config.input must be one .npy array, got {type(w).__name__}")
+    if w.dtype.kind not in "fiu":
+      raise app.UsageError(f"--config.input must hold real numbers, got {w.dtype}")
+    if w.ndim != 2 or w.shape[1] % mxfp4.BLOCK_SIZE or 0 in w.shape:
+      raise app.UsageError(f"--config.input must hold a non-empty 2-D matrix whose K (shape[1]) "
+                           f"is a multiple of {mxfp4.BLOCK_SIZE}, got shape {w.shape}")
+    if not np.isfinite(w).all() or np.abs(w).max() > np.finfo(np.float32).max:
+      raise app.UsageError("--config.input holds NaN, infinity or values beyond float32's range")
     return w.astype(np.float32)
   common.positive("--config.rows", config.rows)
   common.positive("--config.cols", config.cols)
   if config.cols % mxfp4.BLOCK_SIZE:
     raise app.UsageError(f"--config.cols={config.cols} must be a multiple of {mxfp4.BLOCK_SIZE}")
-  rng = np.random.default_rng(config.seed)
+  rng = np.random.default_rng(common.seed("--config.seed", config.seed))
   shape = (config.rows, config.cols)
   if config.distribution == "normal":
     return rng.standard_normal(shape).astype(np.float32) * 0.02
@@ -41,6 +47,11 @@ def _matrix(config) -> np.ndarray:
                        f"got {config.distribution!r}")
 
 
+def _relative(error_norm, norm) -> float:
+  """An all-zero matrix round-trips exactly: 0, not 0 / 0."""
+  return float(error_norm) / float(norm) if norm else 0.0
+
+
 def report(w: np.ndarray) -> dict:
   """Error statistics of MXFP4 round-tripping ``w`` along its last axis."""
   blocks, scales = mxfp4.quantize(w)
@@ -48,7 +59,7 @@ def report(w: np.ndarray) -> dict:
   error = restored - w
   return dict(
       shape=w.shape,
-      rel_frobenius_error=float(np.linalg.norm(error) / np.linalg.norm(w)),
+      rel_frobenius_error=_relative(np.linalg.norm(error), np.linalg.norm(w)),
       max_abs_error=float(np.abs(error).max()),
       mean_abs_error=float(np.abs(error).mean()),
       exact_fraction=float(np.mean(error == 0)),
@@ -62,6 +73,9 @@ def main(argv) -> None:
   del argv
   config = _CONFIG.value
   w = _matrix(config)
+  histogram = pathlib.Path(config.histogram) if config.histogram else None
+  if histogram and histogram.suffix.lower() not in (".png", ".pdf", ".svg"):
+    raise app.UsageError(f"--config.histogram must end in .png, .pdf or .svg, got {histogram}")
   stats = report(w)
   print(f"MXFP4 round trip of a {stats['shape'][0]}x{stats['shape'][1]} matrix "
         f"({'from ' + config.input if config.input else config.distribution + ' random'}) "
@@ -72,12 +86,12 @@ def main(argv) -> None:
   print(f"  bytes: bf16 {stats['bf16_bytes']:,} -> MXFP4 {stats['mxfp4_bytes']:,} "
         f"({stats['bf16_bytes'] / stats['mxfp4_bytes']:.2f}x smaller, "
         f"{mxfp4.BITS_PER_WEIGHT} bits per weight)")
-  if config.histogram:
+  if histogram:
     import matplotlib  # noqa: PLC0415
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    path = pathlib.Path(config.histogram)
+    path = histogram
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(stats["error"].ravel(), bins=200, log=True)

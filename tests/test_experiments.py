@@ -43,6 +43,36 @@ def test_mxfp4_demo_reads_a_given_matrix(tmp_path):
   assert f"16x96 matrix (from {path})" in result.stdout
 
 
+@pytest.mark.parametrize("matrix, message", [
+    ("npz", "--config.input must be one .npy array, got NpzFile"),
+    ("nan", "--config.input holds NaN, infinity or values beyond float32's range"),
+    ("huge", "--config.input holds NaN, infinity or values beyond float32's range"),
+    ("complex", "--config.input must hold real numbers, got complex128"),
+    ("empty", "--config.input must hold a non-empty 2-D matrix"),
+])
+def test_mxfp4_demo_names_a_matrix_it_cannot_quantize(tmp_path, matrix, message):
+  import numpy as np
+  w = np.ones((0 if matrix == "empty" else 2, 32), complex if matrix == "complex" else float)
+  if matrix in ("nan", "huge"):
+    w[0, 3] = np.nan if matrix == "nan" else 1e39
+  path = tmp_path / ("w.npz" if matrix == "npz" else "w.npy")
+  if matrix == "npz":
+    np.savez(path, w=w)
+  else:
+    np.save(path, w)
+  result = _run("experiments.mxfp4_demo", f"--config.input={path}")
+  assert result.returncode != 0
+  assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_mxfp4_demo_round_trips_zeros_exactly(tmp_path):
+  import numpy as np
+  np.save(tmp_path / "w.npy", np.zeros((2, 32), np.float32))
+  result = _run("experiments.mxfp4_demo", f"--config.input={tmp_path / 'w.npy'}")
+  assert result.returncode == 0, result.stderr
+  assert "relative error (Frobenius) 0.0000" in result.stdout
+
+
 def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
   result = _run("experiments.mxfp4_demo", "--config.cols=33")
   assert result.returncode != 0
@@ -61,7 +91,30 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
      "--config.bench.kernel_options: 'prefetch=x'"),
     (("generate", "--top_p=2"), "--top_p: top_p must be a number in (0, 1], got 2.0"),
     (("generate", "--top_p=0.9"), "with --temperature=0 (greedy) they do nothing"),
-    (("generate", "--temperature=1", "--seed=-1"), "--seed must be in [0, 2**32), got -1"),
+    (("generate", "--temperature=1", "--seed=-1"), "--seed must be an int in [0, 2**32), got -1"),
+    (("bench_e2e", "--config=configs/tiny.py", "--config.seed=-1"),
+     "--config.seed must be an int in [0, 2**32), got -1"),
+    (("bench_e2e", "--config=configs/tiny.py", "--config.bench.batch_sizes=",
+      "--config.bench.prefill_lengths="), "are both empty: nothing to measure"),
+    (("bench_e2e", "--config=configs/tiny.py", "--config.bench.hbm_bytes_per_s=-1"),
+     "--config.bench.hbm_bytes_per_s must be a rate > 0 (or 0: this device's), got -1.0"),
+    (("bench_attention", "--config.bf16_flops_per_s=-1"),
+     "--config.bf16_flops_per_s must be a rate > 0"),
+    (("bench_attention", "--config.windows=-8"), "--config.windows must be a comma list of ints"),
+    (("bench_attention", "--config.windows=abc"), "--config.windows must be a comma list of ints"),
+    (("bench_attention", "--config.head_dim=24"), "--config.head_dim must be a power of two"),
+    (("bench_attention", "--config.kv_heads=-1"), "--config.kv_heads must be >= 1, got -1"),
+    (("bench_attention", "--config.lengths="), "are both empty: nothing to measure"),
+    (("kernel_fingerprint", "--config.shapes=20b_down,3x200x48"),
+     "--config.shapes: '3x200x48' needs E >= 1, K a multiple of 32"),
+    (("kernel_fingerprint", "--config.variant_shapes=3x64x95_swiglu"),
+     "--config.variant_shapes: '3x64x95_swiglu' needs"),
+    (("kernel_fingerprint", "--config.variant_prefetch=-1"),
+     "--config.variant_prefetch must be a comma list of ints >= 0"),
+    (("kernel_fingerprint", "--config.shapes=", "--config.variant_shapes="),
+     "are both empty: nothing to fingerprint"),
+    (("mxfp4_demo", "--config.seed=-1"), "--config.seed must be an int in [0, 2**32), got -1"),
+    (("mxfp4_demo", "--config.histogram=x.txt"), "--config.histogram must end in .png"),
     (("mxfp4_demo", "--config.input=absent.npy"), "--config.input: [Errno 2]"),
     (("convert_checkpoint", "--config.checkpoint=x", "--config.output=pyproject.toml"),
      "--config.output: pyproject.toml exists and is not a directory"),
@@ -319,7 +372,7 @@ def test_bench_e2e_on_the_tiny_model(tmp_path):
   assert result.returncode == 0, result.stderr
   lines = [l for l in result.stdout.splitlines() if "tok/s" in l]
   assert [l.split()[0] for l in lines] == ["decode", "decode", "prefill"]
-  assert all("median of 2" in l for l in lines)
+  assert all("lower middle of 2" in l for l in lines)  # of an even count
   assert (tmp_path / "results.json").exists() and (tmp_path / "decode.png").exists()
   for case in ("decode_batch1", "decode_batch2", "prefill16"):  # one traced run of each
     assert list((tmp_path / "trace" / case).rglob("perfetto_trace.json.gz")), case
@@ -414,7 +467,7 @@ def test_kernel_fingerprint_names_the_cases_that_changed(tmp_path):
   """The same code fingerprints alike run to run; a case whose recorded kernel differs from
   today's is named, and the wrapper's fingerprint is compared on its own."""
   args = ("experiments.kernel_fingerprint", "--config.shapes=20b_down", "--config.rows=4",
-          "--config.variant_shapes=3x200x48", "--config.variant_k_splits=1",
+          "--config.variant_shapes=3x224x48", "--config.variant_k_splits=1",
           "--config.variant_prefetch=0")
   first = _run(*args, f"--config.output_dir={tmp_path / 'first'}")
   assert first.returncode == 0, first.stderr
