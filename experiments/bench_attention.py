@@ -109,13 +109,7 @@ def main(argv) -> None:
     common.positive(f"--config.{name}", config[name])
   if config.head_dim < 16 or config.head_dim & (config.head_dim - 1):  # a Triton block
     raise app.UsageError(f"--config.head_dim must be a power of two >= 16, got {config.head_dim}")
-  try:
-    windows = common.csv_list(config.windows, int)
-  except ValueError:
-    windows = [-1]
-  if not windows or min(windows) < 0:
-    raise app.UsageError(f"--config.windows must be a comma list of ints >= 0 (0: full "
-                         f"attention), got {config.windows!r}")
+  common.at_least("--config.windows", config.windows, 0)  # 0: full attention
   common.timing_fields(config)
   key = jax.random.PRNGKey(config.seed)
   _, config.bf16_flops_per_s = common.ceilings(bf16_flops_per_s=config.bf16_flops_per_s,

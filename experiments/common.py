@@ -306,18 +306,23 @@ def known_shapes(flag: str, names: list[str], top_k=None) -> list[str]:
   return names
 
 
-def positive(flag: str, value, allow_empty: bool = False):
+def at_least(flag: str, value, minimum: int, allow_empty: bool = False):
   """An int field, or a comma list of ints (a string, parsed) -> its value or list, each
-  checked to be >= 1 (and the list not empty unless ``allow_empty``); anything else is a
-  one-line usage error naming ``flag``."""
+  checked to be >= ``minimum`` (and the list not empty unless ``allow_empty``); anything else
+  is a one-line usage error naming ``flag``."""
   try:
     values = csv_list(value, int) if isinstance(value, str) else [value]
   except ValueError:
     raise app.UsageError(f"{flag}: {value!r} is not a comma-separated list of integers") from None
-  bad = [v for v in values if not v >= 1]
+  bad = [v for v in values if not v >= minimum]
   if bad or not (values or allow_empty):
-    raise app.UsageError(f"{flag} must be >= 1, got {bad[0] if bad else 'none'}")
+    raise app.UsageError(f"{flag} must be >= {minimum}, got {bad[0] if bad else 'none'}")
   return values if isinstance(value, str) else value
+
+
+def positive(flag: str, value, allow_empty: bool = False):
+  """`at_least` 1."""
+  return at_least(flag, value, 1, allow_empty)
 
 
 def seed(flag: str, value) -> int:

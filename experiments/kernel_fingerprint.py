@@ -114,13 +114,7 @@ def main(argv) -> None:
   if not shapes:
     raise app.UsageError("--config.shapes and --config.variant_shapes are both empty: nothing "
                          "to fingerprint")
-  try:
-    prefetch = common.csv_list(config.variant_prefetch, int)
-  except ValueError:
-    prefetch = [-1]
-  if not prefetch or min(prefetch) < 0:
-    raise app.UsageError(f"--config.variant_prefetch must be a comma list of ints >= 0, got "
-                         f"{config.variant_prefetch!r}")
+  common.at_least("--config.variant_prefetch", config.variant_prefetch, 0)
   if config.sass:
     common.require_triton("--config.sass")
   earlier = pathlib.Path(config.compare) / "fingerprints.json"
