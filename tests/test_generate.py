@@ -233,6 +233,8 @@ def test_bad_arguments_fail_before_work(model, generator):
   for prompts, kind in (((p for p in [[1, 2], [3]]), "generator"), (None, "NoneType")):
     with pytest.raises(ValueError, match=f"prompts must be a list of prompts .*, got {kind}"):
       generator.generate(prompts, max_new_tokens=5)
+  for prompts in (np.array([[1, 2], [3, 4]]), jnp.array([[1, 2], [3, 4]]), ([1, 2], [3])):
+    generator.check_prompts(prompts, 5)  # arrays of prompts and tuples are sequences of prompts
   with pytest.raises(ValueError, match=r"prompts\[0\] must be a list of token ids, got 1"):
     generator.generate([1, 2, 3], max_new_tokens=5)  # one prompt, not wrapped in a list
   for bad in (0, 2.5):

@@ -186,7 +186,7 @@ class Generator:
   def check_prompts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
     """Raises ValueError, before any work, when the prompts cannot be generated from: the
     embedding would take an id outside the vocabulary without a word (XLA clamps the index)."""
-    if not isinstance(prompts, (Sequence, np.ndarray)):  # a generator would be used up here
+    if not isinstance(prompts, (Sequence, np.ndarray, jax.Array)):  # a generator would be used up
       raise ValueError(f"prompts must be a list of prompts (lists of token ids), got "
                        f"{type(prompts).__name__}")
     if len(prompts) == 0:
