@@ -258,8 +258,11 @@ def test_quantize_rejects_non_finite(bad):
 def test_quantize_names_float64_values_beyond_float32():
   w = np.zeros((2, 32))
   w[0, 3] = -1e39
-  with pytest.raises(ValueError, match="quantize: w holds 1e\\+39, beyond float32's range"):
-    fmt.quantize(w)
+  for host in (w, w.tolist()):
+    with pytest.raises(ValueError, match="quantize: w holds -1e\\+39, beyond float32's range"):
+      fmt.quantize(host)
+  w[0, 3] = np.nextafter(np.float64(np.finfo(np.float32).max), np.inf)  # rounds to float32's max
+  assert int(fmt.quantize(w)[1][0, 0]) == 127 + 127 - 2  # 2**127 * 1.99.., scale 2**(127 - 2)
 
 
 def test_quantize_rejects_integers_and_scalars():

@@ -254,16 +254,18 @@ def quantize(w, axis: int = -1) -> tuple[jax.Array, jax.Array]:
   (2**-125) so that every scale is one the kernel decodes exactly; blocks below that magnitude
   round toward zero. Blocks holding a magnitude of 16 or more get scales above
   ``KERNEL_SCALE_MAX``, which `layout.pack` rejects. ``axis`` is moved last: for ``w[N, K]``
-  with ``axis=-1`` the result is ``blocks[N, K/32, 16]``, ``scales[N, K/32]``. NaN and
-  infinity are an error when ``w`` is concrete; under a trace they cannot be checked and give
-  meaningless blocks.
+  with ``axis=-1`` the result is ``blocks[N, K/32, 16]``, ``scales[N, K/32]``. NaN,
+  infinity and (on the host) values past float32's range are an error when ``w`` is concrete;
+  under a trace they cannot be checked and give meaningless blocks.
   """
-  host = np.asarray(w) if isinstance(w, (np.ndarray, np.generic)) else None
-  if host is not None and host.dtype.kind == "f" and host.size:
-    # JAX computes in float32, where these would turn to infinity; no E8M0 scale reaches them.
-    largest = np.abs(host[np.isfinite(host)]).max(initial=0)
-    if largest > np.finfo(np.float32).max:
-      raise ValueError(f"quantize: w holds {largest:.3g}, beyond float32's range")
+  if not isinstance(w, jax.Array):
+    # JAX computes in float32, where a finite float64 past its range turns to infinity.
+    w = np.asarray(w)
+    if w.dtype.kind == "f":
+      with np.errstate(over="ignore"):
+        overflows = np.isfinite(w) & np.isinf(w.astype(np.float32))
+      if overflows.any():
+        raise ValueError(f"quantize: w holds {w[overflows].flat[0]:.3g}, beyond float32's range")
   w = jnp.asarray(w)
   if not jnp.issubdtype(w.dtype, jnp.floating):
     raise TypeError(f"quantize: w must be a float array, got {w.dtype}")
