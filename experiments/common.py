@@ -326,7 +326,7 @@ def positive(flag: str, value, allow_empty: bool = False):
 
 
 def seed(flag: str, value) -> int:
-  """A seed that every generator here takes (numpy's needs >= 0, a PRNGKey keeps 32 bits)."""
+  """A seed for numpy's generator (>= 0) that a PRNGKey also takes whole (it keeps 32 bits)."""
   if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
     raise app.UsageError(f"{flag} must be an int in [0, 2**32), got {value!r}")
   return value

@@ -30,9 +30,11 @@ def _matrix(config) -> np.ndarray:
     if w.ndim != 2 or w.shape[1] % mxfp4.BLOCK_SIZE or 0 in w.shape:
       raise app.UsageError(f"--config.input must hold a non-empty 2-D matrix whose K (shape[1]) "
                            f"is a multiple of {mxfp4.BLOCK_SIZE}, got shape {w.shape}")
-    if not np.isfinite(w).all() or np.abs(w).max() > np.finfo(np.float32).max:
+    with np.errstate(over="ignore"):
+      w32 = w.astype(np.float32)
+    if not np.isfinite(w32).all():
       raise app.UsageError("--config.input holds NaN, infinity or values beyond float32's range")
-    return w.astype(np.float32)
+    return w32
   common.positive("--config.rows", config.rows)
   common.positive("--config.cols", config.cols)
   if config.cols % mxfp4.BLOCK_SIZE:
@@ -74,8 +76,13 @@ def main(argv) -> None:
   config = _CONFIG.value
   w = _matrix(config)
   histogram = pathlib.Path(config.histogram) if config.histogram else None
-  if histogram and histogram.suffix.lower() not in (".png", ".pdf", ".svg"):
-    raise app.UsageError(f"--config.histogram must end in .png, .pdf or .svg, got {histogram}")
+  if histogram:  # checked before the work, not by savefig after it
+    from matplotlib.backend_bases import FigureCanvasBase  # noqa: PLC0415
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if histogram.suffix.lower().lstrip(".") not in formats:
+      raise app.UsageError(f"--config.histogram must end in one of matplotlib's formats "
+                           f"({', '.join(sorted(formats))}), got {histogram}")
   stats = report(w)
   print(f"MXFP4 round trip of a {stats['shape'][0]}x{stats['shape'][1]} matrix "
         f"({'from ' + config.input if config.input else config.distribution + ' random'}) "

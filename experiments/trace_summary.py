@@ -6,7 +6,7 @@
 
 Reads the ``perfetto_trace.json.gz`` that ``jax.profiler.trace(create_perfetto_trace=True)``
 writes. "busy" is the union of kernel intervals on the GPU's streams, "span" the first kernel's
-start to the last one's end: a span much longer than busy means the GPU waited (launch gaps,
+start to the latest end: a span much longer than busy means the GPU waited (launch gaps,
 host syncs). ``--steps`` divides every figure but the idle gaps' (whole trace) by the decode steps the trace
 covers. The second
 table keeps each fusion apart by its kernel's own name (the router's ``input_reduce_fusion_7``
@@ -64,7 +64,7 @@ def busy_and_span_us(events: list[dict]) -> tuple[float, float]:
       busy, start = busy + end - start, s
     end = max(end, e)
   busy += end - start
-  return busy, max(e for _, e in intervals) - intervals[0][0]  # the latest end, not the last
+  return busy, end - intervals[0][0]  # the latest end, which the last to start may not be
 
 
 def idle_gaps(events: list[dict], top: int) -> list[str]:
@@ -108,6 +108,8 @@ def summarize(path, steps: int = 1, top: int = 25) -> str:
       trace = json.load(f)
   except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:
     raise ValueError(f"--trace={path}: {found} is not a gzipped JSON trace ({e})") from None
+  if not (isinstance(trace, dict) and isinstance(trace.get("traceEvents"), list)):
+    raise ValueError(f"--trace={path}: {found} is not a gzipped JSON trace (no traceEvents list)")
   events = device_kernels(trace)
   if not events:
     raise ValueError(f"--trace={path}: no GPU events in the trace")

@@ -115,7 +115,8 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
     (("kernel_fingerprint", "--config.shapes=", "--config.variant_shapes="),
      "are both empty: nothing to fingerprint"),
     (("mxfp4_demo", "--config.seed=-1"), "--config.seed must be an int in [0, 2**32), got -1"),
-    (("mxfp4_demo", "--config.histogram=x.txt"), "--config.histogram must end in .png"),
+    (("mxfp4_demo", "--config.histogram=x.txt"),
+     "--config.histogram must end in one of matplotlib's formats ("),
     (("mxfp4_demo", "--config.input=absent.npy"), "--config.input: [Errno 2]"),
     (("convert_checkpoint", "--config.checkpoint=x", "--config.output=pyproject.toml"),
      "--config.output: pyproject.toml exists and is not a directory"),
@@ -646,13 +647,18 @@ def test_trace_summary_span_ends_at_the_latest_end(tmp_path):
 @pytest.mark.parametrize("case, message", [
     ("empty", "no GPU events in the trace"),
     ("not_gzip", "is not a gzipped JSON trace"),
+    ("not_trace", "is not a gzipped JSON trace (no traceEvents list)"),
     ("top", "--top must be >= 1, got 0"),
 ])
 def test_trace_summary_bad_input_is_a_one_line_error(tmp_path, case, message):
+  import gzip
   trace = tmp_path / "perfetto_trace.json.gz"
   _write_trace(trace, [dict(ph="X", pid=2, tid=7, ts=0, dur=1, name="k")] if case == "top" else [])
   if case == "not_gzip":
     trace.write_text("{}")
+  if case == "not_trace":
+    with gzip.open(trace, "wt") as f:
+      f.write("[1]")
   result = _run("experiments.trace_summary", f"--trace={tmp_path}",
                 *(["--top=0"] if case == "top" else []))
   assert result.returncode != 0
