@@ -216,9 +216,10 @@ def test_bad_forward_arguments_error():
       model(jnp.array([[1, 2, bad]], jnp.int32))
   # Host int64 ids past int32 would wrap into the vocabulary (2**32 + 5 -> 5) in jnp.asarray.
   for tokens in (np.array([[2**32 + 5, 7]]), [[2**32 + 5, 7]], np.array([[2**31 + 5]])):
-    with pytest.raises(ValueError, match=r"tokens hold values from \d+ to \d+, outside int32"):
+    with pytest.raises(ValueError, match=r"tokens holds values outside int32: from \d+ to \d+"):
       model(tokens)
-  with pytest.raises(ValueError, match=r"positions hold values from 0 to 4294967296, outside"):
+  with pytest.raises(ValueError,
+                     match=r"positions holds values outside int32: from 0 to 4294967296"):
     model.forward(np.ones((1, 2), np.int32), np.array([[0, 2**32]]))
   tokens = np.ones((1, 4), np.int32)
   positions = np.arange(4, dtype=np.int32)[None]

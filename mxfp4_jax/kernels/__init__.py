@@ -68,7 +68,7 @@ def _check_row_experts(row_experts, num_rows: int, num_experts: int) -> None:
   check_experts_in_range(row_experts, num_experts, "row_experts")
 
 
-def _check_int32_range(**arrays) -> None:
+def check_int32_range(**arrays) -> None:
   """Host integers past int32, which jnp.asarray would wrap before the value checks see them."""
   for name, a in arrays.items():
     if a is None or isinstance(a, jax.Array):
@@ -131,7 +131,7 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
   Returns:
     ``[P, N]`` (``[P, N / 2]`` with SwiGLU) of ``out_dtype``.
   """
-  _check_int32_range(group_sizes=group_sizes, row_experts=row_experts)
+  check_int32_range(group_sizes=group_sizes, row_experts=row_experts)
   as_array = lambda a: None if a is None else jnp.asarray(a)
   x, group_sizes, row_weights, row_experts = map(as_array, (x, group_sizes, row_weights,
                                                             row_experts))
@@ -198,4 +198,4 @@ def _reference_backward(static, inputs, out_cotangent):
 _pallas_with_reference_gradient.defvjp(_kernel_forward, _reference_backward)
 
 
-__all__ = ["KernelConfig", "grouped_matmul", "pick_config", "swiglu"]
+__all__ = ["KernelConfig", "check_int32_range", "grouped_matmul", "pick_config", "swiglu"]

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mxfp4_jax.kernels import grouped_matmul
+from mxfp4_jax.kernels import check_int32_range, grouped_matmul
 from mxfp4_jax.kernels.flash_attention import (decode_attention_update, flash_attention,
                                                visible_keys)
 from mxfp4_jax.kernels.router import PRODUCT_AS_SUM_TOKENS, route, route_normalized
@@ -341,9 +341,7 @@ def _as_ids(name: str, a) -> jax.Array:
   into the vocabulary as 5."""
   if not isinstance(a, jax.Array):
     a = np.asarray(a)
-    if a.dtype.kind in "iu" and a.size and not (np.iinfo(np.int32).min <= a.min()
-                                                and a.max() <= np.iinfo(np.int32).max):
-      raise ValueError(f"{name} hold values from {a.min()} to {a.max()}, outside int32")
+    check_int32_range(**{name: a})
   if a.ndim != 2 or not jnp.issubdtype(a.dtype, jnp.integer):
     raise ValueError(f"{name} must be an int array [batch, seq], got {a.dtype}{list(a.shape)}")
   return jnp.asarray(a)
