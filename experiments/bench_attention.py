@@ -98,11 +98,7 @@ def main(argv) -> None:
   del argv
   config = _CONFIG.value
   tilings = check_tilings(config.tilings)
-  measured = [common.positive(f"--config.{name}", config[name], allow_empty=True)
-              for name in ("lengths", "decode_batches")]
-  if not any(measured):
-    raise app.UsageError("--config.lengths and --config.decode_batches are both empty: nothing "
-                         "to measure")
+  common.positive_pair(config, ("lengths", "decode_batches"))
   for name in ("decode_contexts", "decode_programs"):
     common.positive(f"--config.{name}", config[name], allow_empty=not config.decode_batches)
   for name in ("kv_heads", "group", "head_dim"):

@@ -182,11 +182,7 @@ def main(argv) -> None:
   del argv
   config = _CONFIG.value
   bench = config.bench
-  measured = [common.positive(f"--config.bench.{name}", bench[name], allow_empty=True)
-              for name in ("batch_sizes", "prefill_lengths")]
-  if not any(measured):
-    raise app.UsageError("--config.bench.batch_sizes and --config.bench.prefill_lengths are both "
-                         "empty: nothing to measure")
+  common.positive_pair(bench, ("batch_sizes", "prefill_lengths"), "--config.bench.")
   common.seed("--config.seed", config.seed)
   for name in ("context", "decode_steps", "timed_runs"):
     common.positive(f"--config.bench.{name}", bench[name])

@@ -325,6 +325,16 @@ def positive(flag: str, value, allow_empty: bool = False):
   return at_least(flag, value, 1, allow_empty)
 
 
+def positive_pair(config, names: tuple[str, str], prefix: str = "--config.") -> list[list[int]]:
+  """Two comma lists of ints >= 1 (`positive`) of which one may be empty, not both: a run with
+  neither measures nothing."""
+  lists = [positive(prefix + name, config[name], allow_empty=True) for name in names]
+  if not any(lists):
+    raise app.UsageError(f"{prefix}{names[0]} and {prefix}{names[1]} are both empty: nothing to "
+                         "measure")
+  return lists
+
+
 def seed(flag: str, value) -> int:
   """A seed for numpy's generator (>= 0) that a PRNGKey also takes whole (it keeps 32 bits)."""
   if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:

@@ -98,16 +98,15 @@ def main(argv) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    path = histogram
-    path.parent.mkdir(parents=True, exist_ok=True)
+    histogram.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(stats["error"].ravel(), bins=200, log=True)
     ax.set_xlabel("quantization error (dequantized - original)")
     ax.set_ylabel("count")
     ax.set_title("MXFP4 round-trip error")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"  histogram: {path}")
+    fig.savefig(histogram, dpi=120)
+    print(f"  histogram: {histogram}")
 
 
 if __name__ == "__main__":
