@@ -104,17 +104,18 @@ def test_decode_over_a_ring_cache_matches_float64_oracle(rng, window, num_progra
   assert rel_err(out, ref) < 1e-2
 
 
-@pytest.mark.parametrize("window, num_programs, slots, slot, block_k, norm", [
-    (None, 64, 96, 50, 32, False),  # 3 shares of 1 block (the slot in the middle one), merged
-    (None, 1, 96, 95, 32, True),  # one share of 3 blocks, normalised in the kernel; the last slot
-    (40, 8, 288, 7, 16, True),  # 2 shares of 9 blocks, looped; the window ends inside the ring
-    (None, 64, 128, 0, 32, False),  # 4 shares of 1 block, the first slot
-    (None, 64, 64, 33, 32, False)])  # 2 blocks: one share (UNSPLIT_BLOCKS)
+@pytest.mark.parametrize("window, num_programs, slots, slot, block_k, norm, laps", [
+    (None, 64, 96, 50, 32, False, 3),  # 3 shares of 1 block (the slot in the middle one), merged
+    (None, 1, 96, 95, 32, True, -1),  # one share of 3 blocks, normalised in the kernel; last slot
+    (40, 8, 288, 7, 16, True, 3),  # 2 shares of 9 blocks, looped; the window ends inside the ring
+    (None, 64, 128, 0, 32, False, -2),  # 4 shares of 1 block, the first slot (step -256)
+    (None, 64, 64, 33, 32, False, 0)])  # 2 blocks: one share (UNSPLIT_BLOCKS)
 def test_decode_update_rotates_stores_and_attends(rng, window, num_programs, slots, slot,
-                                                  block_k, norm):
+                                                  block_k, norm, laps):
   """decode_attention_update against the norm's 1/RMS, the bias, RoPE, the cache write and
   attention done apart in float64: the slot's old key is not seen, the new key is, every other
-  slot keeps its bytes."""
+  slot keeps its bytes. The step is ``slot + laps * slots``, its slot ``step % slots`` as Python
+  takes it: step -1 is the last slot."""
   b, kv_heads, group, head_dim = 2, 2, 3, 32
   heads = kv_heads * group
   qkv = jnp.asarray(rng.standard_normal((b, heads + 2 * kv_heads, head_dim)), jnp.bfloat16)
@@ -132,7 +133,7 @@ def test_decode_update_rotates_stores_and_attends(rng, window, num_programs, slo
   eps = 0.25
   out, new_k, new_v, new_pos = decode_attention_update(
       qkv, jnp.asarray(cos, jnp.float32), jnp.asarray(sin, jnp.float32), k, v,
-      jnp.asarray(q_pos), jnp.asarray(k_pos), jnp.int32(slot + 3 * slots), sinks, bias,
+      jnp.asarray(q_pos), jnp.asarray(k_pos), jnp.int32(slot + laps * slots), sinks, bias,
       norm_rows, norm_eps=eps, window=window, block_k=block_k, num_programs=num_programs,
       interpret=INTERPRET)
 

@@ -234,7 +234,8 @@ def _decode_kernel(q_ref, k_ref, v_ref, k_pos_ref, q_pos_ref, sinks_ref, *refs,
     own = jnp.full((1,), num_heads + kv_head, jnp.int32)
     new_k = rotated(own)  # [1, hd]
     new_v = projection(own + num_heads // group, cols).astype(jnp.bfloat16)
-    slot = lax.rem(step_ref[0], k_ref.shape[0])  # the ring's slot for this step
+    slots = k_ref.shape[0]
+    slot = lax.rem(lax.rem(step_ref[0], slots) + slots, slots)  # step % S as Python takes it
   else:
     q = q_ref[row, heads, :].astype(jnp.bfloat16)  # [rows, hd]
   num_blocks = k_ref.shape[0] // block_k
@@ -355,7 +356,8 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
     k, v: ``[B, S, K, hd]`` and k_positions ``[B, S]``: the cache, updated in place (aliased to
       the outputs: under ``jit`` with the cache donated or carried, no copy).
     q_positions: ``[B]`` int, each row's new position.
-    step: int scalar >= 0, the step's global index: its slot is ``step % S`` (a ring).
+    step: int scalar, the step's global index: its slot is ``step % S`` (a ring; Python's
+      modulo, so a negative step counts back from the last slot).
     sinks, window and the launch arguments: as in `decode_attention`.
     qkv_bias: optional ``[(H + 2K) hd]``, added to qkv in the kernel (so that the projection
       runs without a bias epilogue, which cuBLAS implements as a copy of the bias first).
