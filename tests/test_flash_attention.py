@@ -322,3 +322,18 @@ def test_decode_attention_and_its_merge_lower_to_triton_for_h100(lowered_for_h10
                               lowering_platforms=("cuda",)).as_text()
   assert [ok for ok, _ in lowered_for_h100] == [True, True]
   assert "decode_attention_sinks" in text and "decode_attention_merge" in text
+
+
+def test_decode_update_lowers_to_triton_for_h100(lowered_for_h100):
+  """The model's decode-step kernel, lowered (not compiled) for CUDA at GPT-OSS's shapes: the
+  norm's RMS, the bias, RoPE and the cache write in the attention kernel, then the merge."""
+  sds = jax.ShapeDtypeStruct
+  cache = sds((1, 1088, 8, 64), jnp.bfloat16)
+  table = sds((1, 32), jnp.float32)
+  text = jax.jit(decode_attention_update).trace(
+      sds((1, 80, 64), jnp.bfloat16), table, table, cache, cache, sds((1,), jnp.int32),
+      sds((1, 1088), jnp.int32), sds((), jnp.int32), sds((8, 8), jnp.float32),
+      sds((80 * 64,), jnp.bfloat16), sds((1, 2880), jnp.bfloat16)).lower(
+          lowering_platforms=("cuda",)).as_text()
+  assert [ok for ok, _ in lowered_for_h100] == [True, True]
+  assert "decode_attention_sinks" in text and "decode_attention_merge" in text
