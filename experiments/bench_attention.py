@@ -25,7 +25,7 @@ from absl import app
 
 from experiments import common
 from mxfp4_jax import benchmarking
-from mxfp4_jax.kernels.flash_attention import decode_attention, flash_attention
+from mxfp4_jax.kernels.flash_attention import check_block, decode_attention, flash_attention
 from mxfp4_jax.model.gpt_oss import attend, cache_slots, decode_block
 
 _CONFIG = common.define_config("bench_attention.py")
@@ -103,8 +103,10 @@ def main(argv) -> None:
     common.positive(f"--config.{name}", config[name], allow_empty=not config.decode_batches)
   for name in ("kv_heads", "group", "head_dim"):
     common.positive(f"--config.{name}", config[name])
-  if config.head_dim < 16 or config.head_dim & (config.head_dim - 1):  # a Triton block
-    raise app.UsageError(f"--config.head_dim must be a power of two >= 16, got {config.head_dim}")
+  try:  # the kernels' own rule for a size they tile by
+    check_block("--config.head_dim", config.head_dim)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   common.at_least("--config.windows", config.windows, 0)  # 0: full attention
   common.timing_fields(config)
   key = jax.random.PRNGKey(config.seed)

@@ -107,10 +107,10 @@ def check_args(q, k, v, positions, sinks) -> None:
   check_float(q=q, k=k, v=v)
   _check_int("positions", positions, (b, t))
   _check_sinks(sinks, kv_heads, group)
-  _check_block("head_dim", head_dim)
+  check_block("head_dim", head_dim)
 
 
-def _check_block(name: str, block: int) -> None:
+def check_block(name: str, block: int) -> None:
   """Sizes the kernels load or tile by (block sizes, head_dim) must be Triton block shapes."""
   if block < 16 or block & (block - 1):
     raise ValueError(f"{name} must be a power of two >= 16 (a Triton block), got {block}")
@@ -159,7 +159,7 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
   _check_window(window)
   check_runs_here("flash_attention", interpret)
   for name, block in (("block_q", block_q), ("block_k", block_k)):
-    _check_block(name, block)
+    check_block(name, block)
   b, t, kv_heads, group, head_dim = q.shape
   out_dtype, (q, k, v) = q.dtype, (a.astype(jnp.bfloat16) for a in (q, k, v))
   heads = kv_heads * group
@@ -412,8 +412,8 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
 def _check_decode_args(k, v, q_positions, k_positions, sinks, *, b, kv_heads, group, head_dim,
                        block_k, window):
   """`check_args` for the decode kernels: the cache, the positions, the sinks and the window."""
-  _check_block("head_dim", head_dim)
-  _check_block("block_k", block_k)
+  check_block("head_dim", head_dim)
+  check_block("block_k", block_k)
   slots = k.shape[1] if k.ndim == 4 else -1
   if k.shape != (b, slots, kv_heads, head_dim) or v.shape != k.shape:
     raise ValueError(f"k and v must have shape [{b}, slots, {kv_heads}, {head_dim}] to match the "
