@@ -268,6 +268,16 @@ def test_bad_arguments_fail_before_work(model, generator):
       generator.generate([[1]], max_new_tokens=2, seed=seed)
   with pytest.raises(ValueError, match="params must be a SamplingParams, got None"):
     generator.generate([[1]], max_new_tokens=2, params=None)
+  # Both are first used after the prefill has run.
+  with pytest.raises(ValueError, match="on_tokens must be a callable or None, got 5"):
+    generator.generate([[1]], max_new_tokens=2, on_tokens=5)
+  for trace in (5, (0,), (-1, contextlib.nullcontext), (0, "trace")):
+    with pytest.raises(ValueError, match="trace must be \\(chunk number >= 0, a callable"):
+      generator.generate([[1]], max_new_tokens=2, trace=trace)
+  with pytest.raises(ValueError, match="model must be a GptOss, got str"):
+    Generator("not a model", max_len=64)
+  with pytest.raises(ValueError, match="params must be a SamplingParams, got {'temperature': 0}"):
+    sample(jnp.zeros((1, 4)), jax.random.PRNGKey(0), {"temperature": 0})
 
 
 def test_sampled_ids_stay_below_the_token_limit(model):

@@ -1,5 +1,6 @@
 """Harmony prompts match the spec byte for byte; parsing and streaming agree and hide analysis."""
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -88,6 +89,12 @@ def test_render_prompt_errors():
   for bad in ({"role": "user", "content": "hi"}, ("user", "hi", "x"), "hi", ("user", None)):
     with pytest.raises(ValueError, match=r"messages\[1\] must be a \(role, content\) pair"):
       render_prompt([("user", "ok"), bad])
+  for bad in (None, "hi", 5):
+    with pytest.raises(ValueError, match=r"messages must be a sequence of \(role, content\)"):
+      render_prompt(bad)
+  for name in ("system_message", "developer_message", "knowledge_cutoff", "current_date"):
+    with pytest.raises(ValueError, match=f"{name} must be a string or None, got \\['x'\\]"):
+      render_prompt([("user", "hi")], **{name: ["x"]})  # not its repr written into the prompt
 
 
 def _ids(text: str) -> list[int]:
@@ -221,6 +228,21 @@ def test_stream_shows_marker_beginnings_at_once_and_waits_for_split_characters()
   assert truncated.feed(_ids("<|channel|>final<|message|>x") + euro[:2]) == "x"
   assert truncated.finish() == "\ufffd"  # as decoding all the ids gives it
   assert final_text(truncated.messages) == tok.decode(_plain("x") + euro[:2])
+
+
+def test_streams_take_token_ids_only():
+  """int() would read 1.9 as token 1 and True as 1, and text as its characters: errors."""
+  tok = tiny_tokenizer()
+  ids = _ids("<|channel|>final<|message|>Paris<|return|>")
+  assert final_text(parse_completion(tok, np.asarray(ids))) == "Paris"  # NumPy ints are ids
+  for bad, shown in (([i + 0.9 for i in ids], r"ids\[0\] = \d+\.9"), ([True], r"ids\[0\] = True")):
+    with pytest.raises(ValueError, match=f"{shown} is not a token id"):
+      parse_completion(tok, bad)
+  for bad in ("abc", 1.5, None):
+    with pytest.raises(ValueError, match="ids must be a token id or a sequence of them"):
+      ChannelStream(tok).feed(bad)
+  with pytest.raises(ValueError, match=r"ids\[0\] = True is not a token id"):
+    ChannelStream(tok).feed(True)
 
 
 # Message text: any characters but "[" (the reasoning headers' bracket) and lone surrogates (no

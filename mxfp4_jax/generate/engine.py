@@ -120,6 +120,8 @@ class Generator:
   def __init__(self, model: GptOss, *, max_len: int, stop_ids: Sequence[int] = (),
                pad_id: int = 0, chunk: int = 16, prefill_tokens: int = PREFILL_TOKENS,
                token_limit: int | None = None):
+    if not isinstance(model, GptOss):
+      raise ValueError(f"model must be a GptOss, got {type(model).__name__}")
     vocab = model.cfg.vocab_size
     for name, value in (("max_len", max_len), ("chunk", chunk), ("prefill_tokens", prefill_tokens)):
       _check_count(name, value)
@@ -222,6 +224,13 @@ class Generator:
       raise ValueError(f"params must be a SamplingParams, got {params!r:.60}")
     if not (_is_int(seed) and 0 <= seed < 2**32):  # PRNGKey keeps 32 bits: 2**32 would alias 0
       raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
+    # Both are first used after the prefill has compiled and run: checked now.
+    if on_tokens is not None and not callable(on_tokens):
+      raise ValueError(f"on_tokens must be a callable or None, got {on_tokens!r:.60}")
+    if trace is not None and not (isinstance(trace, tuple) and len(trace) == 2
+                                  and _is_int(trace[0]) and trace[0] >= 0 and callable(trace[1])):
+      raise ValueError("trace must be (chunk number >= 0, a callable that returns a context "
+                       f"manager) or None, got {trace!r:.60}")
     stats = GenerationStats(prompt_tokens=sum(len(p) for p in prompts))
     tokens, positions = left_pad(prompts, self.pad_id)
     key = jax.random.PRNGKey(seed)

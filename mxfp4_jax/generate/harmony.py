@@ -45,6 +45,13 @@ def _prompt_pieces(messages, *, reasoning_effort="medium", system_message=None,
   if reasoning_effort not in REASONING_EFFORTS:
     raise ValueError(f"reasoning_effort must be one of {REASONING_EFFORTS}, "
                      f"got {reasoning_effort!r}")
+  texts = dict(system_message=system_message, developer_message=developer_message,
+               knowledge_cutoff=knowledge_cutoff, current_date=current_date)
+  for name, text in texts.items():
+    if text is not None and not isinstance(text, str):
+      raise ValueError(f"{name} must be a string or None, got {text!r:.60}")
+  if isinstance(messages, (str, bytes)) or not hasattr(messages, "__iter__"):
+    raise ValueError(f"messages must be a sequence of (role, content) pairs, got {messages!r:.60}")
   top = [MODEL_IDENTITY if system_message is None else system_message]
   if knowledge_cutoff:
     top.append(f"Knowledge cutoff: {knowledge_cutoff}")
@@ -94,6 +101,20 @@ def encode_prompt(tokenizer, messages, **options) -> list[int]:
     else:
       ids += tokenizer.encode(piece, allow_special=False)
   return ids
+
+
+def _token_ids(ids) -> list[int]:
+  """One token id or a sequence of them, as ints. A bool, a float or text is an error: ``int()``
+  would read 1.9 as token 1."""
+  if isinstance(ids, numbers.Integral):
+    ids = [ids]
+  if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+    raise ValueError(f"ids must be a token id or a sequence of them, got {ids!r:.60}")
+  ids = list(ids)
+  for k, i in enumerate(ids):
+    if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+      raise ValueError(f"ids[{k}] = {i!r:.60} is not a token id (an int)")
+  return [int(i) for i in ids]
 
 
 def stop_token_ids(tokenizer) -> tuple[int, ...]:
@@ -235,11 +256,8 @@ class ChannelStream:
 
   def feed(self, ids) -> str:
     """The visible text that ``ids`` (one token id or a sequence of them) completes (often "")."""
-    if isinstance(ids, numbers.Integral):
-      ids = [ids]
     out = []
-    for i in ids:
-      i = int(i)
+    for i in _token_ids(ids):
       name = self._markers.get(i)
       if name is None:
         self._run.append(i)

@@ -34,6 +34,8 @@ class SamplingParams:
 
 def sample(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Array:
   """logits [B, V] float32 -> token ids [B] int32."""
+  if not isinstance(params, SamplingParams):
+    raise ValueError(f"params must be a SamplingParams, got {params!r:.60}")
   if params.temperature < jnp.finfo(jnp.float32).tiny:  # a denormal divisor flushes to 0: 0 / 0
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   # Shifted so that the largest is 0 first: a tiny temperature then leaves the argmax at 0 and
