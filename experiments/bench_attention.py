@@ -38,13 +38,24 @@ def visible_pairs(length: int, window: int | None) -> int:
 
 
 def check_tilings(text: str) -> list[str]:
-  """``--config.tilings`` -> its list, each "xla" or four positive ints joined by x."""
+  """``--config.tilings`` -> its list, each "xla" or four positive ints joined by x: block
+  sizes the kernel takes (`check_block`) and a power-of-two number of warps."""
   tilings = common.csv_list(text)
   for tiling in tilings:
     parts = tiling.split("x")
     if tiling != "xla" and not (len(parts) == 4 and all(p.isdigit() and int(p) for p in parts)):
       raise app.UsageError(f"--config.tilings: {tiling!r} is neither 'xla' nor "
                            "BLOCK_QxBLOCK_KxNUM_WARPSxNUM_STAGES (e.g. 64x64x4x2)")
+    if tiling != "xla":
+      block_q, block_k, num_warps, _ = (int(p) for p in parts)
+      try:
+        check_block(f"--config.tilings: {tiling}: block_q", block_q)
+        check_block(f"--config.tilings: {tiling}: block_k", block_k)
+      except ValueError as e:
+        raise app.UsageError(str(e)) from None
+      if num_warps & (num_warps - 1):
+        raise app.UsageError(f"--config.tilings: {tiling}: num_warps must be a power of two, "
+                             f"got {num_warps}")
   return tilings
 
 
@@ -98,7 +109,13 @@ def main(argv) -> None:
   del argv
   config = _CONFIG.value
   tilings = check_tilings(config.tilings)
+  if config.lengths and not tilings:
+    raise app.UsageError("--config.tilings is empty: --config.lengths has nothing to time")
   common.positive_pair(config, ("lengths", "decode_batches"))
+  rotated = config.decode_rotated_bytes  # a float field: its type lets NaN and inf through
+  if not 0 <= rotated < float("inf"):
+    raise app.UsageError(
+        f"--config.decode_rotated_bytes must be a byte count >= 0, got {rotated!r}")
   for name in ("decode_contexts", "decode_programs"):
     common.positive(f"--config.{name}", config[name], allow_empty=not config.decode_batches)
   for name in ("kv_heads", "group", "head_dim"):
@@ -109,7 +126,7 @@ def main(argv) -> None:
     raise app.UsageError(str(e)) from None
   common.at_least("--config.windows", config.windows, 0)  # 0: full attention
   common.timing_fields(config)
-  key = jax.random.PRNGKey(config.seed)
+  key = jax.random.PRNGKey(common.seed("--config.seed", config.seed))
   _, config.bf16_flops_per_s = common.ceilings(bf16_flops_per_s=config.bf16_flops_per_s,
                                                used=("bf16_flops_per_s",))
   kv_heads, group, head_dim = config.kv_heads, config.group, config.head_dim

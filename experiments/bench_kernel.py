@@ -219,6 +219,7 @@ def _plot(results: list[dict], path) -> None:
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
+  common.seed("--config.seed", config.seed)
   if config.mode not in ("bench", "eager_smoke", "once"):
     raise app.UsageError(
         f"--config.mode must be 'bench', 'eager_smoke' or 'once', got {config.mode!r}")

@@ -14,6 +14,7 @@ import datetime
 import functools
 import importlib
 import json
+import math
 import os
 import pathlib
 from unittest import mock
@@ -53,11 +54,20 @@ def define_config(default: str, help_string: str = "ml_collections config file."
 
 @contextlib.contextmanager
 def _fields_checked():
-  """A --config.* override of a field the config lacks -> a one-line error, and exit."""
+  """A --config.* override of a field the config lacks, or a ``--config=FILE:arg`` that its
+  ``get_config`` refuses -> a one-line error, and exit."""
   try:
     yield
   except (AttributeError, KeyError) as e:
     raise SystemExit(f"FATAL Flags parsing error: --config: no such field: {_message(e)}") from None
+  except flags.IllegalFlagValueError as e:
+    # ml_collections re-raises get_config's error with the whole traceback in its message; the
+    # last line is the error itself (e.g. "get_config() takes 0 positional arguments...").
+    lines = str(e).strip().splitlines()
+    if "Error whilst parsing config file" not in lines[0]:
+      raise
+    raise SystemExit(f"FATAL Flags parsing error: --config: cannot load: {lines[-1].strip()}"
+                     ) from None
 
 
 def _message(error: BaseException) -> str:
@@ -126,9 +136,9 @@ def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0,
   naming the flags under ``flag_prefix`` that set the ceilings the caller ``used``)."""
   given = dict(hbm_bytes_per_s=hbm_bytes_per_s, bf16_flops_per_s=bf16_flops_per_s)
   for name, value in given.items():
-    if not value >= 0:  # NaN too
-      raise app.UsageError(f"{flag_prefix}{name} must be a rate > 0 (or 0: this device's), "
-                           f"got {value!r}")
+    if not 0 <= value < math.inf:  # NaN too
+      raise app.UsageError(f"{flag_prefix}{name} must be a finite rate > 0 (or 0: this "
+                           f"device's), got {value!r}")
   kind = jax.devices()[0].device_kind
   known = DEVICE_CEILINGS.get(kind)
   unset = [name for name in used if not given[name]]

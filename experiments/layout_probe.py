@@ -158,6 +158,7 @@ def candidate_copy(key, num_experts, k, n):
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
+  common.seed("--config.seed", config.seed)
   num_experts, k, n, activation = SHAPES[common.known_shapes("--config.shape", [config.shape])[0]]
   if activation != "swiglu":
     raise app.UsageError(f"--config.shape={config.shape}: the probe covers gate_up shapes only")

@@ -108,6 +108,7 @@ def _measure(shape_name: str, config) -> list[dict]:
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
+  common.seed("--config.seed", config.seed)
   shapes = common.known_shapes("--config.shapes", common.csv_list(config.shapes), config.top_k)
   common.positive("--config.rows", config.rows)
   common.timing_fields(config)

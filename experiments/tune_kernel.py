@@ -47,6 +47,7 @@ def confirm(candidates, seconds_of, rounds: int) -> list[tuple[float, list[float
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
+  common.seed("--config.seed", config.seed)
   shapes = common.known_shapes("--config.shapes", common.csv_list(config.shapes), config.top_k)
   rows = common.positive("--config.rows", config.rows)
   common.timing_fields(config)
