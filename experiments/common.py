@@ -79,10 +79,30 @@ def _message(error: BaseException) -> str:
   return " ".join(str(message).split())
 
 
+# Config fields that name a directory to write into, at any depth (--config.bench.output_dir).
+_DIR_FIELDS = ("output_dir", "profile_dir", "compilation_cache_dir")
+
+
+def file_in_the_way(path) -> pathlib.Path | None:
+  """The file, if any, that stops directory ``path`` from being made: ``path`` itself or the
+  ancestor nearest it that exists. Checked before the work, not by mkdir after it."""
+  path = pathlib.Path(path)
+  existing = next((p for p in (path, *path.parents) if p.exists()), None)
+  return existing if existing is not None and not existing.is_dir() else None
+
+
+def _dirs_to_write(config, prefix: str = "--config."):
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      yield from _dirs_to_write(value, f"{prefix}{key}.")
+    elif key in _DIR_FIELDS and value:
+      yield prefix + key, value
+
+
 def _loaded(config, default: str) -> bool:
   """A --config file that loaded (one that failed is held as an object that raises on every
   use) and has the top-level fields of the experiment's ``default`` config (another
-  experiment's config would fail inside main)."""
+  experiment's config would fail inside main), whose directories to write can be made."""
   error = vars(config).get("_error")
   if isinstance(error, BaseException):  # absl's report would print that object's repr
     raise SystemExit(f"FATAL Flags parsing error: --config: cannot load: {_message(error)}")
@@ -91,6 +111,10 @@ def _loaded(config, default: str) -> bool:
   if missing:
     raise SystemExit(f"FATAL Flags parsing error: --config: no field {', '.join(missing)} in "
                      "that config (is it another experiment's?)")
+  for flag, path in _dirs_to_write(config):
+    if blocker := file_in_the_way(path):
+      raise SystemExit(f"FATAL Flags parsing error: {flag}: {blocker} exists and is not a "
+                       "directory")
   return True
 
 
