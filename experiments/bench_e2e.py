@@ -188,6 +188,7 @@ def main(argv) -> None:
     common.positive(f"--config.bench.{name}", bench[name])
   # Before anything starts the GPU backend (resolving the MoE backend below does).
   common.gpu_memory_fraction(bench.gpu_memory_fraction, "--config.bench.gpu_memory_fraction")
+  common.check_kernels_run_here(config.model)
   # Kernel options apply while the generators trace (and so compile) the model.
   options = common.kernel_options(bench.kernel_options, "--config.bench.kernel_options")
   if options:

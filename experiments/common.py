@@ -405,6 +405,21 @@ def model_config(values, flag: str = "--config.model"):
     raise app.UsageError(f"{flag}: {e}") from None
 
 
+def check_kernels_run_here(values, flag: str = "--config.model") -> None:
+  """Off a GPU, the MoE and router kernels run only in interpret mode: asking for them without
+  it is a usage error naming the field, not a traceback from the model's first trace. Call it
+  after `gpu_memory_fraction` (it starts the backend)."""
+  cfg = model_config(values, flag)
+  here = jax.default_backend()
+  if here == "gpu" or cfg.moe_interpret:
+    return
+  for field, kernel in (("moe_backend", cfg.resolved_moe_backend == "pallas"),
+                        ("router_backend", cfg.resolved_router_backend == "top_k")):
+    if kernel:
+      raise app.UsageError(f"{flag}.{field}={getattr(cfg, field)!r} compiles for a GPU only; "
+                           f"on {here} set {flag}.moe_interpret=True")
+
+
 def load_checkpoint(path, flag: str, model_config):
   """`mxfp4_jax.load_model` with the runtime fields that ``model_config`` has (an experiment's
   ``config.model``; the checkpoint brings its own hyperparameters), a problem in the checkpoint

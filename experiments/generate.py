@@ -144,6 +144,7 @@ def main(argv) -> None:
     raise app.UsageError(f"--config.profile_chunk must be a decode chunk's index >= 0, got "
                          f"{config.profile_chunk!r}")
   common.gpu_memory_fraction(config.gpu_memory_fraction, "--config.gpu_memory_fraction")
+  common.check_kernels_run_here(config.model)
   start = time.perf_counter()
   model, tokenizer, label = _model_and_tokenizer(config)
   load_s = time.perf_counter() - start
