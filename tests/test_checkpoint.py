@@ -186,6 +186,9 @@ def test_truncated_load_reads_only_the_first_layers(written, tmp_path):
   assert list(partial) == list(ckpt.canonical_shapes(HPARAMS, num_layers=1))
   with raises_naming("num_layers=3"):
     ckpt.iter_canonical(written["hf"], num_layers=3, progress=False)
+  for bad in ("2", 1.0, True):
+    with pytest.raises(ValueError, match=f"num_layers must be an int or None, got {bad!r}"):
+      ckpt.iter_canonical(written["hf"], num_layers=bad, progress=False)
   # The layers it does not read are checked all the same.
   repo = shutil.copytree(written["hf"], tmp_path / "hf")
   index = json.loads((repo / "model.safetensors.index.json").read_text())

@@ -438,6 +438,11 @@ def test_bad_arguments(args, bad, error, match):
     call(args, **bad)
 
 
+def test_x_and_w_swapped_are_named(args):
+  with pytest.raises(TypeError, match="w must be a PackedMXFP4 .*, got ArrayImpl"):
+    call(args, x=args["w"], w=args["x"])
+
+
 def test_swiglu_weight_needs_swiglu_activation(rng):
   case, _, _ = make_case(rng, 3, 64, 64, 7, [3, 0, 2], swiglu=True)
   with pytest.raises(ValueError, match=r"activation=None needs a weight packed with swiglu_halves=False"):

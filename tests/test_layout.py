@@ -257,6 +257,10 @@ def test_packed_weights_that_break_the_contract_are_refused(rng):
     layout.interleave_swiglu(np.arange(5))
   with pytest.raises(ValueError, match=r"deinterleave_swiglu: axis 0 must have an even length"):
     layout.deinterleave_swiglu(np.zeros((5, 2)), axis=0)
+  for axis in (2, -3, 1.5, None):
+    with pytest.raises(ValueError, match=rf"deinterleave_swiglu: axis {axis} is not an axis of "
+                                         r"shape \(4, 2\)"):
+      layout.deinterleave_swiglu(np.zeros((4, 2)), axis=axis)
 
 
 def test_unpack_rejects_non_packed():

@@ -146,6 +146,11 @@ def test_a_bad_tensor_in_the_stream_is_named(checkpoints, change, message):
     from_canonical(cfg, iter(stream))
 
 
+def test_load_model_names_a_path_that_is_none():
+  with pytest.raises(TypeError, match="path must be a checkpoint directory .*, got None"):
+    mxfp4_jax.load_model(None)
+
+
 def test_bad_packed_marker(tmp_path):
   for text in (b"{not json", b'{"format": "\xff"}'):  # the second: not UTF-8
     (tmp_path / PACKED_MARKER).write_bytes(text)

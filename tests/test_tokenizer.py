@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mxfp4_jax.generate.tokenizer import (HARMONY_SPECIALS, TINY_VOCAB_SIZE, load_tokenizer,
-                                          tiny_tokenizer)
+from mxfp4_jax.generate.tokenizer import (HARMONY_SPECIALS, TINY_VOCAB_SIZE, Tokenizer,
+                                          load_tokenizer, tiny_tokenizer)
 
 
 def _build_tiny_json():
@@ -54,6 +54,11 @@ def test_decode_rejects_what_is_no_token_id():
   for bad, shown in ((600, "600"), (-1, "-1"), (72.9, "72.9"), (True, "True")):
     with pytest.raises(ValueError, match=rf"ids\[1\] = {shown} is not a token id in \[0, 512\)"):
       tok.decode([72, bad])
+  for bad in (72, "H"):  # one id, or text, is not a sequence of ids
+    with pytest.raises(ValueError, match="ids must be a sequence of token ids"):
+      tok.decode(bad)
+  with pytest.raises(TypeError, match="Tokenizer wraps a tokenizers.Tokenizer .*, got str"):
+    Tokenizer("tokenizer.json")
 
 
 def test_token_id_rejects_other_names():

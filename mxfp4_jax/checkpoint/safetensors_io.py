@@ -164,6 +164,9 @@ def iter_canonical(path, num_layers: int | None = None, *,
   Names, shapes and dtypes are validated against the shapes config.json implies before any data
   is read, so such a checkpoint raises `CheckpointError` at this call, not midway through.
   """
+  if num_layers is not None and (isinstance(num_layers, bool)
+                                 or not isinstance(num_layers, (int, np.integer))):
+    raise ValueError(f"num_layers must be an int or None, got {num_layers!r}")
   layout, path = _resolve(path)
   hparams = read_config(path / CONFIG)
   if num_layers is None:

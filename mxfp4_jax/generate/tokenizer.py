@@ -66,6 +66,9 @@ class Tokenizer:
   """An HF tokenizer plus the harmony special ids; encodes and decodes without surprises."""
 
   def __init__(self, hf: tokenizers.Tokenizer):
+    if not isinstance(hf, tokenizers.Tokenizer):
+      raise TypeError(f"Tokenizer wraps a tokenizers.Tokenizer (see load_tokenizer), got "
+                      f"{type(hf).__name__}")
     present = {t.content for t in hf.get_added_tokens_decoder().values()}
     for name in HARMONY_SPECIALS:
       if name not in present:
@@ -95,6 +98,8 @@ class Tokenizer:
   def decode(self, ids, skip_special: bool = False) -> str:
     """Text of token ``ids``; an id that is no integer in [0, vocab_size) is an error (the
     tokenizer library drops ids past the vocabulary silently)."""
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+      raise ValueError(f"ids must be a sequence of token ids, got {ids!r:.60}")
     ids, vocab = list(ids), self.vocab_size
     for i, token in enumerate(ids):
       try:

@@ -132,6 +132,7 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
     ``[P, N]`` (``[P, N / 2]`` with SwiGLU) of ``out_dtype``.
   """
   check_int32_range(group_sizes=group_sizes, row_experts=row_experts)
+  check_packed(w, "w")  # before x is made an array: w and x swapped would fail inside jnp
   as_array = lambda a: None if a is None else jnp.asarray(a)
   x, group_sizes, row_weights, row_experts = map(as_array, (x, group_sizes, row_weights,
                                                             row_experts))

@@ -179,6 +179,8 @@ def load_model(path: str | os.PathLike, *, dtype: str = "bfloat16", moe_backend:
   `GptOssConfig`'s. Problems in the checkpoint raise `mxfp4_jax.checkpoint.CheckpointError`
   naming the file, key or tensor.
   """
+  if not isinstance(path, (str, os.PathLike)):
+    raise TypeError(f"path must be a checkpoint directory (a str or path), got {path!r:.60}")
   path = pathlib.Path(path)
   try:
     dtype = str(jnp.dtype(dtype))

@@ -231,6 +231,9 @@ def dequantize_packed(w: PackedMXFP4, dtype=jnp.float32) -> jax.Array:
 
 def _even_axis(a, axis: int, name: str) -> jax.Array:
   a = jnp.asarray(a)
+  is_int = isinstance(axis, (int, np.integer)) and not isinstance(axis, bool)
+  if not (is_int and -a.ndim <= axis < a.ndim):
+    raise ValueError(f"{name}: axis {axis!r} is not an axis of shape {tuple(a.shape)}")
   if a.shape[axis] % 2:
     raise ValueError(f"{name}: axis {axis} must have an even length (glu and linear halves), "
                      f"got shape {tuple(a.shape)}")
