@@ -64,7 +64,7 @@ def _fields_checked():
     # ml_collections re-raises get_config's error with the whole traceback in its message; the
     # last line is the error itself (e.g. "get_config() takes 0 positional arguments...").
     lines = str(e).strip().splitlines()
-    if "Error whilst parsing config file" not in lines[0]:
+    if not lines or "Error whilst parsing config file" not in lines[0]:
       raise
     raise SystemExit(f"FATAL Flags parsing error: --config: cannot load: {lines[-1].strip()}"
                      ) from None
