@@ -194,6 +194,17 @@ def test_swiglu_formula():
   expected = g / (1 + np.exp(-1.702 * g)) * (np.clip(lin, -7, 7) + 1)
   got = gpt_oss_swiglu(jnp.asarray(glu), jnp.asarray(lin))
   np.testing.assert_allclose(np.asarray(got, np.float64), expected, rtol=1e-5, atol=0)
+  for limit in (0.0, -1.0, float("nan")):  # clip(linear, 1, -1) would give -1: zeros out
+    with pytest.raises(ValueError, match=f"swiglu: limit must be > 0, got {limit}"):
+      gpt_oss_swiglu(jnp.asarray(glu), jnp.asarray(lin), limit=limit)
+
+
+def test_pick_config_rejects_sizes_that_are_no_problem():
+  for args, name in (((-5, 32, 2880, 45), "num_rows"), ((4, 0, 2880, 45), "num_experts"),
+                     ((4, 32, 0, 45), "out_cols"), ((4, 32, 2880, 1.5), "k_tiles")):
+    with pytest.raises(ValueError, match=f"pick_config: {name} must be an int >="):
+      pick_config(*args)
+  assert pick_config(0, 32, 2880, 45) == pick_config(1, 32, 2880, 45)  # no rows: the smallest
 
 
 @pytest.mark.parametrize("swiglu", [False, True])

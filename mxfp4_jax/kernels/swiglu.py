@@ -10,6 +10,8 @@ SWIGLU_LIMIT = 7.0
 def swiglu(glu: jax.Array, linear: jax.Array, alpha: float = SWIGLU_ALPHA,
            limit: float = SWIGLU_LIMIT) -> jax.Array:
   """``min(glu, limit) * sigmoid(alpha * min(glu, limit)) * (clip(linear, -limit, limit) + 1)``."""
+  if isinstance(limit, (int, float)) and not limit > 0:  # clip(linear, 1, -1) would be -1
+    raise ValueError(f"swiglu: limit must be > 0, got {limit!r}")
   glu = jnp.minimum(glu, limit)
   linear = jnp.clip(linear, -limit, limit)
   return glu * jax.nn.sigmoid(alpha * glu) * (linear + 1)
