@@ -387,6 +387,10 @@ class GptOss(nnx.Module):
   def forward(self, tokens, positions, caches=None, start=0, last_only: bool = False):
     """tokens, positions [B, T] -> (logits [B, T, V] float32, caches or None).
 
+    ``positions``: -1 marks padding (left only); after it, a row's positions rise by one per
+    token, as `Generator` writes them. The Pallas attention picks the key blocks a query sees by
+    index on that promise, which values under jit cannot be checked against: other positions
+    give other outputs than ``attention_backend="xla"``.
     ``start``: the global step of ``tokens[:, 0]`` in the caches; a concrete 0 (not traced)
     means a prefill into empty caches. ``last_only``: logits of the last position only ([B, 1,
     V]); a prefill needs no more, and an 8k prompt's full logits would be 6.6 GB.
