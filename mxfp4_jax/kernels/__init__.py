@@ -30,7 +30,7 @@ def default_backend() -> str:
 
 
 def _check_args(x, w, group_sizes, row_weights, row_experts, activation, backend):
-  check_packed(w, "w")
+  """The arguments of `grouped_matmul`, ``w`` already checked (`check_packed`)."""
   if backend not in BACKENDS:
     raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
   if activation not in ACTIVATIONS:
