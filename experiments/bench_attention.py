@@ -37,6 +37,14 @@ def visible_pairs(length: int, window: int | None) -> int:
   return sum(min(i + 1, window) for i in range(length))
 
 
+def _check_block_flag(name: str, block: int) -> None:
+  """The kernels' own rule for a size they tile by (`check_block`), as a usage error."""
+  try:
+    check_block(name, block)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+
+
 def check_tilings(text: str) -> list[str]:
   """``--config.tilings`` -> its list, each "xla" or four positive ints joined by x: block
   sizes the kernel takes (`check_block`) and a power-of-two number of warps."""
@@ -48,11 +56,8 @@ def check_tilings(text: str) -> list[str]:
                            "BLOCK_QxBLOCK_KxNUM_WARPSxNUM_STAGES (e.g. 64x64x4x2)")
     if tiling != "xla":
       block_q, block_k, num_warps, _ = (int(p) for p in parts)
-      try:
-        check_block(f"--config.tilings: {tiling}: block_q", block_q)
-        check_block(f"--config.tilings: {tiling}: block_k", block_k)
-      except ValueError as e:
-        raise app.UsageError(str(e)) from None
+      _check_block_flag(f"--config.tilings: {tiling}: block_q", block_q)
+      _check_block_flag(f"--config.tilings: {tiling}: block_k", block_k)
       if num_warps & (num_warps - 1):
         raise app.UsageError(f"--config.tilings: {tiling}: num_warps must be a power of two, "
                              f"got {num_warps}")
@@ -120,10 +125,7 @@ def main(argv) -> None:
     common.positive(f"--config.{name}", config[name], allow_empty=not config.decode_batches)
   for name in ("kv_heads", "group", "head_dim"):
     common.positive(f"--config.{name}", config[name])
-  try:  # the kernels' own rule for a size they tile by
-    check_block("--config.head_dim", config.head_dim)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from None
+  _check_block_flag("--config.head_dim", config.head_dim)
   common.at_least("--config.windows", config.windows, 0)  # 0: full attention
   common.timing_fields(config)
   key = jax.random.PRNGKey(common.seed("--config.seed", config.seed))
