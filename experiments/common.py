@@ -23,6 +23,8 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from mxfp4_jax.argcheck import is_int
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
@@ -333,8 +335,7 @@ def known_shapes(flag: str, names: list[str], top_k=None) -> list[str]:
     raise app.UsageError(f"{flag}: {what}; known: {', '.join(SHAPES)}")
   if top_k is not None:
     fewest = min(names, key=lambda name: SHAPES[name][0])
-    if (isinstance(top_k, bool) or not isinstance(top_k, int)
-        or not 1 <= top_k <= SHAPES[fewest][0]):
+    if not (is_int(top_k) and 1 <= top_k <= SHAPES[fewest][0]):
       raise app.UsageError(f"--config.top_k must be an int from 1 to {SHAPES[fewest][0]} (the "
                            f"experts of {fewest}), got {top_k!r}")
   return names
@@ -371,7 +372,7 @@ def positive_pair(config, names: tuple[str, str], prefix: str = "--config.") -> 
 
 def seed(flag: str, value) -> int:
   """A seed for numpy's generator (>= 0) that a PRNGKey also takes whole (it keeps 32 bits)."""
-  if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+  if not (is_int(value) and 0 <= value < 2**32):
     raise app.UsageError(f"{flag} must be an int in [0, 2**32), got {value!r}")
   return value
 

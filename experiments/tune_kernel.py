@@ -19,6 +19,7 @@ from experiments.kernel_problems import (PERTURB, PERTURB_BY_ROW, kernel_call, k
                                          kernel_problem, model_out_dtype, reference_in_chunks,
                                          weight_copies)
 from mxfp4_jax import benchmarking
+from mxfp4_jax.argcheck import is_int
 from mxfp4_jax.kernels import KernelConfig, pick_config
 from mxfp4_jax.kernels.tuning import rows_per_expert
 
@@ -52,8 +53,7 @@ def main(argv) -> None:
   rows = common.positive("--config.rows", config.rows)
   common.timing_fields(config)
   common.positive("--config.confirm_top", config.confirm_top)
-  if isinstance(config.confirm_rounds, bool) or not (isinstance(config.confirm_rounds, int)
-                                                     and config.confirm_rounds >= 0):
+  if not (is_int(config.confirm_rounds) and config.confirm_rounds >= 0):
     raise app.UsageError("--config.confirm_rounds must be an int >= 0 (0: no confirm pass), got "
                          f"{config.confirm_rounds!r}")
   choices = common.kernel_fields(config, sweep=True)  # every field a list; the sweep's product

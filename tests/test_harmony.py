@@ -238,11 +238,9 @@ def test_streams_take_token_ids_only():
   for bad, shown in (([i + 0.9 for i in ids], r"ids\[0\] = \d+\.9"), ([True], r"ids\[0\] = True")):
     with pytest.raises(ValueError, match=f"{shown} is not a token id"):
       parse_completion(tok, bad)
-  for bad in ("abc", 1.5, None):
+  for bad in ("abc", 1.5, None, True):
     with pytest.raises(ValueError, match="ids must be a token id or a sequence of them"):
       ChannelStream(tok).feed(bad)
-  with pytest.raises(ValueError, match=r"ids\[0\] = True is not a token id"):
-    ChannelStream(tok).feed(True)
 
 
 # Message text: any characters but "[" (the reasoning headers' bracket) and lone surrogates (no

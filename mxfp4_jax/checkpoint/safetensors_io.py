@@ -18,6 +18,7 @@ import safetensors
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
+from mxfp4_jax.argcheck import is_int
 from mxfp4_jax.checkpoint import names
 from mxfp4_jax.checkpoint.config_json import read_config
 from mxfp4_jax.checkpoint.errors import CheckpointError
@@ -164,8 +165,7 @@ def iter_canonical(path, num_layers: int | None = None, *,
   Names, shapes and dtypes are validated against the shapes config.json implies before any data
   is read, so such a checkpoint raises `CheckpointError` at this call, not midway through.
   """
-  if num_layers is not None and (isinstance(num_layers, bool)
-                                 or not isinstance(num_layers, (int, np.integer))):
+  if num_layers is not None and not is_int(num_layers):
     raise ValueError(f"num_layers must be an int or None, got {num_layers!r}")
   layout, path = _resolve(path)
   hparams = read_config(path / CONFIG)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import numbers
 import time
 from collections.abc import Callable, Sequence
 
@@ -25,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mxfp4_jax.argcheck import is_int, is_sequence
 from mxfp4_jax.generate.sampling import SamplingParams, sample
 from mxfp4_jax.model.gpt_oss import GptOss
 
@@ -94,18 +94,14 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray,
   return tokens, positions
 
 
-def _is_int(value) -> bool:
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _check_count(name: str, value) -> None:
-  if not _is_int(value) or value < 1:
+  if not is_int(value) or value < 1:
     raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
 def _check_ids(name: str, ids: list, limit: int) -> None:
   for i in ids:
-    if not (_is_int(i) and 0 <= i < limit):
+    if not (is_int(i) and 0 <= i < limit):
       raise ValueError(f"{name}: {i!r} is not a token id in [0, {limit})")
 
 
@@ -126,9 +122,9 @@ class Generator:
     for name, value in (("max_len", max_len), ("chunk", chunk), ("prefill_tokens", prefill_tokens)):
       _check_count(name, value)
     token_limit = vocab if token_limit is None else token_limit
-    if not (_is_int(token_limit) and 1 <= token_limit <= vocab):
+    if not (is_int(token_limit) and 1 <= token_limit <= vocab):
       raise ValueError(f"token_limit must be an int in [1, {vocab}], got {token_limit!r}")
-    if isinstance(stop_ids, (str, bytes)) or not hasattr(stop_ids, "__iter__"):
+    if not is_sequence(stop_ids):
       raise ValueError(f"stop_ids must be a sequence of token ids, got {stop_ids!r:.60}")
     stop_ids = [*stop_ids]  # read once: an iterator would be empty at its next use
     _check_ids("pad_id", [pad_id], vocab)
@@ -222,13 +218,13 @@ class Generator:
     self.check_prompts(prompts, max_new_tokens)
     if not isinstance(params, SamplingParams):
       raise ValueError(f"params must be a SamplingParams, got {params!r:.60}")
-    if not (_is_int(seed) and 0 <= seed < 2**32):  # PRNGKey keeps 32 bits: 2**32 would alias 0
+    if not (is_int(seed) and 0 <= seed < 2**32):  # PRNGKey keeps 32 bits: 2**32 would alias 0
       raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
     # Both are first used after the prefill has compiled and run: checked now.
     if on_tokens is not None and not callable(on_tokens):
       raise ValueError(f"on_tokens must be a callable or None, got {on_tokens!r:.60}")
     if trace is not None and not (isinstance(trace, tuple) and len(trace) == 2
-                                  and _is_int(trace[0]) and trace[0] >= 0 and callable(trace[1])):
+                                  and is_int(trace[0]) and trace[0] >= 0 and callable(trace[1])):
       raise ValueError("trace must be (chunk number >= 0, a callable that returns a context "
                        f"manager) or None, got {trace!r:.60}")
     stats = GenerationStats(prompt_tokens=sum(len(p) for p in prompts))

@@ -10,7 +10,8 @@ ids, not text: a marker is the special token, never ordinary tokens that spell i
 from __future__ import annotations
 
 import dataclasses
-import numbers
+
+from mxfp4_jax.argcheck import is_int, is_sequence
 
 REASONING_EFFORTS = ("low", "medium", "high")
 MODEL_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
@@ -50,7 +51,7 @@ def _prompt_pieces(messages, *, reasoning_effort="medium", system_message=None,
   for name, text in texts.items():
     if text is not None and not isinstance(text, str):
       raise ValueError(f"{name} must be a string or None, got {text!r:.60}")
-  if isinstance(messages, (str, bytes)) or not hasattr(messages, "__iter__"):
+  if not is_sequence(messages):
     raise ValueError(f"messages must be a sequence of (role, content) pairs, got {messages!r:.60}")
   top = [MODEL_IDENTITY if system_message is None else system_message]
   if knowledge_cutoff:
@@ -106,13 +107,13 @@ def encode_prompt(tokenizer, messages, **options) -> list[int]:
 def _token_ids(ids) -> list[int]:
   """One token id or a sequence of them, as ints. A bool, a float or text is an error: ``int()``
   would read 1.9 as token 1."""
-  if isinstance(ids, numbers.Integral):
+  if is_int(ids):
     ids = [ids]
-  if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+  if not is_sequence(ids):
     raise ValueError(f"ids must be a token id or a sequence of them, got {ids!r:.60}")
   ids = list(ids)
   for k, i in enumerate(ids):
-    if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+    if not is_int(i):
       raise ValueError(f"ids[{k}] = {i!r:.60} is not a token id (an int)")
   return [int(i) for i in ids]
 

@@ -9,6 +9,8 @@ import numbers
 import jax
 import jax.numpy as jnp
 
+from mxfp4_jax.argcheck import is_int
+
 
 # Relative slack for float32 sums at the top-p cut (six of twelve tied tokens sum to
 # 0.49999997, which must count as reaching 0.5).
@@ -26,7 +28,7 @@ class SamplingParams:
     if not (number(self.temperature, numbers.Real) and self.temperature >= 0
             and math.isfinite(self.temperature)):
       raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
-    if not (number(self.top_k, numbers.Integral) and self.top_k >= 0):
+    if not (is_int(self.top_k) and self.top_k >= 0):
       raise ValueError(f"top_k must be an int >= 0, got {self.top_k!r}")
     if not (number(self.top_p, numbers.Real) and 0 < self.top_p <= 1):
       raise ValueError(f"top_p must be a number in (0, 1], got {self.top_p!r}")

@@ -14,6 +14,7 @@ import os
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from mxfp4_jax.argcheck import is_sequence
 from mxfp4_jax.generate import harmony
 
 # The harmony special tokens, looked up by name in whichever tokenizer is loaded.
@@ -98,7 +99,7 @@ class Tokenizer:
   def decode(self, ids, skip_special: bool = False) -> str:
     """Text of token ``ids``; an id that is no integer in [0, vocab_size) is an error (the
     tokenizer library drops ids past the vocabulary silently)."""
-    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+    if not is_sequence(ids):
       raise ValueError(f"ids must be a sequence of token ids, got {ids!r:.60}")
     ids, vocab = list(ids), self.vocab_size
     for i, token in enumerate(ids):

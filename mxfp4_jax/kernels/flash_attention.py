@@ -28,6 +28,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
+from mxfp4_jax.argcheck import is_int
 from mxfp4_jax.kernels.triton_ops import (check_arrays, check_eps, check_float, check_runs_here,
                                            dot_accumulate, load_row_rms)
 
@@ -132,8 +133,7 @@ def _check_sinks(sinks, kv_heads: int, group: int) -> None:
 
 def _check_window(window) -> None:
   """None (full attention) or a count of keys: 0 or less would hide every key."""
-  if window is not None and (isinstance(window, bool) or not isinstance(window, int)
-                             or window < 1):
+  if window is not None and not (is_int(window) and window >= 1):
     raise ValueError(f"window must be None or an int >= 1, got {window!r}")
 
 

@@ -28,6 +28,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
+from mxfp4_jax.argcheck import is_int
 from mxfp4_jax.kernels.triton_ops import (check_arrays, check_eps, check_float, check_runs_here,
                                           load_row_rms)
 
@@ -74,7 +75,7 @@ def _check_args(name: str, x, weight, bias, k) -> None:
   experts = weight.shape[0]
   if bias.shape != (experts,):
     raise ValueError(f"router: bias must have shape [{experts}], got {tuple(bias.shape)}")
-  if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= experts:
+  if not (is_int(k) and 1 <= k <= experts):
     raise ValueError(f"router: k must be an int from 1 to the {experts} experts, got {k!r}")
   check_float("router: ", **{name: x}, weight=weight, bias=bias)
 

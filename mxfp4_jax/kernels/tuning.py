@@ -18,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import numbers
+
+from mxfp4_jax.argcheck import is_int
 
 
 DECODES = ("integer", "bf16x2", "lut")
@@ -204,7 +205,7 @@ def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int) ->
   sizes = dict(num_rows=num_rows, num_experts=num_experts, out_cols=out_cols, k_tiles=k_tiles)
   for name, size in sizes.items():
     least = 0 if name == "num_rows" else 1
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < least:
+    if not is_int(size) or size < least:
       raise ValueError(f"pick_config: {name} must be an int >= {least}, got {size!r}")
   m = rows_per_expert(num_rows, num_experts)
   cfg = next(c for limit, c in TABLE if m <= limit)

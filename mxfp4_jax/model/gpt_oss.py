@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mxfp4_jax.argcheck import is_int
 from mxfp4_jax.kernels import check_int32_range, grouped_matmul
 from mxfp4_jax.kernels.flash_attention import (decode_attention_update, flash_attention,
                                                visible_keys)
@@ -377,7 +378,7 @@ class GptOss(nnx.Module):
     rounded up to whole key blocks of the decode kernel (spare slots stay empty; a ring longer
     than the window still shows only the window's keys)."""
     for name, value in (("batch", batch), ("max_len", max_len)):
-      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      if not is_int(value) or value < 1:
         raise ValueError(f"init_cache: {name} must be an int >= 1, got {value!r}")
     return [LayerCache.empty(batch, cache_slots(min(self.cfg.sliding_window, max_len)
                                                 if self.cfg.is_sliding(i) else max_len), self.cfg)

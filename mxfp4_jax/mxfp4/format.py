@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mxfp4_jax.argcheck import is_int
+
 BLOCK_SIZE = 32  # values that share one scale
 BYTES_PER_BLOCK = BLOCK_SIZE // 2
 SCALE_BIAS = 127
@@ -282,7 +284,7 @@ def quantize(w, axis: int = -1) -> tuple[jax.Array, jax.Array]:
     raise TypeError(f"quantize: w must be a float array, got {w.dtype}")
   if w.ndim == 0:
     raise ValueError("quantize: w must have at least one dimension")
-  if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+  if not is_int(axis):
     raise TypeError(f"quantize: axis must be an int, got {axis!r}")
   if not -w.ndim <= axis < w.ndim:
     raise ValueError(f"quantize: axis={axis} is out of range for w of shape {tuple(w.shape)}")

@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mxfp4_jax.argcheck import is_int
 from mxfp4_jax.mxfp4 import format as fmt
 
 K_TILE = 2 * fmt.BLOCK_SIZE  # values per packed K step
@@ -117,8 +118,7 @@ def check_packed(w: PackedMXFP4, name: str = "w") -> None:
                      f"got shape {tuple(v.shape)}")
   if w.bias is not None and tuple(w.bias.shape) != (v.shape[0], v.shape[2]):
     raise ValueError(f"{name}.bias must have shape {(v.shape[0], v.shape[2])}, got {tuple(w.bias.shape)}")
-  if (not isinstance(w.in_features, (int, np.integer)) or isinstance(w.in_features, bool)
-      or w.in_features % fmt.BLOCK_SIZE
+  if (not is_int(w.in_features) or w.in_features % fmt.BLOCK_SIZE
       or -(-w.in_features // K_TILE) != v.shape[1]):
     raise ValueError(f"{name}.in_features={w.in_features!r} does not fit values of shape "
                      f"{tuple(v.shape)} (a multiple of {fmt.BLOCK_SIZE} filling the last of "
@@ -231,8 +231,7 @@ def dequantize_packed(w: PackedMXFP4, dtype=jnp.float32) -> jax.Array:
 
 def _even_axis(a, axis: int, name: str) -> jax.Array:
   a = jnp.asarray(a)
-  is_int = isinstance(axis, (int, np.integer)) and not isinstance(axis, bool)
-  if not (is_int and -a.ndim <= axis < a.ndim):
+  if not (is_int(axis) and -a.ndim <= axis < a.ndim):
     raise ValueError(f"{name}: axis {axis!r} is not an axis of shape {tuple(a.shape)}")
   if a.shape[axis] % 2:
     raise ValueError(f"{name}: axis {axis} must have an even length (glu and linear halves), "

@@ -1,0 +1,16 @@
+"""Tests of plain Python arguments that the public API shares, so each reads the same everywhere."""
+
+from __future__ import annotations
+
+import numbers
+
+
+def is_int(value) -> bool:
+  """A Python or NumPy integer. A bool is not one: True as a size, an axis or a token id is a slip."""
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_sequence(value) -> bool:
+  """Something to iterate over other than text: a string iterates by character, which no caller
+  that asks for a sequence of ids or messages means."""
+  return hasattr(value, "__iter__") and not isinstance(value, (str, bytes))

@@ -1,0 +1,27 @@
+"""The shared argument tests: what counts as an int and as a sequence of items."""
+
+import numpy as np
+import pytest
+
+from mxfp4_jax.argcheck import is_int, is_sequence
+
+
+@pytest.mark.parametrize("value", [0, -3, 2**40, np.int32(7), np.uint8(255), np.int64(-1)])
+def test_ints(value):
+  assert is_int(value)
+
+
+@pytest.mark.parametrize("value", [True, np.bool_(False), 1.0, np.float32(2), "3", None,
+                                   np.array(4), [5]])
+def test_not_ints(value):
+  assert not is_int(value)
+
+
+@pytest.mark.parametrize("value", [[], (1, 2), range(3), np.arange(2), iter([1]), {"a": 1}])
+def test_sequences(value):
+  assert is_sequence(value)
+
+
+@pytest.mark.parametrize("value", ["ab", b"ab", 1, None, 2.5])
+def test_not_sequences(value):
+  assert not is_sequence(value)
