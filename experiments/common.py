@@ -406,6 +406,14 @@ def model_config(values, flag: str = "--config.model"):
     raise app.UsageError(f"{flag}: {e}") from None
 
 
+def within_context(flag: str, positions: int, cfg) -> None:
+  """A usage error naming ``flag`` when ``positions`` (a generator's cache length) are over the
+  model's trained context (`GptOssConfig.context_length`), which `Generator` refuses."""
+  if positions > cfg.context_length:
+    raise app.UsageError(f"{flag}: {positions:,} positions are over the model's context of "
+                         f"{cfg.context_length:,} tokens")
+
+
 def check_kernels_run_here(values, flag: str = "--config.model") -> None:
   """Off a GPU, the MoE and router kernels run only in interpret mode: asking for them without
   it is a usage error naming the field, not a traceback from the model's first trace. Call it

@@ -149,6 +149,7 @@ def main(argv) -> None:
   model, tokenizer, label = _model_and_tokenizer(config)
   load_s = time.perf_counter() - start
   cfg = model.cfg
+  common.within_context("--config.max_len", config.max_len, cfg)
   print(f"model: {label}; {cfg.dtype}, experts {cfg.resolved_moe_backend}, attention "
         f"{cfg.resolved_attention_backend}, router {cfg.resolved_router_backend}; device "
         f"{common.device_description()}")

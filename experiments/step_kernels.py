@@ -78,7 +78,8 @@ def main(argv) -> None:
   config = _CONFIG.value
   for name in ("batch", "context", "steps"):
     common.positive(f"--config.{name}", config[name])
-  common.model_config(config.model)
+  common.within_context("--config.context and steps", config.context + config.steps + 1,
+                        common.model_config(config.model))
   options = common.kernel_options(config.kernel_options)
   from jax.experimental import topologies  # noqa: PLC0415
 

@@ -243,6 +243,9 @@ def test_bad_arguments_fail_before_work(model, generator):
   for name, bad in (("chunk", 0), ("chunk", 2.5), ("max_len", 16.0), ("prefill_tokens", 0)):
     with pytest.raises(ValueError, match=f"{name} must be an int >= 1, got {bad}"):
       Generator(model, **{"max_len": 64, name: bad})
+  with pytest.raises(ValueError, match=f"max_len={CFG.context_length + 1} is over the model's "
+                     f"context of {CFG.context_length} tokens"):
+    Generator(model, max_len=CFG.context_length + 1)
   vocab = CFG.vocab_size
   with pytest.raises(ValueError, match=rf"prompts\[1\]\[2\] = {vocab} is outside the vocabulary"):
     generator.generate([[1], [3, 4, vocab]], max_new_tokens=5)

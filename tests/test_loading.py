@@ -208,5 +208,9 @@ def test_config_json_gives_the_same_model_config(tmp_path, name, layout):
 
   cfg = GptOssConfig.from_dict(importlib.import_module(f"configs.{name}").get_config().model)
   write = to_hf_config if layout == "hf" else to_original_config
-  (tmp_path / "config.json").write_text(json.dumps(write(cfg.hparams())))
+  config = write(cfg.hparams())
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  assert cfg.context_length == 131_072  # GPT-OSS's 4,096 positions stretched 32 times by YaRN
+  if layout == "hf":
+    assert config["max_position_embeddings"] == cfg.context_length
   assert GptOssConfig.from_dict(read_config(tmp_path / "config.json")) == cfg

@@ -121,6 +121,9 @@ class Generator:
     vocab = model.cfg.vocab_size
     for name, value in (("max_len", max_len), ("chunk", chunk), ("prefill_tokens", prefill_tokens)):
       _check_count(name, value)
+    if max_len > model.cfg.context_length:
+      raise ValueError(f"max_len={max_len} is over the model's context of "
+                       f"{model.cfg.context_length} tokens")
     token_limit = vocab if token_limit is None else token_limit
     if not (is_int(token_limit) and 1 <= token_limit <= vocab):
       raise ValueError(f"token_limit must be an int in [1, {vocab}], got {token_limit!r}")

@@ -111,6 +111,12 @@ class GptOssConfig:
     return dim_rotating(self.rope_beta_fast), dim_rotating(self.rope_beta_slow)
 
   @property
+  def context_length(self) -> int:
+    """Positions the model was trained for: YaRN stretches the original context by its factor
+    (131,072 for GPT-OSS; HF's ``max_position_embeddings``). Past it RoPE extrapolates."""
+    return int(self.rope_original_context * max(self.rope_scaling_factor, 1.0))
+
+  @property
   def jnp_dtype(self):
     return jnp.dtype(self.dtype)
 
