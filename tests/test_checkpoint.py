@@ -225,6 +225,11 @@ def test_writers_round_trip_and_look_real():
   assert hf["tie_word_embeddings"] is False and hf["model_type"] == "gpt_oss"
   assert "rms_norm_eps" not in config_json.to_original_config(HPARAMS)
   assert ckpt.parse_config(config_json.to_original_config(HPARAMS))["rms_norm_eps"] == 1e-5
+  for write in (config_json.to_hf_config, config_json.to_original_config):
+    with pytest.raises(ValueError, match=f"{write.__name__}: hparams is missing rope_theta$"):
+      write({k: v for k, v in HPARAMS.items() if k != "rope_theta"})
+    with pytest.raises(TypeError, match=f"{write.__name__}: hparams must be a dict, got list"):
+      write(list(HPARAMS))
 
 
 def test_a_transformers_5_config_and_yarn_keys_that_change_nothing_parse_the_same():

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 
 from mxfp4_jax.checkpoint.errors import CheckpointError
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA
@@ -208,6 +209,16 @@ def read_config(path: str | os.PathLike) -> dict:
 # --- writers ------------------------------------------------------------------------------------
 
 
+def _canonical(hparams, writer: str) -> dict:
+  """The writers' input: the canonical keys, each one there (no KeyError midway)."""
+  if not isinstance(hparams, Mapping):
+    raise TypeError(f"{writer}: hparams must be a dict, got {type(hparams).__name__}")
+  missing = [k for k in HPARAM_KEYS if k not in hparams]
+  if missing:
+    raise ValueError(f"{writer}: hparams is missing {', '.join(missing)}")
+  return {k: hparams[k] for k in HPARAM_KEYS}
+
+
 def hf_layer_types(num_layers: int) -> list[str]:
   return ["sliding_attention" if GptOssConfig.is_sliding(i) else "full_attention"
           for i in range(num_layers)]
@@ -215,7 +226,7 @@ def hf_layer_types(num_layers: int) -> list[str]:
 
 def to_hf_config(hparams: dict) -> dict:
   """Canonical hyperparameters -> an HF ``config.json`` dict shaped like the published ones."""
-  hp = {k: hparams[k] for k in HPARAM_KEYS}
+  hp = _canonical(hparams, "to_hf_config")
   config = {_HF_KEYS[k]: hp[k] for k in _HF_KEYS}
   config.update({
       "architectures": [HF_ARCHITECTURE],
@@ -247,7 +258,7 @@ def to_original_config(hparams: dict) -> dict:
   The original format has no eps key (its code hard-codes 1e-5); one is written only when the
   hyperparameters differ from that, so that they still round-trip.
   """
-  hp = {k: hparams[k] for k in HPARAM_KEYS}
+  hp = _canonical(hparams, "to_original_config")
   config = {key: hp[k] for k, key in _ORIGINAL_KEYS.items()}
   if hp["rms_norm_eps"] != ORIGINAL_RMS_NORM_EPS:
     config["rms_norm_eps"] = hp["rms_norm_eps"]
