@@ -15,13 +15,20 @@ from experiments import common
 from mxfp4_jax import mxfp4
 
 _CONFIG = common.define_config("mxfp4_demo.py")
+_NPY_MAGIC = b"\x93NUMPY"  # how every .npy file begins
+_ZIP_MAGIC = b"PK"  # an .npz archive, refused below with its own message
 
 
 def _matrix(config) -> np.ndarray:
   if config.input:
     try:
+      with open(config.input, "rb") as f:
+        magic = f.read(len(_NPY_MAGIC))
+      # numpy reads any other file as a pickle and refuses it as "pickled (object) data".
+      if magic != _NPY_MAGIC and not magic.startswith(_ZIP_MAGIC):
+        raise app.UsageError(f"--config.input: {config.input} is not a .npy file")
       w = np.load(config.input)
-    except (OSError, ValueError) as e:  # missing, or not a .npy file
+    except (OSError, ValueError) as e:  # missing, unreadable, or a damaged .npy file
       raise app.UsageError(f"--config.input: {e}") from None
     if not isinstance(w, np.ndarray):  # an .npz archive
       raise app.UsageError(f"--config.input must be one .npy array, got {type(w).__name__}")

@@ -45,6 +45,7 @@ def test_mxfp4_demo_reads_a_given_matrix(tmp_path):
 
 @pytest.mark.parametrize("matrix, message", [
     ("npz", "--config.input must be one .npy array, got NpzFile"),
+    ("text", "--config.input: {path} is not a .npy file"),
     ("nan", "--config.input holds NaN, infinity or values beyond float32's range"),
     ("huge", "--config.input holds NaN, infinity or values beyond float32's range"),
     ("complex", "--config.input must hold real numbers, got complex128"),
@@ -58,10 +59,13 @@ def test_mxfp4_demo_names_a_matrix_it_cannot_quantize(tmp_path, matrix, message)
   path = tmp_path / ("w.npz" if matrix == "npz" else "w.npy")
   if matrix == "npz":
     np.savez(path, w=w)
+  elif matrix == "text":
+    path.write_text("1 2 3\n")
   else:
     np.save(path, w)
   result = _run("experiments.mxfp4_demo", f"--config.input={path}")
   assert result.returncode != 0
+  message = message.format(path=path)
   assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
