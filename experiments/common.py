@@ -360,14 +360,13 @@ def positive(flag: str, value, allow_empty: bool = False):
   return at_least(flag, value, 1, allow_empty)
 
 
-def positive_pair(config, names: tuple[str, str], prefix: str = "--config.") -> list[list[int]]:
+def positive_pair(config, names: tuple[str, str], prefix: str = "--config.") -> None:
   """Two comma lists of ints >= 1 (`positive`) of which one may be empty, not both: a run with
   neither measures nothing."""
   lists = [positive(prefix + name, config[name], allow_empty=True) for name in names]
   if not any(lists):
     raise app.UsageError(f"{prefix}{names[0]} and {prefix}{names[1]} are both empty: nothing to "
                          "measure")
-  return lists
 
 
 def seed(flag: str, value) -> int:
