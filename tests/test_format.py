@@ -294,11 +294,11 @@ def test_decoding_rejects_output_dtypes_that_are_not_float():
   """An int dtype would truncate 0.5 to 0 and saturate 2**73: an error, not wrong values."""
   blocks, scales = good_blocks()
   for dtype in (jnp.int32, np.int8, bool):
-    with pytest.raises(TypeError, match="dequantize: dtype must be a float type"):
+    with pytest.raises(TypeError, match="dequantize: dtype must be a float dtype"):
       fmt.dequantize(blocks, scales, dtype=dtype)
-    with pytest.raises(TypeError, match="decode_scales: dtype must be a float type"):
+    with pytest.raises(TypeError, match="decode_scales: dtype must be a float dtype"):
       fmt.decode_scales(scales, dtype=dtype)
-  with pytest.raises(TypeError, match="dequantize: dtype 'nonsense' is not a dtype"):
+  with pytest.raises(TypeError, match="dequantize: dtype must be a float dtype, got 'nonsense'"):
     fmt.dequantize(blocks, scales, dtype="nonsense")
   assert fmt.dequantize(blocks, scales, dtype=jnp.bfloat16).dtype == jnp.bfloat16
 

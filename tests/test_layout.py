@@ -251,7 +251,7 @@ def test_packed_weights_that_break_the_contract_are_refused(rng):
         entry(packed)
   with pytest.raises(TypeError, match="w.swiglu_halves must be a bool, got 'no'"):
     mxfp4.unpack(dataclasses.replace(w, swiglu_halves="no"))
-  with pytest.raises(TypeError, match="dequantize_packed: dtype must be a float type, got int8"):
+  with pytest.raises(TypeError, match="dequantize_packed: dtype must be a float dtype, got int8"):
     mxfp4.dequantize_packed(w, np.int8)  # would truncate 0.5 to 0
   with pytest.raises(ValueError, match=r"interleave_swiglu: axis -1 must have an even length"):
     layout.interleave_swiglu(np.arange(5))

@@ -19,6 +19,7 @@ from mxfp4_jax.kernels.schedule import check_experts_in_range, clip_group_sizes
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT, swiglu
 from mxfp4_jax.kernels.triton_ops import check_runs_here
 from mxfp4_jax.kernels.tuning import KernelConfig, pick_config
+from mxfp4_jax.mxfp4.format import check_float_dtype
 from mxfp4_jax.mxfp4.layout import PackedMXFP4, check_packed
 
 BACKENDS = ("auto", "pallas", "reference")
@@ -79,16 +80,6 @@ def check_int32_range(**arrays) -> None:
       raise ValueError(f"{name} holds values outside int32: from {host.min()} to {host.max()}")
 
 
-def _float_dtype(dtype, name: str) -> np.dtype:
-  try:
-    dtype = jnp.dtype(dtype)
-  except TypeError as e:
-    raise TypeError(f"{name} must be a float dtype, got {dtype!r}") from e
-  if not jnp.issubdtype(dtype, jnp.floating):
-    raise TypeError(f"{name} must be a float dtype, got {dtype}")
-  return dtype
-
-
 def _number(value, name: str) -> float:
   """A static epilogue constant (the kernel is specialized on it): a finite number > 0."""
   try:
@@ -141,7 +132,7 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
     raise TypeError(f"config must be a KernelConfig or None, got {type(config).__name__}")
   if group_sizes is not None:
     group_sizes = clip_group_sizes(group_sizes, x.shape[0])
-  out_dtype = _float_dtype(out_dtype or x.dtype, "out_dtype")
+  out_dtype = check_float_dtype("out_dtype", out_dtype or x.dtype)
   swiglu_alpha, swiglu_limit = _number(swiglu_alpha, "swiglu_alpha"), _number(swiglu_limit,
                                                                               "swiglu_limit")
   if backend == "auto":

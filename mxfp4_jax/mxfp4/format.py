@@ -53,14 +53,16 @@ def _check_dtype(name: str, x, dtype) -> None:
     raise TypeError(f"{name} must be {jnp.dtype(dtype).name}, got {jnp.dtype(x.dtype).name}")
 
 
-def check_float_dtype(name: str, dtype) -> None:
-  """An output dtype for decoded values: a float type (an int type would truncate 0.5 to 0)."""
+def check_float_dtype(what: str, dtype) -> np.dtype:
+  """``dtype`` as a NumPy dtype if it is a float type, the output type of decoded values (an int
+  type would truncate 0.5 to 0); else a TypeError naming ``what``."""
   try:
     dtype = jnp.dtype(dtype)
   except TypeError:
-    raise TypeError(f"{name}: dtype {dtype!r} is not a dtype") from None
+    raise TypeError(f"{what} must be a float dtype, got {dtype!r}") from None
   if not jnp.issubdtype(dtype, jnp.floating):
-    raise TypeError(f"{name}: dtype must be a float type, got {dtype.name}")
+    raise TypeError(f"{what} must be a float dtype, got {dtype.name}")
+  return dtype
 
 
 # --- E8M0 scales --------------------------------------------------------------------------------
@@ -77,7 +79,7 @@ def decode_scales(scales, dtype=jnp.float32) -> jax.Array:
   """E8M0 bytes -> ``2 ** (s - 127)``: exact in float32 for bytes 1..254 (byte 0, 2**-127, is a
   float32 subnormal, which XLA on CPU flushes to zero); 0xFF, an error when the bytes are
   concrete, is NaN under a trace."""
-  check_float_dtype("decode_scales", dtype)
+  check_float_dtype("decode_scales: dtype", dtype)
   scales = jnp.asarray(scales)
   check_scales(scales)
   powers = jnp.ldexp(jnp.ones((), jnp.float32), scales.astype(jnp.int32) - SCALE_BIAS)
@@ -320,7 +322,7 @@ def check_blocks_and_scales(blocks, scales, where: str = "mxfp4") -> None:
 
 def dequantize(blocks, scales, dtype=jnp.float32) -> jax.Array:
   """(blocks ``[..., N, K/32, 16]``, scales ``[..., N, K/32]``) -> ``[..., N, K]`` of ``dtype``."""
-  check_float_dtype("dequantize", dtype)
+  check_float_dtype("dequantize: dtype", dtype)
   blocks, scales = jnp.asarray(blocks), jnp.asarray(scales)
   check_blocks_and_scales(blocks, scales, "dequantize:")
   values = decode_codes(blocks_to_codes(blocks)) * decode_scales(scales)[..., None]

@@ -220,7 +220,7 @@ def unpack(w: PackedMXFP4) -> tuple[jax.Array, jax.Array, jax.Array | None]:
 def dequantize_packed(w: PackedMXFP4, dtype=jnp.float32) -> jax.Array:
   """`PackedMXFP4` -> dense ``[E, K, N]`` in the packed row order (glu half first if so packed)."""
   check_packed(w)
-  fmt.check_float_dtype("dequantize_packed", dtype)
+  fmt.check_float_dtype("dequantize_packed: dtype", dtype)
   low, high = fmt.split_nibbles(kernel_byte_order(w.values))  # [E, K_pad/64, N, 32]
   codes = jnp.stack([low, high], axis=3)  # [E, K_pad/64, N, 2, 32]
   values = fmt.decode_codes(codes) * fmt.decode_scales(
