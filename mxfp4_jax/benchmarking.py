@@ -1,8 +1,8 @@
 """Timing on the device without timing dispatch, and realistic MoE routing.
 
 One jitted call costs tens of microseconds of host dispatch, more than a decode-sized kernel.
-`time_per_call` therefore runs ``n`` calls inside ONE jitted function, each on its own copy of the
-inputs (rotated so that weights do not sit in L2), for two values of ``n``; the slope between them
+`time_per_call` therefore runs ``n`` calls inside ONE jitted function, rotating through copies of
+the inputs (so that weights do not sit in L2), for two values of ``n``; the slope between them
 is the device time of one call, with the fixed costs (dispatch, launch of the jit) cancelled.
 One argument of each call (``perturb``: e.g. the group sizes) gets ``previous output * zero``
 added, with ``zero`` a run-time argument that XLA cannot fold away, so it can neither merge

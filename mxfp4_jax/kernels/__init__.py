@@ -113,12 +113,15 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
       ``[0, E)`` gives zeros; with concrete values it is an error.
     activation: ``None``, or ``"swiglu"`` for a gate_up weight packed with ``swiglu_halves``:
       the output is GPT-OSS's clamped SwiGLU of the glu and linear halves, ``[P, N / 2]``.
-    backend: ``"pallas"`` (the kernel), ``"reference"`` (jnp), or ``"auto"``: pallas on GPU.
+    backend: ``"pallas"`` (the kernel), ``"reference"`` (jnp), or ``"auto"``: pallas on GPU or
+      with ``interpret``, the reference elsewhere.
       Both are differentiable in x, row_weights and w's bias; the kernel's gradient is the
       reference's, computed on the dequantized weights.
     out_dtype: defaults to ``x.dtype``.
     config: kernel block sizes; default from `tuning.pick_config`.
     interpret: run the Pallas kernel in interpret mode (any platform; slow but exact).
+    swiglu_alpha, swiglu_limit: the SwiGLU's sigmoid scale and clamp (GPT-OSS's by default);
+      static: the kernel is compiled for their values.
   Returns:
     ``[P, N]`` (``[P, N / 2]`` with SwiGLU) of ``out_dtype``.
   """

@@ -152,6 +152,9 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
       left-padded prefill's do: the kernel skips key blocks by index on that basis.
     sinks: ``[K, G]`` one logit per query head.
     window: keys fewer than ``window`` positions back are visible (sliding layers); None: all.
+    block_q, block_k: query and key rows a program takes at a time (powers of two >= 16).
+    num_warps, num_stages: the Triton launch (warps a program, software-pipelining depth).
+    interpret: run in Pallas interpret mode (any platform; how the CPU tests run it).
   Returns:
     ``[B, T, K, G, hd]`` in q's dtype; the dots take bf16 operands and accumulate in float32.
   """
@@ -320,6 +323,7 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
       (flash-decoding), and into shares of at most `MAX_SHARE_BLOCKS` key blocks; the shares'
       partial softmaxes are merged, with the sink, afterwards. When each (row, KV head) has
       one share, the kernel normalises and writes the output itself: no merge.
+    block_k, num_warps, num_stages, interpret: as in `flash_attention`.
   Returns:
     ``[B, K, G, hd]`` in q's dtype.
   """
