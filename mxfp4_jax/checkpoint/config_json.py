@@ -17,7 +17,8 @@ from collections.abc import Mapping
 
 from mxfp4_jax.checkpoint.errors import CheckpointError
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA
-from mxfp4_jax.model.config import GptOssConfig
+from mxfp4_jax.model.config import GptOssConfig, yarn_context_length
+from mxfp4_jax.model.rope import yarn_concentration
 
 HPARAM_KEYS = GptOssConfig.HPARAMS  # the model's hyperparameters: one list, in the model
 _INT_KEYS = frozenset(f.name for f in dataclasses.fields(GptOssConfig)
@@ -87,8 +88,9 @@ def _check_hf(config: dict, source: str) -> None:
   if not (isinstance(architectures, list) and all(isinstance(a, str) for a in architectures)):
     raise CheckpointError(f"{source}: architectures must be a list of names, got "
                           f"{architectures!r:.60}")
-  # The model's SwiGLU has alpha 1.702 built in; a config that asks for another is refused
-  # rather than run with the wrong activation.
+  # swiglu_alpha is not a hyperparameter read from checkpoints (GPT-OSS's is 1.702, the model
+  # config's default); a config that asks for another is refused rather than run with the
+  # wrong activation.
   alpha = config.get("swiglu_alpha", SWIGLU_ALPHA)
   if alpha != SWIGLU_ALPHA:
     raise CheckpointError(f"{source}: swiglu_alpha is {alpha!r}; GPT-OSS's SwiGLU has "
@@ -117,15 +119,15 @@ def _check_hf_rope(rope, source: str, where: str) -> dict:
     given = repr(rope["truncate"]) if "truncate" in rope else "missing"
     raise CheckpointError(f"{source}: {where}.truncate is {given}; GPT-OSS's YaRN needs the "
                           "JSON boolean false (a missing key reads as true)")
-  # The attention scale of GPT-OSS's YaRN is 0.1 ln(factor) + 1 (`rope.py`); these keys would
-  # give transformers another.
+  # The attention scale of GPT-OSS's YaRN is `yarn_concentration`; these keys would give
+  # transformers another.
   for key in ("mscale", "mscale_all_dim"):
     if rope.get(key) is not None:
       raise CheckpointError(f"{source}: {where}.{key} is {rope[key]!r}; GPT-OSS's YaRN "
                             "has no such key (its attention scale is 0.1 ln(factor) + 1)")
   factor, attention_factor = rope.get("factor"), rope.get("attention_factor")
   if attention_factor is not None and _is_number(factor) and factor > 0:
-    expected = 0.1 * math.log(factor) + 1
+    expected = yarn_concentration(factor)
     if not (_is_number(attention_factor)
             and math.isclose(attention_factor, expected, rel_tol=1e-6)):
       raise CheckpointError(f"{source}: {where}.attention_factor is {attention_factor!r}; "
@@ -238,7 +240,8 @@ def to_hf_config(hparams: dict) -> dict:
       "initial_context_length": hp["rope_original_context"],
       "initializer_range": 0.02,
       "layer_types": hf_layer_types(hp["num_layers"]),
-      "max_position_embeddings": int(hp["rope_original_context"] * hp["rope_scaling_factor"]),
+      "max_position_embeddings": yarn_context_length(hp["rope_original_context"],
+                                                     hp["rope_scaling_factor"]),
       "output_router_logits": False,
       "quantization_config": {"quant_method": "mxfp4",
                               "modules_to_not_convert": list(HF_MODULES_NOT_CONVERTED)},

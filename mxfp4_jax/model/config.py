@@ -14,6 +14,11 @@ from mxfp4_jax.kernels.router import BACKENDS as ROUTER_BACKENDS, kernel_unsuppo
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT
 
 
+def yarn_context_length(original_context: int, scaling_factor: float) -> int:
+  """Positions a model is trained for: YaRN stretches the original context by its factor."""
+  return int(original_context * max(scaling_factor, 1.0))
+
+
 @dataclasses.dataclass(frozen=True)
 class GptOssConfig:
   vocab_size: int
@@ -112,9 +117,9 @@ class GptOssConfig:
 
   @property
   def context_length(self) -> int:
-    """Positions the model was trained for: YaRN stretches the original context by its factor
-    (131,072 for GPT-OSS; HF's ``max_position_embeddings``). Past it RoPE extrapolates."""
-    return int(self.rope_original_context * max(self.rope_scaling_factor, 1.0))
+    """`yarn_context_length`: 131,072 for GPT-OSS (HF's ``max_position_embeddings``). Past it
+    RoPE extrapolates."""
+    return yarn_context_length(self.rope_original_context, self.rope_scaling_factor)
 
   @property
   def jnp_dtype(self):

@@ -10,6 +10,11 @@ import jax.numpy as jnp
 from mxfp4_jax.model.config import GptOssConfig
 
 
+def yarn_concentration(scaling_factor: float) -> float:
+  """YaRN's factor on cos and sin (GPT-OSS's: 0.1 ln(factor) + 1; HF's ``attention_factor``)."""
+  return 0.1 * math.log(scaling_factor) + 1.0
+
+
 def yarn_inv_freq_and_concentration(cfg: GptOssConfig) -> tuple[jax.Array, float]:
   """[head_dim / 2] inverse frequencies and the factor that multiplies cos and sin.
 
@@ -21,7 +26,7 @@ def yarn_inv_freq_and_concentration(cfg: GptOssConfig) -> tuple[jax.Array, float
   freq = cfg.rope_theta ** (jnp.arange(0, cfg.head_dim, 2, dtype=jnp.float32) / cfg.head_dim)
   if cfg.rope_scaling_factor <= 1:
     return 1.0 / freq, 1.0
-  concentration = 0.1 * math.log(cfg.rope_scaling_factor) + 1.0
+  concentration = yarn_concentration(cfg.rope_scaling_factor)
   low, high = cfg.yarn_ramp
   ramp = jnp.clip((jnp.arange(half, dtype=jnp.float32) - low) / (high - low), 0, 1)
   extrapolate = 1 - ramp  # 1: keep the frequency, 0: interpolate
