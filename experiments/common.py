@@ -382,11 +382,11 @@ def timing_fields(config) -> None:
   checked as `benchmarking.time_per_call` and the copy rotation need them; a bad one is a
   one-line usage error naming its field. Call it before any weights are built."""
   calls = tuple(config.calls)
-  if len(calls) != 2 or not all(isinstance(c, int) for c in calls) or not 1 <= calls[0] < calls[1]:
+  if len(calls) != 2 or not all(map(is_int, calls)) or not 1 <= calls[0] < calls[1]:
     raise app.UsageError(f"--config.calls must be two chain lengths 1 <= low < high, got {calls}")
   if "repeats" in config:
     positive("--config.repeats", config.repeats)
-  if "weight_copies" in config and not (isinstance(config.weight_copies, int)
+  if "weight_copies" in config and not (is_int(config.weight_copies)
                                         and config.weight_copies >= 2):
     raise app.UsageError("--config.weight_copies must be an int >= 2 (copies rotated between "
                          f"calls), got {config.weight_copies!r}")

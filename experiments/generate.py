@@ -17,6 +17,7 @@ from absl import app, flags
 from flax import nnx
 
 from experiments import common
+from mxfp4_jax.argcheck import is_int
 from mxfp4_jax.generate import harmony
 from mxfp4_jax.generate.engine import Generator
 from mxfp4_jax.generate.sampling import SamplingParams
@@ -31,7 +32,7 @@ _TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "0 is greedy.")
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass.")
 _TOP_K = flags.DEFINE_integer("top_k", 0, "0 disables top-k.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed (and random weights' seed).")
-_EFFORT = flags.DEFINE_enum("reasoning_effort", "medium", ["low", "medium", "high"],
+_EFFORT = flags.DEFINE_enum("reasoning_effort", "medium", harmony.REASONING_EFFORTS,
                             "Harmony reasoning effort.")
 _SYSTEM = flags.DEFINE_string("system_message", None, "Replaces the default model identity line.")
 _DEVELOPER = flags.DEFINE_string("developer_message", None, "Developer instructions.")
@@ -139,8 +140,7 @@ def main(argv) -> None:
   common.model_config(config.model)  # a checkpoint takes its runtime fields
   if _PROFILE_DIR.value and (blocker := common.file_in_the_way(_PROFILE_DIR.value)):
     raise app.UsageError(f"--profile_dir: {blocker} exists and is not a directory")
-  if _PROFILE_DIR.value and not (isinstance(config.profile_chunk, int)
-                                 and config.profile_chunk >= 0):
+  if _PROFILE_DIR.value and not (is_int(config.profile_chunk) and config.profile_chunk >= 0):
     raise app.UsageError(f"--config.profile_chunk must be a decode chunk's index >= 0, got "
                          f"{config.profile_chunk!r}")
   common.gpu_memory_fraction(config.gpu_memory_fraction, "--config.gpu_memory_fraction")

@@ -42,8 +42,8 @@ def _exact_in_float32(method):
   return wrapper
 
 
-def _normal(rngs: nnx.Rngs, shape, dtype, std: float = 0.02):
-  return (jax.random.normal(rngs.params(), shape, jnp.float32) * std).astype(dtype)
+def _normal(rngs: nnx.Rngs, shape, dtype):
+  return (jax.random.normal(rngs.params(), shape, jnp.float32) * 0.02).astype(dtype)
 
 
 class RMSNorm(nnx.Module):
