@@ -12,6 +12,7 @@ from mxfp4_jax import benchmarking
 from mxfp4_jax.kernels import grouped_matmul
 from mxfp4_jax.kernels.reference import expert_of_row
 from mxfp4_jax.kernels.schedule import clip_group_sizes
+from mxfp4_jax.kernels.tuning import one_row_tiles_suit
 from mxfp4_jax.mxfp4.format import BITS_PER_WEIGHT
 from mxfp4_jax.mxfp4.layout import random_packed
 
@@ -70,7 +71,7 @@ ONE_ROW_TILES = ("model", "always", "never")
 def one_row_tiles(setting: str, num_rows: int, num_experts: int) -> bool:
   """Whether P = ``num_rows`` rows run one tile each under ``setting`` (`ONE_ROW_TILES`); "model"
   is `GptOssConfig.moe_one_row_tiles` with P token-expert rows."""
-  return setting == "always" or (setting == "model" and num_rows <= num_experts // 2)
+  return setting == "always" or (setting == "model" and one_row_tiles_suit(num_rows, num_experts))
 
 
 def kernel_groups(group_sizes, num_rows: int, by_row: bool):

@@ -152,6 +152,12 @@ TABLE: tuple[tuple[int, KernelConfig], ...] = (
 )
 
 
+def one_row_tiles_suit(num_rows: int, num_experts: int) -> bool:
+  """Whether ``num_rows`` token-expert rows run best one kernel tile each (`grouped_matmul`'s
+  ``row_experts``, no sort): at most one row per two experts, as in a decode step."""
+  return num_rows <= num_experts // 2
+
+
 def rows_per_expert(num_rows: int, num_experts: int) -> float:
   """Expected rows per expert that gets any: every row lands on one of min(E, P) experts."""
   return num_rows / max(1, min(num_experts, num_rows))

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from mxfp4_jax.kernels import BACKENDS as MOE_BACKENDS, default_backend
 from mxfp4_jax.kernels.router import BACKENDS as ROUTER_BACKENDS, kernel_unsupported_reason
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT
+from mxfp4_jax.kernels.tuning import one_row_tiles_suit
 
 
 def yarn_context_length(original_context: int, scaling_factor: float) -> int:
@@ -147,7 +148,7 @@ class GptOssConfig:
   def moe_one_row_tiles(self, tokens: int) -> bool:
     """Whether the MoE runs the rows of ``tokens`` tokens one kernel tile each (the grouped
     matmul's ``row_experts``: no sort): a decode step's few rows, about one per expert."""
-    return tokens * self.experts_per_token <= self.num_experts // 2
+    return one_row_tiles_suit(tokens * self.experts_per_token, self.num_experts)
 
   @property
   def resolved_router_backend(self) -> str:
