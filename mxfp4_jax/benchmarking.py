@@ -141,12 +141,18 @@ def decode_step_bytes(cfg, batch: int, context: int) -> dict[str, float]:
   expert = (2 * i * d + d * i) * BITS_PER_WEIGHT / 8 + (2 * i + d) * 4  # weights + f32 biases
   attention = (d * (cfg.q_size + 2 * cfg.kv_size) + cfg.q_size * d) * size
   kv_per_token = 2 * cfg.kv_size * size  # keys and values
-  kv = sum(min(context, cfg.sliding_window) if cfg.is_sliding(layer) else context
-           for layer in range(layers)) * kv_per_token * batch
+  kv = keys_over_layers(cfg, context) * kv_per_token * batch
   return dict(
       experts=layers * expected_experts_hit(e, cfg.experts_per_token, batch) * expert,
       attention=layers * attention, router=layers * d * e * size, kv_cache=kv,
       unembedding=cfg.vocab_size * d * size)
+
+
+def keys_over_layers(cfg, context: int) -> int:
+  """Keys a token at ``context`` attends to, summed over the layers (at most the window on
+  sliding layers)."""
+  return sum(min(context, cfg.sliding_window) if cfg.is_sliding(layer) else context
+             for layer in range(cfg.num_layers))
 
 
 def flops_per_token(cfg, context: int) -> float:
@@ -154,9 +160,8 @@ def flops_per_token(cfg, context: int) -> float:
   d, i = cfg.hidden_size, cfg.intermediate_size
   weights = (cfg.experts_per_token * 3 * i * d + d * (cfg.q_size + 2 * cfg.kv_size)
              + cfg.q_size * d + d * cfg.num_experts)
-  keys = sum(min(context, cfg.sliding_window) if cfg.is_sliding(layer) else context
-             for layer in range(cfg.num_layers))
-  return 2 * (cfg.num_layers * weights + cfg.vocab_size * d) + 4 * keys * cfg.q_size
+  return (2 * (cfg.num_layers * weights + cfg.vocab_size * d)
+          + 4 * keys_over_layers(cfg, context) * cfg.q_size)
 
 
 def prefill_flops(cfg, length: int) -> float:
