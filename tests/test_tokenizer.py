@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mxfp4_jax.generate.tokenizer import (HARMONY_SPECIALS, TINY_VOCAB_SIZE, Tokenizer,
-                                          load_tokenizer, tiny_tokenizer)
+from mxfp4_jax.generate import harmony
+from mxfp4_jax.generate.tokenizer import (TINY_VOCAB_SIZE, Tokenizer, load_tokenizer,
+                                          tiny_tokenizer)
 
 
 def _build_tiny_json():
@@ -37,7 +38,7 @@ def test_tiny_is_deterministic_within_and_across_processes():
 def test_tiny_vocab_and_specials():
   tok = tiny_tokenizer()
   assert tok.vocab_size == TINY_VOCAB_SIZE
-  assert set(tok.special_ids) == set(HARMONY_SPECIALS)
+  assert set(tok.special_ids) == set(harmony.SPECIAL_TOKENS)
   assert all(0 <= i < TINY_VOCAB_SIZE for i in tok.special_ids.values())
   assert max(tok.hf.get_vocab().values()) < TINY_VOCAB_SIZE
   for name, i in tok.special_ids.items():

@@ -17,8 +17,6 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 from mxfp4_jax.argcheck import is_sequence
 from mxfp4_jax.generate import harmony
 
-# The harmony special tokens, looked up by name in whichever tokenizer is loaded.
-HARMONY_SPECIALS = harmony.SPECIAL_TOKENS
 TINY_VOCAB_SIZE = 512
 
 # Training text for the tiny tokenizer's merges: harmony boilerplate and plain English, so that
@@ -71,11 +69,11 @@ class Tokenizer:
       raise TypeError(f"Tokenizer wraps a tokenizers.Tokenizer (see load_tokenizer), got "
                       f"{type(hf).__name__}")
     present = {t.content for t in hf.get_added_tokens_decoder().values()}
-    for name in HARMONY_SPECIALS:
+    for name in harmony.SPECIAL_TOKENS:
       if name not in present:
         raise ValueError(f"tokenizer lacks the harmony special token {name}")
     self.hf = hf
-    self.special_ids = {name: hf.token_to_id(name) for name in HARMONY_SPECIALS}
+    self.special_ids = {name: hf.token_to_id(name) for name in harmony.SPECIAL_TOKENS}
     # A twin that reads special-token text as plain text, for encode(allow_special=False).
     self._plain = tokenizers.Tokenizer.from_str(hf.to_str())
     self._plain.encode_special_tokens = True
@@ -142,9 +140,9 @@ def tiny_tokenizer() -> Tokenizer:
   hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   hf.decoder = decoders.ByteLevel()
   trainer = trainers.BpeTrainer(
-      vocab_size=TINY_VOCAB_SIZE - len(HARMONY_SPECIALS), show_progress=False,
+      vocab_size=TINY_VOCAB_SIZE - len(harmony.SPECIAL_TOKENS), show_progress=False,
       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
   hf.train_from_iterator([_TINY_CORPUS], trainer)
   hf.add_special_tokens([tokenizers.AddedToken(name, special=True, normalized=False)
-                         for name in HARMONY_SPECIALS])
+                         for name in harmony.SPECIAL_TOKENS])
   return Tokenizer(hf)
