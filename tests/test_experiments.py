@@ -830,3 +830,19 @@ def test_weight_copies_say_when_the_byte_cap_leaves_them_in_l2(capsys):
   assert weight_copies("120b_gate_up", config, 1) == 12  # 106 MB
   assert weight_copies("20b_gate_up", config, 4) == 8
   assert capsys.readouterr().out == ""
+
+
+def test_the_benchmarks_shapes_are_the_models():
+  """The benchmark configs spell GPT-OSS's shapes out for the reader; they must stay the model
+  configs' own."""
+  from configs import bench_attention, gpt_oss_20b, gpt_oss_120b
+  from configs.bench_kernel import SHAPES
+  attention = bench_attention.get_config()
+  for name, module in (("20b", gpt_oss_20b), ("120b", gpt_oss_120b)):
+    m = module.get_config().model
+    assert SHAPES[f"{name}_gate_up"] == (m.num_experts, m.hidden_size, 2 * m.intermediate_size,
+                                         "swiglu")
+    if f"{name}_down" in SHAPES:
+      assert SHAPES[f"{name}_down"] == (m.num_experts, m.intermediate_size, m.hidden_size, None)
+    assert (attention.kv_heads, attention.group, attention.head_dim) == (
+        m.num_kv_heads, m.num_heads // m.num_kv_heads, m.head_dim)
