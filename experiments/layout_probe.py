@@ -40,7 +40,7 @@ from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT, swiglu
 from mxfp4_jax.kernels.triton_ops import dot_accumulate, inline_asm
 from mxfp4_jax.mxfp4 import format as fmt
-from mxfp4_jax.mxfp4.layout import random_packed
+from mxfp4_jax.mxfp4.layout import RANDOM_SCALE_RANGE, random_packed
 
 _CONFIG = common.define_config("layout_probe.py")
 GROUP_BYTES = 512  # one 16-row group of one 64-value K tile
@@ -149,7 +149,9 @@ def candidate_copy(key, num_experts, k, n):
   """Random codes and GPT-OSS-like scales in the candidate layout (speed ignores the values)."""
   kw, ks, kb = jax.random.split(key, 3)
   words = jax.random.bits(kw, (num_experts, k // 64, n // 16, GROUP_BYTES // 4), jnp.uint32)
-  scale_bytes = jax.random.randint(ks, (num_experts, k // 64, n // 16, 32), 118, 125, jnp.uint32)
+  low, high = RANDOM_SCALE_RANGE
+  scale_bytes = jax.random.randint(ks, (num_experts, k // 64, n // 16, 32), low, high + 1,
+                                   jnp.uint32)
   scales = lax.bitcast_convert_type(scale_bytes.astype(jnp.uint8).reshape(
       num_experts, k // 64, n // 16, 8, 4), jnp.uint32)
   return words, scales, jax.random.normal(kb, (num_experts, n), jnp.float32) * 0.1

@@ -270,13 +270,18 @@ def _random_bytes(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   return jax.lax.map(one, jax.random.split(key, shape[0]))
 
 
+# E8M0 scale bytes of random weights, both ends included: about GPT-OSS's range (factors 2**-9 to
+# 2**-3). Speed does not depend on them.
+RANDOM_SCALE_RANGE = (118, 124)
+
+
 def random_packed(key: jax.Array, num_experts: int, in_features: int, out_features: int, *,
                   swiglu_halves: bool = False,
-                  scale_range: tuple[int, int] = (118, 124)) -> PackedMXFP4:
+                  scale_range: tuple[int, int] = RANDOM_SCALE_RANGE) -> PackedMXFP4:
   """Random weights built directly in the packed layout, on the default device.
 
-  Codes are uniform over all 16 E2M1 codes and scale bytes uniform in ``scale_range`` (about
-  GPT-OSS's range); speed does not depend on the values. Nothing passes through host memory.
+  Codes are uniform over all 16 E2M1 codes and scale bytes uniform in ``scale_range`` (both
+  ends included); speed does not depend on the values. Nothing passes through host memory.
   A K padded up to a whole tile gets the layout's padding (zero codes, scale 127), as `pack`'s.
   """
   if in_features <= 0 or in_features % fmt.BLOCK_SIZE:
