@@ -85,12 +85,21 @@ def _message(error: BaseException) -> str:
 _DIR_FIELDS = ("output_dir", "profile_dir", "compilation_cache_dir")
 
 
-def file_in_the_way(path) -> pathlib.Path | None:
-  """The file, if any, that stops directory ``path`` from being made: ``path`` itself or the
-  ancestor nearest it that exists. Checked before the work, not by mkdir after it."""
+def dir_in_the_way(flag: str, path) -> str | None:
+  """What stops directory ``path`` (set by ``flag``) from being made, if anything: ``path``
+  itself or the ancestor nearest it that exists, being a file. Checked before the work, not by
+  mkdir after it."""
   path = pathlib.Path(path)
   existing = next((p for p in (path, *path.parents) if p.exists()), None)
-  return existing if existing is not None and not existing.is_dir() else None
+  if existing is None or existing.is_dir():
+    return None
+  return f"{flag}: {existing} exists and is not a directory"
+
+
+def check_dir_to_write(flag: str, path) -> None:
+  """`dir_in_the_way` as a usage error."""
+  if problem := dir_in_the_way(flag, path):
+    raise app.UsageError(problem)
 
 
 def _dirs_to_write(config, prefix: str = "--config."):
@@ -114,9 +123,8 @@ def _loaded(config, default: str) -> bool:
     raise SystemExit(f"FATAL Flags parsing error: --config: no field {', '.join(missing)} in "
                      "that config (is it another experiment's?)")
   for flag, path in _dirs_to_write(config):
-    if blocker := file_in_the_way(path):
-      raise SystemExit(f"FATAL Flags parsing error: {flag}: {blocker} exists and is not a "
-                       "directory")
+    if problem := dir_in_the_way(flag, path):
+      raise SystemExit(f"FATAL Flags parsing error: {problem}")
   return True
 
 

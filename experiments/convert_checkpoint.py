@@ -24,8 +24,7 @@ def main(argv) -> None:
     if not config[field]:
       raise app.UsageError(f"--config.{field} is required")
   output = pathlib.Path(config.output)
-  if blocker := common.file_in_the_way(output):  # checked before the minutes of loading
-    raise app.UsageError(f"--config.output: {blocker} exists and is not a directory")
+  common.check_dir_to_write("--config.output", output)  # before the minutes of loading
   # The checkpoint's dir, or for original/ the repo around it, which load_model would then read
   # as packed params.
   if output.resolve() in {pathlib.Path(d).resolve() for d in tokenizer_dirs(config.checkpoint)}:

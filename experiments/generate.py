@@ -138,8 +138,8 @@ def main(argv) -> None:
   for name in ("max_len", "chunk"):
     common.positive(f"--config.{name}", config[name])
   common.model_config(config.model)  # a checkpoint takes its runtime fields
-  if _PROFILE_DIR.value and (blocker := common.file_in_the_way(_PROFILE_DIR.value)):
-    raise app.UsageError(f"--profile_dir: {blocker} exists and is not a directory")
+  if _PROFILE_DIR.value:
+    common.check_dir_to_write("--profile_dir", _PROFILE_DIR.value)
   if _PROFILE_DIR.value and not (is_int(config.profile_chunk) and config.profile_chunk >= 0):
     raise app.UsageError(f"--config.profile_chunk must be a decode chunk's index >= 0, got "
                          f"{config.profile_chunk!r}")

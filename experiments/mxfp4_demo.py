@@ -90,8 +90,7 @@ def main(argv) -> None:
     if histogram.suffix.lower().lstrip(".") not in formats:
       raise app.UsageError(f"--config.histogram must end in one of matplotlib's formats "
                            f"({', '.join(sorted(formats))}), got {histogram}")
-    if blocker := common.file_in_the_way(histogram.parent):
-      raise app.UsageError(f"--config.histogram: {blocker} exists and is not a directory")
+    common.check_dir_to_write("--config.histogram", histogram.parent)
   stats = report(w)
   print(f"MXFP4 round trip of a {stats['shape'][0]}x{stats['shape'][1]} matrix "
         f"({'from ' + config.input if config.input else config.distribution + ' random'}) "
