@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numbers
 
+import jax
+
 
 def is_int(value) -> bool:
   """A Python or NumPy integer. A bool is not one: True as a size, an axis or a token id is a slip."""
@@ -14,3 +16,9 @@ def is_sequence(value) -> bool:
   """Something to iterate over other than text: a string iterates by character, which no caller
   that asks for a sequence of ids or messages means."""
   return hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
+
+
+def is_concrete(value) -> bool:
+  """A value whose contents Python can read, not a tracer: checks of contents (ranges, sums,
+  finiteness) run where this holds and are left to the caller's contract under a trace."""
+  return not isinstance(value, jax.core.Tracer)

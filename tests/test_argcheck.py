@@ -1,9 +1,12 @@
-"""The shared argument tests: what counts as an int and as a sequence of items."""
+"""The shared argument tests: what counts as an int, as a sequence of items and as a value
+whose contents can be read."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mxfp4_jax.argcheck import is_int, is_sequence
+from mxfp4_jax.argcheck import is_concrete, is_int, is_sequence
 
 
 @pytest.mark.parametrize("value", [0, -3, 2**40, np.int32(7), np.uint8(255), np.int64(-1)])
@@ -25,3 +28,18 @@ def test_sequences(value):
 @pytest.mark.parametrize("value", ["ab", b"ab", 1, None, 2.5])
 def test_not_sequences(value):
   assert not is_sequence(value)
+
+
+def test_concrete_outside_a_trace_only():
+  seen = []
+
+  def f(x):
+    seen.append(is_concrete(x))
+    return x
+
+  x = jnp.arange(3)
+  f(x)
+  jax.jit(f)(x)
+  jax.vmap(f)(x)
+  assert seen == [True, False, False]
+  assert is_concrete(np.arange(2)) and is_concrete(3)

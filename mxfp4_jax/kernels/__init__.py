@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mxfp4_jax.argcheck import is_concrete
 from mxfp4_jax.kernels.reference import grouped_matmul_reference
 from mxfp4_jax.kernels.schedule import check_experts_in_range, clip_group_sizes
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT, swiglu
@@ -55,7 +56,7 @@ def _check_args(x, w, group_sizes, row_weights, row_experts, activation, backend
                                   or not jnp.issubdtype(row_weights.dtype, jnp.floating)):
     raise ValueError(f"row_weights must be a float array of shape [{x.shape[0]}], got "
                      f"{row_weights.dtype}{list(row_weights.shape)}")
-  if group_sizes is not None and not isinstance(group_sizes, jax.core.Tracer):
+  if group_sizes is not None and is_concrete(group_sizes):
     sizes = np.asarray(group_sizes)
     if (sizes < 0).any() or sizes.sum() > x.shape[0]:
       raise ValueError(f"group_sizes must be >= 0 and sum to at most P={x.shape[0]}, "

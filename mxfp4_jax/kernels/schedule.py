@@ -19,6 +19,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from mxfp4_jax.argcheck import is_concrete
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +40,7 @@ COUNTING_SORT_MIN_ROWS = 1024
 
 def check_experts_in_range(experts: jax.Array, num_experts: int, name: str) -> None:
   """Expert ids outside ``[0, E)`` are an error when known (not under a trace)."""
-  if isinstance(experts, jax.core.Tracer) or not experts.size:
+  if not is_concrete(experts) or not experts.size:
     return
   low, high = int(experts.min()), int(experts.max())
   if low < 0 or high >= num_experts:

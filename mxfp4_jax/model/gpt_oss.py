@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mxfp4_jax.argcheck import is_int
+from mxfp4_jax.argcheck import is_concrete, is_int
 from mxfp4_jax.kernels import check_int32_range, grouped_matmul
 from mxfp4_jax.kernels.flash_attention import (decode_attention_update, flash_attention,
                                                visible_keys)
@@ -327,7 +327,7 @@ class Block(nnx.Module):
 def _concrete_start(start):
   """``forward``'s start: a traced value as it is, a concrete one (a NumPy or JAX scalar too) as a
   Python int >= 0, so that the checks and the prefill test see it."""
-  if isinstance(start, jax.core.Tracer):
+  if not is_concrete(start):
     return start
   value = np.asarray(start)
   if (isinstance(start, bool) or value.ndim or not np.issubdtype(value.dtype, np.integer)
@@ -421,7 +421,7 @@ class GptOss(nnx.Module):
                        f"{list(tokens.shape)}")
     if 0 in tokens.shape:
       raise ValueError(f"tokens {list(tokens.shape)} must hold at least one row and one token")
-    if not isinstance(tokens, jax.core.Tracer):
+    if is_concrete(tokens):
       low, high = int(tokens.min(initial=0)), int(tokens.max(initial=0))
       if low < 0 or high >= self.cfg.vocab_size:
         raise ValueError(f"tokens hold ids in [{low}, {high}], outside the vocabulary "

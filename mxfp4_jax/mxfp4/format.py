@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mxfp4_jax.argcheck import is_int
+from mxfp4_jax.argcheck import is_concrete, is_int
 
 BLOCK_SIZE = 32  # values that share one scale
 BYTES_PER_BLOCK = BLOCK_SIZE // 2
@@ -42,10 +42,6 @@ _MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
 # bf16; up to 128 the factor 2**(scale - 1) of `e2m1_bf16x2_ptx` is a finite bf16 (|w| <= 12).
 KERNEL_SCALE_MIN = 2
 KERNEL_SCALE_MAX = 128
-
-
-def _is_concrete(x) -> bool:
-  return not isinstance(x, jax.core.Tracer)
 
 
 def _check_dtype(name: str, x, dtype) -> None:
@@ -71,7 +67,7 @@ def check_float_dtype(what: str, dtype) -> np.dtype:
 def check_scales(scales, name: str = "scales") -> None:
   """Rejects E8M0 NaN (0xFF) when the values are known (not under a trace)."""
   _check_dtype(name, scales, jnp.uint8)
-  if _is_concrete(scales) and bool(np.any(np.asarray(scales) == SCALE_NAN)):
+  if is_concrete(scales) and bool(np.any(np.asarray(scales) == SCALE_NAN)):
     raise ValueError(f"{name} holds 0xFF, the E8M0 NaN encoding")
 
 
@@ -294,7 +290,7 @@ def quantize(w, axis: int = -1) -> tuple[jax.Array, jax.Array]:
   k = w.shape[-1]
   if k % BLOCK_SIZE:
     raise ValueError(f"quantize: the blocked axis has size {k}, not a multiple of {BLOCK_SIZE}")
-  if _is_concrete(w) and not bool(jnp.all(jnp.isfinite(w))):
+  if is_concrete(w) and not bool(jnp.all(jnp.isfinite(w))):
     raise ValueError("quantize: w holds NaN or infinity")
 
   w = w.astype(jnp.float32).reshape(*w.shape[:-1], k // BLOCK_SIZE, BLOCK_SIZE)

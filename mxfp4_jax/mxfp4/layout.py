@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mxfp4_jax.argcheck import is_int
+from mxfp4_jax.argcheck import is_concrete, is_int
 from mxfp4_jax.mxfp4 import format as fmt
 
 K_TILE = 2 * fmt.BLOCK_SIZE  # values per packed K step
@@ -136,7 +136,7 @@ def _check_kernel_scale_range(blocks, scales, where: str) -> None:
   Runs on the caller's arrays (host numpy when loading a checkpoint, so nothing crosses to the
   device and back); skipped under a trace.
   """
-  if not (fmt._is_concrete(blocks) and fmt._is_concrete(scales)):
+  if not (is_concrete(blocks) and is_concrete(scales)):
     return
   nonzero_block = fmt.holds_nonzero(np.asarray(blocks))
   s = np.asarray(scales)
@@ -180,7 +180,7 @@ def pack(blocks, scales, bias=None, *, swiglu_halves: bool = False) -> PackedMXF
     if tuple(bias.shape) != (num_experts, n) or not jnp.issubdtype(bias.dtype, jnp.floating):
       raise ValueError(f"pack: bias must be a float array of shape {(num_experts, n)}, got "
                        f"{bias.dtype}{tuple(bias.shape)}")
-    if fmt._is_concrete(bias) and not bool(jnp.all(jnp.isfinite(bias))):
+    if is_concrete(bias) and not bool(jnp.all(jnp.isfinite(bias))):
       raise ValueError("pack: bias holds NaN or infinity")
     bias = (deinterleave_swiglu(bias, axis=1) if swiglu_halves else bias).astype(jnp.float32)
   codes = fmt.blocks_to_codes(blocks)  # [E, N, K/32, 32]
