@@ -25,6 +25,7 @@ from absl import app
 
 from experiments import common
 from mxfp4_jax import benchmarking
+from mxfp4_jax.argcheck import is_power_of_two
 from mxfp4_jax.kernels.flash_attention import check_block, decode_attention, flash_attention
 from mxfp4_jax.model.gpt_oss import attend, cache_slots, decode_block
 
@@ -58,7 +59,7 @@ def check_tilings(text: str) -> list[str]:
       block_q, block_k, num_warps, _ = (int(p) for p in parts)
       _check_block_flag(f"--config.tilings: {tiling}: block_q", block_q)
       _check_block_flag(f"--config.tilings: {tiling}: block_k", block_k)
-      if num_warps & (num_warps - 1):
+      if not is_power_of_two(num_warps):
         raise app.UsageError(f"--config.tilings: {tiling}: num_warps must be a power of two, "
                              f"got {num_warps}")
   return tilings

@@ -12,6 +12,11 @@ def is_int(value) -> bool:
   return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def is_power_of_two(value) -> bool:
+  """An int of 1, 2, 4, ...: what Triton takes for block shapes and warp counts."""
+  return is_int(value) and value >= 1 and not value & (value - 1)
+
+
 def is_sequence(value) -> bool:
   """Something to iterate over other than text: a string iterates by character, which no caller
   that asks for a sequence of ids or messages means."""

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mxfp4_jax.argcheck import is_concrete, is_int, is_sequence
+from mxfp4_jax.argcheck import is_concrete, is_int, is_power_of_two, is_sequence
 
 
 @pytest.mark.parametrize("value", [0, -3, 2**40, np.int32(7), np.uint8(255), np.int64(-1)])
@@ -18,6 +18,16 @@ def test_ints(value):
                                    np.array(4), [5]])
 def test_not_ints(value):
   assert not is_int(value)
+
+
+@pytest.mark.parametrize("value", [1, 2, 16, 2**20, np.int32(64)])
+def test_powers_of_two(value):
+  assert is_power_of_two(value)
+
+
+@pytest.mark.parametrize("value", [0, -2, 3, 12, 48, True, 2.0, "4"])
+def test_not_powers_of_two(value):
+  assert not is_power_of_two(value)
 
 
 @pytest.mark.parametrize("value", [[], (1, 2), range(3), np.arange(2), iter([1]), {"a": 1}])

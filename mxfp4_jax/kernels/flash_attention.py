@@ -30,7 +30,7 @@ from jax.experimental.pallas import triton as pltriton
 
 from mxfp4_jax.argcheck import is_int
 from mxfp4_jax.kernels.triton_ops import (check_arrays, check_eps, check_float, check_runs_here,
-                                           dot_accumulate, load_row_rms)
+                                           dot_accumulate, is_block, load_row_rms)
 
 LOG2E = math.log2(math.e)  # the softmax runs in base 2: exp(x) = exp2(x log2 e)
 # decode_attention: the slots are split into shares until about DECODE_PROGRAMS programs run, and
@@ -113,7 +113,7 @@ def check_args(q, k, v, positions, sinks) -> None:
 
 def check_block(name: str, block: int) -> None:
   """Sizes the kernels load or tile by (block sizes, head_dim) must be Triton block shapes."""
-  if block < 16 or block & (block - 1):
+  if not is_block(block):
     raise ValueError(f"{name} must be a power of two >= 16 (a Triton block), got {block}")
 
 

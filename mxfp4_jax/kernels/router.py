@@ -28,7 +28,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from mxfp4_jax.argcheck import is_int
+from mxfp4_jax.argcheck import is_int, is_power_of_two
 from mxfp4_jax.kernels.triton_ops import (check_arrays, check_eps, check_float, check_runs_here,
                                           load_row_rms)
 
@@ -52,7 +52,7 @@ def kernel_unsupported_reason(dtype, k: int, num_experts: int) -> str | None:
   """Why the top-k kernel cannot route tokens of ``dtype``; None if it can."""
   if jnp.dtype(dtype) != jnp.bfloat16:
     return f"x is {jnp.dtype(dtype)}, the kernel takes bfloat16"
-  if k < 1 or k & (k - 1) or k > num_experts:
+  if not is_power_of_two(k) or k > num_experts:
     return f"k={k} is not a power of two no larger than the {num_experts} experts"
   return None
 

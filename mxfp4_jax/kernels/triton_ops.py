@@ -13,7 +13,8 @@ the Triton path (interpret mode, CPU) it is the plain ``acc + a @ b`` in float32
 `load_row_rms(ref, row, eps)`: a row and its inverse RMS, for kernels that apply an RMSNorm
 themselves (the router's top-k and decode attention).
 
-`check_runs_here(what, interpret)`: the error for a Triton kernel asked to compile off a GPU;
+`is_block(size)`: a size a kernel can tile by. `check_runs_here(what, interpret)`: the error
+for a Triton kernel asked to compile off a GPU;
 `check_arrays(where, **arrays)` and `check_float(where, **arrays)`: inputs that must be arrays,
 and floats; `check_eps(eps, name)`: an RMSNorm epsilon a kernel is specialized on.
 """
@@ -31,7 +32,15 @@ from jax.experimental.pallas import triton as pltriton
 from jax.extend import core as jex_core
 from jax.interpreters import mlir
 
+from mxfp4_jax.argcheck import is_power_of_two
+
 dot_accumulate_p = jex_core.Primitive("mxfp4_dot_accumulate")
+
+
+def is_block(size) -> bool:
+  """A size a Triton kernel can tile or load by: a power of two (as Triton's block shapes must
+  be) of at least 16 (the narrowest side of a tensor-core dot)."""
+  return is_power_of_two(size) and size >= 16
 
 
 def check_runs_here(what: str, interpret: bool) -> None:

@@ -19,7 +19,8 @@ import contextlib
 import dataclasses
 import math
 
-from mxfp4_jax.argcheck import is_int
+from mxfp4_jax.argcheck import is_int, is_power_of_two
+from mxfp4_jax.kernels.triton_ops import is_block
 
 
 DECODES = ("integer", "bf16x2", "lut")
@@ -96,16 +97,16 @@ class KernelConfig:
     for name in ("num_warps", "num_stages", "k_splits"):
       if getattr(self, name) < 1:
         raise ValueError(f"KernelConfig.{name} must be >= 1, got {getattr(self, name)}")
-    if self.num_warps & (self.num_warps - 1):  # Triton asserts it deep in its compiler
+    if not is_power_of_two(self.num_warps):  # Triton asserts it deep in its compiler
       raise ValueError(f"KernelConfig.num_warps={self.num_warps} must be a power of two")
     if self.prefetch < 0:
       raise ValueError(f"KernelConfig.prefetch must be >= 0, got {self.prefetch}")
     rest = self.remainder_block_m
-    if rest and (rest < 16 or rest & (rest - 1)):
+    if rest and not is_block(rest):
       raise ValueError(f"KernelConfig.remainder_block_m={rest} must be 0 or a power of two >= 16")
     for name in ("block_m", "block_n"):
       value = getattr(self, name)
-      if value < 16 or value & (value - 1):
+      if not is_block(value):
         raise ValueError(f"KernelConfig.{name}={value} must be a power of two >= 16")
 
 
