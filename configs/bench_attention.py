@@ -10,6 +10,8 @@ the jnp path (float32 scores in HBM), and the decode kernel by its split.
 
 import ml_collections
 
+from mxfp4_jax.benchmarking import PAST_L2_BYTES
+
 
 def get_config():
   c = ml_collections.ConfigDict()
@@ -23,7 +25,7 @@ def get_config():
   c.decode_batches = ""
   c.decode_contexts = "1024,8192"
   c.decode_programs = "8,16,32,64,128,256"
-  c.decode_rotated_bytes = 100e6  # caches rotated between calls: more than the 50 MB L2 holds
+  c.decode_rotated_bytes = PAST_L2_BYTES  # caches rotated between calls
   c.calls = (2, 10)  # calls per timed chain (two lengths; the slope is the time per call)
   c.bf16_flops_per_s = 0.0  # 0: this GPU's measured ceiling (experiments.common.ceilings)
   c.seed = 0

@@ -8,8 +8,9 @@
 Prefill FLOPs count the (query, key) pairs a prompt's causal or sliding mask leaves visible (4 hd
 per pair and query head), so the ratio to the bf16 ceiling is that of useful work. Decode reads
 the whole cache (full layers: the context in whole key blocks; sliding layers: the window's
-ring), rotated over copies that add up to ``decode_rotated_bytes`` (100 MB) so that none sits
-in L2; the time includes the merge of the shares and one small update that chains the calls.
+ring), rotated over copies that add up to ``decode_rotated_bytes`` (by default
+`benchmarking.PAST_L2_BYTES`) so that none sits in L2; the time includes the merge of the
+shares and one small update that chains the calls.
 Writes ``results.json`` and ``results.csv``; timing: `mxfp4_jax.benchmarking.time_per_call`.
 """
 

@@ -17,22 +17,19 @@ from mxfp4_jax.mxfp4.format import BITS_PER_WEIGHT
 from mxfp4_jax.mxfp4.layout import random_packed
 
 
-# Bytes the rotated copies must touch, twice the H100's 50 MB L2: at P=1 one expert of one copy
-# is 4-9 MB, and 8 copies of it would be read from L2 rather than HBM.
-MIN_ROTATED_BYTES = 100e6
-
-
 def _rotated_copies(touched_bytes: float, copy_bytes: float, config, at_least: int = 2,
                     at_most: int | None = None) -> int:
-  """Copies whose touched bytes add up to `MIN_ROTATED_BYTES` (and at least ``at_least``),
-  at most ``at_most`` and as many as ``config.max_weight_bytes`` holds; never fewer than 2."""
-  wanted = max(at_least, math.ceil(MIN_ROTATED_BYTES / touched_bytes))
+  """Copies whose touched bytes add up to `benchmarking.PAST_L2_BYTES` (at P=1 one expert of
+  one copy is 4-9 MB: 8 copies of it would be read from L2) and at least ``at_least``, at most
+  ``at_most`` and as many as ``config.max_weight_bytes`` holds; never fewer than 2."""
+  past_l2 = benchmarking.PAST_L2_BYTES
+  wanted = max(at_least, math.ceil(past_l2 / touched_bytes))
   if at_most is not None:
     wanted = min(wanted, at_most)
   copies = int(max(2, min(wanted, config.max_weight_bytes // copy_bytes)))
-  if copies * touched_bytes < MIN_ROTATED_BYTES:
+  if copies * touched_bytes < past_l2:
     print(f"weights: {copies} copies touch {copies * touched_bytes / 1e6:.0f} MB a rotation, "
-          f"under the {MIN_ROTATED_BYTES / 1e6:.0f} MB that keeps them out of L2 (capped by "
+          f"under the {past_l2 / 1e6:.0f} MB that keeps them out of L2 (capped by "
           "--config.max_weight_bytes or by the copies there are): the times may read from L2")
   return copies
 

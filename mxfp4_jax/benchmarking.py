@@ -21,6 +21,10 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+# Bytes the rotated copies of a timed chain should add up to: twice the H100's 50 MB L2, so that
+# a call reads what it reads from HBM rather than from what the previous calls left in L2.
+PAST_L2_BYTES = 100e6
+
 
 def _chain(fn: Callable, copies: Sequence, n: int, perturb: int):
   """A jitted function making n dependent calls of fn over the rotated copies."""
