@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import functools
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -120,7 +121,7 @@ def main(argv) -> None:
     raise app.UsageError("--config.tilings is empty: --config.lengths has nothing to time")
   common.positive_pair(config, ("lengths", "decode_batches"))
   rotated = config.decode_rotated_bytes  # a float field: its type lets NaN and inf through
-  if not 0 <= rotated < float("inf"):
+  if not (rotated >= 0 and math.isfinite(rotated)):
     raise app.UsageError(
         f"--config.decode_rotated_bytes must be a byte count >= 0, got {rotated!r}")
   for name in ("decode_contexts", "decode_programs"):

@@ -11,12 +11,15 @@ and ``--config.bf16_flops_per_s`` (bench_kernel) or ``--config.bench.*`` (bench_
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from absl import app
 
 from experiments import common
 from mxfp4_jax import benchmarking
+from mxfp4_jax.argcheck import is_real
 
 _CONFIG = common.define_config("ceilings.py")
 MATMULS_PER_CALL = 8
@@ -25,8 +28,8 @@ MATMULS_PER_CALL = 8
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
-  if not (isinstance(config.array_bytes, (int, float))
-          and 2**20 <= config.array_bytes < float("inf")):
+  if not (is_real(config.array_bytes) and config.array_bytes >= 2**20
+          and math.isfinite(config.array_bytes)):
     raise app.UsageError(f"--config.array_bytes must be at least 2**20, got {config.array_bytes!r}")
   common.positive("--config.matmul_size", config.matmul_size)
   key = jax.random.PRNGKey(0)

@@ -23,7 +23,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from mxfp4_jax.argcheck import is_int
+from mxfp4_jax.argcheck import is_int, is_real
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -133,7 +133,7 @@ def gpu_memory_fraction(fraction: float, flag: str) -> None:
   an 80 GB H100 unused: less than GPT-OSS-120B's 61 GiB of weights needs). Call it before the
   first device use; an XLA_PYTHON_CLIENT_MEM_FRACTION already set wins. A fraction outside
   (0, 1] is a usage error naming ``flag``."""
-  if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+  if not (is_real(fraction) and 0 < fraction <= 1):
     raise app.UsageError(f"{flag} must be in (0, 1], got {fraction!r}")
   os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", str(fraction))
 
@@ -170,7 +170,7 @@ def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0,
   naming the flags under ``flag_prefix`` that set the ceilings the caller ``used``)."""
   given = dict(hbm_bytes_per_s=hbm_bytes_per_s, bf16_flops_per_s=bf16_flops_per_s)
   for name, value in given.items():
-    if not 0 <= value < math.inf:  # NaN too
+    if not (is_real(value) and value >= 0 and math.isfinite(value)):
       raise app.UsageError(f"{flag_prefix}{name} must be a finite rate > 0 (or 0: this "
                            f"device's), got {value!r}")
   kind = jax.devices()[0].device_kind

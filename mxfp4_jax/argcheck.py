@@ -12,6 +12,12 @@ def is_int(value) -> bool:
   return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def is_real(value) -> bool:
+  """A Python or NumPy real number (an int too), not a bool: True as a rate or a temperature is
+  a slip."""
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def is_power_of_two(value) -> bool:
   """An int of 1, 2, 4, ...: what Triton takes for block shapes and warp counts."""
   return is_int(value) and value >= 1 and not value & (value - 1)

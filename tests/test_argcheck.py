@@ -1,12 +1,12 @@
-"""The shared argument tests: what counts as an int, as a sequence of items and as a value
-whose contents can be read."""
+"""The shared argument tests: what counts as an int, a real number, a power of two, a sequence of
+items and a value whose contents can be read."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mxfp4_jax.argcheck import is_concrete, is_int, is_power_of_two, is_sequence
+from mxfp4_jax.argcheck import is_concrete, is_int, is_power_of_two, is_real, is_sequence
 
 
 @pytest.mark.parametrize("value", [0, -3, 2**40, np.int32(7), np.uint8(255), np.int64(-1)])
@@ -18,6 +18,17 @@ def test_ints(value):
                                    np.array(4), [5]])
 def test_not_ints(value):
   assert not is_int(value)
+
+
+@pytest.mark.parametrize("value", [0, -1.5, float("nan"), float("inf"), np.float32(0.5),
+                                   np.int8(3)])
+def test_reals(value):
+  assert is_real(value)
+
+
+@pytest.mark.parametrize("value", [True, np.bool_(True), "1.0", None, 1j, np.array(2.0), [1.0]])
+def test_not_reals(value):
+  assert not is_real(value)
 
 
 @pytest.mark.parametrize("value", [1, 2, 16, 2**20, np.int32(64)])

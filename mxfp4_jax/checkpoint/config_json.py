@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Mapping
 
+from mxfp4_jax.argcheck import is_real
 from mxfp4_jax.checkpoint.errors import CheckpointError
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA
 from mxfp4_jax.model.config import GptOssConfig, yarn_context_length
@@ -56,15 +57,11 @@ HF_MODULES_NOT_CONVERTED = ("model.layers.*.self_attn", "model.layers.*.mlp.rout
                             "model.embed_tokens", "lm_head")
 
 
-def _is_number(value) -> bool:
-  return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _number(config: dict, key: str, canonical: str, source: str, where: str = ""):
   if key not in config:
     raise CheckpointError(f"{source}: missing key {where}{key}")
   value = config[key]
-  if not _is_number(value):
+  if not is_real(value):
     raise CheckpointError(f"{source}: {where}{key} must be a number, got {value!r}")
   if canonical in _INT_KEYS:
     if not float(value).is_integer():
@@ -126,9 +123,9 @@ def _check_hf_rope(rope, source: str, where: str) -> dict:
       raise CheckpointError(f"{source}: {where}.{key} is {rope[key]!r}; GPT-OSS's YaRN "
                             "has no such key (its attention scale is 0.1 ln(factor) + 1)")
   factor, attention_factor = rope.get("factor"), rope.get("attention_factor")
-  if attention_factor is not None and _is_number(factor) and factor > 0:
+  if attention_factor is not None and is_real(factor) and factor > 0:
     expected = yarn_concentration(factor)
-    if not (_is_number(attention_factor)
+    if not (is_real(attention_factor)
             and math.isclose(attention_factor, expected, rel_tol=1e-6)):
       raise CheckpointError(f"{source}: {where}.attention_factor is {attention_factor!r}; "
                             f"GPT-OSS's YaRN uses 0.1 ln(factor) + 1 = {expected:.6g}")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 
-from mxfp4_jax.argcheck import is_int
+from mxfp4_jax.argcheck import is_int, is_real
 
 
 # Relative slack for float32 sums at the top-p cut (six of twelve tied tokens sum to
@@ -24,13 +23,12 @@ class SamplingParams:
   top_p: float = 1.0  # 1: no nucleus cut
 
   def __post_init__(self):
-    number = lambda v, kind: not isinstance(v, bool) and isinstance(v, kind)
-    if not (number(self.temperature, numbers.Real) and self.temperature >= 0
+    if not (is_real(self.temperature) and self.temperature >= 0
             and math.isfinite(self.temperature)):
       raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
     if not (is_int(self.top_k) and self.top_k >= 0):
       raise ValueError(f"top_k must be an int >= 0, got {self.top_k!r}")
-    if not (number(self.top_p, numbers.Real) and 0 < self.top_p <= 1):
+    if not (is_real(self.top_p) and 0 < self.top_p <= 1):
       raise ValueError(f"top_p must be a number in (0, 1], got {self.top_p!r}")
 
 
