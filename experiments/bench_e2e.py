@@ -189,6 +189,13 @@ def main(argv) -> None:
   # Before anything starts the GPU backend (resolving the MoE backend below does).
   common.gpu_memory_fraction(bench.gpu_memory_fraction, "--config.bench.gpu_memory_fraction")
   common.check_kernels_run_here(config.model)
+  cfg = (common.checkpoint_config(config.checkpoint, "--config.checkpoint", config.model)
+         if config.checkpoint else common.model_config(config.model))
+  if bench.batch_sizes:
+    common.within_context("--config.bench.context and decode_steps",
+                          bench.context + bench.decode_steps + 1, cfg)
+  for length in common.csv_list(bench.prefill_lengths, int):
+    common.within_context("--config.bench.prefill_lengths", length + 1, cfg)
   # Kernel options apply while the generators trace (and so compile) the model.
   options = common.kernel_options(bench.kernel_options, "--config.bench.kernel_options")
   if options:
@@ -207,11 +214,6 @@ def main(argv) -> None:
   state = jax.block_until_ready(nnx.state(model))
   build_s = time.perf_counter() - start
   cfg = model.cfg
-  if bench.batch_sizes:
-    common.within_context("--config.bench.context and decode_steps",
-                          bench.context + bench.decode_steps + 1, cfg)
-  for length in common.csv_list(bench.prefill_lengths, int):
-    common.within_context("--config.bench.prefill_lengths", length + 1, cfg)
   weight_bytes = sum(a.nbytes for a in jax.tree.leaves(state))
   print(f"{'checkpoint ' + config.checkpoint if config.checkpoint else 'random weights'}: "
         f"{cfg.num_layers} layers, {cfg.num_experts} experts, {weight_bytes / 2**30:.2f} GiB of "

@@ -442,12 +442,25 @@ def load_checkpoint(path, flag: str, model_config):
   (`CheckpointError`: a file, key, tensor or packed format) reported as a one-line usage error
   naming ``flag``."""
   import mxfp4_jax  # noqa: PLC0415
+
+  return _from_checkpoint(mxfp4_jax.load_model, path, flag, model_config)
+
+
+def checkpoint_config(path, flag: str, model_config):
+  """The config of `load_checkpoint`'s model, read without the weights (the same usage
+  errors): what a run asks of the model is checked before it loads."""
+  from mxfp4_jax.model.loading import checkpoint_config as read  # noqa: PLC0415
+
+  return _from_checkpoint(read, path, flag, model_config)
+
+
+def _from_checkpoint(read, path, flag: str, model_config):
   from mxfp4_jax.checkpoint import CheckpointError  # noqa: PLC0415
   from mxfp4_jax.model import GptOssConfig  # noqa: PLC0415
 
   runtime = {k: model_config[k] for k in GptOssConfig.RUNTIME if k in model_config}
   try:
-    return mxfp4_jax.load_model(path, **runtime)
+    return read(path, **runtime)
   except CheckpointError as e:
     raise app.UsageError(f"{flag}: {e}") from None
 

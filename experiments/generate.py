@@ -45,18 +45,17 @@ _PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Write a jax.profiler trac
                                    "chunk here (open in XProf or ui.perfetto.dev).")
 
 
-def _model_and_tokenizer(config):
+def _model_and_tokenizer(config, cfg):
+  """The model (random unless --checkpoint; ``cfg`` is its config, a checkpoint's read without
+  its weights), its tokenizer and a label for it."""
   if _CHECKPOINT.value:
-    if not os.path.isdir(_CHECKPOINT.value):
-      raise app.UsageError(f"--checkpoint: {_CHECKPOINT.value} is not a directory")
     try:  # first: it takes a moment, the model minutes
       tokenizer = load_tokenizer(_CHECKPOINT.value)
     except (FileNotFoundError, ValueError) as e:
       raise app.UsageError(f"--checkpoint: {e}") from None
+    _check_vocab(tokenizer, cfg.vocab_size, "--checkpoint: its model")
     model = common.load_checkpoint(_CHECKPOINT.value, "--checkpoint", config.model)
-    _check_vocab(tokenizer, model.cfg.vocab_size, "--checkpoint: its model")
     return model, tokenizer, f"checkpoint {_CHECKPOINT.value}"
-  cfg = common.model_config(config.model)
   tokenizer = tiny_tokenizer()
   _check_vocab(tokenizer, cfg.vocab_size, f"--config.model.vocab_size={cfg.vocab_size}")
   model = GptOss(cfg, rngs=nnx.Rngs(_SEED.value))
@@ -137,7 +136,12 @@ def main(argv) -> None:
   common.positive("--max_new_tokens", _MAX_NEW.value)
   for name in ("max_len", "chunk"):
     common.positive(f"--config.{name}", config[name])
-  common.model_config(config.model)  # a checkpoint takes its runtime fields
+  cfg = common.model_config(config.model)  # a checkpoint takes its runtime fields
+  if _CHECKPOINT.value:
+    if not os.path.isdir(_CHECKPOINT.value):
+      raise app.UsageError(f"--checkpoint: {_CHECKPOINT.value} is not a directory")
+    cfg = common.checkpoint_config(_CHECKPOINT.value, "--checkpoint", config.model)
+  common.within_context("--config.max_len", config.max_len, cfg)
   if _PROFILE_DIR.value:
     common.check_dir_to_write("--profile_dir", _PROFILE_DIR.value)
   if _PROFILE_DIR.value and not (is_int(config.profile_chunk) and config.profile_chunk >= 0):
@@ -146,10 +150,9 @@ def main(argv) -> None:
   common.gpu_memory_fraction(config.gpu_memory_fraction, "--config.gpu_memory_fraction")
   common.check_kernels_run_here(config.model)
   start = time.perf_counter()
-  model, tokenizer, label = _model_and_tokenizer(config)
+  model, tokenizer, label = _model_and_tokenizer(config, cfg)
   load_s = time.perf_counter() - start
   cfg = model.cfg
-  common.within_context("--config.max_len", config.max_len, cfg)
   print(f"model: {label}; {cfg.dtype}, experts {cfg.resolved_moe_backend}, attention "
         f"{cfg.resolved_attention_backend}, router {cfg.resolved_router_backend}; device "
         f"{common.device_description()}")

@@ -370,6 +370,24 @@ def test_generate_from_a_checkpoint_with_config_model_runtime_fields(tmp_path):
   assert "--checkpoint" in missing.stderr
 
 
+def test_generate_checks_max_len_against_a_checkpoints_context_before_loading_it(tmp_path):
+  """The context comes from the checkpoint's config (a quarter of the configured model's here);
+  with the weights gone, reaching the context error shows that no weight was read first."""
+  from configs import tiny
+  from mxfp4_jax.checkpoint import write_random_checkpoint
+  from mxfp4_jax.generate.tokenizer import tiny_tokenizer
+  from mxfp4_jax.model import GptOssConfig
+  hparams = dict(GptOssConfig.from_dict(tiny.model_config()).hparams(), rope_original_context=1024)
+  write_random_checkpoint(tmp_path, hparams, "hf", seed=1)
+  tiny_tokenizer().hf.save(str(tmp_path / "tokenizer.json"))
+  for weights in tmp_path.glob("*.safetensors"):
+    weights.unlink()
+  result = _run("experiments.generate", f"--checkpoint={tmp_path}", "--config.max_len=32769")
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert ("--config.max_len: 32,769 positions are over the model's context of 32,768 tokens"
+          in result.stderr)
+
+
 def test_generate_names_a_checkpoint_whose_tokenizer_does_not_fit(tmp_path):
   from configs import tiny
   from mxfp4_jax.checkpoint import write_random_checkpoint

@@ -14,7 +14,8 @@ import mxfp4_jax
 from configs import tiny
 from mxfp4_jax.checkpoint import CheckpointError, iter_canonical, write_random_checkpoint
 from mxfp4_jax.model import GptOssConfig
-from mxfp4_jax.model.loading import PACKED_FORMAT, PACKED_MARKER, from_canonical
+from mxfp4_jax.model.loading import (PACKED_FORMAT, PACKED_MARKER, checkpoint_config,
+                                     from_canonical)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HPARAMS = GptOssConfig.from_dict(tiny.model_config()).hparams()
@@ -33,6 +34,8 @@ def test_both_layouts_load_to_the_same_model(checkpoints):
   hf = mxfp4_jax.load_model(checkpoints / "hf", dtype="float32", progress=False)
   original = mxfp4_jax.load_model(checkpoints / "gpt-oss", dtype="float32", progress=False)
   assert hf.cfg == original.cfg
+  for layout in ("hf", "gpt-oss"):  # the same config, read without the weights
+    assert checkpoint_config(checkpoints / layout, dtype="float32") == hf.cfg
   a, b = hf(TOKENS), original(TOKENS)
   assert a.shape == (2, 24, HPARAMS["vocab_size"]) and a.dtype == jnp.float32
   assert np.isfinite(np.asarray(a)).all()
@@ -67,16 +70,19 @@ def test_packed_params_keep_the_config(tmp_path, monkeypatch):
   runtime = dict(moe_backend="reference", attention_backend="xla", router_backend="xla")
   assert mxfp4_jax.load_model(tmp_path / "packed", dtype=cfg.dtype, **runtime).cfg == cfg.replace(
       **runtime)
+  assert checkpoint_config("packed", dtype=cfg.dtype, **runtime) == cfg.replace(**runtime)
 
 
 def test_load_model_takes_every_runtime_field():
   """Experiments hand a checkpoint their config's `GptOssConfig.RUNTIME` fields: each must be a
-  keyword of load_model, and every config field is a hyperparameter or one of them."""
+  keyword of load_model and of checkpoint_config, and every config field is a hyperparameter or
+  one of them."""
   import dataclasses
   import inspect
   from mxfp4_jax.model.loading import load_model
-  keywords = set(inspect.signature(load_model).parameters) - {"path", "progress"}
-  assert keywords == set(GptOssConfig.RUNTIME)
+  for function in (load_model, checkpoint_config):
+    keywords = set(inspect.signature(function).parameters) - {"path", "progress"}
+    assert keywords == set(GptOssConfig.RUNTIME), function.__name__
   fields = {f.name for f in dataclasses.fields(GptOssConfig)}
   assert fields == {*GptOssConfig.HPARAMS, *GptOssConfig.RUNTIME, "swiglu_alpha"}
 

@@ -124,31 +124,35 @@ def save_packed(model: GptOss, path) -> pathlib.Path:
   return path
 
 
-def _restore_packed(path: pathlib.Path, runtime: dict) -> GptOss:
-  path = path.absolute()  # orbax refuses relative paths
-  try:
-    meta = json.loads((path / PACKED_MARKER).read_text(encoding="utf-8"))
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise ckpt.CheckpointError(f"{path / PACKED_MARKER}: not valid JSON ({e})") from None
-  except OSError as e:
-    raise ckpt.CheckpointError(f"{path / PACKED_MARKER}: unreadable ({e.strerror})") from None
+def _packed_config(path: pathlib.Path, runtime: dict) -> GptOssConfig:
+  """The config in a packed checkpoint's marker, with the ``runtime`` fields."""
   marker = path / PACKED_MARKER
+  try:
+    meta = json.loads(marker.read_text(encoding="utf-8"))
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ckpt.CheckpointError(f"{marker}: not valid JSON ({e})") from None
+  except OSError as e:
+    raise ckpt.CheckpointError(f"{marker}: unreadable ({e.strerror})") from None
   if not isinstance(meta, dict) or meta.get("format") != PACKED_FORMAT:
     found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
     raise ckpt.CheckpointError(f"{marker}: format {found!r}, this version reads {PACKED_FORMAT}")
   if not isinstance(meta.get("hparams"), dict):
     raise ckpt.CheckpointError(f"{marker}: no 'hparams' object")
   try:
-    cfg = GptOssConfig.from_dict({**meta["hparams"], **runtime})
+    return GptOssConfig.from_dict({**meta["hparams"], **runtime})
   except (TypeError, ValueError) as e:
     raise ckpt.CheckpointError(f"{marker}: hparams: {e}") from None
+
+
+def _restore_packed(path: pathlib.Path, cfg: GptOssConfig) -> GptOss:
+  path = path.absolute()  # orbax refuses relative paths
   if not (path / "params").is_dir():
-    raise ckpt.CheckpointError(f"{path / 'params'}: missing (the packed parameters {marker} "
-                               "describes)")
+    raise ckpt.CheckpointError(f"{path / 'params'}: missing (the packed parameters "
+                               f"{path / PACKED_MARKER} describes)")
   graphdef, abstract_state = nnx.split(_abstract_model(cfg))
   checkpointer = ocp.StandardCheckpointer()
   _check_stored_shapes(checkpointer.metadata(path / "params").item_metadata, abstract_state,
-                       f"{path / 'params'}", f"{marker}")
+                       f"{path / 'params'}", f"{path / PACKED_MARKER}")
   return nnx.merge(graphdef, checkpointer.restore(path / "params", abstract_state))
 
 
@@ -169,16 +173,13 @@ def _check_stored_shapes(stored, expected, params: str, marker: str) -> None:
           f"make it {wanted.get(name, 'no parameter')}")
 
 
-def load_model(path: str | os.PathLike, *, dtype: str = "bfloat16", moe_backend: str = "auto",
-               moe_interpret: bool = False, attention_backend: str = "auto",
-               router_backend: str = "auto", progress: bool = True) -> GptOss:
-  """Loads a GPT-OSS checkpoint: HF layout, ``original/`` layout, or one saved by `save_packed`.
-
-  ``dtype="float32"`` computes everything in float32 (the experts through the jnp reference):
-  the mode in which the model is proven against reference implementations. The backends are
-  `GptOssConfig`'s. Problems in the checkpoint raise `mxfp4_jax.checkpoint.CheckpointError`
-  naming the file, key or tensor.
-  """
+def checkpoint_config(path: str | os.PathLike, *, dtype: str = "bfloat16",
+                      moe_backend: str = "auto", moe_interpret: bool = False,
+                      attention_backend: str = "auto", router_backend: str = "auto"
+                      ) -> GptOssConfig:
+  """The config of the model `load_model` would build from ``path`` with these arguments, read
+  from the checkpoint's config alone: what a run asks of the model (a context length, a
+  backend) can be checked before the minutes its weights take to load."""
   if not isinstance(path, (str, os.PathLike)):
     raise TypeError(f"path must be a checkpoint directory (a str or path), got {path!r:.60}")
   path = pathlib.Path(path)
@@ -189,6 +190,23 @@ def load_model(path: str | os.PathLike, *, dtype: str = "bfloat16", moe_backend:
   runtime = dict(dtype=dtype, moe_backend=moe_backend, moe_interpret=moe_interpret,
                  attention_backend=attention_backend, router_backend=router_backend)
   if (path / PACKED_MARKER).exists():
-    return _restore_packed(path, runtime)
-  cfg = GptOssConfig.from_dict({**ckpt.read_hparams(path), **runtime})
+    return _packed_config(path, runtime)
+  return GptOssConfig.from_dict({**ckpt.read_hparams(path), **runtime})
+
+
+def load_model(path: str | os.PathLike, *, dtype: str = "bfloat16", moe_backend: str = "auto",
+               moe_interpret: bool = False, attention_backend: str = "auto",
+               router_backend: str = "auto", progress: bool = True) -> GptOss:
+  """Loads a GPT-OSS checkpoint: HF layout, ``original/`` layout, or one saved by `save_packed`.
+
+  ``dtype="float32"`` computes everything in float32 (the experts through the jnp reference):
+  the mode in which the model is proven against reference implementations. The backends are
+  `GptOssConfig`'s. Problems in the checkpoint raise `mxfp4_jax.checkpoint.CheckpointError`
+  naming the file, key or tensor.
+  """
+  cfg = checkpoint_config(path, dtype=dtype, moe_backend=moe_backend, moe_interpret=moe_interpret,
+                          attention_backend=attention_backend, router_backend=router_backend)
+  path = pathlib.Path(path)
+  if (path / PACKED_MARKER).exists():
+    return _restore_packed(path, cfg)
   return from_canonical(cfg, ckpt.iter_canonical(path, progress=progress))
