@@ -63,7 +63,7 @@ def cases(config):
     for rows, row_experts in itertools.product(common.csv_list(config.rows, int), (False, True)):
       if row_experts and rows > config.max_rows_one_tile_each:
         continue
-      cfg = tuning.pick_config(rows, rows if row_experts else e, out_cols, -(-k // K_TILE))
+      cfg = tuning.pick_config(rows, e, out_cols, -(-k // K_TILE), one_tile_per_row=row_experts)
       yield f"{name}/P{rows}/{'rows' if row_experts else 'groups'}", shape, rows, row_experts, cfg
   variations = dict(k_splits=common.csv_list(config.variant_k_splits, int),
                     prefetch=common.csv_list(config.variant_prefetch, int),

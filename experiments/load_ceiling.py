@@ -78,15 +78,15 @@ def xor_reads(row_experts, words, scales, *, block_n: int, k_splits: int, swiglu
 
 def _measure(shape_name: str, config) -> list[dict]:
   """The grouped matmul and `xor_reads` at each split count, on the same rows and copies."""
-  _, _, n, activation = SHAPES[shape_name]
+  num_experts, _, n, activation = SHAPES[shape_name]
   rows = config.rows
   copies = weight_copies(shape_name, config, rows)
   group_sizes, weights, xs, row_weights, _ = kernel_problem(
       jax.random.PRNGKey(config.seed), shape_name, rows, copies, config.top_k)
   row_experts = expert_of_row(group_sizes, rows)
   swiglu = activation == "swiglu"
-  # One-row tiles are picked for as if each row had an expert of its own (`grouped_matmul`).
-  cfg = pick_config(rows, rows, n // 2 if swiglu else n, k_tiles=weights[0].values.shape[1])
+  cfg = pick_config(rows, num_experts, n // 2 if swiglu else n, weights[0].values.shape[1],
+                    one_tile_per_row=True)
   experts_read = len(set(row_experts.tolist()))
   line = dict(shape=shape_name, rows=rows, bytes=experts_read * (
       weights[0].values[0].size + weights[0].scales[0].size))

@@ -112,8 +112,8 @@ def main(argv) -> None:
     confirmed = []
     if config.confirm_rounds:
       # The sweep's fastest few and the config the kernel picks today, timed again in turn.
-      picked = pick_config(num_rows, num_rows if config.row_experts else num_experts,
-                           reference.shape[1], weights[0].values.shape[1])
+      picked = pick_config(num_rows, num_experts, reference.shape[1], weights[0].values.shape[1],
+                           one_tile_per_row=config.row_experts)
       fastest = [c for _, c in sorted(timings, key=lambda t: t[0])[:config.confirm_top]]
       confirmed = confirm(fastest + [picked], lambda c: (timed(c) or (math.inf,))[0],
                           config.confirm_rounds)

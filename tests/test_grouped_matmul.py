@@ -207,6 +207,14 @@ def test_pick_config_rejects_sizes_that_are_no_problem():
   assert pick_config(0, 32, 2880, 45) == pick_config(1, 32, 2880, 45)  # no rows: the smallest
 
 
+@pytest.mark.parametrize("rows", [0, 1, 4, 64, 512, 2048])
+def test_one_tile_per_row_picks_as_if_each_row_had_its_own_expert(rows):
+  picked = pick_config(rows, 32, 2880, 45, one_tile_per_row=True)
+  assert picked == pick_config(rows, max(rows, 1), 2880, 45)
+  if rows == 2048:  # grouped, 64 rows an expert take larger tiles than rows one a tile
+    assert picked.block_m < pick_config(rows, 32, 2880, 45).block_m
+
+
 @pytest.mark.parametrize("swiglu", [False, True])
 @pytest.mark.parametrize("k,k_splits", [(320, 2), (320, 3), (128, 2), (192, 5)])
 def test_split_k(rng, swiglu, k, k_splits):

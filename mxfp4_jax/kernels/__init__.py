@@ -153,9 +153,8 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
     raise ValueError(f"the Pallas kernel needs at least 16 output features, got {out_cols}")
   if x.shape[0] == 0:
     return jnp.zeros((0, out_cols), out_dtype)
-  # One tile per row (row_experts) is picked for as if each row had an expert of its own.
-  config = config or pick_config(x.shape[0], x.shape[0] if row_experts is not None
-                                 else w.num_experts, out_cols, w.values.shape[1])
+  config = config or pick_config(x.shape[0], w.num_experts, out_cols, w.values.shape[1],
+                                 one_tile_per_row=row_experts is not None)
   out_block_n = config.out_block_n(activation == "swiglu")  # paired halves: block_n / 2 columns
   if out_block_n > out_cols:
     raise ValueError(f"config.block_n={config.block_n} writes {out_block_n} output features a "

@@ -200,7 +200,8 @@ def narrowed_block_n(block_n: int, out_cols: int) -> int:
   return block_n
 
 
-def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int) -> KernelConfig:
+def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int,
+                one_tile_per_row: bool = False) -> KernelConfig:
   """The TABLE row for the expected rows per active expert, block_n narrowed to the output, and,
   for 16-row tiles, K split ``k_splits`` ways while that keeps the programs with work within
   `SPLIT_K_TARGET_PROGRAMS`, or aiming at splits of `MAX_K_TILES_PER_SPLIT` tiles. A split
@@ -208,12 +209,16 @@ def pick_config(num_rows: int, num_experts: int, out_cols: int, k_tiles: int) ->
   (`KernelConfig.unroll_split`).
 
   ``k_tiles``: 64-value K tiles of the weight (`PackedMXFP4.values.shape[1]`).
+  ``one_tile_per_row``: the rows take a tile each (`grouped_matmul`'s ``row_experts``), picked
+  for as if each row had an expert of its own.
   """
   sizes = dict(num_rows=num_rows, num_experts=num_experts, out_cols=out_cols, k_tiles=k_tiles)
   for name, size in sizes.items():
     least = 0 if name == "num_rows" else 1
     if not is_int(size) or size < least:
       raise ValueError(f"pick_config: {name} must be an int >= {least}, got {size!r}")
+  if one_tile_per_row:
+    num_experts = max(num_rows, 1)
   m = rows_per_expert(num_rows, num_experts)
   cfg = next(c for limit, c in TABLE if m <= limit)
   block_n = narrowed_block_n(cfg.block_n, out_cols)
