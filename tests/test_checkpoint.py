@@ -168,6 +168,16 @@ def test_single_file_hf_checkpoint(written, tmp_path):
     assert_identical(array, written["hf_dict"][key], key)
 
 
+@pytest.mark.parametrize("layout", ["hf", "original"])
+def test_numpy_hyperparameters_write_a_readable_config(written, tmp_path, layout):
+  """NumPy numbers pass the hyperparameter checks; config.json gets them as JSON numbers."""
+  as_numpy = {k: (np.int64(v) if isinstance(v, int) else np.float64(v)) for k, v in HPARAMS.items()}
+  path = ckpt.write_random_checkpoint(tmp_path, as_numpy, layout, SEED, num_shards=1)
+  assert ckpt.read_hparams(path) == ckpt.read_hparams(written["hf"])
+  for key, array in load(path).items():
+    assert_identical(array, written["hf_dict"][key], key)
+
+
 def test_detect_layout(written, tmp_path):
   assert ckpt.detect_layout(written["hf"]) == "hf"
   assert ckpt.detect_layout(written["repo"]) == "original"

@@ -60,7 +60,9 @@ def write_random_checkpoint(path, hparams: dict, layout: str, seed: int, num_sha
   """
   if layout not in names.LAYOUTS:
     raise ValueError(f"layout must be one of {names.LAYOUTS}, got {layout!r}")
-  config_json.parse_config(config_json.to_hf_config(hparams), "hparams")  # what loaders refuse
+  # What loaders refuse is refused here; what they read back (Python numbers: NumPy ones would
+  # not go into config.json) is what gets written.
+  hparams = config_json.parse_config(config_json.to_hf_config(hparams), "hparams")
   path = pathlib.Path(path)
   if layout == "original" and nested:
     path = path / ORIGINAL_SUBDIR
