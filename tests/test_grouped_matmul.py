@@ -194,8 +194,8 @@ def test_swiglu_formula():
   expected = g / (1 + np.exp(-1.702 * g)) * (np.clip(lin, -7, 7) + 1)
   got = gpt_oss_swiglu(jnp.asarray(glu), jnp.asarray(lin))
   np.testing.assert_allclose(np.asarray(got, np.float64), expected, rtol=1e-5, atol=0)
-  for limit in (0.0, -1.0, float("nan")):  # clip(linear, 1, -1) would give -1: zeros out
-    with pytest.raises(ValueError, match=f"swiglu: limit must be > 0, got {limit}"):
+  for limit in (0.0, -1.0, float("nan"), False, np.float32(-2)):  # clip(linear, 1, -1): -1
+    with pytest.raises(ValueError, match=re.escape(f"swiglu: limit must be > 0, got {limit!r}")):
       gpt_oss_swiglu(jnp.asarray(glu), jnp.asarray(lin), limit=limit)
 
 
