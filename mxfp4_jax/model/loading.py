@@ -190,7 +190,7 @@ def checkpoint_config(path: str | os.PathLike, *, dtype: str = "bfloat16",
   runtime = dict(dtype=dtype, moe_backend=moe_backend, moe_interpret=moe_interpret,
                  attention_backend=attention_backend, router_backend=router_backend)
   if (path / PACKED_MARKER).exists():
-    return _packed_config(path, runtime)
+    return _packed_config(path.absolute(), runtime)
   return GptOssConfig.from_dict({**ckpt.read_hparams(path), **runtime})
 
 
