@@ -1,4 +1,5 @@
-"""Tests of plain Python arguments that the public API shares, so each reads the same everywhere."""
+"""Tests of arguments that the public API shares (what counts as an int, a real number, a
+sequence, a value whose contents can be read), so each reads the same everywhere."""
 
 from __future__ import annotations
 
