@@ -198,11 +198,10 @@ def main(argv) -> None:
     common.within_context("--config.bench.prefill_lengths", length + 1, cfg)
   # Kernel options apply while the generators trace (and so compile) the model.
   options = common.kernel_options(bench.kernel_options, "--config.bench.kernel_options")
-  if options:
-    moe_backend = common.model_config(config.model).resolved_moe_backend
-    if moe_backend != "pallas":
-      raise app.UsageError(f"--config.bench.kernel_options: the experts run the {moe_backend!r} "
-                           "backend here, not the Pallas kernel that the options tune")
+  if options and cfg.resolved_moe_backend != "pallas":
+    raise app.UsageError(f"--config.bench.kernel_options: the experts run the "
+                         f"{cfg.resolved_moe_backend!r} backend here, not the Pallas kernel that "
+                         "the options tune")
   if bench.compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", bench.compilation_cache_dir)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
