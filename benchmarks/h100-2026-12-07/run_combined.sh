@@ -2,7 +2,7 @@
 # One call: ab/new (the tree with h100-2026-12-06j/decode_scheduling_concurrent.patch: the decode
 # loop compiled with xla_gpu_command_buffer_scheduling_mode=CONCURRENT) alternated with ab/cur
 # (the tree) at 20b batch 8; then the GPU tests in ab/new (the patch touches only the
-# decode loop's compile options) until the call's time runs out.
+# decode loop's compile options) until the call's time (LIMIT seconds, 585 by default) runs out.
 pip install -q --no-deps --target /tmp/site .whl/ml_collections-1.1.0-py3-none-any.whl 2>/dev/null
 nvidia-smi --query-gpu=name,clocks.current.sm,clocks.current.memory,memory.total --format=csv | tee $OUT/summary.log
 for run in new cur new cur; do
@@ -13,7 +13,7 @@ for run in new cur new cur; do
 done
 cd ab/new
 s=$SECONDS
-XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH=/tmp/site:. timeout $((585 - SECONDS)) python -m pytest -v -n 6 -p no:cacheprovider tests/test_grouped_matmul.py tests/test_router.py tests/test_flash_attention.py tests/test_model.py tests/test_generate.py > $OUT/gpu_tests.log 2>&1
+XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH=/tmp/site:. timeout $((${LIMIT:-585} - SECONDS)) python -m pytest -v -n 6 -p no:cacheprovider tests/test_grouped_matmul.py tests/test_router.py tests/test_flash_attention.py tests/test_model.py tests/test_generate.py > $OUT/gpu_tests.log 2>&1
 echo "gpu_tests rc=$? $((SECONDS-s))s" | tee -a $OUT/summary.log
 grep -c " PASSED" $OUT/gpu_tests.log | sed 's/^/PASSED: /' | tee -a $OUT/summary.log
 grep -E " FAILED| ERROR" $OUT/gpu_tests.log | head -20 | tee -a $OUT/summary.log
