@@ -34,9 +34,9 @@ def get_config():
   c.kernel_options = ""
   c.baselines = "ragged_dot,dense"  # XLA bf16 baselines timed in the same run ('' for none)
   c.max_rel_err = 1e-2  # a kernel further from the float32 reference stops the run untimed
-  c.weight_copies = 8  # MXFP4 copies rotated per timed chain: more than the 50 MB L2 holds
+  c.weight_copies = 8  # MXFP4 copies rotated per timed chain (more where P is small)
   # Cap on all copies of one weight: 120b at P = 1 takes 12 MXFP4 copies (13.5 GB) and 4 bf16
-  # ones (17 GB) to read 100 MB a rotation, past L2.
+  # ones (17 GB) to read `benchmarking.PAST_L2_BYTES` (100 MB) a rotation.
   c.max_weight_bytes = 18e9
   c.calls = (4, 20)  # calls per timed chain (two lengths; the slope is the time per call)
   c.repeats = 5
