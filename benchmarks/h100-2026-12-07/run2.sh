@@ -1,0 +1,4 @@
+#!/bin/bash
+# The same trees as run1.sh, on the same machine right after it: 20b batch 1 and 64
+# alternated twice, then 120b batch 1 once each (the device time left allowed one pair).
+for run in new cur new cur; do (cd ab/$run && PYTHONPATH=/tmp/site:. timeout 60 python -m experiments.bench_e2e --config=configs/gpt_oss_20b.py --config.bench.batch_sizes=1,64 --config.bench.prefill_lengths= --config.bench.output_dir=/tmp/e2e_$run 2>&1 | tee -a $OUT/e2e_decode2.log | grep "decode batch" | sed "s/^/20b $run /") | tee -a $OUT/summary2.log; [ $SECONDS -gt 200 ] && break; done; for run in new cur; do (cd ab/$run && PYTHONPATH=/tmp/site:. timeout 45 python -m experiments.bench_e2e --config=configs/gpt_oss_120b.py --config.bench.batch_sizes=1 --config.bench.prefill_lengths= --config.bench.output_dir=/tmp/e120_$run 2>&1 | tee -a $OUT/e2e_decode2.log | grep "decode batch" | sed "s/^/120b $run /") | tee -a $OUT/summary2.log; [ $SECONDS -gt 290 ] && break; done
