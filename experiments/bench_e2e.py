@@ -93,10 +93,10 @@ def check_kernel_options(model, bench, options: dict) -> None:
         "kernel's", flush=True)
 
 
-def _decode(model, bench, batch: int, rng) -> dict:
+def _decode(model, bench, batch: int, rng, compiler_options: dict) -> dict:
   cfg = model.cfg
   generator = Generator(model, max_len=bench.context + bench.decode_steps + 1,
-                        chunk=bench.decode_steps)
+                        chunk=bench.decode_steps, decode_compiler_options=compiler_options)
   prompts = rng.integers(0, cfg.vocab_size, (batch, bench.context)).tolist()
   # The first run compiles, and its first execution also loads kernels and builds CUDA graphs:
   # only the runs after it are timed.
@@ -198,6 +198,8 @@ def main(argv) -> None:
     common.within_context("--config.bench.prefill_lengths", length + 1, cfg)
   # Kernel options apply while the generators trace (and so compile) the model.
   options = common.kernel_options(bench.kernel_options, "--config.bench.kernel_options")
+  decode_options = common.compiler_options(bench.decode_compiler_options,
+                                           "--config.bench.decode_compiler_options")
   if options and cfg.resolved_moe_backend != "pallas":
     raise app.UsageError(f"--config.bench.kernel_options: the experts run the "
                          f"{cfg.resolved_moe_backend!r} backend here, not the Pallas kernel that "
@@ -223,7 +225,7 @@ def main(argv) -> None:
   check_kernel_options(model, bench, options)
   with tuning.overridden(**options):
     for batch in common.csv_list(bench.batch_sizes, int):
-      rows.append(_decode(model, bench, batch, rng))
+      rows.append(_decode(model, bench, batch, rng, decode_options))
       _print_row(rows[-1])
     for length in common.csv_list(bench.prefill_lengths, int):
       rows.append(_prefill(model, bench, length, rng))

@@ -279,6 +279,36 @@ def kernel_options(text: str, flag: str = "--config.kernel_options") -> dict:
   return options
 
 
+def compiler_options(text: str, flag: str) -> dict:
+  """``"xla_gpu_command_buffer_scheduling_mode=CONCURRENT,..."`` (``flag``'s XLA options for the
+  decode loop) -> the dict `Generator` takes, each value read as a bool (true or false), an int,
+  a float or else text; a bad item, option name or value is a one-line usage error naming
+  ``flag``."""
+  from mxfp4_jax.generate.engine import check_compiler_options  # noqa: PLC0415
+
+  options = {}
+  for item in csv_list(text):
+    name, _, value = (part.strip() for part in item.partition("="))
+    if not (name and value):
+      raise app.UsageError(f"{flag}: {item!r} is not NAME=VALUE (an XLA option and its value)")
+    options[name] = _option_value(value)
+  try:
+    return check_compiler_options(options, flag)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+
+
+def _option_value(text: str) -> bool | int | float | str:
+  if text.lower() in ("true", "false"):
+    return text.lower() == "true"
+  for cast in (int, float):
+    try:
+      return cast(text)
+    except ValueError:
+      pass
+  return text
+
+
 def kernel_fields(config, sweep: bool = False) -> dict:
   """The KernelConfig fields that ``config`` has -> {name: value}, or with ``sweep`` (each field
   a comma list, as tune_kernel's) {name: [values]}; each value checked on its own (the

@@ -149,6 +149,8 @@ def main(argv) -> None:
                          f"{config.profile_chunk!r}")
   common.gpu_memory_fraction(config.gpu_memory_fraction, "--config.gpu_memory_fraction")
   common.check_kernels_run_here(config.model)
+  decode_options = common.compiler_options(config.decode_compiler_options,
+                                           "--config.decode_compiler_options")
   start = time.perf_counter()
   model, tokenizer, label = _model_and_tokenizer(config, cfg)
   load_s = time.perf_counter() - start
@@ -166,7 +168,8 @@ def main(argv) -> None:
              lambda: jax.profiler.trace(_PROFILE_DIR.value, create_perfetto_trace=True))
   generator = Generator(model, max_len=config.max_len, stop_ids=_stop_ids(tokenizer),
                         pad_id=tokenizer.token_id(harmony.END_OF_TEXT), chunk=config.chunk,
-                        token_limit=min(tokenizer.vocab_size, model.cfg.vocab_size))
+                        token_limit=min(tokenizer.vocab_size, model.cfg.vocab_size),
+                        decode_compiler_options=decode_options)
   try:  # the ids are in the vocabulary (_check_vocab): what can fail is the length
     generator.check_prompts(prompts, _MAX_NEW.value)
   except ValueError as e:

@@ -196,7 +196,17 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
     (("bench_e2e", "--config=configs/tiny.py:x"),
      "--config: cannot load: TypeError: get_config() takes 0 positional arguments"),
     (("generate", "--config=configs/tiny.py"),
-     "--config: no field chunk, gpu_memory_fraction, max_len, profile_chunk in that config"),
+     "--config: no field chunk, decode_compiler_options, gpu_memory_fraction, max_len, "
+     "profile_chunk in that config"),
+    (("generate", "--config.decode_compiler_options=CONCURRENT"),
+     "--config.decode_compiler_options: 'CONCURRENT' is not NAME=VALUE"),
+    (("generate", "--config.decode_compiler_options=xla_no_such_option=1"),
+     "--config.decode_compiler_options: INVALID_ARGUMENT: No such compile option: "
+     "'xla_no_such_option'"),
+    (("bench_e2e", "--config=configs/tiny.py",
+      "--config.bench.decode_compiler_options=xla_gpu_command_buffer_scheduling_mode=SOMETIMES"),
+     "--config.bench.decode_compiler_options: INVALID_ARGUMENT: While setting option "
+     "xla_gpu_command_buffer_scheduling_mode, 'SOMETIMES' is not a valid enum value"),
     (("ceilings", "--config.array_bytes=0"), "--config.array_bytes must be at least 2**20, got 0"),
     (("kernel_fingerprint", "--config.compare=absent"),
      "--config.compare: no absent/fingerprints.json"),
@@ -867,3 +877,14 @@ def test_the_benchmarks_shapes_are_the_models():
       assert SHAPES[f"{name}_down"] == (m.num_experts, m.intermediate_size, m.hidden_size, None)
     assert (attention.kv_heads, attention.group, attention.head_dim) == (
         m.num_kv_heads, m.num_heads // m.num_kv_heads, m.head_dim)
+
+
+def test_compiler_options_read_bools_ints_and_names():
+  from experiments import common
+  text = ("xla_gpu_command_buffer_scheduling_mode=CONCURRENT, xla_gpu_autotune_level=2,"
+          "xla_gpu_graph_enable_concurrent_region=TRUE")
+  options = common.compiler_options(text, "--flag")
+  assert options == {"xla_gpu_command_buffer_scheduling_mode": "CONCURRENT",
+                     "xla_gpu_autotune_level": 2, "xla_gpu_graph_enable_concurrent_region": True}
+  assert type(options["xla_gpu_autotune_level"]) is int
+  assert common.compiler_options("", "--flag") == {}

@@ -115,6 +115,39 @@ def test_sampling_is_reproducible_and_independent_of_chunking(model):
   assert other_seed != runs[0]
 
 
+def test_decode_compiler_options_reach_the_decode_loop_only(model, generator, monkeypatch):
+  """XLA options for the decode loop: the loop, not the prefill or the sampling, is jitted with
+  them, and the tokens are the same (off a GPU this option does nothing)."""
+  options = {"xla_gpu_command_buffer_scheduling_mode": "CONCURRENT"}
+  jitted, jit = {}, jax.jit
+
+  def recording_jit(fn, **kwargs):
+    jitted[fn.__name__] = kwargs.get("compiler_options")
+    return jit(fn, **kwargs)
+
+  monkeypatch.setattr(jax, "jit", recording_jit)
+  concurrent = Generator(model, max_len=64, chunk=8, decode_compiler_options=options)
+  monkeypatch.undo()
+  assert jitted["_decode_fn"] == options
+  assert jitted["_prefill_fn"] is None and jitted["_sample_fn"] is None
+  prompts = [[5, 6, 7], [42]]
+  assert (concurrent.generate(prompts, max_new_tokens=12, params=GREEDY).tokens
+          == generator.generate(prompts, max_new_tokens=12, params=GREEDY).tokens)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"xla_no_such_option": 1}, "decode_compiler_options: .*No such compile option: "
+                                "'xla_no_such_option'"),
+    ({"xla_gpu_command_buffer_scheduling_mode": "SOMETIMES"}, "'SOMETIMES' is not a valid enum"),
+    ({"xla_gpu_graph_enable_concurrent_region": [True]},
+     "xla_gpu_graph_enable_concurrent_region must be a str, bool, int or float"),
+    ("xla_gpu_autotune_level=2", "decode_compiler_options must map XLA option names to values"),
+])
+def test_bad_decode_compiler_options_are_named(model, options, message):
+  with pytest.raises(ValueError, match=message):
+    Generator(model, max_len=64, decode_compiler_options=options)
+
+
 def test_decode_loop_has_a_static_trip_count(generator):
   """A loop condition computed on the device (e.g. "every row is done") makes each step wait on
   the host; the chunk's loop must count its steps instead (a scan, not a while loop)."""

@@ -17,7 +17,7 @@ import collections
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -99,6 +99,27 @@ def _check_count(name: str, value) -> None:
     raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
+def check_compiler_options(options, name: str = "decode_compiler_options") -> dict:
+  """``options`` (XLA option name -> a str, bool, int or float value: `jax.jit`'s
+  ``compiler_options``) as a dict, tried on a trivial compile so that a name XLA does not know or
+  a value it cannot parse is a ValueError naming ``name``, not a failure at the first generation.
+  XLA keeps every backend's options in one set, so GPU options check on any backend."""
+  if options is None:
+    return {}
+  if not (isinstance(options, Mapping) and all(isinstance(k, str) for k in options)):
+    raise ValueError(f"{name} must map XLA option names to values, got {options!r:.60}")
+  options = dict(options)
+  for key, value in options.items():
+    if not isinstance(value, (str, bool, int, float)):
+      raise ValueError(f"{name}: {key} must be a str, bool, int or float, got {value!r:.60}")
+  if options:
+    try:
+      jax.jit(lambda x: x, compiler_options=options).lower(0).compile()
+    except jax.errors.JaxRuntimeError as e:
+      raise ValueError(f"{name}: {str(e).splitlines()[0]}") from None
+  return options
+
+
 def _check_ids(name: str, ids: list, limit: int) -> None:
   for i in ids:
     if not (is_int(i) and 0 <= i < limit):
@@ -111,11 +132,17 @@ class Generator:
   ``token_limit``: sampling draws only ids below it (default: the model's vocabulary). A
   tokenizer may know fewer ids than the model's padded vocabulary (GPT-OSS's o200k_harmony
   200,019 of 201,088), and a sampled id it does not know could not be decoded.
+
+  ``decode_compiler_options``: XLA options for the decode loop alone (`check_compiler_options`).
+  ``{"xla_gpu_command_buffer_scheduling_mode": "CONCURRENT"}`` runs a step's independent small
+  kernels side by side: on an H100, 20b batch 8 +2.2-2.5% but 120b batch 1 -2.0% in one pair
+  (BENCHMARKS.md, thirty-eighth round), so it is not the default.
   """
 
   def __init__(self, model: GptOss, *, max_len: int, stop_ids: Sequence[int] = (),
                pad_id: int = 0, chunk: int = 16, prefill_tokens: int = PREFILL_TOKENS,
-               token_limit: int | None = None):
+               token_limit: int | None = None,
+               decode_compiler_options: Mapping[str, str | bool | int | float] | None = None):
     if not isinstance(model, GptOss):
       raise ValueError(f"model must be a GptOss, got {type(model).__name__}")
     vocab = model.cfg.vocab_size
@@ -132,6 +159,7 @@ class Generator:
     stop_ids = [*stop_ids]  # read once: an iterator would be empty at its next use
     _check_ids("pad_id", [pad_id], vocab)
     _check_ids("stop_ids", stop_ids, vocab)
+    decode_compiler_options = check_compiler_options(decode_compiler_options)
     self.graphdef, self.state = nnx.split(model)
     # Python ints from here on (a NumPy int passes the checks): the cache takes a Python int.
     self.cfg, self.max_len, self.token_limit = model.cfg, int(max_len), int(token_limit)
@@ -141,7 +169,7 @@ class Generator:
     self._prefill = jax.jit(self._prefill_fn)
     self._sample = jax.jit(self._sample_fn, static_argnames=("params",))
     self._decode = jax.jit(self._decode_fn, static_argnames=("steps", "params"),
-                           donate_argnums=(1,))
+                           donate_argnums=(1,), compiler_options=decode_compiler_options or None)
     self._compiled: dict[tuple, Callable] = {}  # by shapes and static arguments
 
   def _compile(self, stats: GenerationStats, key: tuple, jitted, *args, **static):
