@@ -1,5 +1,5 @@
-"""Tests of arguments that the public API shares (what counts as an int, a real number, a
-sequence, a value whose contents can be read), so each reads the same everywhere."""
+"""Tests of arguments that the public API shares (what counts as an int, a real number, a power
+of two, a sequence, a value whose contents can be read), so each reads the same everywhere."""
 
 from __future__ import annotations
 
