@@ -99,6 +99,12 @@ def _check_count(name: str, value) -> None:
     raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
+def _identity(x):
+  """The trivial function options are tried on: one function, so that options checked once (by
+  an experiment's flag, then by each `Generator`) compile once."""
+  return x
+
+
 def check_compiler_options(options, name: str = "decode_compiler_options") -> dict:
   """``options`` (XLA option name -> a str, bool, int or float value: `jax.jit`'s
   ``compiler_options``) as a dict, tried on a trivial compile so that a name XLA does not know or
@@ -114,7 +120,7 @@ def check_compiler_options(options, name: str = "decode_compiler_options") -> di
       raise ValueError(f"{name}: {key} must be a str, bool, int or float, got {value!r:.60}")
   if options:
     try:
-      jax.jit(lambda x: x, compiler_options=options).lower(0).compile()
+      jax.jit(_identity, compiler_options=options).lower(0).compile()
     except jax.errors.JaxRuntimeError as e:
       raise ValueError(f"{name}: {str(e).splitlines()[0]}") from None
   return options
