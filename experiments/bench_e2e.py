@@ -188,9 +188,9 @@ def main(argv) -> None:
     common.positive(f"--config.bench.{name}", bench[name])
   # Before anything starts the GPU backend (resolving the MoE backend below does).
   common.gpu_memory_fraction(bench.gpu_memory_fraction, "--config.bench.gpu_memory_fraction")
-  common.check_kernels_run_here(config.model)
   cfg = (common.checkpoint_config(config.checkpoint, "--config.checkpoint", config.model)
          if config.checkpoint else common.model_config(config.model))
+  common.check_kernels_run_here(cfg)
   if bench.batch_sizes:
     common.within_context("--config.bench.context and decode_steps",
                           bench.context + bench.decode_steps + 1, cfg)

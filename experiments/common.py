@@ -270,8 +270,7 @@ def kernel_options(text: str, flag: str = "--config.kernel_options") -> dict:
 
   types = {f.name: f.type for f in dataclasses.fields(KernelConfig)}
   options = {}
-  for item in csv_list(text):
-    name, _, value = (part.strip() for part in item.partition("="))
+  for item, name, value in _name_values(text):
     if name not in types or not value:
       raise app.UsageError(f"{flag}: {item!r} is not NAME=VALUE with NAME one "
                            f"of {sorted(types)}")
@@ -287,8 +286,7 @@ def compiler_options(text: str, flag: str) -> dict:
   from mxfp4_jax.generate.engine import check_compiler_options  # noqa: PLC0415
 
   options = {}
-  for item in csv_list(text):
-    name, _, value = (part.strip() for part in item.partition("="))
+  for item, name, value in _name_values(text):
     if not (name and value):
       raise app.UsageError(f"{flag}: {item!r} is not NAME=VALUE (an XLA option and its value)")
     options[name] = _option_value(value)
@@ -296,6 +294,13 @@ def compiler_options(text: str, flag: str) -> dict:
     return check_compiler_options(options, flag)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
+
+
+def _name_values(text: str):
+  """``"a=1,b=2"`` -> (item, name, value) for each item, stripped; a missing part is ""."""
+  for item in csv_list(text):
+    name, _, value = (part.strip() for part in item.partition("="))
+    yield item, name, value
 
 
 def _option_value(text: str) -> bool | int | float | str:
@@ -451,11 +456,11 @@ def within_context(flag: str, positions: int, cfg) -> None:
                          f"{cfg.context_length:,} tokens")
 
 
-def check_kernels_run_here(values, flag: str = "--config.model") -> None:
-  """Off a GPU, the MoE and router kernels run only in interpret mode: asking for them without
-  it is a usage error naming the field, not a traceback from the model's first trace. Call it
-  after `gpu_memory_fraction` (it starts the backend)."""
-  cfg = model_config(values, flag)
+def check_kernels_run_here(cfg, flag: str = "--config.model") -> None:
+  """Off a GPU, the MoE and router kernels of ``cfg`` (the `GptOssConfig` of ``flag``) run only
+  in interpret mode: asking for them without it is a usage error naming the field, not a
+  traceback from the model's first trace. Call it after `gpu_memory_fraction` (it starts the
+  backend)."""
   here = jax.default_backend()
   if here == "gpu" or cfg.moe_interpret:
     return

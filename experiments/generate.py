@@ -148,7 +148,7 @@ def main(argv) -> None:
     raise app.UsageError(f"--config.profile_chunk must be a decode chunk's index >= 0, got "
                          f"{config.profile_chunk!r}")
   common.gpu_memory_fraction(config.gpu_memory_fraction, "--config.gpu_memory_fraction")
-  common.check_kernels_run_here(config.model)
+  common.check_kernels_run_here(cfg)
   decode_options = common.compiler_options(config.decode_compiler_options,
                                            "--config.decode_compiler_options")
   start = time.perf_counter()
