@@ -17,7 +17,6 @@ import json
 import math
 import os
 import pathlib
-from unittest import mock
 
 import jax
 from absl import app, flags
@@ -184,66 +183,6 @@ def ceilings(hbm_bytes_per_s: float = 0.0, bf16_flops_per_s: float = 0.0,
   return hbm_bytes_per_s or known[0], bf16_flops_per_s or known[1]
 
 
-@contextlib.contextmanager
-def compiling_for_hopper():
-  """Lowers Pallas kernels for an H100 (sm_90) whatever this machine has: the Triton lowering
-  asks the local GPU for its version, and here there may be none."""
-  from jax._src.pallas.triton import gpu_info, pallas_call_registration  # noqa: PLC0415
-
-  h100 = gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100)
-  with mock.patch.object(pallas_call_registration.gpu_info_lib, "get_gpu_info", lambda: h100):
-    yield
-
-
-def lower_for_hopper(shape, rows: int, row_experts: bool, kernel_config):
-  """The grouped matmul of ``shape`` (E, K, N, activation) at P = ``rows``, with group sizes or
-  one tile a row (``row_experts``: a decode step's rows), lowered for an H100 -> (the Triton IR
-  of each kernel it launches, without debug info; the wrapper's StableHLO text)."""
-  import jax.numpy as jnp  # noqa: PLC0415
-  from jax._src.pallas.triton import pallas_call_registration  # noqa: PLC0415
-
-  from experiments.kernel_problems import model_out_dtype  # noqa: PLC0415
-  from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas  # noqa: PLC0415
-  from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT  # noqa: PLC0415
-  from mxfp4_jax.mxfp4.layout import PackedMXFP4, packed_shapes  # noqa: PLC0415
-
-  num_experts, k, n, activation = shape
-  lowering = pallas_call_registration.lowering
-  lower_module, kernels = lowering.lower_jaxpr_to_triton_module, []
-
-  def capture(*args, **kwargs):
-    result = lower_module(*args, **kwargs)
-    kernels.append(result.module.operation.get_asm(enable_debug_info=False))
-    return result
-
-  sds = jax.ShapeDtypeStruct
-  shapes = packed_shapes(num_experts, k, n)
-  w = PackedMXFP4(values=sds(shapes["values"], jnp.uint8), scales=sds(shapes["scales"], jnp.uint8),
-                  bias=sds((num_experts, n), jnp.float32), in_features=k,
-                  swiglu_halves=activation == "swiglu")
-  row_weights = None if activation else sds((rows,), jnp.float32)
-  groups = (None, sds((rows,), jnp.int32)) if row_experts else (sds((num_experts,), jnp.int32),
-                                                                 None)
-  call = lambda x, w, r, groups: grouped_matmul_pallas(
-      x, w, groups[0], r, groups[1], cfg=kernel_config, activation=activation,
-      out_dtype=model_out_dtype(activation), interpret=False, swiglu_alpha=SWIGLU_ALPHA,
-      swiglu_limit=SWIGLU_LIMIT)
-  with compiling_for_hopper(), mock.patch.object(lowering, "lower_jaxpr_to_triton_module",
-                                                  capture):
-    lowered = jax.jit(call).trace(sds((rows, k), jnp.bfloat16), w, row_weights, groups).lower(
-        lowering_platforms=("cuda",))
-  return kernels, lowered.as_text(debug_info=False)
-
-
-def cuobjdump() -> str:
-  """The CUDA disassembler: on the PATH, or the one the triton package brings."""
-  import shutil  # noqa: PLC0415
-
-  import triton  # noqa: PLC0415
-  return shutil.which("cuobjdump") or str(
-      next(iter(triton.__path__)) + "/backends/nvidia/bin/cuobjdump")
-
-
 def write_json(path: pathlib.Path, payload) -> None:
   path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
@@ -353,16 +292,6 @@ def require_gpu(what: str) -> None:
   any weights are built."""
   if jax.default_backend() != "gpu":
     raise app.UsageError(f"{what} needs a GPU; JAX's backend here is {jax.default_backend()!r}")
-
-
-def require_triton(what: str) -> None:
-  """A one-line usage error unless the triton package (which compiles the kernels' Triton IR to
-  SASS here, without a GPU) imports."""
-  try:
-    import triton  # noqa: F401, PLC0415
-    from triton.backends.compiler import GPUTarget  # noqa: F401, PLC0415
-  except ImportError:
-    raise app.UsageError(f"{what} needs the triton package: pip install triton==3.6.0") from None
 
 
 def known_shapes(flag: str, names: list[str], top_k=None) -> list[str]:

@@ -23,12 +23,11 @@ import json
 import pathlib
 import re
 import multiprocessing
-import subprocess
 
 from absl import app
 
 from configs.bench_kernel import SHAPES
-from experiments import common
+from experiments import common, hopper
 from mxfp4_jax.kernels import tuning
 from mxfp4_jax.mxfp4.layout import K_TILE
 
@@ -84,18 +83,9 @@ def _sass_hash(ttir: str, num_warps: int, num_stages: int) -> str:
   """The sm_90 disassembly of one kernel, hashed (in a worker process: Triton compiles)."""
   import tempfile  # noqa: PLC0415
 
-  import triton  # noqa: PLC0415
-  from triton.backends.compiler import GPUTarget  # noqa: PLC0415
-
   with tempfile.TemporaryDirectory() as tmp:
-    source = pathlib.Path(tmp) / "kernel.ttir"
-    source.write_text(ttir)
-    compiled = triton.compile(str(source), target=GPUTarget("cuda", 90, 32),
-                              options=dict(num_warps=num_warps, num_stages=num_stages))
-    cubin = pathlib.Path(tmp) / "kernel.cubin"
-    cubin.write_bytes(compiled.asm["cubin"])
-    sass = subprocess.run([common.cuobjdump(), "-sass", str(cubin)], check=True,
-                          capture_output=True, text=True).stdout
+    hopper.compile_sm90(ttir, num_warps, num_stages, pathlib.Path(tmp))
+    sass = hopper.cuobjdump("-sass", pathlib.Path(tmp) / "kernel.cubin")
   return _digest("\n".join(line for line in sass.splitlines() if "code for" not in line))
 
 
@@ -116,13 +106,13 @@ def main(argv) -> None:
                          "to fingerprint")
   common.at_least("--config.variant_prefetch", config.variant_prefetch, 0)
   if config.sass:
-    common.require_triton("--config.sass")
+    hopper.require_triton("--config.sass")
   earlier = pathlib.Path(config.compare) / "fingerprints.json"
   if config.compare and not earlier.is_file():  # checked before minutes of lowering
     raise app.UsageError(f"--config.compare: no {earlier} (an earlier run's output_dir)")
   fingerprints, compile_jobs = {}, {}
   for name, shape, rows, row_experts, cfg in cases(config):
-    kernels, hlo = common.lower_for_hopper(shape, rows, row_experts, cfg)
+    kernels, hlo = hopper.lower_for_hopper(shape, rows, row_experts, cfg)
     fingerprints[name] = dict(kernels=[_digest(ttir) for ttir in kernels],
                               wrapper=_digest(_EMBEDDED_IR.sub("ir = ...", hlo)))
     for ttir in kernels:

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import collections
 import re
-import subprocess
 
 from absl import app
 
 from configs.bench_kernel import SHAPES
-from experiments import common
+from experiments import common, hopper
 from mxfp4_jax.kernels import KernelConfig
 from mxfp4_jax.mxfp4.layout import K_TILE
 
@@ -47,26 +46,17 @@ def main(argv) -> None:
   common.positive("--config.rows", config.rows)
   # The KernelConfig fields the config names (the others keep their defaults).
   kernel_config = KernelConfig(**common.kernel_fields(config))
-  common.require_triton("kernel_sass")
-  import triton  # noqa: PLC0415
-  from triton.backends.compiler import GPUTarget  # noqa: PLC0415
+  hopper.require_triton("kernel_sass")
 
   out = common.output_dir(config, "kernel_sass")
-  ttir = out / "kernel.ttir"
-  kernels, _ = common.lower_for_hopper(SHAPES[config.shape], config.rows, config.row_experts,
-                                kernel_config)
-  ttir.write_text(kernels[0])
-  compiled = triton.compile(str(ttir), target=GPUTarget("cuda", 90, 32),
-                            options=dict(num_warps=config.num_warps,
-                                         num_stages=config.num_stages))
+  kernels, _ = hopper.lower_for_hopper(SHAPES[config.shape], config.rows, config.row_experts,
+                                       kernel_config)
+  compiled = hopper.compile_sm90(kernels[0], config.num_warps, config.num_stages, out)
   (out / "kernel.ttgir").write_text(compiled.asm["ttgir"])
   (out / "kernel.ptx").write_text(compiled.asm["ptx"])
-  (out / "kernel.cubin").write_bytes(compiled.asm["cubin"])
-  sass = subprocess.run([common.cuobjdump(), "-sass", str(out / "kernel.cubin")], check=True,
-                        capture_output=True, text=True).stdout
+  sass = hopper.cuobjdump("-sass", out / "kernel.cubin")
   (out / "kernel.sass").write_text(sass)
-  usage = subprocess.run([common.cuobjdump(), "--dump-resource-usage", str(out / "kernel.cubin")],
-                         check=True, capture_output=True, text=True).stdout
+  usage = hopper.cuobjdump("--dump-resource-usage", out / "kernel.cubin")
   registers = int(re.search(r"REG:(\d+)", usage).group(1))
 
   activation = SHAPES[config.shape][3]

@@ -20,7 +20,7 @@ from absl import app
 from flax import nnx
 from jax.sharding import SingleDeviceSharding
 
-from experiments import common
+from experiments import common, hopper
 from mxfp4_jax.generate.engine import Generator
 from mxfp4_jax.generate.sampling import SamplingParams
 from mxfp4_jax.kernels import tuning
@@ -66,7 +66,7 @@ def compile_decode_loop(config, device) -> str:
           jax.ShapeDtypeStruct((), jnp.int32, sharding=sharding),
           jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=sharding))
   # The model picks its GPU kernels by the default backend, which is this machine's.
-  with common.compiling_for_hopper(), mock.patch("jax.default_backend", return_value="gpu"):
+  with hopper.compiling_for_hopper(), mock.patch("jax.default_backend", return_value="gpu"):
     lowered = generator._decode.trace(  # noqa: SLF001 - the loop the generator runs
         *args, steps=config.steps, params=SamplingParams(temperature=0)).lower(
             lowering_platforms=("cuda",))
