@@ -67,6 +67,42 @@ def test_matches_float64_oracle(rng, t, lengths, kv_heads, group, window, block_
   np.testing.assert_array_equal(np.asarray(out.astype(jnp.float32))[padding], 0)
 
 
+def _random_attention(rng, b, t, kv_heads=1, group=2, head_dim=16):
+  q = jnp.asarray(rng.standard_normal((b, t, kv_heads, group, head_dim)), jnp.bfloat16)
+  k, v = (jnp.asarray(rng.standard_normal((b, t, kv_heads, head_dim)), jnp.bfloat16)
+          for _ in range(2))
+  return q, k, v, jnp.asarray(rng.uniform(-3, 3, (kv_heads, group)), jnp.float32)
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_right_padding_and_gaps_keep_the_contract(rng, window):
+  """Positions that rise faster than one a token, and padding after a row's tokens, hide no
+  key the kernel's skipped blocks hold: accepted, and the oracle's result."""
+  positions = np.array([[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1],
+                        [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36,
+                         38]], np.int32)
+  q, k, v, sinks = _random_attention(rng, 2, 20)
+  out = flash_attention(q, k, v, jnp.asarray(positions), sinks, window=window, block_q=16,
+                        block_k=16, interpret=INTERPRET)
+  assert rel_err(out, oracle(q, k, v, positions, sinks, window)) < 1e-2
+
+
+@pytest.mark.parametrize("row, message", [
+    ([0, 1, 2, 3, 4, 5, 0, 1], "position 0 at index 6"),  # a second prompt in the row
+    ([0, 1, 2, -1, -1, 3, 4, 5], "position 3 at index 5"),  # padding between tokens
+    ([5, 4, 3, 2, 1, 0, -1, -1], "position 4 at index 1"),
+])
+def test_positions_that_break_the_contract_error(rng, row, message):
+  """Positions whose visible keys the kernel would skip (later by index, or by more than the
+  window): refused, naming the row and the first such token, not silently wrong output."""
+  q, k, v, sinks = _random_attention(rng, 2, 8)
+  positions = jnp.asarray([list(range(8)), row], jnp.int32)
+  with pytest.raises(ValueError, match=rf"positions\[1\] must rise by at least one a token .*"
+                                       rf"{message} comes too soon"):
+    flash_attention(q, k, v, positions, sinks, window=4, block_q=16, block_k=16,
+                    interpret=INTERPRET)
+
+
 def test_scores_far_below_the_sink_are_finite(rng):
   """A very negative score everywhere (q's elements positive, k's negative) beside a large sink,
   so that the keys' exponentials underflow: no NaN or inf."""

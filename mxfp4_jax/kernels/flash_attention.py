@@ -24,11 +24,12 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from mxfp4_jax.argcheck import is_int
+from mxfp4_jax.argcheck import is_concrete, is_int
 from mxfp4_jax.kernels.triton_ops import (check_arrays, check_eps, check_float, check_runs_here,
                                            dot_accumulate, is_block, load_row_rms)
 
@@ -137,8 +138,20 @@ def _check_window(window) -> None:
     raise ValueError(f"window must be None or an int >= 1, got {window!r}")
 
 
-@functools.partial(jax.jit, static_argnames=("window", "block_q", "block_k", "num_warps",
-                                             "num_stages", "interpret"))
+def _check_positions_rise(positions) -> None:
+  """`flash_attention`'s contract on concrete ``positions``: along each row, a token's position
+  minus its index never falls (padding, < 0, aside). Then no key after a query is visible, nor
+  one ``window`` or more indices back: the key blocks the kernel skips by index hold none."""
+  p = np.asarray(positions).astype(np.int64)  # [B, T]
+  lead = np.where(p >= 0, p - np.arange(p.shape[1]), np.iinfo(np.int64).min)
+  fallen = (p >= 0) & (lead < np.maximum.accumulate(lead, axis=1))
+  if fallen.any():
+    row, index = (int(i[0]) for i in np.nonzero(fallen))
+    raise ValueError(f"positions[{row}] must rise by at least one a token along the row (-1 "
+                     f"padding aside), as a prompt's do: position {p[row, index]} at index "
+                     f"{index} comes too soon after the positions before it")
+
+
 def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, block_q: int = 64,
                     block_k: int = 64, num_warps: int = 4, num_stages: int = 2,
                     interpret: bool = False):
@@ -148,8 +161,9 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
     q: ``[B, T, K, G, hd]`` queries; query head ``k G + g`` reads KV head ``k``.
     k, v: ``[B, T, K, hd]``.
     positions: ``[B, T]`` int; -1 marks padding (no key there; a padding query outputs 0).
-      Along each row, after any leading padding, positions rise by one per token, as a
-      left-padded prefill's do: the kernel skips key blocks by index on that basis.
+      Along each row the other positions rise by at least one a token, as a prompt's do (a
+      left-padded prefill's by exactly one): the kernel skips key blocks by index on that
+      basis. Checked where ``positions`` is concrete (not under jit).
     sinks: ``[K, G]`` one logit per query head.
     window: keys fewer than ``window`` positions back are visible (sliding layers); None: all.
     block_q, block_k: query and key rows a program takes at a time (powers of two >= 16).
@@ -163,6 +177,17 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
   check_runs_here("flash_attention", interpret)
   for name, block in (("block_q", block_q), ("block_k", block_k)):
     check_block(name, block)
+  if is_concrete(positions):
+    _check_positions_rise(positions)
+  return _flash_attention(q, k, v, positions, sinks, window=window, block_q=block_q,
+                          block_k=block_k, num_warps=num_warps, num_stages=num_stages,
+                          interpret=interpret)
+
+
+@functools.partial(jax.jit, static_argnames=("window", "block_q", "block_k", "num_warps",
+                                             "num_stages", "interpret"))
+def _flash_attention(q, k, v, positions, sinks, *, window, block_q, block_k, num_warps,
+                     num_stages, interpret):
   b, t, kv_heads, group, head_dim = q.shape
   out_dtype, (q, k, v) = q.dtype, (a.astype(jnp.bfloat16) for a in (q, k, v))
   heads = kv_heads * group
