@@ -76,30 +76,35 @@ def _random_attention(rng, b, t, kv_heads=1, group=2, head_dim=16):
 
 @pytest.mark.parametrize("window", [None, 3])
 def test_right_padding_and_gaps_keep_the_contract(rng, window):
-  """Positions that rise faster than one a token, and padding after a row's tokens, hide no
-  key the kernel's skipped blocks hold: accepted, and the oracle's result."""
+  """Positions that rise faster than one a token, and padding after a row's tokens, leave no
+  visible key in the blocks the kernel skips: accepted, and the oracle's result."""
   positions = np.array([[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1],
                         [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36,
                          38]], np.int32)
-  q, k, v, sinks = _random_attention(rng, 2, 20)
+  if window is None:  # padding between tokens too: without a window only the order matters
+    positions = np.concatenate([positions, [[0, 1, 2, 3] + [-1] * 12 + [4, 5, 6, 7]]])
+  q, k, v, sinks = _random_attention(rng, len(positions), 20)
   out = flash_attention(q, k, v, jnp.asarray(positions), sinks, window=window, block_q=16,
                         block_k=16, interpret=INTERPRET)
   assert rel_err(out, oracle(q, k, v, positions, sinks, window)) < 1e-2
 
 
-@pytest.mark.parametrize("row, message", [
-    ([0, 1, 2, 3, 4, 5, 0, 1], "position 0 at index 6"),  # a second prompt in the row
-    ([0, 1, 2, -1, -1, 3, 4, 5], "position 3 at index 5"),  # padding between tokens
-    ([5, 4, 3, 2, 1, 0, -1, -1], "position 4 at index 1"),
+@pytest.mark.parametrize("window, row, message", [
+    (None, [0, 1, 2, 3, 4, 5, 0, 1], "rise along the row.*position 0 at index 6"),  # 2 prompts
+    (4, [0, 1, 2, 3, 4, 5, 0, 1], "position 0 at index 6"),
+    (None, [5, 4, 3, 2, 1, 0, -1, -1], "position 4 at index 1"),
+    (None, [0, 1, 1, 2, 3, 4, 5, 6], "position 1 at index 2"),
+    # Padding between tokens: a window counts keys back by position, the kernel by index.
+    (4, [0, 1, 2, -1, -1, 3, 4, 5], r"rise by at least one a token \(there is a window\).*"
+                                    "position 3 at index 5"),
 ])
-def test_positions_that_break_the_contract_error(rng, row, message):
+def test_positions_that_break_the_contract_error(rng, window, row, message):
   """Positions whose visible keys the kernel would skip (later by index, or by more than the
   window): refused, naming the row and the first such token, not silently wrong output."""
   q, k, v, sinks = _random_attention(rng, 2, 8)
   positions = jnp.asarray([list(range(8)), row], jnp.int32)
-  with pytest.raises(ValueError, match=rf"positions\[1\] must rise by at least one a token .*"
-                                       rf"{message} comes too soon"):
-    flash_attention(q, k, v, positions, sinks, window=4, block_q=16, block_k=16,
+  with pytest.raises(ValueError, match=rf"positions\[1\] must .*{message} does not"):
+    flash_attention(q, k, v, positions, sinks, window=window, block_q=16, block_k=16,
                     interpret=INTERPRET)
 
 

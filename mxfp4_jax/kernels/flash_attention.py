@@ -138,18 +138,22 @@ def _check_window(window) -> None:
     raise ValueError(f"window must be None or an int >= 1, got {window!r}")
 
 
-def _check_positions_rise(positions) -> None:
-  """`flash_attention`'s contract on concrete ``positions``: along each row, a token's position
-  minus its index never falls (padding, < 0, aside). Then no key after a query is visible, nor
-  one ``window`` or more indices back: the key blocks the kernel skips by index hold none."""
+def _check_positions_rise(positions, window: int | None) -> None:
+  """`flash_attention`'s contract on concrete ``positions``, padding (< 0) aside: along each row
+  a position is above every earlier one, and with a window its lead on its index (position -
+  index) at least every earlier one's. Then no key after a query by index is visible, nor one
+  ``window`` or more indices back: the key blocks the kernel skips by index hold none."""
   p = np.asarray(positions).astype(np.int64)  # [B, T]
-  lead = np.where(p >= 0, p - np.arange(p.shape[1]), np.iinfo(np.int64).min)
-  fallen = (p >= 0) & (lead < np.maximum.accumulate(lead, axis=1))
+  lowest = np.iinfo(np.int64).min
+  key = p if window is None else p - np.arange(p.shape[1])
+  highest = np.maximum.accumulate(np.where(p >= 0, key, lowest), axis=1)
+  earlier = np.pad(highest[:, :-1], ((0, 0), (1, 0)), constant_values=lowest)
+  fallen = (p >= 0) & ((key <= earlier) if window is None else (key < earlier))
   if fallen.any():
     row, index = (int(i[0]) for i in np.nonzero(fallen))
-    raise ValueError(f"positions[{row}] must rise by at least one a token along the row (-1 "
-                     f"padding aside), as a prompt's do: position {p[row, index]} at index "
-                     f"{index} comes too soon after the positions before it")
+    rule = "rise" if window is None else "rise by at least one a token (there is a window)"
+    raise ValueError(f"positions[{row}] must {rule} along the row, padding aside, as a "
+                     f"prompt's do: position {p[row, index]} at index {index} does not")
 
 
 def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, block_q: int = 64,
@@ -161,9 +165,9 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
     q: ``[B, T, K, G, hd]`` queries; query head ``k G + g`` reads KV head ``k``.
     k, v: ``[B, T, K, hd]``.
     positions: ``[B, T]`` int; -1 marks padding (no key there; a padding query outputs 0).
-      Along each row the other positions rise by at least one a token, as a prompt's do (a
-      left-padded prefill's by exactly one): the kernel skips key blocks by index on that
-      basis. Checked where ``positions`` is concrete (not under jit).
+      Along each row the other positions rise, and with a window by at least one a token, as
+      a prompt's do (a left-padded prefill's by exactly one): the kernel skips key blocks by
+      index on that basis. Checked where ``positions`` is concrete (not under jit).
     sinks: ``[K, G]`` one logit per query head.
     window: keys fewer than ``window`` positions back are visible (sliding layers); None: all.
     block_q, block_k: query and key rows a program takes at a time (powers of two >= 16).
@@ -178,7 +182,7 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
   for name, block in (("block_q", block_q), ("block_k", block_k)):
     check_block(name, block)
   if is_concrete(positions):
-    _check_positions_rise(positions)
+    _check_positions_rise(positions, window)
   return _flash_attention(q, k, v, positions, sinks, window=window, block_q=block_q,
                           block_k=block_k, num_warps=num_warps, num_stages=num_stages,
                           interpret=interpret)
