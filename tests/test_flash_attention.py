@@ -329,7 +329,8 @@ def test_a_list_for_an_array_is_named(kernel):
 
 @pytest.mark.parametrize("kernel", ["flash_attention", "decode_attention"])
 def test_kernels_off_the_gpu_need_interpret_mode(monkeypatch, kernel):
-  """Shapes no other test traces, so that no cached trace skips the check."""
+  """Shapes no other test traces: decode_attention checks as it traces, so a cached trace would
+  skip the check."""
   monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
   with pytest.raises(ValueError, match=f"{kernel} compiles for a GPU only; on cpu pass "
                                        "interpret=True"):
