@@ -166,11 +166,12 @@ def main(argv) -> None:
     raise app.UsageError(f"--config.shape={config.shape}: the probe covers gate_up shapes only")
   rows_list = common.positive("--config.rows", config.rows)
   common.positive("--config.copies", config.copies)
-  for num_rows in rows_list:  # the probe's splits are straight runs of equal length
-    splits = pick_config(num_rows, num_experts, n // 2, k // 64, one_tile_per_row=True).k_splits
-    if (k // 64) % splits:
-      raise app.UsageError(f"--config.rows={num_rows}: the tuned {splits} splits do not divide "
-                           f"the {k // 64} K tiles, which the probe needs")
+  configs = {num_rows: pick_config(num_rows, num_experts, n // 2, k // 64, one_tile_per_row=True)
+             for num_rows in rows_list}
+  for num_rows, cfg in configs.items():  # the probe's splits are straight runs of equal length
+    if (k // 64) % cfg.k_splits:
+      raise app.UsageError(f"--config.rows={num_rows}: the tuned {cfg.k_splits} splits do not "
+                           f"divide the {k // 64} K tiles, which the probe needs")
   common.require_gpu("layout_probe")
   key = jax.random.PRNGKey(config.seed)
   copies = config.copies
@@ -183,7 +184,7 @@ def main(argv) -> None:
     kx, ke = jax.random.split(jax.random.fold_in(keys[-1], num_rows))
     x = jax.random.normal(kx, (num_rows, k), jnp.float32).astype(jnp.bfloat16)
     experts = jax.random.choice(ke, num_experts, (num_rows,), replace=num_rows > num_experts)
-    cfg = pick_config(num_rows, num_experts, n // 2, k // 64, one_tile_per_row=True)
+    cfg = configs[num_rows]
     splits = cfg.k_splits
     probe = functools.partial(probe_gate_up, splits=splits, loads_first=config.loads_first)
     words, scales, bias = candidates[0]

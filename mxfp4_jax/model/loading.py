@@ -145,15 +145,14 @@ def _packed_config(path: pathlib.Path, runtime: dict) -> GptOssConfig:
 
 
 def _restore_packed(path: pathlib.Path, cfg: GptOssConfig) -> GptOss:
-  path = path.absolute()  # orbax refuses relative paths
-  if not (path / "params").is_dir():
-    raise ckpt.CheckpointError(f"{path / 'params'}: missing (the packed parameters "
-                               f"{path / PACKED_MARKER} describes)")
+  params, marker = path.absolute() / "params", path.absolute() / PACKED_MARKER  # orbax: absolute
+  if not params.is_dir():
+    raise ckpt.CheckpointError(f"{params}: missing (the packed parameters {marker} describes)")
   graphdef, abstract_state = nnx.split(_abstract_model(cfg))
   checkpointer = ocp.StandardCheckpointer()
-  _check_stored_shapes(checkpointer.metadata(path / "params").item_metadata, abstract_state,
-                       f"{path / 'params'}", f"{path / PACKED_MARKER}")
-  return nnx.merge(graphdef, checkpointer.restore(path / "params", abstract_state))
+  _check_stored_shapes(checkpointer.metadata(params).item_metadata, abstract_state,
+                       str(params), str(marker))
+  return nnx.merge(graphdef, checkpointer.restore(params, abstract_state))
 
 
 def _check_stored_shapes(stored, expected, params: str, marker: str) -> None:
