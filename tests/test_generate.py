@@ -2,6 +2,7 @@
 nothing, sampling is reproducible, stop tokens stop, bad lengths fail early."""
 
 import contextlib
+import fractions
 import time
 
 import jax
@@ -390,8 +391,8 @@ def test_sampling_params_are_checked_and_a_tiny_temperature_is_greedy():
       drawn = sample(logits, jax.random.PRNGKey(0), params)
       np.testing.assert_array_equal(drawn, [2, 0])
   for bad in (dict(temperature=float("nan")), dict(temperature=float("inf")),
-              dict(temperature=-1.0)):
-    with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
+              dict(temperature=-1.0), dict(temperature=1e39)):  # 1e39: inf as a float32
+    with pytest.raises(ValueError, match="temperature must be a number from 0 to float32's"):
       SamplingParams(**bad)
   for top_k in (1.5, -1, True):
     with pytest.raises(ValueError, match="top_k must be an int >= 0"):
@@ -419,6 +420,27 @@ def test_sampling_filters():
   for every in (50, 2 ** 40):  # a top_k of the whole vocabulary or more cuts nothing
     np.testing.assert_array_equal(sample(logits, key, SamplingParams(top_k=every)),
                                   sample(logits, key, SamplingParams()))
+
+
+def test_a_huge_temperature_cuts_by_the_logits_not_the_ids():
+  """A temperature of 3e38 makes every scaled logit 0 or a denormal, which XLA flushes to 0:
+  the top-k cut still keeps the largest logits, drawn about uniformly, not the lowest ids."""
+  logits = jnp.zeros((2, 50), jnp.float32).at[0, 47].set(10).at[0, 41].set(9)
+  logits = logits.at[1, 29].set(10).at[1, 12].set(9)
+  params = SamplingParams(temperature=3e38, top_k=2)
+  drawn = {tuple(np.asarray(sample(logits, jax.random.PRNGKey(seed), params)))
+           for seed in range(40)}
+  assert {d[0] for d in drawn} == {47, 41} and {d[1] for d in drawn} == {29, 12}
+
+
+def test_sampling_params_take_any_real_number_as_a_float():
+  """A Fraction or a numpy scalar passes the checks; a traced division takes neither the same
+  way, so the params hold Python floats."""
+  params = SamplingParams(temperature=fractions.Fraction(1, 2), top_p=np.float32(0.5))
+  assert type(params.temperature) is float and type(params.top_p) is float
+  assert params == SamplingParams(temperature=0.5, top_p=0.5)
+  logits = jnp.asarray([[0.0, 1.0, 2.0]], jnp.float32)
+  assert int(jax.jit(lambda x: sample(x, jax.random.PRNGKey(0), params))(logits)[0]) == 2
 
 
 @pytest.mark.parametrize("ties, params, kept", [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -23,13 +22,18 @@ class SamplingParams:
   top_p: float = 1.0  # 1: no nucleus cut
 
   def __post_init__(self):
-    if not (is_real(self.temperature) and self.temperature >= 0
-            and math.isfinite(self.temperature)):
-      raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
+    float32_max = float(jnp.finfo(jnp.float32).max)  # the logits' divisor is a float32
+    if not (is_real(self.temperature) and 0 <= self.temperature <= float32_max):
+      raise ValueError(f"temperature must be a number from 0 to float32's largest, "
+                       f"{float32_max:.4g}, got {self.temperature!r}")
     if not (is_int(self.top_k) and self.top_k >= 0):
       raise ValueError(f"top_k must be an int >= 0, got {self.top_k!r}")
     if not (is_real(self.top_p) and 0 < self.top_p <= 1):
       raise ValueError(f"top_p must be a number in (0, 1], got {self.top_p!r}")
+    # As Python floats: a Fraction or a numpy scalar passes the checks above, and a traced
+    # array divides by neither the same way.
+    object.__setattr__(self, "temperature", float(self.temperature))
+    object.__setattr__(self, "top_p", float(self.top_p))
 
 
 def sample(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Array:
@@ -40,12 +44,15 @@ def sample(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Arr
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   # Shifted so that the largest is 0 first: a tiny temperature then leaves the argmax at 0 and
   # the rest at -inf (greedy), instead of overflowing every logit to inf.
-  logits = (logits - logits.max(axis=-1, keepdims=True)) / params.temperature
+  shifted = logits - logits.max(axis=-1, keepdims=True)
+  logits = shifted / params.temperature
   top_k = params.top_k if params.top_k < logits.shape[-1] else 0  # all of them: no cut
   if top_k or params.top_p < 1:
     # Cut in sorted order, so that ties at the cut keep exactly top_k tokens (or the smallest
-    # prefix reaching top_p, up to `TOP_P_ROUNDING`), the lower token id first.
-    order = jnp.argsort(logits, axis=-1, descending=True, stable=True)
+    # prefix reaching top_p, up to `TOP_P_ROUNDING`), the lower token id first. Sorted before
+    # the division: a huge temperature rounds every scaled logit to 0, which would leave the
+    # order to the ties.
+    order = jnp.argsort(shifted, axis=-1, descending=True, stable=True)
     sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
     keep = jnp.ones(sorted_logits.shape, bool)
     if top_k:
