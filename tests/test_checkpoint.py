@@ -168,6 +168,38 @@ def test_single_file_hf_checkpoint(written, tmp_path):
     assert_identical(array, written["hf_dict"][key], key)
 
 
+@pytest.mark.parametrize("with_index", [True, False])
+def test_sharded_original_checkpoint(written, tmp_path, with_index):
+  """original/ in shards, as gpt-oss-120b's (model--0000k-of-0000n.safetensors), with or without
+  the index: the layout is told by tensor names, and the index is read in either layout."""
+  path = ckpt.write_random_checkpoint(tmp_path, HPARAMS, "original", SEED, num_shards=3,
+                                      nested=True)
+  assert sorted(p.name for p in path.glob("*.safetensors")) == [
+      f"model--0000{k}-of-00003.safetensors" for k in (1, 2, 3)]
+  if not with_index:
+    (path / "model.safetensors.index.json").unlink()
+  for where in (path, tmp_path):  # original/ itself, or a repo holding only original/
+    assert ckpt.detect_layout(where) == "original"
+    for key, array in load(where).items():
+      assert_identical(array, written["hf_dict"][key], key)
+
+
+def test_rewriting_a_checkpoint_leaves_no_stale_shard(tmp_path):
+  ckpt.write_random_checkpoint(tmp_path, HPARAMS, "hf", SEED, num_shards=2)
+  path = ckpt.write_random_checkpoint(tmp_path, HPARAMS, "hf", SEED + 1, num_shards=1)
+  assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
+  expected = ckpt.random_canonical(HPARAMS, SEED + 1)
+  assert_identical(load(path)["embedding"], expected["embedding"], "embedding")
+
+
+def test_an_index_beside_a_single_file_is_refused(written, tmp_path):
+  """Which of the two holds the weights is ambiguous (one of them is likely stale)."""
+  repo = shutil.copytree(written["hf"], tmp_path / "hf")
+  shutil.copy(written["original"] / "model.safetensors", repo / "model.safetensors")
+  with raises_naming(str(repo), "model.safetensors.index.json", "single model.safetensors"):
+    ckpt.detect_layout(repo)
+
+
 @pytest.mark.parametrize("layout", ["hf", "original"])
 def test_numpy_hyperparameters_write_a_readable_config(written, tmp_path, layout):
   """NumPy numbers pass the hyperparameter checks; config.json gets them as JSON numbers."""

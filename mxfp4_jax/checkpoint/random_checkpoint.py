@@ -16,7 +16,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from mxfp4_jax.checkpoint import config_json, names
-from mxfp4_jax.checkpoint.safetensors_io import CONFIG, HF_INDEX, ORIGINAL_SUBDIR
+from mxfp4_jax.checkpoint.safetensors_io import CONFIG, INDEX, ORIGINAL_SUBDIR
 from mxfp4_jax.mxfp4 import format as fmt
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -49,14 +49,18 @@ def random_canonical(hparams: dict, seed: int) -> dict[str, np.ndarray]:
   return out
 
 
-def write_random_checkpoint(path, hparams: dict, layout: str, seed: int, num_shards: int = 2, *,
-                            nested: bool = False) -> pathlib.Path:
-  """Writes a random checkpoint and returns the directory that holds its files.
+def write_random_checkpoint(path, hparams: dict, layout: str, seed: int,
+                            num_shards: int | None = None, *, nested: bool = False
+                            ) -> pathlib.Path:
+  """Writes a random checkpoint and returns the directory that holds its files; safetensors
+  files and an index already there are removed first (a stale shard would load).
 
   ``layout="hf"``: ``model-0000k-of-0000n.safetensors`` shards plus ``model.safetensors.index.json``
   (or a lone ``model.safetensors`` when ``num_shards == 1``) and an HF ``config.json``.
-  ``layout="original"``: ``model.safetensors`` and an original ``config.json``, under
-  ``path/original/`` when ``nested`` (where a published repo keeps them).
+  ``layout="original"``: ``model.safetensors`` (or, sharded as gpt-oss-120b's,
+  ``model--0000k-of-0000n.safetensors`` and the index) and an original ``config.json``, under
+  ``path/original/`` when ``nested`` (where a published repo keeps them). ``num_shards``
+  defaults to 2 for HF and 1 for original, as gpt-oss-20b's.
   """
   if layout not in names.LAYOUTS:
     raise ValueError(f"layout must be one of {names.LAYOUTS}, got {layout!r}")
@@ -67,23 +71,28 @@ def write_random_checkpoint(path, hparams: dict, layout: str, seed: int, num_sha
   if layout == "original" and nested:
     path = path / ORIGINAL_SUBDIR
   path.mkdir(parents=True, exist_ok=True)
+  for stale in [*path.glob("*.safetensors"), path / INDEX]:
+    stale.unlink(missing_ok=True)
   canonical = random_canonical(hparams, seed)
   if layout == "hf":
     # HF stores its norm scales in bf16 too (their values are bf16-exact)
     canonical = {k: v.astype(BF16) if names.is_norm(k) else v for k, v in canonical.items()}
     config = config_json.to_hf_config(hparams)
-    _write_hf_shards(path, names.to_disk(canonical, hparams, layout), num_shards)
   else:
     config = config_json.to_original_config(hparams)
-    save_file(names.to_disk(canonical, hparams, layout), path / "model.safetensors")
+  shard_name = "model-{:05d}-of-{:05d}.safetensors" if layout == "hf" else (
+      "model--{:05d}-of-{:05d}.safetensors")
+  _write_shards(path, names.to_disk(canonical, hparams, layout),
+                num_shards or (2 if layout == "hf" else 1), shard_name,
+                metadata={"format": "pt"} if layout == "hf" else None)  # what transformers writes
   (path / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
   return path
 
 
-def _write_hf_shards(path: pathlib.Path, disk: dict[str, np.ndarray], num_shards: int) -> None:
+def _write_shards(path: pathlib.Path, disk: dict[str, np.ndarray], num_shards: int,
+                  shard_name: str, metadata: dict | None) -> None:
   if not 1 <= num_shards <= len(disk):
     raise ValueError(f"num_shards must be in [1, {len(disk)}], got {num_shards}")
-  metadata = {"format": "pt"}  # what transformers writes
   if num_shards == 1:
     save_file(disk, path / "model.safetensors", metadata=metadata)
     return
@@ -91,9 +100,9 @@ def _write_hf_shards(path: pathlib.Path, disk: dict[str, np.ndarray], num_shards
   bounds = np.linspace(0, len(keys), num_shards + 1).round().astype(int)
   for k in range(num_shards):
     part = keys[bounds[k]:bounds[k + 1]]
-    file_name = f"model-{k + 1:05d}-of-{num_shards:05d}.safetensors"
+    file_name = shard_name.format(k + 1, num_shards)
     save_file({name: disk[name] for name in part}, path / file_name, metadata=metadata)
     weight_map.update(dict.fromkeys(part, file_name))
   total_size = sum(a.nbytes for a in disk.values())
   index = {"metadata": {"total_size": total_size}, "weight_map": weight_map}
-  (path / HF_INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+  (path / INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")

@@ -24,7 +24,7 @@ from mxfp4_jax.checkpoint.config_json import read_config
 from mxfp4_jax.checkpoint.errors import CheckpointError
 
 CONFIG = "config.json"
-HF_INDEX = "model.safetensors.index.json"
+INDEX = "model.safetensors.index.json"  # shards' index, in either layout
 ORIGINAL_SUBDIR = "original"
 _FLOAT_DTYPES = frozenset({"BF16", "F16", "F32", "F64"})
 _HF_PREFIXES = ("model.", "lm_head.")
@@ -41,23 +41,24 @@ def _resolve(path) -> tuple[str, pathlib.Path]:
   path = pathlib.Path(path)
   if not path.is_dir():
     raise CheckpointError(f"{path}: not a directory")
-  files = _safetensors_files(path)
-  if not files and not (path / HF_INDEX).exists():
+  files, index = _safetensors_files(path), path / INDEX
+  if not files and not index.exists():
     if (path / ORIGINAL_SUBDIR).is_dir():
       return _resolve(path / ORIGINAL_SUBDIR)
     raise CheckpointError(f"{path}: no *.safetensors files")
   if not (path / CONFIG).is_file():
     raise CheckpointError(f"{path / CONFIG}: no such file")
-  if (path / HF_INDEX).exists():
-    return "hf", path
-  # File names do not tell the layouts apart (both use model.safetensors); tensor names do.
-  keys = _keys(files[0])
+  if index.exists() and (path / "model.safetensors").exists():
+    raise CheckpointError(f"{path}: holds both a sharded index ({INDEX}) and a single "
+                          "model.safetensors; remove whichever is stale")
+  # File names do not tell the layouts apart (both use model.safetensors, and both may be
+  # sharded with an index); tensor names do.
+  where, keys = (index, _weight_map(index)) if index.exists() else (files[0], _keys(files[0]))
   if any(k.startswith(_HF_PREFIXES) for k in keys):
     return "hf", path
   if any(k.startswith(_ORIGINAL_PREFIXES) for k in keys):
     return "original", path
-  raise CheckpointError(
-      f"{files[0]}: holds neither HF (model.*) nor original (block.*) tensor names")
+  raise CheckpointError(f"{where}: holds neither HF (model.*) nor original (block.*) tensor names")
 
 
 def _keys(file: pathlib.Path) -> list[str]:
@@ -80,24 +81,26 @@ def read_hparams(path) -> dict:
   return read_config(_resolve(path)[1] / CONFIG)
 
 
-def _catalog(layout: str,
-             path: pathlib.Path) -> dict[str, tuple[pathlib.Path, str, tuple[int, ...]]]:
-  """Disk name -> (file, dtype, shape) from the headers; the HF index, when present, says where."""
+def _weight_map(index: pathlib.Path) -> dict[str, str]:
+  """An index's tensor name -> shard file name."""
+  try:
+    weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+  except OSError as e:
+    raise CheckpointError(f"{index}: unreadable ({e.strerror})") from None
+  except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+    raise CheckpointError(f"{index}: no readable weight_map ({e!r})") from None
+  if not (isinstance(weight_map, dict) and all(isinstance(v, str) for v in weight_map.values())):
+    raise CheckpointError(f"{index}: weight_map must map tensor names to file names")
+  # Shard names as file names ("./model-00001-of-00002.safetensors" is that file too).
+  return {k: pathlib.PurePosixPath(v).name for k, v in weight_map.items()}
+
+
+def _catalog(path: pathlib.Path) -> dict[str, tuple[pathlib.Path, str, tuple[int, ...]]]:
+  """Disk name -> (file, dtype, shape) from the headers; the index, when present, says where."""
   catalog = {}
-  index = path / HF_INDEX
-  weight_map = None
-  if layout == "hf" and index.exists():
-    try:
-      weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-    except OSError as e:
-      raise CheckpointError(f"{index}: unreadable ({e.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-      raise CheckpointError(f"{index}: no readable weight_map ({e!r})") from None
-    if not (isinstance(weight_map, dict)
-            and all(isinstance(v, str) for v in weight_map.values())):
-      raise CheckpointError(f"{index}: weight_map must map tensor names to file names")
-    # Shard names as file names ("./model-00001-of-00002.safetensors" is that file too).
-    weight_map = {k: pathlib.PurePosixPath(v).name for k, v in weight_map.items()}
+  index = path / INDEX
+  weight_map = _weight_map(index) if index.exists() else None
+  if weight_map is not None:
     files = [path / f for f in sorted(set(weight_map.values()))]
   else:
     files = _safetensors_files(path)
@@ -174,7 +177,7 @@ def iter_canonical(path, num_layers: int | None = None, *,
   if not 0 <= num_layers <= hparams["num_layers"]:
     raise CheckpointError(f"{path / CONFIG}: num_layers={num_layers} is outside "
                           f"[0, num_hidden_layers={hparams['num_layers']}]")
-  catalog = _catalog(layout, path)
+  catalog = _catalog(path)
   _check(names.layout_rules(hparams, layout), catalog, path)  # every layer, read or not
   return _read(names.layout_rules(hparams, layout, num_layers), catalog,
                f"loading {layout} checkpoint", progress)
