@@ -133,6 +133,10 @@ def test_tensor_missing_from_the_stream_is_named(checkpoints, dropped, message):
     (("layers.0.rotary.inv_freq", None), "layers.0.rotary.inv_freq: not a parameter"),
     (("layers.9.down.bias", None), r"layers.9.down.bias: not a parameter of this GPT-OSS \(2 "),
     (("layers.-1.sinks", None), r"layers.-1.sinks: not a parameter"),
+    (("layers.x.down.bias", None), r"layers.x.down.bias: not a parameter"),
+    (("layers.0.down.weight", None), r"layers.0.down.weight: not a parameter"),
+    (("layers.1.down.blocks", lambda a: a.astype(np.float32)),
+     "layers.1.down: pack: blocks must be uint8"),
 ])
 def test_a_bad_tensor_in_the_stream_is_named(checkpoints, change, message):
   """A scale byte the format has no value for (0xFF, E8M0's NaN), expert tensors whose shapes
@@ -198,6 +202,31 @@ def test_packed_params_that_differ_from_the_marker_are_named(tmp_path, change, m
     mxfp4_jax.load_model(path)
   with pytest.raises(ValueError, match="dtype must be 'bfloat16' or 'float32', got 'bf16'"):
     mxfp4_jax.load_model(path, dtype="bf16")
+
+
+@pytest.mark.parametrize("damaged, message", [
+    ("ocdbt.process_0/d", "unreadable packed parameters"),  # the arrays' data
+    ("d", "no parameters on disk (orbax's metadata"),  # the arrays' metadata
+])
+def test_damaged_packed_params_are_one_line_errors(tmp_path, damaged, message):
+  """Data files cut short: not pages of TensorStore detail, one line naming the directory. (In
+  a subprocess: orbax's reads, cut off, report their own failures to stderr as they are
+  collected.)"""
+  from flax import nnx
+  from mxfp4_jax.model import GptOss
+  from mxfp4_jax.model.loading import save_packed
+  path = save_packed(GptOss(GptOssConfig.from_dict(tiny.model_config()), rngs=nnx.Rngs(0)),
+                     tmp_path / "packed")
+  files = [f for f in (path / "params" / damaged).iterdir() if f.is_file()]
+  assert files
+  for f in files:
+    f.write_bytes(f.read_bytes()[:10])
+  script = ("import sys, mxfp4_jax\ntry:\n  mxfp4_jax.load_model(sys.argv[1])\n"
+            "except mxfp4_jax.checkpoint.CheckpointError as e:\n  print(e)")
+  result = subprocess.run([sys.executable, "-c", script, str(path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+  [line] = result.stdout.splitlines() or [result.stderr[-2000:]]
+  assert line.startswith(f"{path / 'params'}: {message}"), line
 
 
 def test_not_a_checkpoint(tmp_path):

@@ -7,6 +7,7 @@ tensor by tensor, experts packed into the kernel layout on the way) and a direct
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -61,8 +62,10 @@ def from_canonical(cfg: GptOssConfig, tensors) -> GptOss:
   for name, array in tensors:
     parts = name.split(".")
     if len(parts) == 4 and parts[2] in ("gate_up", "down"):
+      if not (parts[1].isdigit() and parts[3] in ("blocks", "scales", "bias")):
+        raise ckpt.CheckpointError(f"{name}: not a parameter of this GPT-OSS")
       key = (int(parts[1]), parts[2])
-      if not 0 <= key[0] < cfg.num_layers:
+      if not key[0] < cfg.num_layers:
         raise ckpt.CheckpointError(f"{name}: not a parameter of this GPT-OSS "
                                    f"({cfg.num_layers} layers)")
       pending = experts.setdefault(key, {})
@@ -100,7 +103,7 @@ def _set_experts(variable, parts: dict[str, np.ndarray], name: str) -> None:
   try:
     packed = pack(parts["blocks"], parts["scales"], parts["bias"].astype(np.float32),
                   swiglu_halves=name.endswith("gate_up"))
-  except ValueError as e:
+  except (TypeError, ValueError) as e:  # a dtype or a scale byte pack refuses
     raise ckpt.CheckpointError(f"{name}: {e}") from None
   shapes = lambda tree: jax.tree.map(lambda leaf: tuple(leaf.shape), tree)
   if shapes(packed) != shapes(variable.get_value()):
@@ -150,9 +153,23 @@ def _restore_packed(path: pathlib.Path, cfg: GptOssConfig) -> GptOss:
     raise ckpt.CheckpointError(f"{params}: missing (the packed parameters {marker} describes)")
   graphdef, abstract_state = nnx.split(_abstract_model(cfg))
   checkpointer = ocp.StandardCheckpointer()
-  _check_stored_shapes(checkpointer.metadata(params).item_metadata, abstract_state,
-                       str(params), str(marker))
-  return nnx.merge(graphdef, checkpointer.restore(params, abstract_state))
+  with _unreadable_as_checkpoint_error(params):
+    stored = checkpointer.metadata(params).item_metadata
+  _check_stored_shapes(stored, abstract_state, str(params), str(marker))
+  with _unreadable_as_checkpoint_error(params):
+    return nnx.merge(graphdef, checkpointer.restore(params, abstract_state))
+
+
+@contextlib.contextmanager
+def _unreadable_as_checkpoint_error(params: pathlib.Path):
+  """Orbax and TensorStore raise their own exceptions for a damaged directory (a data file
+  missing or cut short), with pages of detail: one line names the directory instead."""
+  try:
+    yield
+  except Exception as e:  # noqa: BLE001 (their exception types are not part of their API)
+    detail = (str(e).splitlines() or [type(e).__name__])[0]
+    detail = detail.partition(". See full TensorStore details")[0][:200]
+    raise ckpt.CheckpointError(f"{params}: unreadable packed parameters ({detail})") from None
 
 
 def _check_stored_shapes(stored, expected, params: str, marker: str) -> None:
@@ -165,6 +182,9 @@ def _check_stored_shapes(stored, expected, params: str, marker: str) -> None:
       named[name.removesuffix(".value")] = tuple(leaf.shape)
     return named
   on_disk, wanted = shapes(stored), shapes(expected)
+  if not on_disk:  # orbax logs a warning and gives no tree where its metadata is unreadable
+    raise ckpt.CheckpointError(f"{params}: no parameters on disk (orbax's metadata missing or "
+                               "unreadable)")
   for name in sorted(on_disk.keys() | wanted.keys()):
     if on_disk.get(name) != wanted.get(name):
       raise ckpt.CheckpointError(
