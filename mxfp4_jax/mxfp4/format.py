@@ -265,7 +265,9 @@ def quantize(w, axis: int = -1) -> tuple[jax.Array, jax.Array]:
   (2**-125) so that every scale is one the kernel decodes exactly; blocks below that magnitude
   round toward zero. Blocks holding a magnitude of 16 or more get scales above
   ``KERNEL_SCALE_MAX``, which `layout.pack` rejects. ``axis`` is moved last: for ``w[N, K]``
-  with ``axis=-1`` the result is ``blocks[N, K/32, 16]``, ``scales[N, K/32]``. NaN,
+  with ``axis=-1`` the result is ``blocks[N, K/32, 16]``, ``scales[N, K/32]``. Float64 input
+  is rounded to float32 first (JAX computes in float32): a value within half a float32 step
+  of a tie on the grid rounds as that tie. NaN,
   infinity and (on the host) values past float32's range are an error when ``w`` is concrete;
   under a trace they cannot be checked and give meaningless blocks.
   """
