@@ -12,7 +12,8 @@ import pytest
 from flax import nnx
 
 from configs import tiny
-from mxfp4_jax.generate.engine import Generator, left_pad, prefill_rows
+from mxfp4_jax.generate.engine import (DECODE_COMPILER_OPTIONS, Generator, left_pad,
+                                       prefill_rows)
 from mxfp4_jax.generate.sampling import SamplingParams, sample
 from mxfp4_jax.model import GptOss, GptOssConfig
 
@@ -118,8 +119,7 @@ def test_sampling_is_reproducible_and_independent_of_chunking(model):
 
 def test_decode_compiler_options_reach_the_decode_loop_only(model, generator, monkeypatch):
   """XLA options for the decode loop: the loop, not the prefill or the sampling, is jitted with
-  them, and the tokens are the same (off a GPU this option does nothing)."""
-  options = {"xla_gpu_command_buffer_scheduling_mode": "CONCURRENT"}
+  them (by default `DECODE_COMPILER_OPTIONS`; ``{}``: none), and the tokens are the same."""
   jitted, jit = {}, jax.jit
 
   def recording_jit(fn, **kwargs):
@@ -127,13 +127,15 @@ def test_decode_compiler_options_reach_the_decode_loop_only(model, generator, mo
     return jit(fn, **kwargs)
 
   monkeypatch.setattr(jax, "jit", recording_jit)
-  concurrent = Generator(model, max_len=64, chunk=8, decode_compiler_options=options)
-  monkeypatch.undo()
-  assert jitted["_decode_fn"] == options
+  default = Generator(model, max_len=64, chunk=8)
+  assert jitted["_decode_fn"] == DECODE_COMPILER_OPTIONS != {}
   assert jitted["_prefill_fn"] is None and jitted["_sample_fn"] is None
+  plain = Generator(model, max_len=64, chunk=8, decode_compiler_options={})
+  monkeypatch.undo()
+  assert jitted["_decode_fn"] is None
   prompts = [[5, 6, 7], [42]]
-  assert (concurrent.generate(prompts, max_new_tokens=12, params=GREEDY).tokens
-          == generator.generate(prompts, max_new_tokens=12, params=GREEDY).tokens)
+  assert (default.generate(prompts, max_new_tokens=12, params=GREEDY).tokens
+          == plain.generate(prompts, max_new_tokens=12, params=GREEDY).tokens)
 
 
 @pytest.mark.parametrize("options, message", [

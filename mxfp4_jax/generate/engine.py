@@ -32,6 +32,12 @@ from mxfp4_jax.model.gpt_oss import GptOss
 # Prompt tokens per prefill call. Its activations grow with rows x length (256 prompts of 1k
 # tokens at once need ~140 GB for GPT-OSS-20B), so larger batches prefill a group of rows at a time.
 PREFILL_TOKENS = 1 << 15
+# XLA options the decode loop compiles with unless a Generator is given others. Concurrent
+# command-buffer scheduling runs a step's independent small kernels side by side; on an H100,
+# end to end, alternated pairs: 20b batch 8 +2.2 to +3.1%, batch 64 -0.1 to +1.7%, batch 1
+# -0.9 to +0.7%; 120b batch 1 -2.0 to +1.8% (+0.3% the mean of five) (BENCHMARKS.md,
+# thirty-eighth and thirty-ninth rounds). Off a GPU it does nothing.
+DECODE_COMPILER_OPTIONS = {"xla_gpu_command_buffer_scheduling_mode": "CONCURRENT"}
 
 
 def prefill_rows(batch: int, length: int, max_tokens: int = PREFILL_TOKENS) -> int:
@@ -139,10 +145,8 @@ class Generator:
   tokenizer may know fewer ids than the model's padded vocabulary (GPT-OSS's o200k_harmony
   200,019 of 201,088), and a sampled id it does not know could not be decoded.
 
-  ``decode_compiler_options``: XLA options for the decode loop alone (`check_compiler_options`).
-  ``{"xla_gpu_command_buffer_scheduling_mode": "CONCURRENT"}`` runs a step's independent small
-  kernels side by side: on an H100, 20b batch 8 +2.2-2.5% but 120b batch 1 -2.0% in one pair
-  (BENCHMARKS.md, thirty-eighth round), so it is not the default.
+  ``decode_compiler_options``: XLA options for the decode loop alone (`check_compiler_options`);
+  None gives `DECODE_COMPILER_OPTIONS`, ``{}`` none.
   """
 
   def __init__(self, model: GptOss, *, max_len: int, stop_ids: Sequence[int] = (),
@@ -165,7 +169,8 @@ class Generator:
     stop_ids = [*stop_ids]  # read once: an iterator would be empty at its next use
     _check_ids("pad_id", [pad_id], vocab)
     _check_ids("stop_ids", stop_ids, vocab)
-    decode_compiler_options = check_compiler_options(decode_compiler_options)
+    decode_compiler_options = check_compiler_options(
+        DECODE_COMPILER_OPTIONS if decode_compiler_options is None else decode_compiler_options)
     self.graphdef, self.state = nnx.split(model)
     # Python ints from here on (a NumPy int passes the checks): the cache takes a Python int.
     self.cfg, self.max_len, self.token_limit = model.cfg, int(max_len), int(token_limit)
