@@ -28,9 +28,9 @@ def get_config(random_model: str = "tiny"):
   # sampled takes no slot).
   c.max_len = 4096
   c.chunk = 16  # decode steps per on-device loop (text streams once per chunk)
-  # XLA options for the decode loop, NAME=VALUE,...: the library's default
-  # (mxfp4_jax.generate.engine.DECODE_COMPILER_OPTIONS); "" compiles it with none
-  c.decode_compiler_options = "xla_gpu_command_buffer_scheduling_mode=CONCURRENT"
+  # XLA options for the decode loop at every batch, NAME=VALUE,...; unset: the library's default
+  # (mxfp4_jax.generate.engine.DECODE_COMPILER_OPTIONS); "": none
+  c.decode_compiler_options = ml_collections.config_dict.placeholder(str)
   c.gpu_memory_fraction = 0.95  # of the GPU for JAX's allocator (120b needs more than its default 0.75)
   c.profile_chunk = 1  # with --profile_dir: which decode chunk to trace (0 is the first)
   return c

@@ -38,9 +38,9 @@ def bench_config() -> ml_collections.ConfigDict:
       gpu_memory_fraction=0.95,  # of the GPU for JAX's allocator (its default 0.75 is too little for 120b)
       compilation_cache_dir="",  # set to measure warm starts: run twice, compare compile times
       kernel_options="",  # KernelConfig fields replaced in every tuned config, e.g. "prefetch=2"
-      # XLA options for the decode loop: the library's default (engine.DECODE_COMPILER_OPTIONS);
-      # "" compiles it with none
-      decode_compiler_options="xla_gpu_command_buffer_scheduling_mode=CONCURRENT",
+      # XLA options for the decode loop at every batch; unset: the library's default
+      # (engine.DECODE_COMPILER_OPTIONS); "": none
+      decode_compiler_options=ml_collections.config_dict.placeholder(str),
       profile_dir="",  # set to trace one more run of each case (experiments.trace_summary)
       hbm_bytes_per_s=0.0, bf16_flops_per_s=0.0,  # 0: this GPU's (experiments.common.ceilings)
       output_dir=""))

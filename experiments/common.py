@@ -217,12 +217,15 @@ def kernel_options(text: str, flag: str = "--config.kernel_options") -> dict:
   return options
 
 
-def compiler_options(text: str, flag: str) -> dict:
+def compiler_options(text: str | None, flag: str) -> dict | None:
   """``"xla_gpu_command_buffer_scheduling_mode=CONCURRENT,..."`` (``flag``'s XLA options for the
   decode loop) -> the dict `Generator` takes, each value read as a bool (true or false), an int,
   a float or else text; a bad item, option name or value is a one-line usage error naming
-  ``flag``."""
+  ``flag``. None (the flag unset) stays None: `Generator`'s default."""
   from mxfp4_jax.generate.engine import check_compiler_options  # noqa: PLC0415
+
+  if text is None:
+    return None
 
   options = {}
   for item, name, value in _name_values(text):

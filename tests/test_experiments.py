@@ -890,11 +890,12 @@ def test_compiler_options_read_bools_ints_and_names():
   assert common.compiler_options("", "--flag") == {}
 
 
-def test_the_configs_decode_options_are_the_librarys_default():
-  """The configs spell `DECODE_COMPILER_OPTIONS` as text; both read back to it."""
+def test_the_configs_decode_options_are_the_librarys_default_unless_set():
+  """Unset, the configs' decode options are None (`Generator`'s default); set, text."""
   from configs import generate, gpt_oss_20b
   from experiments import common
-  from mxfp4_jax.generate.engine import DECODE_COMPILER_OPTIONS
-  for text in (generate.get_config().decode_compiler_options,
-               gpt_oss_20b.get_config().bench.decode_compiler_options):
-    assert common.compiler_options(text, "--flag") == DECODE_COMPILER_OPTIONS
+  for config in (generate.get_config(), gpt_oss_20b.get_config().bench):
+    assert common.compiler_options(config.decode_compiler_options, "--flag") is None
+    config.decode_compiler_options = "xla_gpu_autotune_level=2"
+    assert common.compiler_options(config.decode_compiler_options, "--flag") == {
+        "xla_gpu_autotune_level": 2}

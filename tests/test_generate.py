@@ -117,25 +117,40 @@ def test_sampling_is_reproducible_and_independent_of_chunking(model):
   assert other_seed != runs[0]
 
 
-def test_decode_compiler_options_reach_the_decode_loop_only(model, generator, monkeypatch):
+def test_decode_compiler_options_reach_the_decode_loop_only(model, monkeypatch):
   """XLA options for the decode loop: the loop, not the prefill or the sampling, is jitted with
-  them (by default `DECODE_COMPILER_OPTIONS`; ``{}``: none), and the tokens are the same."""
-  jitted, jit = {}, jax.jit
+  them (by default `DECODE_COMPILER_OPTIONS` for two rows or more and none for one; given
+  options at every batch), and the tokens are the same."""
+  lowered = []  # the options of each decode loop compiled
+  jit = jax.jit
 
   def recording_jit(fn, **kwargs):
-    jitted[fn.__name__] = kwargs.get("compiler_options")
-    return jit(fn, **kwargs)
+    jitted, options = jit(fn, **kwargs), kwargs.get("compiler_options")
+    if fn.__name__ in ("_prefill_fn", "_sample_fn"):
+      assert options is None, fn.__name__
+    if fn.__name__ != "_decode_fn":  # (the options' own check compiles a trivial function)
+      return jitted
+
+    class Recording:
+      def lower(self, *args, **static):
+        lowered.append(tuple(options.items()) if options else None)
+        return jitted.lower(*args, **static)
+    return Recording()
 
   monkeypatch.setattr(jax, "jit", recording_jit)
-  default = Generator(model, max_len=64, chunk=8)
-  assert jitted["_decode_fn"] == DECODE_COMPILER_OPTIONS != {}
-  assert jitted["_prefill_fn"] is None and jitted["_sample_fn"] is None
-  plain = Generator(model, max_len=64, chunk=8, decode_compiler_options={})
+  generators = dict(default=Generator(model, max_len=64, chunk=8),
+                    none=Generator(model, max_len=64, chunk=8, decode_compiler_options={}))
   monkeypatch.undo()
-  assert jitted["_decode_fn"] is None
-  prompts = [[5, 6, 7], [42]]
-  assert (default.generate(prompts, max_new_tokens=12, params=GREEDY).tokens
-          == plain.generate(prompts, max_new_tokens=12, params=GREEDY).tokens)
+  tokens, options = {}, {}
+  for name, generator in generators.items():
+    for prompts in ([[5, 6, 7], [42]], [[9, 8]]):
+      lowered.clear()
+      tokens[name, len(prompts)] = generator.generate(prompts, max_new_tokens=12,
+                                                      params=GREEDY).tokens
+      options[name, len(prompts)] = set(lowered)
+  assert options["default", 2] == {tuple(DECODE_COMPILER_OPTIONS.items())}
+  assert options["default", 1] == options["none", 2] == options["none", 1] == {None}
+  assert tokens["default", 2] == tokens["none", 2] and tokens["default", 1] == tokens["none", 1]
 
 
 @pytest.mark.parametrize("options, message", [

@@ -32,11 +32,12 @@ from mxfp4_jax.model.gpt_oss import GptOss
 # Prompt tokens per prefill call. Its activations grow with rows x length (256 prompts of 1k
 # tokens at once need ~140 GB for GPT-OSS-20B), so larger batches prefill a group of rows at a time.
 PREFILL_TOKENS = 1 << 15
-# XLA options the decode loop compiles with unless a Generator is given others. Concurrent
-# command-buffer scheduling runs a step's independent small kernels side by side; on an H100,
-# end to end, alternated pairs: 20b batch 8 +2.2 to +3.1%, batch 64 -0.1 to +1.7%, batch 1
-# -0.9 to +0.7%; 120b batch 1 -2.0 to +1.8% (+0.3% the mean of five) (BENCHMARKS.md,
-# thirty-eighth and thirty-ninth rounds). Off a GPU it does nothing.
+# XLA options the decode loop compiles with for batches of two or more rows, unless a Generator
+# is given others. Concurrent command-buffer scheduling runs a step's independent small kernels
+# side by side; on an H100, end to end, alternated pairs: 20b batch 8 +2.2 to +3.1%, batch 64
+# -0.1 to +1.7%; at batch 1 nothing to gain: 20b -1.8 to +0.7% (-0.6% the mean of five), 120b
+# -2.0 to +1.8% (+0.3%) (BENCHMARKS.md, thirty-eighth and thirty-ninth rounds). Off a GPU it
+# does nothing.
 DECODE_COMPILER_OPTIONS = {"xla_gpu_command_buffer_scheduling_mode": "CONCURRENT"}
 
 
@@ -145,8 +146,9 @@ class Generator:
   tokenizer may know fewer ids than the model's padded vocabulary (GPT-OSS's o200k_harmony
   200,019 of 201,088), and a sampled id it does not know could not be decoded.
 
-  ``decode_compiler_options``: XLA options for the decode loop alone (`check_compiler_options`);
-  None gives `DECODE_COMPILER_OPTIONS`, ``{}`` none.
+  ``decode_compiler_options``: XLA options for the decode loop alone (`check_compiler_options`)
+  at every batch size; None: `DECODE_COMPILER_OPTIONS` for batches of two or more rows, none at
+  batch 1.
   """
 
   def __init__(self, model: GptOss, *, max_len: int, stop_ids: Sequence[int] = (),
@@ -169,8 +171,9 @@ class Generator:
     stop_ids = [*stop_ids]  # read once: an iterator would be empty at its next use
     _check_ids("pad_id", [pad_id], vocab)
     _check_ids("stop_ids", stop_ids, vocab)
+    by_default = decode_compiler_options is None
     decode_compiler_options = check_compiler_options(
-        DECODE_COMPILER_OPTIONS if decode_compiler_options is None else decode_compiler_options)
+        DECODE_COMPILER_OPTIONS if by_default else decode_compiler_options)
     self.graphdef, self.state = nnx.split(model)
     # Python ints from here on (a NumPy int passes the checks): the cache takes a Python int.
     self.cfg, self.max_len, self.token_limit = model.cfg, int(max_len), int(token_limit)
@@ -179,8 +182,10 @@ class Generator:
     self.pad_id, self.chunk, self.prefill_tokens = int(pad_id), int(chunk), int(prefill_tokens)
     self._prefill = jax.jit(self._prefill_fn)
     self._sample = jax.jit(self._sample_fn, static_argnames=("params",))
-    self._decode = jax.jit(self._decode_fn, static_argnames=("steps", "params"),
-                           donate_argnums=(1,), compiler_options=decode_compiler_options or None)
+    decode_jit = lambda options: jax.jit(self._decode_fn, static_argnames=("steps", "params"),
+                                         donate_argnums=(1,), compiler_options=options or None)
+    self._decode = decode_jit(decode_compiler_options)
+    self._decode_one_row = decode_jit({}) if by_default else self._decode
     self._compiled: dict[tuple, Callable] = {}  # by shapes and static arguments
 
   def _compile(self, stats: GenerationStats, key: tuple, jitted, *args, **static):
@@ -332,7 +337,8 @@ class Generator:
       while True:
         while may_launch():
           steps = next_steps()
-          decode = self._compile(stats, ("decode", batch, steps, params), self._decode,
+          decode = self._compile(stats, ("decode", batch, steps, params),
+                                 self._decode_one_row if batch == 1 else self._decode,
                                  self.state, *carry, jnp.int32(step), key, steps=steps,
                                  params=params)
           if is_traced(chunk_index):
