@@ -457,6 +457,29 @@ def test_bad_arguments(args, bad, error, match):
     call(args, **bad)
 
 
+def test_narrow_integer_group_sizes_and_experts_are_read_as_int32(rng):
+  """In uint8 the clip to P = 300 rows would wrap to 44, and in int8 E = 128 to -128 (each row
+  then an unknown expert): the same output as int32, under jit too."""
+  case, ref, _ = make_case(rng, 128, 64, 32, 300, [200] + [0] * 127)
+  sizes = np.asarray(case["group_sizes"])
+  for dtype in (jnp.uint8, jnp.int16):
+    for fn in (grouped_matmul, jax.jit(grouped_matmul, static_argnames="backend")):
+      check(fn(case["x"], case["w"], jnp.asarray(sizes, dtype),
+               backend="reference"), ref, sizes)
+  experts = rng.integers(0, 128, 300)
+  expected = grouped_matmul(case["x"], case["w"], None, row_experts=jnp.asarray(experts, jnp.int32),
+                            backend="reference")
+  for fn in (grouped_matmul, jax.jit(grouped_matmul, static_argnames="backend")):
+    out = fn(case["x"], case["w"], None, row_experts=jnp.asarray(experts, jnp.int8),
+             backend="reference")
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(expected))
+
+
+def test_x_none_is_named(args):
+  with pytest.raises(TypeError, match=r"x must be a float array \[P, K\], got None"):
+    call(args, x=None)
+
+
 def test_x_and_w_swapped_are_named(args):
   with pytest.raises(TypeError, match="w must be a PackedMXFP4 .*, got ArrayImpl"):
     call(args, x=args["w"], w=args["x"])

@@ -204,6 +204,28 @@ def test_full_forward_matches_numpy_in_float32(model):
   assert np.array_equal(np.asarray(logits[0]).argmax(-1), want.argmax(-1))
 
 
+def test_ids_of_any_integer_type_are_read_as_int32():
+  """Unsigned positions would let the causal mask through (a query's position minus a later
+  key's wraps to a large distance) and narrow ones fail in the cache's update: both now give
+  int32's logits, with a cache too."""
+  model = GptOss(CFG, rngs=nnx.Rngs(0))
+  tokens = np.array([[5, 9, 2, 7, 1]])
+  positions = np.arange(5)[None]
+  expected, _ = model.forward(tokens.astype(np.int32), positions.astype(np.int32))
+  step, _ = model.forward(tokens[:, -1:].astype(np.int32), positions[:, -1:].astype(np.int32),
+                          model.forward(tokens[:, :-1], positions[:, :-1],
+                                        model.init_cache(1, 16))[1], start=4)
+  for dtype in (np.uint32, np.uint8, np.int16, np.int64):
+    for as_array in (np.asarray, jnp.asarray):
+      got, _ = model.forward(as_array(tokens.astype(dtype)), as_array(positions.astype(dtype)))
+      np.testing.assert_array_equal(np.asarray(got), np.asarray(expected), err_msg=str(dtype))
+    caches = model.forward(tokens[:, :-1].astype(dtype), positions[:, :-1].astype(dtype),
+                           model.init_cache(1, 16))[1]
+    got, _ = model.forward(tokens[:, -1:].astype(dtype), positions[:, -1:].astype(dtype), caches,
+                           start=4)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(step), err_msg=str(dtype))
+
+
 def test_bad_forward_arguments_error():
   """Each would otherwise fail inside JAX or run: a gather clamps ids outside the vocabulary,
   and a full-attention cache too short for its keys drops the oldest."""

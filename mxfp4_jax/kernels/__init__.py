@@ -128,10 +128,16 @@ def grouped_matmul(x: jax.Array, w: PackedMXFP4, group_sizes: jax.Array | None,
   """
   check_int32_range(group_sizes=group_sizes, row_experts=row_experts)
   check_packed(w, "w")  # before x is made an array: w and x swapped would fail inside jnp
+  if x is None:
+    raise TypeError("x must be a float array [P, K], got None")
   as_array = lambda a: None if a is None else jnp.asarray(a)
   x, group_sizes, row_weights, row_experts = map(as_array, (x, group_sizes, row_weights,
                                                             row_experts))
   _check_args(x, w, group_sizes, row_weights, row_experts, activation, backend)
+  # int32 from here on: in a narrower type, P (clipping the sizes) or E (checking the experts)
+  # would wrap, e.g. 300 rows to 44 in uint8, 128 experts to -128 in int8.
+  group_sizes, row_experts = (None if a is None else a.astype(jnp.int32)
+                              for a in (group_sizes, row_experts))
   if config is not None and not isinstance(config, KernelConfig):
     raise TypeError(f"config must be a KernelConfig or None, got {type(config).__name__}")
   if group_sizes is not None:

@@ -337,15 +337,18 @@ def _concrete_start(start):
 
 
 def _as_ids(name: str, a) -> jax.Array:
-  """Token ids or positions: an int array [batch, seq]. Host values are checked against int32
-  before JAX converts them, which (64-bit types being off) would wrap an int64 id of 2**32 + 5
-  into the vocabulary as 5."""
-  if not isinstance(a, jax.Array):
-    a = np.asarray(a)
-    check_int32_range(**{name: a})
+  """Token ids or positions: an int array [batch, seq], as int32. Host values are checked
+  against int32 before JAX converts them, which (64-bit types being off) would wrap an int64 id
+  of 2**32 + 5 into the vocabulary as 5. Other integer types become int32: in an unsigned one
+  the -1 of padding cannot be written, and a query's position minus a later key's wraps to a
+  large positive distance, which the causal mask would let through."""
+  if not isinstance(a, jax.Array) or is_concrete(a):
+    host = np.asarray(a)
+    check_int32_range(**{name: host})
+    a = a if isinstance(a, jax.Array) else host
   if a.ndim != 2 or not jnp.issubdtype(a.dtype, jnp.integer):
     raise ValueError(f"{name} must be an int array [batch, seq], got {a.dtype}{list(a.shape)}")
-  return jnp.asarray(a)
+  return jnp.asarray(a).astype(jnp.int32)
 
 
 class GptOss(nnx.Module):
