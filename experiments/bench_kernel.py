@@ -72,10 +72,15 @@ def once(config) -> None:
             f"{bool(jnp.all(jnp.isfinite(out)))}")
 
 
-def bench(config) -> list[dict]:
+class WrongKernel(Exception):
+  """A kernel output past ``--config.max_rel_err``: the run stops there."""
+
+
+def bench(config, results: list[dict]) -> None:
+  """Appends a row to ``results`` for each shape and P as it is measured (so that the rows
+  before a `WrongKernel` are kept)."""
   rows_list = common.csv_list(config.rows, int)
   options = common.kernel_options(config.kernel_options)
-  results = []
   key = jax.random.PRNGKey(config.seed)
   for shape_name in common.csv_list(config.shapes):
     num_experts, k, n, activation = SHAPES[shape_name]
@@ -102,9 +107,9 @@ def bench(config) -> list[dict]:
       rel_err = benchmarking.relative_error(kernel(*args[0]), ref)
       del ref
       if not rel_err <= config.max_rel_err:  # a fast wrong kernel gets no figures
-        raise RuntimeError(f"{shape_name} P={num_rows}: the kernel is {rel_err:.2e} from the "
-                           f"float32 reference, more than --config.max_rel_err="
-                           f"{config.max_rel_err}")
+        raise WrongKernel(f"{shape_name} P={num_rows}: the kernel is {rel_err:.2e} from the "
+                          f"float32 reference, more than --config.max_rel_err="
+                          f"{config.max_rel_err}")
 
       row = dict(shape=shape_name, rows=num_rows, active_experts=active, copies=copies,
                  one_row_tiles=by_row, rel_err=rel_err, kernel_options=config.kernel_options)
@@ -149,7 +154,6 @@ def bench(config) -> list[dict]:
       logging.info("%s", row)
       print(_format_row(row), flush=True)
       results.append(row)
-  return results
 
 
 def _baseline_seconds(row: dict, name: str, fn, args, config, **kwargs) -> float | None:
@@ -244,7 +248,11 @@ def main(argv) -> None:
   print(f"device: {common.device_description()}")
   config.hbm_bytes_per_s, config.bf16_flops_per_s = common.ceilings(config.hbm_bytes_per_s,
                                                                     config.bf16_flops_per_s)
-  results = bench(config)
+  results, wrong = [], None
+  try:
+    bench(config, results)
+  except WrongKernel as e:
+    wrong = e
   out = common.write_results(config, "bench_kernel", results)
   with open(out / "results.csv", "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=sorted({k for r in results for k in r}))
@@ -253,6 +261,8 @@ def main(argv) -> None:
   if config.plot and results:
     _plot(results, out / "roofline.png")
   print(f"wrote {out}")
+  if wrong is not None:
+    raise SystemExit(f"bench_kernel: {wrong} (the {len(results)} rows before it: {out})")
 
 
 if __name__ == "__main__":

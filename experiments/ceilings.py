@@ -25,6 +25,16 @@ _CONFIG = common.define_config("ceilings.py")
 MATMULS_PER_CALL = 8
 
 
+def _seconds(flag: str, value, *args, **kwargs) -> float:
+  """`benchmarking.time_per_call`; a size too small to time (its slope lost in the noise) is a
+  one-line error naming the flag that set it."""
+  try:
+    return benchmarking.time_per_call(*args, **kwargs)
+  except RuntimeError as e:
+    raise app.UsageError(f"{flag}={value}: too small to time here ({common.first_line(e)})"
+                         ) from None
+
+
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
@@ -35,9 +45,10 @@ def main(argv) -> None:
   key = jax.random.PRNGKey(0)
   n = int(config.array_bytes) // 2
   arrays = [(jax.random.normal(k, (n,), jnp.bfloat16),) for k in jax.random.split(key, 2)]
-  copy_s = benchmarking.time_per_call(lambda a: a * 2, arrays, calls=(2, 6), perturb=0)
-  read_s = benchmarking.time_per_call(lambda a: jnp.sum(a, dtype=jnp.float32), arrays,
-                                      calls=(2, 6), perturb=0)
+  size = ("--config.array_bytes", config.array_bytes)
+  copy_s = _seconds(*size, lambda a: a * 2, arrays, calls=(2, 6), perturb=0)
+  read_s = _seconds(*size, lambda a: jnp.sum(a, dtype=jnp.float32), arrays, calls=(2, 6),
+                    perturb=0)
   del arrays
   d = config.matmul_size
   # b scaled by 1 / sqrt(d) keeps a @ b at a's scale, so a call can chain `MATMULS_PER_CALL`
@@ -51,7 +62,8 @@ def main(argv) -> None:
     step = lambda _, a: jnp.dot(a, b, preferred_element_type=jnp.float32).astype(jnp.bfloat16)
     return jax.lax.fori_loop(0, MATMULS_PER_CALL, step, a)
 
-  matmul_s = benchmarking.time_per_call(products, mats, calls=(1, 3), perturb=0) / MATMULS_PER_CALL
+  matmul_s = _seconds("--config.matmul_size", d, products, mats, calls=(1, 3),
+                      perturb=0) / MATMULS_PER_CALL
   result = dict(device=common.device_description(),
                 hbm_bytes_per_s=n * 2 / read_s, bf16_flops_per_s=2 * d ** 3 / matmul_s,
                 hbm_copy_bytes_per_s=2 * n * 2 / copy_s, array_bytes=n * 2, read_ms=read_s * 1e3,

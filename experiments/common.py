@@ -60,6 +60,9 @@ def _fields_checked():
   try:
     yield
   except (AttributeError, KeyError) as e:
+    if "attribute 'get_config'" in str(e):
+      raise SystemExit("FATAL Flags parsing error: --config: cannot load: the file defines no "
+                       "get_config()") from None
     raise SystemExit(f"FATAL Flags parsing error: --config: no such field: {_message(e)}") from None
   except flags.IllegalFlagValueError as e:
     # ml_collections re-raises get_config's error with the whole traceback in its message; the
@@ -69,14 +72,20 @@ def _fields_checked():
       raise
     raise SystemExit(f"FATAL Flags parsing error: --config: cannot load: {lines[-1].strip()}"
                      ) from None
+  except Exception as e:  # noqa: BLE001 (the file's own code: a syntax error, a failed import)
+    where = f" ({e.filename}, line {e.lineno})" if isinstance(e, SyntaxError) else ""
+    raise SystemExit(f"FATAL Flags parsing error: --config: cannot load: {type(e).__name__}: "
+                     f"{_message(e)}{where}") from None
 
 
 def _message(error: BaseException) -> str:
   """The innermost message of ``error`` (ml_collections wraps a KeyError in an AttributeError),
   on one line."""
   message = error
-  while isinstance(message, BaseException) and message.args:
+  while isinstance(message, BaseException) and message.args and not isinstance(message, OSError):
     message = message.args[0]
+  if isinstance(message, OSError) and message.strerror:  # args[0] is only its errno
+    message = f"{message.filename}: {message.strerror}" if message.filename else message.strerror
   return " ".join(str(message).split())
 
 
@@ -113,9 +122,12 @@ def _loaded(config, default: str) -> bool:
   """A --config file that loaded (one that failed is held as an object that raises on every
   use) and has the top-level fields of the experiment's ``default`` config (another
   experiment's config would fail inside main), whose directories to write can be made."""
-  error = vars(config).get("_error")
+  error = getattr(config, "__dict__", {}).get("_error")
   if isinstance(error, BaseException):  # absl's report would print that object's repr
     raise SystemExit(f"FATAL Flags parsing error: --config: cannot load: {_message(error)}")
+  if not hasattr(config, "keys"):
+    raise SystemExit(f"FATAL Flags parsing error: --config: cannot load: get_config() returned "
+                     f"{type(config).__name__}, not a ConfigDict")
   expected = importlib.import_module(f"configs.{pathlib.Path(default).stem}").get_config()
   missing = sorted(set(expected.keys()) - set(config.keys()))
   if missing:
@@ -425,6 +437,13 @@ def _from_checkpoint(read, path, flag: str, model_config):
   from mxfp4_jax.checkpoint import CheckpointError  # noqa: PLC0415
   from mxfp4_jax.model import GptOssConfig  # noqa: PLC0415
 
+  # The checkpoint brings its hyperparameters: one given on the command line would be ignored.
+  overridden = flags.FLAGS["config"].override_values if "config" in flags.FLAGS else {}
+  ignored = sorted(name for name in overridden if name.startswith("model.")
+                   and name.removeprefix("model.") not in GptOssConfig.RUNTIME)
+  if ignored:
+    raise app.UsageError(f"--config.{ignored[0]}: {flag} brings the model's hyperparameters; "
+                         f"only {', '.join(GptOssConfig.RUNTIME)} apply to it")
   runtime = {k: model_config[k] for k in GptOssConfig.RUNTIME if k in model_config}
   try:
     return read(path, **runtime)

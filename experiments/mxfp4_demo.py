@@ -91,6 +91,8 @@ def main(argv) -> None:
       raise app.UsageError(f"--config.histogram must end in one of matplotlib's formats "
                            f"({', '.join(sorted(formats))}), got {histogram}")
     common.check_dir_to_write("--config.histogram", histogram.parent)
+    if histogram.is_dir():
+      raise app.UsageError(f"--config.histogram: {histogram} is a directory")
   stats = report(w)
   print(f"MXFP4 round trip of a {stats['shape'][0]}x{stats['shape'][1]} matrix "
         f"({'from ' + config.input if config.input else config.distribution + ' random'}) "

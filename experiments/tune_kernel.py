@@ -45,6 +45,21 @@ def confirm(candidates, seconds_of, rounds: int) -> list[tuple[float, list[float
   return sorted(((statistics.median(t), t, c) for c, t in times.items()), key=lambda r: r[0])
 
 
+def _largest_tile(config, shape_name: str, num_rows: int) -> float:
+  """Tiles past twice the rows an expert expects are mostly empty; rows one a tile fill 16."""
+  num_experts = SHAPES[shape_name][0]
+  return 16 if config.row_experts else max(16, 2 * rows_per_expert(num_rows, num_experts))
+
+
+def _candidates(choices: dict, config, shape_name: str, num_rows: int) -> list[KernelConfig]:
+  """The sweep's configs at one shape and P: block_m up to `_largest_tile`, and unroll_split
+  only with a split to unroll."""
+  m_limit = _largest_tile(config, shape_name, num_rows)
+  fields = (dict(zip(choices, values)) for values in itertools.product(*choices.values()))
+  return [KernelConfig(**f) for f in fields
+          if f["block_m"] <= m_limit and not (f["unroll_split"] and f["k_splits"] == 1)]
+
+
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
@@ -57,6 +72,12 @@ def main(argv) -> None:
     raise app.UsageError("--config.confirm_rounds must be an int >= 0 (0: no confirm pass), got "
                          f"{config.confirm_rounds!r}")
   choices = common.kernel_fields(config, sweep=True)  # every field a list; the sweep's product
+  for shape_name, num_rows in itertools.product(shapes, rows):
+    if not _candidates(choices, config, shape_name, num_rows):
+      raise app.UsageError(
+          f"--config: nothing to sweep at {shape_name} P={num_rows}: every block_m is over "
+          f"{_largest_tile(config, shape_name, num_rows):g} there, or unroll_split is on with "
+          "k_splits=1 only")
   common.require_gpu("tune_kernel")
   print(f"device: {common.device_description()}")
   key = jax.random.PRNGKey(config.seed)
@@ -70,8 +91,6 @@ def main(argv) -> None:
     groups = kernel_groups(group_sizes, num_rows, config.row_experts)
     args = [(x, w, groups, row_weights) for x, w in zip(xs, weights)]
     perturb = PERTURB_BY_ROW if config.row_experts else PERTURB
-    # Tiles past twice the rows an expert expects are mostly empty; rows one a tile fill 16.
-    m_limit = 16 if config.row_experts else max(16, 2 * rows_per_expert(num_rows, num_experts))
     reference = reference_in_chunks(xs[0], weights[0], groups, row_weights, activation,
                                     by_row=config.row_experts)
 
@@ -94,12 +113,7 @@ def main(argv) -> None:
         return None
 
     timings = []
-    for values in itertools.product(*choices.values()):
-      cfg_fields = dict(zip(choices, values))
-      if cfg_fields["block_m"] > m_limit or (cfg_fields["unroll_split"]
-                                             and cfg_fields["k_splits"] == 1):
-        continue  # the latter: no split to unroll
-      cfg = KernelConfig(**cfg_fields)
+    for cfg in _candidates(choices, config, shape_name, num_rows):
       result = timed(cfg)
       if result is not None:
         timings.append((result[0], cfg))

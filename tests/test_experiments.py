@@ -195,6 +195,17 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
      "config in configs/bench_kernel.py"),
     (("bench_e2e", "--config=configs/tiny.py:x"),
      "--config: cannot load: TypeError: get_config() takes 0 positional arguments"),
+    (("generate", "--config=README.md"), "--config: cannot load: SyntaxError: "),
+    (("generate", "--config=configs/"), "--config: cannot load: configs/: Is a directory"),
+    (("generate", "--config=experiments/__init__.py"),
+     "--config: cannot load: the file defines no get_config()"),
+    (("generate", "--checkpoint=tests/golden/tiny_hf", "--config.model.num_experts=2"),
+     "--config.model.num_experts: --checkpoint brings the model's hyperparameters; only dtype, "),
+    (("bench_e2e", "--config=configs/tiny.py", "--config.checkpoint=tests/golden/tiny_hf",
+      "--config.model.num_layers=1"),
+     "--config.model.num_layers: --config.checkpoint brings the model's hyperparameters"),
+    (("tune_kernel", "--config.shapes=20b_down", "--config.rows=4", "--config.block_m=128"),
+     "--config: nothing to sweep at 20b_down P=4: every block_m is over 16 there"),
     (("generate", "--config=configs/tiny.py"),
      "--config: no field chunk, decode_compiler_options, gpu_memory_fraction, max_len, "
      "profile_chunk in that config"),
@@ -208,6 +219,8 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
      "--config.bench.decode_compiler_options: INVALID_ARGUMENT: While setting option "
      "xla_gpu_command_buffer_scheduling_mode, 'SOMETIMES' is not a valid enum value"),
     (("ceilings", "--config.array_bytes=0"), "--config.array_bytes must be at least 2**20, got 0"),
+    (("ceilings", "--config.array_bytes=1048576", "--config.matmul_size=1"),
+     "--config.matmul_size=1: too small to time here (time_per_call: no slope resolved"),
     (("kernel_fingerprint", "--config.compare=absent"),
      "--config.compare: no absent/fingerprints.json"),
 ])
@@ -835,7 +848,8 @@ def test_bench_kernel_runs_the_models_row_layout(monkeypatch):
   config = get_config()
   config.update(dict(shapes="20b_down", rows="2,8", top_k=2, baselines="", weight_copies=2,
                      hbm_bytes_per_s=1e12, bf16_flops_per_s=1e14, kernel_options="decode=lut"))
-  rows = bench_kernel.bench(config)
+  rows = []
+  bench_kernel.bench(config, rows)
   assert overrides and all(o == {"decode": "lut"} for o in overrides)
   assert [r["one_row_tiles"] for r in rows] == [True, False]
   assert all(r["rel_err"] < 1e-2 for r in rows)
@@ -850,6 +864,14 @@ def test_bench_kernel_runs_the_models_row_layout(monkeypatch):
     assert row["mxfp4_tflop_per_s"] == pytest.approx(2 * row["rows"] * 64 * 48 / 1e-3 / 1e12)
     assert row["mxfp4_hbm_roofline"] == pytest.approx(nbytes / 1e12 / 1e-3)
     assert row["mxfp4_tc_roofline"] == pytest.approx(2 * row["rows"] * 64 * 48 / 1e14 / 1e-3)
+  # A kernel past --config.max_rel_err stops the run; the rows measured before it are kept.
+  config.update(dict(max_rel_err=0.5))
+  monkeypatch.setattr(bench_kernel, "kernel_call", lambda *args, by_row, **kwargs: (
+      1 if by_row else 3) * interpreted(*args, by_row=by_row, **kwargs))  # P = 8 wrong
+  rows = []
+  with pytest.raises(bench_kernel.WrongKernel, match=r"20b_down P=8: the kernel is 2.00e\+00 "):
+    bench_kernel.bench(config, rows)
+  assert [r["rows"] for r in rows] == [2]
 
 
 def test_weight_copies_say_when_the_byte_cap_leaves_them_in_l2(capsys):
