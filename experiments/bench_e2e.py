@@ -42,6 +42,22 @@ GREEDY = SamplingParams(temperature=0)
 MAX_OPTION_REL_ERR = 1e-2
 
 
+# Off a GPU the model runs at CPU speed, for a check of the code: past this many bytes of
+# weights (the real shapes: 13 GB and more) it would take hours to time, if it fit at all.
+OFF_GPU_WEIGHT_BYTES = 1e9
+
+
+def _check_size_off_gpu(cfg) -> None:
+  if jax.default_backend() == "gpu":
+    return
+  abstract = nnx.state(nnx.eval_shape(lambda: GptOss(cfg, rngs=nnx.Rngs(0))))
+  nbytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(abstract))
+  if nbytes > OFF_GPU_WEIGHT_BYTES:
+    raise app.UsageError(f"--config: {nbytes / 1e9:.1f} GB of weights: timing the real shapes "
+                         f"is for a GPU only; on {jax.default_backend()}, "
+                         "--config=configs/tiny.py")
+
+
 def _build(config):
   if config.checkpoint:
     return common.load_checkpoint(config.checkpoint, "--config.checkpoint", config.model)
@@ -191,6 +207,7 @@ def main(argv) -> None:
   cfg = (common.checkpoint_config(config.checkpoint, "--config.checkpoint", config.model)
          if config.checkpoint else common.model_config(config.model))
   common.check_kernels_run_here(cfg)
+  _check_size_off_gpu(cfg)
   if bench.batch_sizes:
     common.within_context("--config.bench.context and decode_steps",
                           bench.context + bench.decode_steps + 1, cfg)

@@ -219,6 +219,7 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
      "--config.bench.decode_compiler_options: INVALID_ARGUMENT: While setting option "
      "xla_gpu_command_buffer_scheduling_mode, 'SOMETIMES' is not a valid enum value"),
     (("ceilings", "--config.array_bytes=0"), "--config.array_bytes must be at least 2**20, got 0"),
+    (("bench_e2e",), "--config: 13.8 GB of weights: timing the real shapes is for a GPU only"),
     (("ceilings", "--config.array_bytes=1048576", "--config.matmul_size=1"),
      "--config.matmul_size=1: too small to time here (time_per_call: no slope resolved"),
     (("kernel_fingerprint", "--config.compare=absent"),
