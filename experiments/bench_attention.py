@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import functools
 import itertools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -113,6 +112,9 @@ def bench_decode(config, key) -> list[dict]:
   return results
 
 
+MAX_ROTATED_BYTES = 100e9
+
+
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
@@ -120,10 +122,12 @@ def main(argv) -> None:
   if config.lengths and not tilings:
     raise app.UsageError("--config.tilings is empty: --config.lengths has nothing to time")
   common.positive_pair(config, ("lengths", "decode_batches"))
-  rotated = config.decode_rotated_bytes  # a float field: its type lets NaN and inf through
-  if not (rotated >= 0 and math.isfinite(rotated)):
-    raise app.UsageError(
-        f"--config.decode_rotated_bytes must be a byte count >= 0, got {rotated!r}")
+  # A float field: its type lets NaN and inf through. The caches rotated add up to it on the
+  # device, so past a GPU's memory it could only fail there.
+  rotated = config.decode_rotated_bytes
+  if not 0 <= rotated <= MAX_ROTATED_BYTES:
+    raise app.UsageError(f"--config.decode_rotated_bytes must be a byte count from 0 to "
+                         f"{MAX_ROTATED_BYTES:.0e}, got {rotated!r}")
   for name in ("decode_contexts", "decode_programs"):
     common.positive(f"--config.{name}", config[name], allow_empty=not config.decode_batches)
   for name in ("kv_heads", "group", "head_dim"):
