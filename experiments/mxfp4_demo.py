@@ -17,7 +17,7 @@ from mxfp4_jax import mxfp4
 _CONFIG = common.define_config("mxfp4_demo.py")
 _NPY_MAGIC = b"\x93NUMPY"  # how every .npy file begins
 _ZIP_MAGIC = b"PK"  # an .npz archive, refused below with its own message
-
+MAX_VALUES = 2**30  # of a random matrix
 
 def _matrix(config) -> np.ndarray:
   if config.input:
@@ -46,6 +46,9 @@ def _matrix(config) -> np.ndarray:
   common.positive("--config.cols", config.cols)
   if config.cols % mxfp4.BLOCK_SIZE:
     raise app.UsageError(f"--config.cols={config.cols} must be a multiple of {mxfp4.BLOCK_SIZE}")
+  if config.rows * config.cols > MAX_VALUES:  # drawn in float64 first: 8 GB at the limit
+    raise app.UsageError(f"--config.rows x --config.cols = {config.rows * config.cols:,} values, "
+                         f"over the demo's {MAX_VALUES:,}")
   rng = np.random.default_rng(common.seed("--config.seed", config.seed))
   shape = (config.rows, config.cols)
   if config.distribution == "normal":

@@ -158,6 +158,8 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
     (("mxfp4_demo", "--config.histogram=x.txt"),
      "--config.histogram must end in one of matplotlib's formats ("),
     (("mxfp4_demo", "--config.input=absent.npy"), "--config.input: [Errno 2]"),
+    (("mxfp4_demo", "--config.rows=100000000", "--config.cols=100000000"),
+     "--config.rows x --config.cols = 10,000,000,000,000,000 values, over the demo's"),
     (("convert_checkpoint", "--config.checkpoint=x", "--config.output=pyproject.toml"),
      "--config.output: pyproject.toml exists and is not a directory"),
     (("convert_checkpoint", "--config.checkpoint=x", "--config.output=pyproject.toml/packed"),
