@@ -19,6 +19,7 @@ _NPY_MAGIC = b"\x93NUMPY"  # how every .npy file begins
 _ZIP_MAGIC = b"PK"  # an .npz archive, refused below with its own message
 MAX_VALUES = 2**30  # of a random matrix
 
+
 def _matrix(config) -> np.ndarray:
   if config.input:
     try:
