@@ -364,10 +364,10 @@ def seed(flag: str, value) -> int:
 
 
 def timing_fields(config) -> None:
-  """``config.calls`` (two chain lengths, 1 <= low < high), and ``repeats``, ``weight_copies``
-  and ``max_rel_err`` (the error past which a kernel is not timed) where ``config`` has them,
-  checked as `benchmarking.time_per_call` and the copy rotation need them; a bad one is a
-  one-line usage error naming its field. Call it before any weights are built."""
+  """``config.calls`` (two chain lengths, 1 <= low < high), and ``repeats``, ``weight_copies``,
+  ``max_rel_err`` (the error past which a kernel is not timed) and ``max_weight_bytes`` where
+  ``config`` has them, checked as `benchmarking.time_per_call` and the copy rotation need them;
+  a bad one is a one-line usage error naming its field. Call it before any weights are built."""
   calls = tuple(config.calls)
   if len(calls) != 2 or not all(map(is_int, calls)) or not 1 <= calls[0] < calls[1]:
     raise app.UsageError(f"--config.calls must be two chain lengths 1 <= low < high, got {calls}")
@@ -379,6 +379,9 @@ def timing_fields(config) -> None:
                          f"calls), got {config.weight_copies!r}")
   if "max_rel_err" in config and not config.max_rel_err > 0:
     raise app.UsageError(f"--config.max_rel_err must be > 0, got {config.max_rel_err!r}")
+  if "max_weight_bytes" in config and not config.max_weight_bytes > 0:  # NaN too
+    raise app.UsageError(f"--config.max_weight_bytes must be > 0 (the cap on a weight's copies), "
+                         f"got {config.max_weight_bytes!r}")
 
 
 def model_config(values, flag: str = "--config.model"):

@@ -176,6 +176,7 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
     (("bench_kernel", "--config.baselines=ragged-dot"), "--config.baselines: 'ragged-dot' is not"),
     (("tune_kernel", "--config.confirm_rounds=-1"), "--config.confirm_rounds must be an int >= 0"),
     (("bench_kernel", "--config.max_rel_err=0"), "--config.max_rel_err must be > 0, got 0.0"),
+    (("tune_kernel", "--config.max_weight_bytes=0"), "--config.max_weight_bytes must be > 0"),
     (("bench_kernel", "--config.row_experts=yes"),
      "--config.row_experts must be one of model, always, never, got 'yes'"),
     (("generate", "--stop_tokens=²"), "--stop_tokens: '²' is neither a token id"),
