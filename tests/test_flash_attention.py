@@ -211,7 +211,11 @@ def test_decode_update_rejects_a_qkv_that_does_not_fit_the_cache():
     decode_attention_update(jnp.zeros((1, 6, 32), jnp.bfloat16), table[:, :8], table, k, k,
                             jnp.zeros((1,), jnp.int32), jnp.zeros((1, 16), jnp.int32), 0,
                             jnp.zeros((2, 1)), block_k=16, interpret=True)
-  with pytest.raises(ValueError, match=r"step must be an int scalar, got float32\[\]"):
+  with pytest.raises(ValueError, match=r"k_positions must be int32 \(the cache is updated in "):
+    decode_attention_update(jnp.zeros((1, 6, 32), jnp.bfloat16), table, table, k, k,
+                            jnp.zeros((1,), jnp.int32), jnp.zeros((1, 16), jnp.int16), 0,
+                            jnp.zeros((2, 1)), block_k=16, interpret=True)
+  with pytest.raises(ValueError, match=r"step must be a signed int scalar, got float32\[\]"):
     decode_attention_update(jnp.zeros((1, 6, 32), jnp.bfloat16), table, table, k, k,
                             jnp.zeros((1,), jnp.int32), jnp.zeros((1, 16), jnp.int32), 2.7,
                             jnp.zeros((2, 1)), block_k=16, interpret=True)
@@ -254,20 +258,26 @@ def test_decode_needs_whole_key_blocks():
     (dict(positions=(1, 9)), "positions must be"),
     (dict(sinks=(4,)), "sinks must have shape"),
     (dict(q=(1, 8, 2, 2, 24), k=(1, 8, 2, 24), v=(1, 8, 2, 24)), "head_dim must be a power of two"),
-    (dict(window=0), r"window must be None or an int >= 1, got 0"),
-    (dict(window=-3), r"window must be None or an int >= 1, got -3"),
-    (dict(window=4.5), r"window must be None or an int >= 1, got 4.5"),
-    (dict(window=True), r"window must be None or an int >= 1, got True"),
+    (dict(window=0), r"window must be None or an int from 1 to 2\*\*31 - 1, got 0"),
+    (dict(window=-3), r"window must be None or an int from 1 to 2\*\*31 - 1, got -3"),
+    (dict(window=4.5), r"window must be None or an int from 1 to 2\*\*31 - 1, got 4.5"),
+    (dict(window=True), r"window must be None or an int from 1 to 2\*\*31 - 1, got True"),
     (dict(q=(1, 0, 2, 2, 16), k=(1, 0, 2, 16), v=(1, 0, 2, 16), positions=(1, 0)),
      r"q must not be empty, got \[1, 0, 2, 2, 16\]"),
     (dict(dtype=jnp.int32), "q must be a float array, got int32"),
+    (dict(window=2**31), r"window must be None or an int from 1 to 2\*\*31 - 1, got 2147483648"),
+    (dict(positions_dtype=jnp.uint32), r"positions must be a signed int array .*, got uint32"),
+    (dict(positions_offset=2**31), r"positions must be under 2\*\*31, got 2147483655"),
 ])
 def test_bad_arguments_name_the_argument(change, message):
   shapes = dict(q=(1, 8, 2, 2, 16), k=(1, 8, 2, 16), v=(1, 8, 2, 16), positions=(1, 8),
                 sinks=(2, 2)) | change
   window, dtype = shapes.pop("window", None), shapes.pop("dtype", jnp.bfloat16)
-  arrays = {name: jnp.zeros(shape, jnp.int32 if name == "positions" else dtype)
-            for name, shape in shapes.items()}
+  positions_dtype = shapes.pop("positions_dtype", jnp.int32)
+  offset = shapes.pop("positions_offset", 0)  # a host int64 past int32, which a cast would wrap
+  arrays = {name: jnp.zeros(shape, dtype) for name, shape in shapes.items()}
+  arrays["positions"] = (np.arange(shapes["positions"][1], dtype=np.int64)[None] + offset
+                         if offset else jnp.zeros(shapes["positions"], positions_dtype))
   with pytest.raises(ValueError, match=message):
     flash_attention(**arrays, window=window, interpret=True)
 
@@ -277,12 +287,15 @@ def test_bad_arguments_name_the_argument(change, message):
     (dict(sinks=jnp.zeros((3, 2))), r"sinks must have shape \[2, 3\] \(kv_heads, group\), "
                                      r"got \[3, 2\]"),  # transposed
     (dict(sinks=jnp.zeros(5)), r"sinks must have shape \[2, 3\] .*, got \[5\]"),
-    (dict(q_positions=jnp.zeros(1)), r"q_positions must be an int array of shape \[1\], "
+    (dict(q_positions=jnp.zeros(1)), r"q_positions must be a signed int array of shape \[1\], "
                                      r"got float32\[1\]"),
-    (dict(k_positions=jnp.zeros((1, 16))), r"k_positions must be an int array .*, got float32"),
+    (dict(k_positions=jnp.zeros((1, 16))), r"k_positions must be a signed int array .*, got float32"),
+    (dict(k_positions=jnp.zeros((1, 16), jnp.uint32)), r"k_positions must be a signed int .*uint32"),
+    (dict(sinks=jnp.zeros((2, 3), jnp.int32)), "sinks must be a float array, got int32"),
+    (dict(window=2**31), r"window must be None or an int from 1 to 2\*\*31 - 1, got 2147483648"),
     (dict(k_positions=jnp.zeros((1, 8), jnp.int32)), r"k_positions .*\[1, 16\], got int32\[1, 8\]"),
-    (dict(window=0), r"window must be None or an int >= 1, got 0"),
-    (dict(window=4.5), r"window must be None or an int >= 1, got 4.5"),
+    (dict(window=0), r"window must be None or an int from 1 to 2\*\*31 - 1, got 0"),
+    (dict(window=4.5), r"window must be None or an int from 1 to 2\*\*31 - 1, got 4.5"),
     (dict(slots=0), r"the cache \[1, 0, 2, 16\] must not be empty"),
     (dict(dtype=jnp.int32), "must be a float array, got int32"),
 ])

@@ -196,6 +196,9 @@ def test_route_normalized_rejects_bad_input_and_takes_no_tokens():
   with pytest.raises(ValueError, match="at most 8 tokens"):
     router.route_normalized(jnp.ones((9, 64), jnp.bfloat16), jnp.ones(64), 1e-5, weight, bias,
                             k=4, interpret=True)
+  with pytest.raises(ValueError, match=r"h must have at least one feature, got \[N, 0\]"):
+    router.route_normalized(h[:, :0], jnp.ones(0), 1e-5, weight[:, :0], bias, k=4,
+                            interpret=True)
   experts, weights, rows = router.route_normalized(h[:0], jnp.ones(64), 1e-5, weight, bias, k=4,
                                                    interpret=True)
   assert experts.shape == (0, 4) and weights.shape == (0, 4) and rows.shape == (0, 64)

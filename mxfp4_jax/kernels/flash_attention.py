@@ -119,10 +119,11 @@ def check_block(name: str, block: int) -> None:
 
 
 def _check_int(name: str, a, shape: tuple[int, ...]) -> None:
-  """Positions and the step: integers of ``shape`` (a float would be truncated in the kernel)."""
+  """Positions and the step: signed integers of ``shape`` (a float would be truncated in the
+  kernel, and an unsigned one past int32 would wrap into padding, -1, as the kernel casts it)."""
   dtype, got = jnp.result_type(a), list(jnp.shape(a))
-  if got != list(shape) or not jnp.issubdtype(dtype, jnp.integer):
-    what = f"an int array of shape {list(shape)}" if shape else "an int scalar"
+  if got != list(shape) or not jnp.issubdtype(dtype, jnp.signedinteger):
+    what = f"a signed int array of shape {list(shape)}" if shape else "a signed int scalar"
     raise ValueError(f"{name} must be {what}, got {dtype}{got}")
 
 
@@ -130,12 +131,14 @@ def _check_sinks(sinks, kv_heads: int, group: int) -> None:
   if sinks.shape != (kv_heads, group):
     raise ValueError(f"sinks must have shape {[kv_heads, group]} (kv_heads, group), "
                      f"got {list(sinks.shape)}")
+  check_float(sinks=sinks)
 
 
 def _check_window(window) -> None:
-  """None (full attention) or a count of keys: 0 or less would hide every key."""
-  if window is not None and not (is_int(window) and window >= 1):
-    raise ValueError(f"window must be None or an int >= 1, got {window!r}")
+  """None (full attention) or a count of keys: 0 or less would hide every key; the kernels
+  compare it with int32 positions."""
+  if window is not None and not (is_int(window) and 1 <= window < 2**31):
+    raise ValueError(f"window must be None or an int from 1 to 2**31 - 1, got {window!r}")
 
 
 def _check_positions_rise(positions, window: int | None) -> None:
@@ -144,6 +147,8 @@ def _check_positions_rise(positions, window: int | None) -> None:
   index) at least every earlier one's. Then no key after a query by index is visible, nor one
   ``window`` or more indices back: the key blocks the kernel skips by index hold none."""
   p = np.asarray(positions).astype(np.int64)  # [B, T]
+  if p.size and p.max() >= 2**31:  # the kernel casts to int32: a wrap would read as padding
+    raise ValueError(f"positions must be under 2**31, got {p.max()}")
   lowest = np.iinfo(np.int64).min
   key = p if window is None else p - np.arange(p.shape[1])
   highest = np.maximum.accumulate(np.where(p >= 0, key, lowest), axis=1)
@@ -420,6 +425,9 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
     if table.shape != (b, head_dim // 2):
       raise ValueError(f"{name} must be [{b}, {head_dim // 2}], got {list(table.shape)}")
   _check_int("step", step, ())
+  if k_positions.dtype != jnp.int32:  # returned as the kernel writes them, for a carried cache
+    raise ValueError(f"k_positions must be int32 (the cache is updated in place), got "
+                     f"{k_positions.dtype}")
   if qkv_bias is None:
     qkv_bias = jnp.zeros(qkv.shape[1:], qkv.dtype)
   elif qkv_bias.shape != (qkv.shape[1] * head_dim,):

@@ -210,6 +210,8 @@ def route_normalized(h, norm_weight, eps: float, weight, bias, *, k: int,
   _check_args("h", h, weight, bias, k)
   check_arrays("route_normalized: ", norm_weight=norm_weight)
   n, d = h.shape
+  if d == 0:  # its RMS would be 0 / 0
+    raise ValueError("route_normalized: h must have at least one feature, got [N, 0]")
   if n > PRODUCT_AS_SUM_TOKENS:
     raise ValueError(f"route_normalized: at most {PRODUCT_AS_SUM_TOKENS} tokens, got {n}")
   if norm_weight.shape != (d,):
