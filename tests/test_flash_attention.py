@@ -289,8 +289,10 @@ def test_bad_arguments_name_the_argument(change, message):
     (dict(sinks=jnp.zeros(5)), r"sinks must have shape \[2, 3\] .*, got \[5\]"),
     (dict(q_positions=jnp.zeros(1)), r"q_positions must be a signed int array of shape \[1\], "
                                      r"got float32\[1\]"),
-    (dict(k_positions=jnp.zeros((1, 16))), r"k_positions must be a signed int array .*, got float32"),
-    (dict(k_positions=jnp.zeros((1, 16), jnp.uint32)), r"k_positions must be a signed int .*uint32"),
+    (dict(k_positions=jnp.zeros((1, 16))),
+     r"k_positions must be a signed int array .*, got float32"),
+    (dict(k_positions=jnp.zeros((1, 16), jnp.uint32)),
+     r"k_positions must be a signed int .*uint32"),
     (dict(sinks=jnp.zeros((2, 3), jnp.int32)), "sinks must be a float array, got int32"),
     (dict(window=2**31), r"window must be None or an int from 1 to 2\*\*31 - 1, got 2147483648"),
     (dict(k_positions=jnp.zeros((1, 8), jnp.int32)), r"k_positions .*\[1, 16\], got int32\[1, 8\]"),
