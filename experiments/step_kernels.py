@@ -67,7 +67,7 @@ def compile_decode_loop(config, device) -> str:
           jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=sharding))
   # The model picks its GPU kernels by the default backend, which is this machine's.
   with hopper.compiling_for_hopper(), mock.patch("jax.default_backend", return_value="gpu"):
-    lowered = generator._decode.trace(  # noqa: SLF001 - the loop the generator runs
+    lowered = generator.decode_loop(config.batch).trace(
         *args, steps=config.steps, params=SamplingParams(temperature=0)).lower(
             lowering_platforms=("cuda",))
   return lowered.compile().as_text()

@@ -188,6 +188,11 @@ class Generator:
     self._decode_one_row = decode_jit({}) if by_default else self._decode
     self._compiled: dict[tuple, Callable] = {}  # by shapes and static arguments
 
+  def decode_loop(self, batch: int):
+    """The jitted decode loop `generate` runs for ``batch`` rows (its compiler options depend on
+    the batch: `DECODE_COMPILER_OPTIONS`)."""
+    return self._decode_one_row if batch == 1 else self._decode
+
   def _compile(self, stats: GenerationStats, key: tuple, jitted, *args, **static):
     """Compiles once per key, timing the compilation into ``stats``."""
     if key not in self._compiled:
@@ -337,8 +342,7 @@ class Generator:
       while True:
         while may_launch():
           steps = next_steps()
-          decode = self._compile(stats, ("decode", batch, steps, params),
-                                 self._decode_one_row if batch == 1 else self._decode,
+          decode = self._compile(stats, ("decode", batch, steps, params), self.decode_loop(batch),
                                  self.state, *carry, jnp.int32(step), key, steps=steps,
                                  params=params)
           if is_traced(chunk_index):
