@@ -30,6 +30,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 from mxfp4_jax.argcheck import is_concrete, is_int
+from mxfp4_jax.kernels import check_int32_range
 from mxfp4_jax.kernels.triton_ops import (check_arrays, check_eps, check_float, check_runs_here,
                                            dot_accumulate, is_block, load_row_rms)
 
@@ -146,9 +147,9 @@ def _check_positions_rise(positions, window: int | None) -> None:
   a position is above every earlier one, and with a window its lead on its index (position -
   index) at least every earlier one's. Then no key after a query by index is visible, nor one
   ``window`` or more indices back: the key blocks the kernel skips by index hold none."""
-  p = np.asarray(positions).astype(np.int64)  # [B, T]
-  if p.size and p.max() >= 2**31:  # the kernel casts to int32: a wrap would read as padding
-    raise ValueError(f"positions must be under 2**31, got {p.max()}")
+  p = np.asarray(positions)  # [B, T]
+  check_int32_range(positions=p)  # the kernel casts to int32: a wrap would read as padding
+  p = p.astype(np.int64)
   lowest = np.iinfo(np.int64).min
   key = p if window is None else p - np.arange(p.shape[1])
   highest = np.maximum.accumulate(np.where(p >= 0, key, lowest), axis=1)
