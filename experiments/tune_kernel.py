@@ -72,8 +72,10 @@ def main(argv) -> None:
     raise app.UsageError("--config.confirm_rounds must be an int >= 0 (0: no confirm pass), got "
                          f"{config.confirm_rounds!r}")
   choices = common.kernel_fields(config, sweep=True)  # every field a list; the sweep's product
-  for shape_name, num_rows in itertools.product(shapes, rows):
-    if not _candidates(choices, config, shape_name, num_rows):
+  sweeps = {(shape_name, num_rows): _candidates(choices, config, shape_name, num_rows)
+            for shape_name, num_rows in itertools.product(shapes, rows)}
+  for (shape_name, num_rows), candidates in sweeps.items():
+    if not candidates:
       raise app.UsageError(
           f"--config: nothing to sweep at {shape_name} P={num_rows}: every block_m is over "
           f"{_largest_tile(config, shape_name, num_rows):g} there, or unroll_split is on with "
@@ -82,7 +84,7 @@ def main(argv) -> None:
   print(f"device: {common.device_description()}")
   key = jax.random.PRNGKey(config.seed)
   results = []
-  for shape_name, num_rows in itertools.product(shapes, rows):
+  for (shape_name, num_rows), candidates in sweeps.items():
     num_experts = SHAPES[shape_name][0]
     copies = copies_to_rotate(shape_name, config, num_rows)
     group_sizes, weights, xs, row_weights, activation = kernel_problem(
@@ -113,7 +115,7 @@ def main(argv) -> None:
         return None
 
     timings = []
-    for cfg in _candidates(choices, config, shape_name, num_rows):
+    for cfg in candidates:
       result = timed(cfg)
       if result is not None:
         timings.append((result[0], cfg))
