@@ -19,6 +19,7 @@ that change the experts' results are refused before anything is timed.
 
 from __future__ import annotations
 
+import gc
 import time
 
 import jax
@@ -164,8 +165,33 @@ def _prefill(model, bench, length: int, rng) -> dict:
               runs_tokens_per_s=runs)
 
 
+def _within_memory(case, kind: str, batch: int, context: int) -> dict:
+  """``case()``'s row, or, where the device runs out of memory for it (120b at batch 256 beside
+  its 61 GiB of weights), a row that says so: the cases after it still run."""
+  try:
+    return case()
+  except jax.errors.JaxRuntimeError as e:
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    message = str(e).splitlines()[0][:160]
+  gc.collect()  # the failed case's buffers, held by the traceback until here
+  return dict(kind=kind, batch=batch, context=context, error=f"out of device memory: {message}")
+
+
+def _cases(model, bench, rng, decode_options: dict) -> list[dict]:
+  rows = []
+  for batch in common.csv_list(bench.batch_sizes, int):
+    rows.append(_within_memory(lambda: _decode(model, bench, batch, rng, decode_options),
+                               "decode", batch, bench.context))
+    _print_row(rows[-1])
+  for length in common.csv_list(bench.prefill_lengths, int):
+    rows.append(_within_memory(lambda: _prefill(model, bench, length, rng), "prefill", 1, length))
+    _print_row(rows[-1])
+  return rows
+
+
 def _plot(rows: list[dict], path) -> None:
-  decode = [r for r in rows if r["kind"] == "decode"]
+  decode = [r for r in rows if r["kind"] == "decode" and "error" not in r]
   if not decode:  # a prefill-only run has no decode curve (and log axes cannot take none)
     return
   import matplotlib  # noqa: PLC0415
@@ -184,9 +210,12 @@ def _plot(rows: list[dict], path) -> None:
 
 
 def _print_row(r: dict) -> None:
+  case = f"{r['kind']:>7} batch {r['batch']:>4} context {r['context']:>6}: "
+  if "error" in r:
+    print(case + r["error"], flush=True)
+    return
   runs = r["runs_tokens_per_s"]
-  print(f"{r['kind']:>7} batch {r['batch']:>4} context {r['context']:>6}: "
-        f"{r['tokens_per_s']:>12,.1f} tok/s | roofline {r['roofline_tokens_per_s']:>12,.1f} "
+  print(case + f"{r['tokens_per_s']:>12,.1f} tok/s | roofline {r['roofline_tokens_per_s']:>12,.1f} "
         f"({r['fraction_of_roofline']:.1%})"
         + (f" | step {r['step_ms']:.2f} ms | compile {r['compile_s']:.1f} s"
            if r["kind"] == "decode" else "")
@@ -238,15 +267,9 @@ def main(argv) -> None:
         f"weights, built in {build_s:.1f} s on {common.device_description()}", flush=True)
 
   rng = np.random.default_rng(config.seed)
-  rows = []
   check_kernel_options(model, bench, options)
   with tuning.overridden(**options):
-    for batch in common.csv_list(bench.batch_sizes, int):
-      rows.append(_decode(model, bench, batch, rng, decode_options))
-      _print_row(rows[-1])
-    for length in common.csv_list(bench.prefill_lengths, int):
-      rows.append(_prefill(model, bench, length, rng))
-      _print_row(rows[-1])
+    rows = _cases(model, bench, rng, decode_options)
   peak = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
   print(f"peak device memory: {peak / 2**30:.2f} GiB" if peak else "peak device memory: n/a")
 

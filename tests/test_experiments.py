@@ -501,6 +501,38 @@ def test_bench_e2e_prefill_only(tmp_path):
   assert (tmp_path / "results.json").exists() and not (tmp_path / "decode.png").exists()
 
 
+def test_bench_e2e_reports_a_case_out_of_memory_and_goes_on(monkeypatch, capsys):
+  """A batch the device has no memory for is a row saying so; the other cases still run, and any
+  other runtime error still ends the run."""
+  import jax
+  import numpy as np
+  from experiments import bench_e2e
+  model, bench = _tiny_interpreted_model()
+  bench.update(batch_sizes="1,2,3", prefill_lengths="16", timed_runs=1, hbm_bytes_per_s=1e12,
+               bf16_flops_per_s=1e14)
+  real = bench_e2e._decode
+
+  def decode(model, bench, batch, *args):
+    if batch == 2:
+      raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to "
+                                       "allocate 81.00GiB.\nmore detail")
+    return real(model, bench, batch, *args)
+  monkeypatch.setattr(bench_e2e, "_decode", decode)
+  rows = bench_e2e._cases(model, bench, np.random.default_rng(0), {})
+  assert [(r["kind"], r["batch"], "error" in r) for r in rows] == [
+      ("decode", 1, False), ("decode", 2, True), ("decode", 3, False), ("prefill", 1, False)]
+  assert rows[1]["error"] == ("out of device memory: RESOURCE_EXHAUSTED: Out of memory while "
+                              "trying to allocate 81.00GiB.")
+  assert "decode batch    2 context     24: out of device memory: RESOURCE_EXHAUSTED" in (
+      capsys.readouterr().out)
+
+  def broken(*args):
+    raise jax.errors.JaxRuntimeError("INTERNAL: something else")
+  monkeypatch.setattr(bench_e2e, "_decode", broken)
+  with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
+    bench_e2e._cases(model, bench, np.random.default_rng(0), {})
+
+
 def test_bench_e2e_checks_kernel_options_against_the_tuned_kernel(monkeypatch):
   """Options are tried on the rows of every batch and prompt of the run, one-row tiles (batch
   1) and groups (the prompt) alike, before anything is timed; one that changes the results is
