@@ -112,8 +112,10 @@ def check_kernel_options(model, bench, options: dict) -> None:
 
 def _decode(model, bench, batch: int, rng, compiler_options: dict) -> dict:
   cfg = model.cfg
+  prefill = {} if bench.prefill_tokens is None else dict(prefill_tokens=bench.prefill_tokens)
   generator = Generator(model, max_len=bench.context + bench.decode_steps + 1,
-                        chunk=bench.decode_steps, decode_compiler_options=compiler_options)
+                        chunk=bench.decode_steps, decode_compiler_options=compiler_options,
+                        **prefill)
   prompts = rng.integers(0, cfg.vocab_size, (batch, bench.context)).tolist()
   # The first run compiles, and its first execution also loads kernels and builds CUDA graphs:
   # only the runs after it are timed.
@@ -171,9 +173,9 @@ def _within_memory(case, kind: str, batch: int, context: int) -> dict:
   try:
     return case()
   except jax.errors.JaxRuntimeError as e:
-    if "RESOURCE_EXHAUSTED" not in str(e):
+    if not common.out_of_device_memory(e):
       raise
-    message = str(e).splitlines()[0][:160]
+    message = common.first_line(e)[:300]
   gc.collect()  # the failed case's buffers, held by the traceback until here
   return dict(kind=kind, batch=batch, context=context, error=f"out of device memory: {message}")
 
@@ -231,6 +233,8 @@ def main(argv) -> None:
   common.seed("--config.seed", config.seed)
   for name in ("context", "decode_steps", "timed_runs"):
     common.positive(f"--config.bench.{name}", bench[name])
+  if bench.prefill_tokens is not None:
+    common.positive("--config.bench.prefill_tokens", bench.prefill_tokens)
   # Before anything starts the GPU backend (resolving the MoE backend below does).
   common.gpu_memory_fraction(bench.gpu_memory_fraction, "--config.bench.gpu_memory_fraction")
   cfg = (common.checkpoint_config(config.checkpoint, "--config.checkpoint", config.model)

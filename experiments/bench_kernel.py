@@ -164,7 +164,7 @@ def _baseline_seconds(row: dict, name: str, fn, args, config, **kwargs) -> float
     return benchmarking.time_per_call(fn, args, calls=tuple(config.calls),
                                       repeats=config.repeats, **kwargs)
   except jax.errors.JaxRuntimeError as e:
-    if "RESOURCE_EXHAUSTED" not in str(e):
+    if not common.out_of_device_memory(e):
       raise
     row[f"{name}_error"] = "out of device memory"
     logging.warning("%s baseline out of device memory: %s", name, common.first_line(e))

@@ -103,6 +103,8 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
      "--config.bench.prefill_lengths: 131,073 positions are over the model's context"),
     (("generate", "--top_p=0.9"), "with --temperature=0 (greedy) they do nothing"),
     (("generate", "--temperature=1", "--seed=-1"), "--seed must be an int in [0, 2**32), got -1"),
+    (("bench_e2e", "--config=configs/tiny.py", "--config.bench.prefill_tokens=0"),
+     "--config.bench.prefill_tokens must be >= 1, got 0"),
     (("bench_e2e", "--config=configs/tiny.py", "--config.seed=-1"),
      "--config.seed must be an int in [0, 2**32), got -1"),
     (("bench_e2e", "--config=configs/tiny.py", "--config.bench.batch_sizes=",
@@ -503,13 +505,14 @@ def test_bench_e2e_prefill_only(tmp_path):
 
 def test_bench_e2e_reports_a_case_out_of_memory_and_goes_on(monkeypatch, capsys):
   """A batch the device has no memory for is a row saying so; the other cases still run, and any
-  other runtime error still ends the run."""
+  other runtime error still ends the run. ``prefill_tokens`` reaches the decode batches'
+  generators."""
   import jax
   import numpy as np
   from experiments import bench_e2e
   model, bench = _tiny_interpreted_model()
   bench.update(batch_sizes="1,2,3", prefill_lengths="16", timed_runs=1, hbm_bytes_per_s=1e12,
-               bf16_flops_per_s=1e14)
+               bf16_flops_per_s=1e14, prefill_tokens=24)
   real = bench_e2e._decode
 
   def decode(model, bench, batch, *args):
@@ -518,7 +521,14 @@ def test_bench_e2e_reports_a_case_out_of_memory_and_goes_on(monkeypatch, capsys)
                                        "allocate 81.00GiB.\nmore detail")
     return real(model, bench, batch, *args)
   monkeypatch.setattr(bench_e2e, "_decode", decode)
+  real_generator, prefill_tokens = bench_e2e.Generator, []
+
+  def generator(*args, **kwargs):
+    prefill_tokens.append(kwargs.get("prefill_tokens"))
+    return real_generator(*args, **kwargs)
+  monkeypatch.setattr(bench_e2e, "Generator", generator)
   rows = bench_e2e._cases(model, bench, np.random.default_rng(0), {})
+  assert prefill_tokens == [24, 24, None]  # the decode batches' (not the prefill's: one row)
   assert [(r["kind"], r["batch"], "error" in r) for r in rows] == [
       ("decode", 1, False), ("decode", 2, True), ("decode", 3, False), ("prefill", 1, False)]
   assert rows[1]["error"] == ("out of device memory: RESOURCE_EXHAUSTED: Out of memory while "
