@@ -269,6 +269,8 @@ def test_decode_needs_whole_key_blocks():
     (dict(positions_dtype=jnp.uint32), r"positions must be a signed int array .*, got uint32"),
     (dict(positions_offset=2**31),
      r"positions holds values outside int32: from 2147483648 to 2147483655"),
+    (dict(launch=dict(num_warps=6)), "num_warps must be a power of two, got 6"),
+    (dict(launch=dict(num_stages=0)), "num_stages must be an int >= 1, got 0"),
 ])
 def test_bad_arguments_name_the_argument(change, message):
   shapes = dict(q=(1, 8, 2, 2, 16), k=(1, 8, 2, 16), v=(1, 8, 2, 16), positions=(1, 8),
@@ -276,11 +278,12 @@ def test_bad_arguments_name_the_argument(change, message):
   window, dtype = shapes.pop("window", None), shapes.pop("dtype", jnp.bfloat16)
   positions_dtype = shapes.pop("positions_dtype", jnp.int32)
   offset = shapes.pop("positions_offset", 0)  # a host int64 past int32, which a cast would wrap
+  launch = shapes.pop("launch", {})
   arrays = {name: jnp.zeros(shape, dtype) for name, shape in shapes.items()}
   arrays["positions"] = (np.arange(shapes["positions"][1], dtype=np.int64)[None] + offset
                          if offset else jnp.zeros(shapes["positions"], positions_dtype))
   with pytest.raises(ValueError, match=message):
-    flash_attention(**arrays, window=window, interpret=True)
+    flash_attention(**arrays, window=window, interpret=True, **launch)
 
 
 @pytest.mark.parametrize("update", [False, True])
@@ -301,12 +304,16 @@ def test_bad_arguments_name_the_argument(change, message):
     (dict(window=4.5), r"window must be None or an int from 1 to 2\*\*31 - 1, got 4.5"),
     (dict(slots=0), r"the cache \[1, 0, 2, 16\] must not be empty"),
     (dict(dtype=jnp.int32), "must be a float array, got int32"),
+    (dict(launch=dict(num_programs=0)), "num_programs must be an int >= 1, got 0"),
+    (dict(launch=dict(num_warps=3)), "num_warps must be a power of two, got 3"),
+    (dict(launch=dict(num_stages=1.5)), "num_stages must be an int >= 1, got 1.5"),
 ])
 def test_decode_bad_arguments_name_the_argument(update, change, message):
   """decode_attention and decode_attention_update: K=2 KV heads of G=3 query heads, 16 slots."""
   change = dict(change)  # shared by both values of update
   slots = change.pop("slots", 16)
   dtype = change.pop("dtype", jnp.bfloat16)  # of the queries (or projections) and the cache
+  launch = change.pop("launch", {})
   args = dict(q_positions=jnp.zeros(1, jnp.int32), k_positions=jnp.zeros((1, slots), jnp.int32),
               sinks=jnp.zeros((2, 3)), window=None) | change
   cache, table = jnp.zeros((1, slots, 2, 16), dtype), jnp.zeros((1, 8))
@@ -315,10 +322,11 @@ def test_decode_bad_arguments_name_the_argument(update, change, message):
     if update:
       decode_attention_update(jnp.zeros((1, 10, 16), dtype), table, table, cache, cache,
                               *positions, 0, args["sinks"], window=args["window"], block_k=16,
-                              interpret=True)
+                              interpret=True, **launch)
     else:
       decode_attention(jnp.zeros((1, 2, 3, 16), dtype), cache, cache, *positions,
-                       args["sinks"], window=args["window"], block_k=16, interpret=True)
+                       args["sinks"], window=args["window"], block_k=16, interpret=True,
+                       **launch)
 
 
 @pytest.mark.parametrize("kernel", ["flash_attention", "decode_attention",

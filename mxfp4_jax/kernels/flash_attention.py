@@ -31,8 +31,9 @@ from jax.experimental.pallas import triton as pltriton
 
 from mxfp4_jax.argcheck import is_concrete, is_int
 from mxfp4_jax.kernels import check_int32_range
-from mxfp4_jax.kernels.triton_ops import (check_arrays, check_eps, check_float, check_runs_here,
-                                           dot_accumulate, is_block, load_row_rms)
+from mxfp4_jax.kernels.triton_ops import (check_arrays, check_eps, check_float, check_launch,
+                                           check_runs_here, dot_accumulate, is_block,
+                                           load_row_rms)
 
 LOG2E = math.log2(math.e)  # the softmax runs in base 2: exp(x) = exp2(x log2 e)
 # decode_attention: the slots are split into shares until about DECODE_PROGRAMS programs run, and
@@ -187,6 +188,7 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
   check_runs_here("flash_attention", interpret)
   for name, block in (("block_q", block_q), ("block_k", block_k)):
     check_block(name, block)
+  check_launch(num_warps, num_stages)
   if is_concrete(positions):
     _check_positions_rise(positions, window)
   return _flash_attention(q, k, v, positions, sinks, window=window, block_q=block_q,
@@ -367,7 +369,9 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
     raise ValueError(f"q must be [batch, kv_heads, group, head_dim], got {list(q.shape)}")
   b, kv_heads, group, head_dim = q.shape
   _check_decode_args(k, v, q_positions, k_positions, sinks, b=b, kv_heads=kv_heads, group=group,
-                     head_dim=head_dim, block_k=block_k, window=window)
+                     head_dim=head_dim, block_k=block_k, window=window,
+                     launch=dict(num_programs=num_programs, num_warps=num_warps,
+                                 num_stages=num_stages))
   check_float(q=q)
   check_runs_here("decode_attention", interpret)
   [out] = _decode_call(q.reshape(b, kv_heads * group, head_dim), k, v, k_positions, q_positions,
@@ -419,7 +423,9 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
                      f"kv_heads, head_dim] with heads a multiple of kv_heads, got qkv "
                      f"{list(qkv.shape)} and k {list(k.shape)}")
   _check_decode_args(k, v, q_positions, k_positions, sinks, b=b, kv_heads=kv_heads,
-                     group=heads // kv_heads, head_dim=head_dim, block_k=block_k, window=window)
+                     group=heads // kv_heads, head_dim=head_dim, block_k=block_k, window=window,
+                     launch=dict(num_programs=num_programs, num_warps=num_warps,
+                                 num_stages=num_stages))
   check_float(qkv=qkv)
   check_runs_here("decode_attention_update", interpret)
   for name, table in (("cos", cos), ("sin", sin)):
@@ -452,10 +458,12 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
 
 
 def _check_decode_args(k, v, q_positions, k_positions, sinks, *, b, kv_heads, group, head_dim,
-                       block_k, window):
-  """`check_args` for the decode kernels: the cache, the positions, the sinks and the window."""
+                       block_k, window, launch):
+  """`check_args` for the decode kernels: the cache, the positions, the sinks, the window and
+  the launch (num_programs, num_warps, num_stages)."""
   check_block("head_dim", head_dim)
   check_block("block_k", block_k)
+  check_launch(**launch)
   slots = k.shape[1] if k.ndim == 4 else -1
   if k.shape != (b, slots, kv_heads, head_dim) or v.shape != k.shape:
     raise ValueError(f"k and v must have shape [{b}, slots, {kv_heads}, {head_dim}] to match the "

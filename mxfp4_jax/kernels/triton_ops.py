@@ -14,7 +14,7 @@ the Triton path (interpret mode, CPU) it is the plain ``acc + a @ b`` in float32
 themselves (the router's top-k and decode attention).
 
 `is_block(size)`: a size a kernel can tile by. `check_runs_here(what, interpret)`: the error
-for a Triton kernel asked to compile off a GPU;
+for a Triton kernel asked to compile off a GPU; `check_launch(num_warps, num_stages)`: its launch;
 `check_arrays(where, **arrays)` and `check_float(where, **arrays)`: inputs that must be arrays,
 and floats; `check_eps(eps, name)`: an RMSNorm epsilon a kernel is specialized on.
 """
@@ -32,7 +32,7 @@ from jax.experimental.pallas import triton as pltriton
 from jax.extend import core as jex_core
 from jax.interpreters import mlir
 
-from mxfp4_jax.argcheck import is_power_of_two
+from mxfp4_jax.argcheck import is_int, is_power_of_two
 
 dot_accumulate_p = jex_core.Primitive("mxfp4_dot_accumulate")
 
@@ -49,6 +49,17 @@ def check_runs_here(what: str, interpret: bool) -> None:
   if not interpret and jax.default_backend() != "gpu":
     raise ValueError(f"{what} compiles for a GPU only; on {jax.default_backend()} pass "
                      "interpret=True")
+
+
+def check_launch(num_warps, num_stages, **counts) -> None:
+  """A Triton launch: ``num_warps`` a power of two and ``num_stages`` (and any other ``counts``,
+  e.g. a program count) an int >= 1; a bad one otherwise fails an assertion deep in Triton's
+  compiler, or passes silently in interpret mode."""
+  for name, value in (("num_warps", num_warps), ("num_stages", num_stages), *counts.items()):
+    if not is_int(value) or value < 1:
+      raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+  if not is_power_of_two(num_warps):
+    raise ValueError(f"num_warps must be a power of two, got {num_warps}")
 
 
 def dot_accumulate(acc: jax.Array, a: jax.Array, b: jax.Array, *, trans_b: bool = False):
