@@ -1,10 +1,10 @@
 """GPT-OSS-120B: 36 layers, 128 experts (top 4), 117B parameters, 5.1B active.
 
   python -m experiments.bench_e2e --config=configs/gpt_oss_120b.py   # (GPU)
+  cfg = mxfp4_jax.model.GptOssConfig.from_dict(get_config().model)
 
 On an 80 GB GPU decode batch 256 at a 1k context does not fit beside the 61 GiB of weights (its
 row says out of memory); batches up to 64 do (BENCHMARKS.md, forty-first round).
-  cfg = mxfp4_jax.model.GptOssConfig.from_dict(get_config().model)
 """
 
 from configs import gpt_oss_20b
