@@ -35,9 +35,9 @@ PREFILL_TOKENS = 1 << 15
 # XLA options the decode loop compiles with for batches of two or more rows, unless a Generator
 # is given others. Concurrent command-buffer scheduling runs a step's independent small kernels
 # side by side; on an H100, end to end, alternated pairs: 20b batch 8 +2.2 to +3.1%, batch 64
-# -0.1 to +1.7%; at batch 1 nothing to gain: 20b -1.8 to +0.7% (-0.4% the mean of five), 120b
-# -2.0 to +1.8% (+0.3%) (BENCHMARKS.md, thirty-eighth and thirty-ninth rounds). Off a GPU it
-# does nothing.
+# -0.1 to +1.7%, batch 256 +0.9 and +1.1%; at batch 1 nothing to gain: 20b -1.8 to +0.7% (-0.4%
+# the mean of five), 120b -2.0 to +1.8% (+0.3%) (BENCHMARKS.md, thirty-eighth to fortieth
+# rounds). Off a GPU it does nothing.
 DECODE_COMPILER_OPTIONS = {"xla_gpu_command_buffer_scheduling_mode": "CONCURRENT"}
 
 
