@@ -13,7 +13,7 @@ from flax import nnx
 
 from configs import tiny
 from mxfp4_jax.generate.engine import (DECODE_COMPILER_OPTIONS, Generator, left_pad,
-                                       prefill_rows)
+                                       prefill_rows, prefill_starts)
 from mxfp4_jax.generate.sampling import SamplingParams, sample
 from mxfp4_jax.model import GptOss, GptOssConfig
 
@@ -126,7 +126,7 @@ def test_decode_compiler_options_reach_the_decode_loop_only(model, monkeypatch):
 
   def recording_jit(fn, **kwargs):
     jitted, options = jit(fn, **kwargs), kwargs.get("compiler_options")
-    if fn.__name__ in ("_prefill_fn", "_sample_fn"):
+    if fn.__name__ in ("_empty_fn", "_prefill_fn", "_sample_fn"):
       assert options is None, fn.__name__
     if fn.__name__ != "_decode_fn":  # (the options' own check compiles a trivial function)
       return jitted
@@ -180,15 +180,23 @@ def test_decode_loop_has_a_static_trip_count(generator):
 @pytest.mark.parametrize("batch", [6, 7])
 def test_prefill_in_row_groups_gives_the_same_tokens(model, batch):
   """Prompts of length 5 with room for 10 prompt tokens per call: 6 prompts in three prefills of
-  2 rows; 7 in four, the last with one row of padding."""
+  2 rows; 7 in four, the last from row 5 (which the third prefilled too). Each call writes its
+  rows into the batch's caches and logits in place: the compiled call's outputs are its donated
+  inputs."""
   prompts = [[3, 1, 4, 1, 5], [9, 2, 6, 5, 3], [5, 8, 9, 7, 9], [3, 2, 3, 8, 4], [6, 2, 6, 4, 3],
              [3, 8, 3, 2, 7], [2, 7, 1, 8, 2]][:batch]
   assert prefill_rows(batch, 5, 10) == 2 and prefill_rows(batch, 5, 99) == batch
+  assert prefill_starts(batch, 2) == [0, 2, 4, 5][:batch // 2 + batch % 2]
   assert prefill_rows(257, 1024, 1 << 15) == 29 and prefill_rows(256, 1024, 1 << 15) == 32
-  grouped = Generator(model, max_len=64, prefill_tokens=10).generate(
-      prompts, max_new_tokens=12, params=GREEDY)
+  assert prefill_starts(257, 29) == [0, 29, 58, 87, 116, 145, 174, 203, 228]
+  assert prefill_starts(4, 4) == [0]
+  generator = Generator(model, max_len=64, prefill_tokens=10)
+  grouped = generator.generate(prompts, max_new_tokens=12, params=GREEDY)
   whole = Generator(model, max_len=64).generate(prompts, max_new_tokens=12, params=GREEDY)
   assert grouped.tokens == whole.tokens and len(grouped.tokens) == batch
+  compiled = {key[0]: c for key, c in generator._compiled.items()}
+  filled = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(compiled["empty"].out_info))
+  assert compiled["prefill"].memory_analysis().alias_size_in_bytes == filled > 0
 
 
 @pytest.mark.parametrize("stop_at", [5, 0])  # a decode step's token; the prefill's

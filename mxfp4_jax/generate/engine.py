@@ -30,7 +30,8 @@ from mxfp4_jax.model.gpt_oss import GptOss
 
 
 # Prompt tokens per prefill call. Its activations grow with rows x length (256 prompts of 1k
-# tokens at once need ~140 GB for GPT-OSS-20B), so larger batches prefill a group of rows at a time.
+# tokens at once need ~140 GB for GPT-OSS-20B), so larger batches prefill a group of rows at a
+# time, each call writing its rows into the batch's caches in place.
 PREFILL_TOKENS = 1 << 15
 # XLA options the decode loop compiles with for batches of two or more rows, unless a Generator
 # is given others. Concurrent command-buffer scheduling runs a step's independent small kernels
@@ -43,12 +44,18 @@ DECODE_COMPILER_OPTIONS = {"xla_gpu_command_buffer_scheduling_mode": "CONCURRENT
 
 def prefill_rows(batch: int, length: int, max_tokens: int = PREFILL_TOKENS) -> int:
   """Rows per prefill call: as few calls as rows x length <= max_tokens allows (at least one
-  row a call), their rows as even as can be. Every call has this shape, so it compiles once; the
-  batch is padded with rows of padding up to a whole number of calls (e.g. 257 prompts of 1k
-  tokens: 9 calls of 29 rows, 4 of them padding)."""
+  row a call), their rows as even as can be. Every call has this shape, so it compiles once;
+  where the calls' rows pass the batch, the last call takes the batch's last rows, some of which
+  the call before it prefilled too (e.g. 257 prompts of 1k tokens: 9 calls of 29 rows, the last
+  from row 228, its first 4 rows prefilled twice). `prefill_starts` gives each call's first row."""
   limit = max(1, max_tokens // max(1, length))
   calls = -(-batch // limit)
   return -(-batch // calls)
+
+
+def prefill_starts(batch: int, rows: int) -> list[int]:
+  """The first row of each prefill call of ``rows`` rows (`prefill_rows`)."""
+  return [*range(0, batch - rows, rows), batch - rows]
 
 
 @dataclasses.dataclass
@@ -180,7 +187,9 @@ class Generator:
     self.stop_ids = jnp.asarray(sorted(set(stop_ids)) or [-1], jnp.int32)
     self._host_stop_ids = frozenset(int(t) for t in stop_ids)  # a device array's `in` syncs
     self.pad_id, self.chunk, self.prefill_tokens = int(pad_id), int(chunk), int(prefill_tokens)
-    self._prefill = jax.jit(self._prefill_fn)
+    self._init_cache = model.init_cache
+    self._empty = jax.jit(self._empty_fn, static_argnums=0)
+    self._prefill = jax.jit(self._prefill_fn, donate_argnums=(1, 2))
     self._sample = jax.jit(self._sample_fn, static_argnames=("params",))
     decode_jit = lambda options: jax.jit(self._decode_fn, static_argnames=("steps", "params"),
                                          donate_argnums=(1,), compiler_options=options or None)
@@ -204,11 +213,20 @@ class Generator:
   def _model(self, state) -> GptOss:
     return nnx.merge(self.graphdef, state)
 
-  def _prefill_fn(self, state, tokens, positions):
+  def _empty_fn(self, batch: int):
+    """The batch's last logits [B, V] and empty caches, for its prefill calls to fill in."""
+    return (jnp.zeros((batch, self.cfg.vocab_size), jnp.float32),
+            self._init_cache(batch, self.max_len))
+
+  def _prefill_fn(self, state, logits, caches, tokens, positions, first_row):
+    """One prefill call: ``tokens`` [R, T] into rows ``first_row`` .. ``first_row + R - 1`` of
+    the batch's logits and caches, which are donated and updated in place, so that a batch's
+    caches are never held twice (as calls' pieces and then joined)."""
     model = self._model(state)
-    caches = model.init_cache(tokens.shape[0], self.max_len)
-    logits, caches = model.forward(tokens, positions, caches, start=0, last_only=True)
-    return logits[:, -1], caches
+    own_caches = model.init_cache(tokens.shape[0], self.max_len)
+    own_logits, own_caches = model.forward(tokens, positions, own_caches, start=0, last_only=True)
+    put = lambda whole, part: jax.lax.dynamic_update_slice_in_dim(whole, part, first_row, axis=0)
+    return put(logits, own_logits[:, -1]), jax.tree.map(put, caches, own_caches)
 
   def _sample_fn(self, logits, key, *, params: SamplingParams):
     return sample(logits[:, :self.token_limit], key, params)
@@ -285,24 +303,18 @@ class Generator:
 
     batch = len(prompts)
     rows = prefill_rows(*tokens.shape, self.prefill_tokens)
-    extra = -batch % rows  # rows of padding alone (position -1 throughout): dropped after
-    tokens = np.pad(tokens, ((0, extra), (0, 0)), constant_values=self.pad_id)
-    positions = np.pad(positions, ((0, extra), (0, 0)), constant_values=-1)
-    prefill = self._compile(stats, ("prefill", (rows, tokens.shape[1])), self._prefill, self.state,
-                            tokens[:rows], positions[:rows])
-    logits_info = prefill.out_info[0]
+    empty = self._compile(stats, ("empty", batch), self._empty, batch)
+    filled = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), empty.out_info)
+    prefill = self._compile(stats, ("prefill", batch, rows, tokens.shape[1]), self._prefill,
+                            self.state, *filled, tokens[:rows], positions[:rows], np.int32(0))
     first_key = jax.random.fold_in(key, tokens.shape[1] - 1)
-    sample_first = self._compile(
-        stats, ("sample", batch, params), self._sample,
-        jax.ShapeDtypeStruct((batch, logits_info.shape[1]), logits_info.dtype), first_key,
-        params=params)
+    sample_first = self._compile(stats, ("sample", batch, params), self._sample, filled[0],
+                                 first_key, params=params)
     start = time.perf_counter()
-    parts = [prefill(self.state, tokens[i:i + rows], positions[i:i + rows])
-             for i in range(0, batch, rows)]
-    last_logits, caches = parts[0] if len(parts) == 1 else jax.tree.map(
-        lambda *a: jnp.concatenate(a), *parts)  # logits [B, V]; caches: batch is axis 0
-    if extra:
-      last_logits, caches = jax.tree.map(lambda a: a[:batch], (last_logits, caches))
+    last_logits, caches = empty()  # [B, V] float32; caches: batch is axis 0
+    for row in prefill_starts(batch, rows):
+      last_logits, caches = prefill(self.state, last_logits, caches, tokens[row:row + rows],
+                                    positions[row:row + rows], np.int32(row))
     first = np.asarray(sample_first(last_logits, first_key))
     stats.prefill_s = time.perf_counter() - start
 
