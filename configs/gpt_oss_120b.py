@@ -3,8 +3,8 @@
   python -m experiments.bench_e2e --config=configs/gpt_oss_120b.py   # (GPU)
   cfg = mxfp4_jax.model.GptOssConfig.from_dict(get_config().model)
 
-On an 80 GB GPU decode batch 256 at a 1k context does not fit beside the 61 GiB of weights (its
-row says out of memory); batches up to 64 do (BENCHMARKS.md, forty-first round).
+On an 80 GB GPU decode batch 256 at a 1k context ran out of memory beside the 61 GiB of weights
+(its row says so; BENCHMARKS.md, forty-first round); batches up to 64 fit.
 """
 
 from configs import gpt_oss_20b
