@@ -322,7 +322,7 @@ class Generator:
     done = np.isin(first, list(self._host_stop_ids))
     if on_tokens:
       on_tokens([list(g) for g in generated])
-    carry = (caches, jnp.asarray(first), jnp.asarray(positions[:batch, -1] + 1),
+    carry = (caches, jnp.asarray(first), jnp.asarray(positions[:, -1] + 1),
              jnp.asarray(done))
     step, remaining = tokens.shape[1], max_new_tokens - 1
     # Chunks launched and not yet read, oldest first: (tokens, steps kept, traced). The next
