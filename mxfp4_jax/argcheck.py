@@ -6,6 +6,7 @@ from __future__ import annotations
 import numbers
 
 import jax
+import numpy as np
 
 
 def is_int(value) -> bool:
@@ -22,6 +23,16 @@ def is_real(value) -> bool:
 def is_power_of_two(value) -> bool:
   """An int of 1, 2, 4, ...: what Triton takes for block shapes and warp counts."""
   return is_int(value) and value >= 1 and not value & (value - 1)
+
+
+def ints_of_array(value):
+  """A concrete NumPy or JAX integer array (or scalar) as Python ints: a list, or an int for a
+  0-d one, so that ids given as ``jnp.array([...])`` pass the checks lists of ints pass. Any other
+  value comes back unchanged, for the caller's own checks to name."""
+  if (isinstance(value, (np.ndarray, np.generic, jax.Array)) and is_concrete(value)
+      and np.issubdtype(value.dtype, np.integer)):
+    return np.asarray(value).tolist()
+  return value
 
 
 def is_sequence(value) -> bool:

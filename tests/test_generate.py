@@ -215,10 +215,12 @@ def test_stop_token_ends_a_row(model, stop_at):
   assert sum((chunk[1] for chunk in streamed), []) == stopped[1]
   if stop not in free[1]:
     assert stopped[1] == free[1]
-  # Stop ids as an iterator, and NumPy ints for the counts: the same generation.
-  generator = Generator(model, max_len=np.int64(64), stop_ids=iter([stop]), chunk=np.int32(4))
-  again = generator.generate(prompts, max_new_tokens=16, params=GREEDY).tokens
-  assert again == stopped
+  # Stop ids as an iterator or a JAX array, and NumPy ints for the counts: the same generation.
+  for stop_ids in (iter([stop]), jnp.asarray([stop])):
+    generator = Generator(model, max_len=np.int64(64), stop_ids=stop_ids, chunk=np.int32(4),
+                          pad_id=jnp.int32(0))
+    again = generator.generate(prompts, max_new_tokens=16, params=GREEDY).tokens
+    assert again == stopped
 
 
 def recorded_launches(generator, events):

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mxfp4_jax.argcheck import is_int, is_sequence
+from mxfp4_jax.argcheck import ints_of_array, is_int, is_sequence
 from mxfp4_jax.generate.sampling import SamplingParams, sample
 from mxfp4_jax.model.gpt_oss import GptOss
 
@@ -173,6 +173,7 @@ class Generator:
     token_limit = vocab if token_limit is None else token_limit
     if not (is_int(token_limit) and 1 <= token_limit <= vocab):
       raise ValueError(f"token_limit must be an int in [1, {vocab}], got {token_limit!r}")
+    stop_ids, pad_id = ints_of_array(stop_ids), ints_of_array(pad_id)  # e.g. jnp.array ids
     if not is_sequence(stop_ids):
       raise ValueError(f"stop_ids must be a sequence of token ids, got {stop_ids!r:.60}")
     stop_ids = [*stop_ids]  # read once: an iterator would be empty at its next use

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from mxfp4_jax.argcheck import is_int, is_sequence
+from mxfp4_jax.argcheck import ints_of_array, is_int, is_sequence
 
 REASONING_EFFORTS = ("low", "medium", "high")
 MODEL_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
@@ -105,8 +105,9 @@ def encode_prompt(tokenizer, messages, **options) -> list[int]:
 
 
 def _token_ids(ids) -> list[int]:
-  """One token id or a sequence of them, as ints. A bool, a float or text is an error: ``int()``
-  would read 1.9 as token 1."""
+  """One token id or a sequence of them (an integer array too), as ints. A bool, a float or text
+  is an error: ``int()`` would read 1.9 as token 1."""
+  ids = ints_of_array(ids)
   if is_int(ids):
     ids = [ids]
   if not is_sequence(ids):
