@@ -8,7 +8,9 @@ peak memory, each beside its roofline.
 Without ``--config.checkpoint`` the weights are random, of the real shapes, generated on the
 device in the packed layout (speed does not depend on their values; routing of random weights
 spreads tokens over experts much as trained routers do). Decode roofline: HBM bytes a step must
-read (`benchmarking.decode_step_bytes`); prefill roofline: matmul FLOPs at the bf16 ceiling.
+read (`benchmarking.decode_step_bytes`); prefill roofline: matmul FLOPs at the bf16 ceiling, or
+where slower the weights it must read (`benchmarking.prefill_bytes`: 120b's 1k prefill reads
+all of its 61 GB of experts).
 Each figure is the median of ``--config.bench.timed_runs`` runs after an untimed one (the
 lower middle of an even count, so that it is a run that happened; the printed range is
 theirs). Warm start: set ``--config.bench.compilation_cache_dir`` and run twice.
@@ -160,11 +162,12 @@ def _prefill(model, bench, length: int, rng) -> dict:
     with _profiler(bench, f"prefill{length}"):
       run()
   tokens_per_s = runs[_median_index(runs)]
-  flops = benchmarking.prefill_flops(cfg, length)
-  roofline = length / (flops / bench.bf16_flops_per_s)
+  flops_s = benchmarking.prefill_flops(cfg, length) / bench.bf16_flops_per_s
+  bytes_s = benchmarking.prefill_bytes(cfg, length) / bench.hbm_bytes_per_s
+  roofline = length / max(flops_s, bytes_s)
   return dict(kind="prefill", batch=1, context=length, tokens_per_s=tokens_per_s,
               roofline_tokens_per_s=roofline, fraction_of_roofline=tokens_per_s / roofline,
-              runs_tokens_per_s=runs)
+              roofline_bound="hbm" if bytes_s > flops_s else "flops", runs_tokens_per_s=runs)
 
 
 def _within_memory(case, kind: str, batch: int, context: int) -> dict:

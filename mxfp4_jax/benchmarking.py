@@ -168,6 +168,14 @@ def flops_per_token(cfg, context: int) -> float:
           + 4 * keys_over_layers(cfg, context) * cfg.q_size)
 
 
+def prefill_bytes(cfg, length: int) -> float:
+  """HBM bytes a prefill of ``length`` tokens must read at least: the weights its tokens route
+  to, as a decode step of ``length`` rows reads them (`decode_step_bytes`), with no cache. With
+  many experts and a short prompt this, not the FLOPs, bounds it (120b, 1k tokens: every one
+  of the 36 x 128 experts, 61 GB)."""
+  return sum(decode_step_bytes(cfg, length, 0).values())
+
+
 def prefill_flops(cfg, length: int) -> float:
   """Matmul FLOPs of a causal prefill of ``length`` tokens (each over half the prompt's keys on
   average) that computes logits at its last position only, as generation's prefill does."""

@@ -602,6 +602,23 @@ def test_prefill_flops_count_the_unembedding_once():
     assert benchmarking.prefill_flops(cfg, length) == every_position - (length - 1) * unembedding
 
 
+def test_a_short_120b_prefill_is_bound_by_its_weights_not_its_flops():
+  """At 1k tokens every 120b expert gets rows (61 GB to read: more time at 3.22 TB/s than the
+  FLOPs take at 670 TF/s); 20b's 1k and 120b's 8k prefills are bound by their FLOPs."""
+  from configs import gpt_oss_20b, gpt_oss_120b
+  from mxfp4_jax.model import GptOssConfig
+
+  def seconds(config, length):
+    cfg = GptOssConfig.from_dict(config.get_config().model)
+    return (benchmarking.prefill_bytes(cfg, length) / 3.22e12,
+            benchmarking.prefill_flops(cfg, length) / 670e12)
+  bytes_s, flops_s = seconds(gpt_oss_120b, 1024)
+  assert 60e9 < bytes_s * 3.22e12 < 66e9 and bytes_s > flops_s
+  for config, length in ((gpt_oss_20b, 1024), (gpt_oss_120b, 8192)):
+    bytes_s, flops_s = seconds(config, length)
+    assert bytes_s < flops_s
+
+
 def test_kernel_fingerprint_names_the_cases_that_changed(tmp_path):
   """The same code fingerprints alike run to run; a case whose recorded kernel differs from
   today's is named, and the wrapper's fingerprint is compared on its own."""
