@@ -35,8 +35,8 @@ def bench_config() -> ml_collections.ConfigDict:
       decode_steps=64,  # decode steps in one timed chunk (after an untimed run)
       timed_runs=5,  # timed runs of each decode batch and prefill; their median is reported
       prefill_lengths="1024,2048,8192",  # prompt lengths for prefill throughput (batch 1)
-      # Prompt tokens per prefill call of a decode batch; unset: the library's default
-      # (engine.PREFILL_TOKENS). Fewer take less memory for a prefill's activations.
+      # Prompt tokens per prefill call of a decode batch (at least one prompt a call); unset:
+      # the library's default (engine.PREFILL_TOKENS). Fewer take less memory for activations.
       prefill_tokens=ml_collections.config_dict.placeholder(int),
       gpu_memory_fraction=0.95,  # of the GPU for JAX's allocator (its default 0.75 is too little for 120b)
       compilation_cache_dir="",  # set to measure warm starts: run twice, compare compile times

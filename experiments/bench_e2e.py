@@ -80,9 +80,10 @@ def _experts(model, x, group_sizes, row_experts, row_weights):
 
 def check_kernel_options(model, bench, options: dict) -> None:
   """Kernel options change how the grouped matmuls run, not what they compute: the first
-  layer's experts run the rows of each batch and prompt this benchmark times, the way the model
-  routes them (one-row tiles or groups), with the options and with the tuned defaults (which the
-  GPU tests check against float64). A difference past `MAX_OPTION_REL_ERR` is a usage error."""
+  layer's experts run the rows of each decode step and each prompt this benchmark times (not
+  the untimed prefill calls that fill a decode batch's caches), the way the model routes them
+  (one-row tiles or groups), with the options and with the tuned defaults (which the GPU tests
+  check against float64). A difference past `MAX_OPTION_REL_ERR` is a usage error."""
   if not options:
     return
   cfg = model.cfg
@@ -221,7 +222,8 @@ def _print_row(r: dict) -> None:
     return
   runs = r["runs_tokens_per_s"]
   print(case + f"{r['tokens_per_s']:>12,.1f} tok/s | roofline {r['roofline_tokens_per_s']:>12,.1f} "
-        f"({r['fraction_of_roofline']:.1%})"
+        f"({r['fraction_of_roofline']:.1%}"
+        + (", weight reads)" if r.get("roofline_bound") == "hbm" else ")")
         + (f" | step {r['step_ms']:.2f} ms | compile {r['compile_s']:.1f} s"
            if r["kind"] == "decode" else "")
         + f" | {'median' if len(runs) % 2 else 'lower middle'} of {len(runs)}, "
@@ -278,7 +280,9 @@ def main(argv) -> None:
   with tuning.overridden(**options):
     rows = _cases(model, bench, rng, decode_options)
   peak = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
-  print(f"peak device memory: {peak / 2**30:.2f} GiB" if peak else "peak device memory: n/a")
+  failed = " (a case that ran out of memory included)" if any("error" in r for r in rows) else ""
+  print(f"peak device memory: {peak / 2**30:.2f} GiB{failed}" if peak
+        else "peak device memory: n/a")
 
   out = common.output_dir(bench, "bench_e2e")
   common.write_json(out / "results.json", dict(

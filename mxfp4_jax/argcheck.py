@@ -27,8 +27,9 @@ def is_power_of_two(value) -> bool:
 
 def ints_of_array(value):
   """A concrete NumPy or JAX integer array (or scalar) as Python ints: a list, or an int for a
-  0-d one, so that ids given as ``jnp.array([...])`` pass the checks lists of ints pass. Any other
-  value comes back unchanged, for the caller's own checks to name."""
+  0-d one, so that ids given as ``jnp.array([...])``, or lists of ``jnp.int32`` scalars read
+  one by one, pass the checks Python ints pass. Any other value comes back unchanged, for the
+  caller's own checks to name."""
   if (isinstance(value, (np.ndarray, np.generic, jax.Array)) and is_concrete(value)
       and np.issubdtype(value.dtype, np.integer)):
     return np.asarray(value).tolist()

@@ -533,6 +533,18 @@ def test_bench_e2e_reports_a_case_out_of_memory_and_goes_on(monkeypatch, capsys)
       ("decode", 1, False), ("decode", 2, True), ("decode", 3, False), ("prefill", 1, False)]
   assert rows[1]["error"] == ("out of device memory: RESOURCE_EXHAUSTED: Out of memory while "
                               "trying to allocate 81.00GiB.")
+  # The prefill's roofline: the slower of its FLOPs and its weight reads (here the reads, at a
+  # rate set low for it).
+  cfg, prefill = model.cfg, rows[3]
+  reads_s = benchmarking.prefill_bytes(cfg, 16) / 1e12
+  assert reads_s > benchmarking.prefill_flops(cfg, 16) / 1e14
+  assert prefill["roofline_bound"] == "hbm"
+  assert prefill["roofline_tokens_per_s"] == pytest.approx(16 / reads_s)
+  bench.update(hbm_bytes_per_s=1e18)  # reads now take no time: the FLOPs bound it
+  prefill = bench_e2e._prefill(model, bench, 16, np.random.default_rng(0))
+  assert prefill["roofline_bound"] == "flops"
+  assert prefill["roofline_tokens_per_s"] == pytest.approx(
+      16 / (benchmarking.prefill_flops(cfg, 16) / 1e14))
   assert "decode batch    2 context     24: out of device memory: RESOURCE_EXHAUSTED" in (
       capsys.readouterr().out)
 

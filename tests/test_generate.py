@@ -180,11 +180,11 @@ def test_decode_loop_has_a_static_trip_count(generator):
 @pytest.mark.parametrize("batch", [6, 7])
 def test_prefill_in_row_groups_gives_the_same_tokens(model, batch):
   """Prompts of length 5 with room for 10 prompt tokens per call: 6 prompts in three prefills of
-  2 rows; 7 in four, the last from row 5 (which the third prefilled too). Each call writes its
-  rows into the batch's caches and logits in place: the compiled call's outputs are its donated
-  inputs."""
+  2 rows; 7 (the last shorter) in four, the last from row 5 (which the third prefilled too).
+  Each call writes its rows into the batch's caches and logits in place: the compiled call's
+  outputs are its donated inputs."""
   prompts = [[3, 1, 4, 1, 5], [9, 2, 6, 5, 3], [5, 8, 9, 7, 9], [3, 2, 3, 8, 4], [6, 2, 6, 4, 3],
-             [3, 8, 3, 2, 7], [2, 7, 1, 8, 2]][:batch]
+             [3, 8, 3, 2, 7], [2, 7, 1]][:batch]  # the last left-padded, in the overlapping call
   assert prefill_rows(batch, 5, 10) == 2 and prefill_rows(batch, 5, 99) == batch
   assert prefill_starts(batch, 2) == [0, 2, 4, 5][:batch // 2 + batch % 2]
   assert prefill_rows(257, 1024, 1 << 15) == 29 and prefill_rows(256, 1024, 1 << 15) == 32
@@ -216,7 +216,7 @@ def test_stop_token_ends_a_row(model, stop_at):
   if stop not in free[1]:
     assert stopped[1] == free[1]
   # Stop ids as an iterator or a JAX array, and NumPy ints for the counts: the same generation.
-  for stop_ids in (iter([stop]), jnp.asarray([stop])):
+  for stop_ids in (iter([stop]), jnp.asarray([stop]), [jnp.int32(stop)]):
     generator = Generator(model, max_len=np.int64(64), stop_ids=stop_ids, chunk=np.int32(4),
                           pad_id=jnp.int32(0))
     again = generator.generate(prompts, max_new_tokens=16, params=GREEDY).tokens

@@ -238,6 +238,7 @@ def test_streams_take_token_ids_only():
   assert final_text(parse_completion(tok, np.asarray(ids))) == "Paris"  # NumPy ints are ids
   assert final_text(parse_completion(tok, jnp.asarray(ids))) == "Paris"  # and JAX ints
   assert ChannelStream(tok).feed(jnp.int32(ids[0])) == ""  # one id, a 0-d array
+  assert final_text(parse_completion(tok, list(jnp.asarray(ids)))) == "Paris"  # JAX scalars
   with pytest.raises(ValueError, match=r"ids\[0\] = Array\(\d+\.9.* is not a token id"):
     parse_completion(tok, jnp.asarray(ids) + 0.9)  # a float array stays an error
   for bad, shown in (([i + 0.9 for i in ids], r"ids\[0\] = \d+\.9"), ([True], r"ids\[0\] = True")):

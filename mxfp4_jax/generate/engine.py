@@ -44,7 +44,8 @@ DECODE_COMPILER_OPTIONS = {"xla_gpu_command_buffer_scheduling_mode": "CONCURRENT
 
 def prefill_rows(batch: int, length: int, max_tokens: int = PREFILL_TOKENS) -> int:
   """Rows per prefill call: as few calls as rows x length <= max_tokens allows (at least one
-  row a call), their rows as even as can be. Every call has this shape, so it compiles once;
+  row a call), their rows as even as can be. Every call has this shape, so it compiles once a
+  batch size (the batch's caches are among its arguments);
   where the calls' rows pass the batch, the last call takes the batch's last rows, some of which
   the call before it prefilled too (e.g. 257 prompts of 1k tokens: 9 calls of 29 rows, the last
   from row 228, its first 4 rows prefilled twice). `prefill_starts` gives each call's first row."""
@@ -176,7 +177,8 @@ class Generator:
     stop_ids, pad_id = ints_of_array(stop_ids), ints_of_array(pad_id)  # e.g. jnp.array ids
     if not is_sequence(stop_ids):
       raise ValueError(f"stop_ids must be a sequence of token ids, got {stop_ids!r:.60}")
-    stop_ids = [*stop_ids]  # read once: an iterator would be empty at its next use
+    # Read once (an iterator would be empty at its next use), JAX scalars as ints.
+    stop_ids = [ints_of_array(i) for i in stop_ids]
     _check_ids("pad_id", [pad_id], vocab)
     _check_ids("stop_ids", stop_ids, vocab)
     by_default = decode_compiler_options is None
@@ -317,6 +319,7 @@ class Generator:
       last_logits, caches = prefill(self.state, last_logits, caches, tokens[row:row + rows],
                                     positions[row:row + rows], np.int32(row))
     first = np.asarray(sample_first(last_logits, first_key))
+    del last_logits  # [B, V] float32: 206 MB at batch 256, not to be held through the decode
     stats.prefill_s = time.perf_counter() - start
 
     generated = [[int(t)] for t in first]

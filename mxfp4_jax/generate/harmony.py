@@ -112,7 +112,7 @@ def _token_ids(ids) -> list[int]:
     ids = [ids]
   if not is_sequence(ids):
     raise ValueError(f"ids must be a token id or a sequence of them, got {ids!r:.60}")
-  ids = list(ids)
+  ids = [ints_of_array(i) for i in ids]
   for k, i in enumerate(ids):
     if not is_int(i):
       raise ValueError(f"ids[{k}] = {i!r:.60} is not a token id (an int)")

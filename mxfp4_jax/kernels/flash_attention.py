@@ -369,9 +369,8 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
     raise ValueError(f"q must be [batch, kv_heads, group, head_dim], got {list(q.shape)}")
   b, kv_heads, group, head_dim = q.shape
   _check_decode_args(k, v, q_positions, k_positions, sinks, b=b, kv_heads=kv_heads, group=group,
-                     head_dim=head_dim, block_k=block_k, window=window,
-                     launch=dict(num_programs=num_programs, num_warps=num_warps,
-                                 num_stages=num_stages))
+                     head_dim=head_dim, block_k=block_k, window=window)
+  check_launch(num_warps, num_stages, num_programs=num_programs)
   check_float(q=q)
   check_runs_here("decode_attention", interpret)
   [out] = _decode_call(q.reshape(b, kv_heads * group, head_dim), k, v, k_positions, q_positions,
@@ -423,9 +422,8 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
                      f"kv_heads, head_dim] with heads a multiple of kv_heads, got qkv "
                      f"{list(qkv.shape)} and k {list(k.shape)}")
   _check_decode_args(k, v, q_positions, k_positions, sinks, b=b, kv_heads=kv_heads,
-                     group=heads // kv_heads, head_dim=head_dim, block_k=block_k, window=window,
-                     launch=dict(num_programs=num_programs, num_warps=num_warps,
-                                 num_stages=num_stages))
+                     group=heads // kv_heads, head_dim=head_dim, block_k=block_k, window=window)
+  check_launch(num_warps, num_stages, num_programs=num_programs)
   check_float(qkv=qkv)
   check_runs_here("decode_attention_update", interpret)
   for name, table in (("cos", cos), ("sin", sin)):
@@ -458,12 +456,10 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
 
 
 def _check_decode_args(k, v, q_positions, k_positions, sinks, *, b, kv_heads, group, head_dim,
-                       block_k, window, launch):
-  """`check_args` for the decode kernels: the cache, the positions, the sinks, the window and
-  the launch (num_programs, num_warps, num_stages)."""
+                       block_k, window):
+  """`check_args` for the decode kernels: the cache, the positions, the sinks and the window."""
   check_block("head_dim", head_dim)
   check_block("block_k", block_k)
-  check_launch(**launch)
   slots = k.shape[1] if k.ndim == 4 else -1
   if k.shape != (b, slots, kv_heads, head_dim) or v.shape != k.shape:
     raise ValueError(f"k and v must have shape [{b}, slots, {kv_heads}, {head_dim}] to match the "
