@@ -5,8 +5,8 @@
 
 On an 80 GB GPU decode batch 256 at a 1k context ran out of memory beside the 61 GiB of weights
 (its row says so; BENCHMARKS.md, forty-first round), when a batch's prefill still held its caches
-twice; batches up to 64 fit. With the caches held once, smaller prefill calls
-(--config.bench.prefill_tokens=4096) are expected to fit it (not yet run on a GPU).
+twice; batches up to 64 fit. With the caches held once, batch 256 with smaller prefill calls
+(--config.bench.prefill_tokens=4096) has not yet run on a GPU.
 """
 
 from configs import gpt_oss_20b
