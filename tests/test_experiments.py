@@ -88,7 +88,7 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
     (("bench_kernel", "--config.rows=-4"), "--config.rows must be >= 1, got -4"),
     (("kernel_sass", "--config.shape=20b_gateup"), "--config.shape: '20b_gateup' is not a shape"),
     (("tune_kernel", "--config.num_warps=4,3"),
-     "--config.num_warps: KernelConfig.num_warps=3 must be a power"),
+     "--config.num_warps: KernelConfig.num_warps must be a power of two, got 3"),
     (("tune_kernel", "--config.rows=4"), "tune_kernel needs a GPU"),
     (("bench_attention", "--config.tilings=64x64"), "--config.tilings: '64x64' is neither"),
     (("bench_e2e", "--config=configs/tiny.py", "--config.bench.kernel_options=prefetch=x"),

@@ -605,13 +605,13 @@ def test_kernel_config_rejects_bad_blocks():
   with pytest.raises(ValueError, match="prefetch must be >= 0, got -1"):
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, prefetch=-1)
   for name in ("k_splits", "num_stages"):
-    with pytest.raises(ValueError, match=f"{name} must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=f"KernelConfig.{name} must be an int >= 1, got 0"):
       dataclasses.replace(CFG, **{name: 0})
   with pytest.raises(ValueError, match="block_n=48 must be a power of two >= 16"):
     KernelConfig(block_m=16, block_n=48, num_warps=4, num_stages=2)
   with pytest.raises(ValueError, match="block_m=8 must be a power of two >= 16"):
     KernelConfig(block_m=8, block_n=32, num_warps=4, num_stages=2)
-  with pytest.raises(ValueError, match="num_warps=6 must be a power of two"):
+  with pytest.raises(ValueError, match="KernelConfig.num_warps must be a power of two, got 6"):
     KernelConfig(block_m=16, block_n=32, num_warps=6, num_stages=2)
   for rest in (8, 24):
     with pytest.raises(ValueError, match=f"remainder_block_m={rest} must be 0 or a power of two "

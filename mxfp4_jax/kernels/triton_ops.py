@@ -51,15 +51,16 @@ def check_runs_here(what: str, interpret: bool) -> None:
                      "interpret=True")
 
 
-def check_launch(num_warps, num_stages, **counts) -> None:
+def check_launch(num_warps, num_stages, *, owner: str = "", **counts) -> None:
   """A Triton launch: ``num_warps`` a power of two and ``num_stages`` (and any other ``counts``,
   e.g. a program count) an int >= 1; a bad one otherwise fails an assertion deep in Triton's
-  compiler, or passes silently in interpret mode."""
+  compiler, or passes silently in interpret mode. ``owner`` prefixes the names in the errors
+  (``"KernelConfig."``)."""
   for name, value in (("num_warps", num_warps), ("num_stages", num_stages), *counts.items()):
     if not is_int(value) or value < 1:
-      raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+      raise ValueError(f"{owner}{name} must be an int >= 1, got {value!r}")
   if not is_power_of_two(num_warps):
-    raise ValueError(f"num_warps must be a power of two, got {num_warps}")
+    raise ValueError(f"{owner}num_warps must be a power of two, got {num_warps}")
 
 
 def dot_accumulate(acc: jax.Array, a: jax.Array, b: jax.Array, *, trans_b: bool = False):

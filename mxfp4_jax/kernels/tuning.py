@@ -19,8 +19,8 @@ import contextlib
 import dataclasses
 import math
 
-from mxfp4_jax.argcheck import is_int, is_power_of_two
-from mxfp4_jax.kernels.triton_ops import is_block
+from mxfp4_jax.argcheck import is_int
+from mxfp4_jax.kernels.triton_ops import check_launch, is_block
 
 
 DECODES = ("integer", "bf16x2", "lut")
@@ -94,11 +94,7 @@ class KernelConfig:
       kind = {"int": "an int", "bool": "a bool"}.get(f.type)
       if kind and type(getattr(self, f.name)).__name__ != f.type:  # not a bool for an int
         raise TypeError(f"KernelConfig.{f.name} must be {kind}, got {getattr(self, f.name)!r}")
-    for name in ("num_warps", "num_stages", "k_splits"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"KernelConfig.{name} must be >= 1, got {getattr(self, name)}")
-    if not is_power_of_two(self.num_warps):  # Triton asserts it deep in its compiler
-      raise ValueError(f"KernelConfig.num_warps={self.num_warps} must be a power of two")
+    check_launch(self.num_warps, self.num_stages, owner="KernelConfig.", k_splits=self.k_splits)
     if self.prefetch < 0:
       raise ValueError(f"KernelConfig.prefetch must be >= 0, got {self.prefetch}")
     rest = self.remainder_block_m
