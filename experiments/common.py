@@ -466,5 +466,7 @@ def first_line(error: BaseException) -> str:
 
 
 def csv_list(text, cast=str) -> list:
-  """``"1,4,16"`` (how list-valued config fields are written on the command line) -> a list."""
+  """``"1,4,16"`` (how list-valued config fields are written on the command line) -> a list.
+  Empty items are skipped, so that ``--config.bench.prefill_lengths=`` is the empty list and a
+  trailing comma is harmless."""
   return [cast(item) for item in str(text).split(",") if item.strip()]
