@@ -8,6 +8,14 @@ pip install -q --no-deps --target /tmp/site .whl/ml_collections-1.1.0-py3-none-a
 nvidia-smi --query-gpu=name,clocks.current.sm,clocks.current.memory,memory.total --format=csv \
   | tee $OUT/summary.log
 export PYTHONPATH=/tmp/site:.
+# On a larger GPU, JAX's allocator gets the bytes it gets on an 80 GB H100 (0.95 of 81,559 MiB),
+# so that what fits is what fits there.
+total=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
+if [ "$total" -gt 90000 ]; then
+  export XLA_PYTHON_CLIENT_MEM_FRACTION=$(python -c "print(round(0.95 * 81559 / $total, 4))")
+  echo "allocator limited to an H100's: fraction $XLA_PYTHON_CLIENT_MEM_FRACTION" \
+    | tee -a $OUT/summary.log
+fi
 timeout 120 python -m experiments.bench_e2e --config=configs/gpt_oss_20b.py \
   --config.bench.batch_sizes=256 --config.bench.prefill_lengths= 2>&1 | tee $OUT/e2e_20b.log \
   | grep -E "decode batch|peak" | sed "s/^/20b /" | tee -a $OUT/summary.log
