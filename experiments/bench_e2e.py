@@ -224,8 +224,8 @@ def _print_row(r: dict) -> None:
   print(case + f"{r['tokens_per_s']:>12,.1f} tok/s | roofline {r['roofline_tokens_per_s']:>12,.1f} "
         f"({r['fraction_of_roofline']:.1%}"
         + (", weight reads)" if r.get("roofline_bound") == "hbm" else ")")
-        + (f" | step {r['step_ms']:.2f} ms | compile {r['compile_s']:.1f} s"
-           if r["kind"] == "decode" else "")
+        + (f" | step {r['step_ms']:.2f} ms | compile {r['compile_s']:.1f} s | first token "
+           f"{r['time_to_first_token_s']:.2f} s" if r["kind"] == "decode" else "")
         + f" | {'median' if len(runs) % 2 else 'lower middle'} of {len(runs)}, "
         f"{min(runs):,.1f}-{max(runs):,.1f}", flush=True)
 

@@ -472,6 +472,7 @@ def test_bench_e2e_on_the_tiny_model(tmp_path):
   lines = [l for l in result.stdout.splitlines() if "tok/s" in l]
   assert [l.split()[0] for l in lines] == ["decode", "decode", "prefill"]
   assert all("lower middle of 2" in l for l in lines)  # of an even count
+  assert all(("first token" in l) == (l.split()[0] == "decode") for l in lines)  # its prefill
   assert (tmp_path / "results.json").exists() and (tmp_path / "decode.png").exists()
   for case in ("decode_batch1", "decode_batch2", "prefill16"):  # one traced run of each
     assert list((tmp_path / "trace" / case).rglob("perfetto_trace.json.gz")), case
