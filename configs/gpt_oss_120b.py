@@ -3,9 +3,9 @@
   python -m experiments.bench_e2e --config=configs/gpt_oss_120b.py   # (GPU)
   cfg = mxfp4_jax.model.GptOssConfig.from_dict(get_config().model)
 
-Its decode batches prefill 4k prompt tokens a call: on an 80 GB H100, beside the 61 GiB of
-weights, batch 256 at a 1k context ran with 4k-token calls (74.15 GiB peak) and ran out of
-memory with the library's 32k (BENCHMARKS.md, forty-second round).
+On an 80 GB H100 every batch fits beside the 61 GiB of weights, batch 256 at a 1k context with
+the library's 8k prompt tokens a prefill call (74.14 GiB peak; with 32k it ran out of memory:
+BENCHMARKS.md, forty-second round).
 """
 
 from configs import gpt_oss_20b
@@ -14,5 +14,4 @@ from configs import gpt_oss_20b
 def get_config():
   c = gpt_oss_20b.get_config()
   c.model = gpt_oss_20b.model_config(num_layers=36, num_experts=128)
-  c.bench.prefill_tokens = 4096
   return c

@@ -189,6 +189,7 @@ def test_prefill_in_row_groups_gives_the_same_tokens(model, batch):
   assert prefill_starts(batch, 2) == [0, 2, 4, 5][:batch // 2 + batch % 2]
   assert prefill_rows(257, 1024, 1 << 15) == 29 and prefill_rows(256, 1024, 1 << 15) == 32
   assert prefill_starts(257, 29) == [0, 29, 58, 87, 116, 145, 174, 203, 228]
+  assert prefill_rows(257, 1024) == 8 and prefill_starts(257, 8)[-2:] == [248, 249]  # the default
   assert prefill_starts(4, 4) == [0]
   generator = Generator(model, max_len=64, prefill_tokens=10)
   grouped = generator.generate(prompts, max_new_tokens=12, params=GREEDY)

@@ -29,10 +29,12 @@ from mxfp4_jax.generate.sampling import SamplingParams, sample
 from mxfp4_jax.model.gpt_oss import GptOss
 
 
-# Prompt tokens per prefill call. Its activations grow with rows x length (256 prompts of 1k
-# tokens at once need ~140 GB for GPT-OSS-20B), so larger batches prefill a group of rows at a
-# time, each call writing its rows into the batch's caches in place.
-PREFILL_TOKENS = 1 << 15
+# Prompt tokens per prefill call. Its activations grow with rows x length, so larger batches
+# prefill a group of rows at a time, each call writing its rows into the batch's caches in place.
+# On an 80 GB H100 at batch 256 and a 1k context (BENCHMARKS.md, forty-second round): GPT-OSS-120B
+# fits with 8k-token calls (74.14 GiB peak) and runs out of memory with 32k; GPT-OSS-20B's prefill
+# takes 4.16 s with 8k (22.19 GiB peak), 3.85 s with 32k (24.41 GiB) and 4.46 s with 4k.
+PREFILL_TOKENS = 1 << 13
 # XLA options the decode loop compiles with for batches of two or more rows, unless a Generator
 # is given others. Concurrent command-buffer scheduling runs a step's independent small kernels
 # side by side; on an H100, end to end, alternated pairs: 20b batch 8 +2.2 to +3.1%, batch 64
@@ -47,8 +49,8 @@ def prefill_rows(batch: int, length: int, max_tokens: int = PREFILL_TOKENS) -> i
   row a call), their rows as even as can be. Every call has this shape, so it compiles once a
   batch size (the batch's caches are among its arguments);
   where the calls' rows pass the batch, the last call takes the batch's last rows, some of which
-  the call before it prefilled too (e.g. 257 prompts of 1k tokens: 9 calls of 29 rows, the last
-  from row 228, its first 4 rows prefilled twice). `prefill_starts` gives each call's first row."""
+  the call before it prefilled too (e.g. 257 prompts of 1k tokens: 33 calls of 8 rows, the last
+  from row 249, its first 7 rows prefilled twice). `prefill_starts` gives each call's first row."""
   limit = max(1, max_tokens // max(1, length))
   calls = -(-batch // limit)
   return -(-batch // calls)
