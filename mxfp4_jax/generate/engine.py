@@ -156,6 +156,9 @@ class Generator:
   tokenizer may know fewer ids than the model's padded vocabulary (GPT-OSS's o200k_harmony
   200,019 of 201,088), and a sampled id it does not know could not be decoded.
 
+  ``prefill_tokens``: prompt tokens a prefill call takes (at least one prompt a call;
+  `PREFILL_TOKENS`): fewer take less memory for activations and more calls.
+
   ``decode_compiler_options``: XLA options for the decode loop alone (`check_compiler_options`)
   at every batch size; None: `DECODE_COMPILER_OPTIONS` for batches of two or more rows, none at
   batch 1.
