@@ -329,32 +329,56 @@ def test_decode_bad_arguments_name_the_argument(update, change, message):
                        **launch)
 
 
-@pytest.mark.parametrize("kernel", ["flash_attention", "decode_attention",
-                                    "decode_attention_update"])
+def _call_small(kernel: str, sinks=None, **static):
+  """One of the three attention kernels on small shapes (K=2 KV heads of G=2), interpreted."""
+  sinks = jnp.zeros((2, 2)) if sinks is None else sinks
+  static = dict(interpret=True) | static
+  if kernel == "flash_attention":
+    return flash_attention(jnp.zeros((1, 8, 2, 2, 16)), jnp.zeros((1, 8, 2, 16)),
+                           jnp.zeros((1, 8, 2, 16)), jnp.zeros((1, 8), jnp.int32), sinks,
+                           **static)
+  cache, positions = jnp.zeros((1, 16, 2, 16)), (jnp.zeros(1, jnp.int32),
+                                                  jnp.zeros((1, 16), jnp.int32))
+  static = dict(block_k=16) | static
+  if kernel == "decode_attention":
+    return decode_attention(jnp.zeros((1, 2, 2, 16)), cache, cache, *positions, sinks, **static)
+  return decode_attention_update(jnp.zeros((1, 8, 16)), jnp.zeros((1, 8)), jnp.zeros((1, 8)),
+                                 cache, cache, *positions, 0, sinks, **static)
+
+
+KERNELS = ["flash_attention", "decode_attention", "decode_attention_update"]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_a_list_for_an_array_is_named(kernel):
   """jit takes a list as a tree of scalars: the check names it instead of a shape check failing
   on a list (or a trace failing deep in JAX)."""
   with pytest.raises(TypeError, match="sinks must be an array, got list"):
-    if kernel == "flash_attention":
-      flash_attention(jnp.zeros((1, 8, 2, 2, 16)), jnp.zeros((1, 8, 2, 16)),
-                      jnp.zeros((1, 8, 2, 16)), jnp.zeros((1, 8), jnp.int32), [[0.0] * 2] * 2,
-                      interpret=True)
-    elif kernel == "decode_attention":
-      decode_attention(jnp.zeros((1, 2, 2, 16)), jnp.zeros((1, 16, 2, 16)),
-                       jnp.zeros((1, 16, 2, 16)), jnp.zeros(1, jnp.int32),
-                       jnp.zeros((1, 16), jnp.int32), [[0.0] * 2] * 2, block_k=16,
-                       interpret=True)
-    else:
-      decode_attention_update(jnp.zeros((1, 8, 16)), jnp.zeros((1, 8)), jnp.zeros((1, 8)),
-                              jnp.zeros((1, 16, 2, 16)), jnp.zeros((1, 16, 2, 16)),
-                              jnp.zeros(1, jnp.int32), jnp.zeros((1, 16), jnp.int32), 0,
-                              [[0.0] * 2] * 2, block_k=16, interpret=True)
+    _call_small(kernel, sinks=[[0.0] * 2] * 2)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("static, message", [
+    (dict(block_k=[16]), r"block_k must be a power of two >= 16 \(a Triton block\), got \[16\]"),
+    (dict(num_warps=[4]), r"num_warps must be an int >= 1, got \[4\]"),
+    (dict(window=[8]), r"window must be None or an int from 1 to 2\*\*31 - 1, got \[8\]"),
+    (dict(interpret=[True]), r"interpret must be a bool, got \[True\]"),
+])
+def test_a_list_for_a_static_argument_is_named(kernel, static, message):
+  """The static arguments are checked before jit hashes them, where a list fails with JAX's
+  message naming no argument."""
+  with pytest.raises(ValueError, match=message):
+    _call_small(kernel, **static)
+
+
+def test_a_list_for_norm_eps_is_named():
+  with pytest.raises(ValueError, match=r"norm_eps must be a concrete number >= 0, got \[1e-05\]"):
+    _call_small("decode_attention_update", norm_eps=[1e-5])
 
 
 @pytest.mark.parametrize("kernel", ["flash_attention", "decode_attention"])
 def test_kernels_off_the_gpu_need_interpret_mode(monkeypatch, kernel):
-  """Shapes no other test traces: decode_attention checks as it traces, so a cached trace would
-  skip the check."""
+  """The error names the kernel, ahead of any trace."""
   monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
   with pytest.raises(ValueError, match=f"{kernel} compiles for a GPU only; on cpu pass "
                                        "interpret=True"):

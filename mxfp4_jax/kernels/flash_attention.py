@@ -120,6 +120,19 @@ def check_block(name: str, block: int) -> None:
     raise ValueError(f"{name} must be a power of two >= 16 (a Triton block), got {block}")
 
 
+def _check_static(what: str, *, window, blocks: dict, num_warps, num_stages, interpret,
+                  **counts) -> None:
+  """An attention kernel's static arguments, checked before ``jit`` hashes them: a list there
+  fails with JAX's message, which names no argument."""
+  _check_window(window)
+  for name, block in blocks.items():
+    check_block(name, block)
+  check_launch(num_warps, num_stages, **counts)
+  if not isinstance(interpret, bool):
+    raise ValueError(f"interpret must be a bool, got {interpret!r}")
+  check_runs_here(what, interpret)
+
+
 def _check_int(name: str, a, shape: tuple[int, ...]) -> None:
   """Positions and the step: signed integers of ``shape`` (a float would be truncated in the
   kernel, and an unsigned one past int32 would wrap into padding, -1, as the kernel casts it)."""
@@ -184,11 +197,8 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
     ``[B, T, K, G, hd]`` in q's dtype; the dots take bf16 operands and accumulate in float32.
   """
   check_args(q, k, v, positions, sinks)
-  _check_window(window)
-  check_runs_here("flash_attention", interpret)
-  for name, block in (("block_q", block_q), ("block_k", block_k)):
-    check_block(name, block)
-  check_launch(num_warps, num_stages)
+  _check_static("flash_attention", window=window, blocks=dict(block_q=block_q, block_k=block_k),
+                num_warps=num_warps, num_stages=num_stages, interpret=interpret)
   if is_concrete(positions):
     _check_positions_rise(positions, window)
   return _flash_attention(q, k, v, positions, sinks, window=window, block_q=block_q,
@@ -346,7 +356,6 @@ _DECODE_STATIC = ("window", "block_k", "num_programs", "num_warps", "num_stages"
 _UPDATE_STATIC = _DECODE_STATIC + ("norm_eps",)
 
 
-@functools.partial(jax.jit, static_argnames=_DECODE_STATIC)
 def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | None = None,
                      block_k: int = 64, num_programs: int = DECODE_PROGRAMS, num_warps: int = 4,
                      num_stages: int = 2, interpret: bool = False):
@@ -364,15 +373,24 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   Returns:
     ``[B, K, G, hd]`` in q's dtype.
   """
+  _check_static("decode_attention", window=window, blocks=dict(block_k=block_k),
+                num_warps=num_warps, num_stages=num_stages, interpret=interpret,
+                num_programs=num_programs)
+  return _decode_attention(q, k, v, q_positions, k_positions, sinks, window=window,
+                           block_k=block_k, num_programs=num_programs, num_warps=num_warps,
+                           num_stages=num_stages, interpret=interpret)
+
+
+@functools.partial(jax.jit, static_argnames=_DECODE_STATIC)
+def _decode_attention(q, k, v, q_positions, k_positions, sinks, *, window, block_k,
+                      num_programs, num_warps, num_stages, interpret):
   check_arrays(q=q, k=k, v=v, q_positions=q_positions, k_positions=k_positions, sinks=sinks)
   if q.ndim != 4:
     raise ValueError(f"q must be [batch, kv_heads, group, head_dim], got {list(q.shape)}")
   b, kv_heads, group, head_dim = q.shape
   _check_decode_args(k, v, q_positions, k_positions, sinks, b=b, kv_heads=kv_heads, group=group,
-                     head_dim=head_dim, block_k=block_k, window=window)
-  check_launch(num_warps, num_stages, num_programs=num_programs)
+                     head_dim=head_dim, block_k=block_k)
   check_float(q=q)
-  check_runs_here("decode_attention", interpret)
   [out] = _decode_call(q.reshape(b, kv_heads * group, head_dim), k, v, k_positions, q_positions,
                        sinks, (), group=group, out_dtype=q.dtype, window=window,
                        block_k=block_k, num_programs=num_programs, num_warps=num_warps,
@@ -380,7 +398,6 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   return out
 
 
-@functools.partial(jax.jit, static_argnames=_UPDATE_STATIC)
 def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step, sinks,
                             qkv_bias=None, norm_rows=None, *, norm_eps: float = 1e-5,
                             window: int | None = None, block_k: int = 64,
@@ -410,6 +427,19 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
   Returns:
     (``[B, K, G, hd]`` in qkv's dtype, k, v, k_positions updated).
   """
+  _check_static("decode_attention_update", window=window, blocks=dict(block_k=block_k),
+                num_warps=num_warps, num_stages=num_stages, interpret=interpret,
+                num_programs=num_programs)
+  return _decode_attention_update(
+      qkv, cos, sin, k, v, q_positions, k_positions, step, sinks, qkv_bias, norm_rows,
+      norm_eps=check_eps(norm_eps, "norm_eps"), window=window, block_k=block_k,
+      num_programs=num_programs, num_warps=num_warps, num_stages=num_stages, interpret=interpret)
+
+
+@functools.partial(jax.jit, static_argnames=_UPDATE_STATIC)
+def _decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step, sinks,
+                             qkv_bias, norm_rows, *, norm_eps, window, block_k, num_programs,
+                             num_warps, num_stages, interpret):
   check_arrays(qkv=qkv, cos=cos, sin=sin, k=k, v=v, q_positions=q_positions,
                k_positions=k_positions, sinks=sinks, qkv_bias=qkv_bias, norm_rows=norm_rows)
   if qkv.ndim != 3:
@@ -422,10 +452,8 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
                      f"kv_heads, head_dim] with heads a multiple of kv_heads, got qkv "
                      f"{list(qkv.shape)} and k {list(k.shape)}")
   _check_decode_args(k, v, q_positions, k_positions, sinks, b=b, kv_heads=kv_heads,
-                     group=heads // kv_heads, head_dim=head_dim, block_k=block_k, window=window)
-  check_launch(num_warps, num_stages, num_programs=num_programs)
+                     group=heads // kv_heads, head_dim=head_dim, block_k=block_k)
   check_float(qkv=qkv)
-  check_runs_here("decode_attention_update", interpret)
   for name, table in (("cos", cos), ("sin", sin)):
     if table.shape != (b, head_dim // 2):
       raise ValueError(f"{name} must be [{b}, {head_dim // 2}], got {list(table.shape)}")
@@ -445,7 +473,6 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
     if norm_rows.ndim != 2 or norm_rows.shape[0] != b or norm_rows.shape[1] == 0:
       raise ValueError(f"norm_rows must be [{b}, features >= 1], got {list(norm_rows.shape)}")
     check_float(norm_rows=norm_rows)
-    norm_eps = check_eps(norm_eps, "norm_eps")
     extra += (norm_rows,)
   out, k, v, k_positions = _decode_call(
       qkv, k, v, k_positions, q_positions, sinks, extra, group=heads // kv_heads,
@@ -456,10 +483,9 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
 
 
 def _check_decode_args(k, v, q_positions, k_positions, sinks, *, b, kv_heads, group, head_dim,
-                       block_k, window):
-  """`check_args` for the decode kernels: the cache, the positions, the sinks and the window."""
+                       block_k):
+  """`check_args` for the decode kernels: the cache, the positions and the sinks."""
   check_block("head_dim", head_dim)
-  check_block("block_k", block_k)
   slots = k.shape[1] if k.ndim == 4 else -1
   if k.shape != (b, slots, kv_heads, head_dim) or v.shape != k.shape:
     raise ValueError(f"k and v must have shape [{b}, slots, {kv_heads}, {head_dim}] to match the "
@@ -473,7 +499,6 @@ def _check_decode_args(k, v, q_positions, k_positions, sinks, *, b, kv_heads, gr
   _check_int("q_positions", q_positions, (b,))
   _check_int("k_positions", k_positions, (b, slots))
   _check_sinks(sinks, kv_heads, group)
-  _check_window(window)
 
 
 def _decode_call(q, k, v, k_positions, q_positions, sinks, extra, *, group, out_dtype, window,
