@@ -26,8 +26,8 @@ from absl import app
 
 from experiments import common
 from mxfp4_jax import benchmarking
-from mxfp4_jax.argcheck import is_power_of_two
 from mxfp4_jax.kernels.flash_attention import check_block, decode_attention, flash_attention
+from mxfp4_jax.kernels.triton_ops import check_launch
 from mxfp4_jax.model.gpt_oss import attend, cache_slots, decode_block
 
 _CONFIG = common.define_config("bench_attention.py")
@@ -57,12 +57,13 @@ def check_tilings(text: str) -> list[str]:
       raise app.UsageError(f"--config.tilings: {tiling!r} is neither 'xla' nor "
                            "BLOCK_QxBLOCK_KxNUM_WARPSxNUM_STAGES (e.g. 64x64x4x2)")
     if tiling != "xla":
-      block_q, block_k, num_warps, _ = (int(p) for p in parts)
+      block_q, block_k, num_warps, num_stages = (int(p) for p in parts)
       _check_block_flag(f"--config.tilings: {tiling}: block_q", block_q)
       _check_block_flag(f"--config.tilings: {tiling}: block_k", block_k)
-      if not is_power_of_two(num_warps):
-        raise app.UsageError(f"--config.tilings: {tiling}: num_warps must be a power of two, "
-                             f"got {num_warps}")
+      try:
+        check_launch(num_warps, num_stages)  # the kernels' own rule
+      except ValueError as e:
+        raise app.UsageError(f"--config.tilings: {tiling}: {e}") from None
   return tilings
 
 
