@@ -195,7 +195,7 @@ class Generator:
     self.stop_ids = jnp.asarray(sorted(set(stop_ids)) or [-1], jnp.int32)
     self._host_stop_ids = frozenset(int(t) for t in stop_ids)  # a device array's `in` syncs
     self.pad_id, self.chunk, self.prefill_tokens = int(pad_id), int(chunk), int(prefill_tokens)
-    self._init_cache = model.init_cache
+    self._init_cache = model.init_cache  # reads only the config: no weights in the jits
     self._empty = jax.jit(self._empty_fn, static_argnums=0)
     self._prefill = jax.jit(self._prefill_fn, donate_argnums=(1, 2))
     self._sample = jax.jit(self._sample_fn, static_argnames=("params",))
@@ -231,7 +231,7 @@ class Generator:
     the batch's logits and caches, which are donated and updated in place, so that a batch's
     caches are never held twice (as calls' pieces and then joined)."""
     model = self._model(state)
-    own_caches = model.init_cache(tokens.shape[0], self.max_len)
+    own_caches = self._init_cache(tokens.shape[0], self.max_len)
     own_logits, own_caches = model.forward(tokens, positions, own_caches, start=0, last_only=True)
     put = lambda whole, part: jax.lax.dynamic_update_slice_in_dim(whole, part, first_row, axis=0)
     return put(logits, own_logits[:, -1]), jax.tree.map(put, caches, own_caches)
