@@ -29,7 +29,6 @@ def get_config():
   c.unroll_split = "0"  # "0,1" sweeps both (only matters with k_splits > 1)
   c.columns_first = "0"  # "0,1" sweeps both launch orders (KernelConfig.columns_first)
   c.paired_halves = "0"  # "0,1": gate_up's glu and linear rows in one dot or two
-  c.grid_programs = "0"  # "0,132": one program a tile, or a persistent grid of 132 programs
   c.max_rel_err = 1e-2  # candidates further from the float32 reference are reported and dropped
   c.top_k = 4
   c.row_experts = False  # True: each row names its expert, one tile a row (a decode step's path)

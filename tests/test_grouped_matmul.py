@@ -296,7 +296,6 @@ def test_overridden_replaces_fields_of_every_picked_config_inside_only():
     ("p33_e32_swiglu", True, dataclasses.replace(CFG, k_splits=2, columns_first=True)),
     ("p33_e32_swiglu", True, dataclasses.replace(CFG, k_splits=3, unroll_split=True, prefetch=1,
                                                  paired_halves=True)),  # the decode sweep's
-    ("p33_e32", False, dataclasses.replace(CFG, grid_programs=7)),  # 33 one-row tiles by 2
     ("single_row_groups", False, None),  # the picked config
 ])
 def test_row_experts_in_any_order(rng, backend, name, swiglu, config):
@@ -524,17 +523,11 @@ def test_pallas_needs_16_output_features(rng):
                                           accumulate_in_mma=True, prefetch_scales=True),
                                      dict(paired_halves=True, k_splits=3, unroll_split=True,
                                           prefetch=1),
-                                     dict(paired_halves=True, k_splits=2),
-                                     dict(grid_programs=1), dict(grid_programs=3),
-                                     dict(grid_programs=5, columns_first=True, prefetch=1),
-                                     dict(grid_programs=4, k_splits=3, unroll_split=True),
-                                     dict(grid_programs=2, paired_halves=True, k_splits=2),
-                                     dict(grid_programs=1000)])  # more than the tiles
+                                     dict(paired_halves=True, k_splits=2)])
 def test_kernel_options_compute_the_same_sums(rng, swiglu, options):
   """Accumulating in the MMA and prefetching scales or whole tiles (also with split K and
   unrolling) change how the kernel runs, not what it computes; K = 192 is three tiles, so the
-  last prefetches clamp. A persistent grid's programs take several tiles each, the last of
-  them fewer than the others (5 row tiles by 2 or 4 column tiles)."""
+  last prefetches clamp."""
   case, ref, _ = make_case(rng, 3, 192, 64, 37, [11, 0, 20], bias=True, row_weights=not swiglu,
                            swiglu=swiglu)
   out = run(case, "pallas", config=dataclasses.replace(CFG, **options), out_dtype=jnp.float32)
@@ -567,18 +560,16 @@ def test_paired_halves_compute_the_same_sums(rng, options):
 @pytest.mark.parametrize("swiglu", [False, True])
 @pytest.mark.parametrize("group_sizes", [[37, 0, 33, 16, 20], [32, 64, 1, 0, 0], [0, 0, 0, 0, 5],
                                          [0, 9, 0, 8, 0]])
-@pytest.mark.parametrize("columns_first,grid_programs", [(False, 0), (True, 0), (True, 3)])
-def test_remainder_tiles_compute_the_same_sums(rng, swiglu, group_sizes, columns_first,
-                                               grid_programs):
+@pytest.mark.parametrize("columns_first", [False, True])
+def test_remainder_tiles_compute_the_same_sums(rng, swiglu, group_sizes, columns_first):
   """Rows past a group's full 32-row tiles, 16 or fewer, go to a second call with 16-row tiles
   that writes into the first call's output: groups with and without such rows, groups of them
   alone, an empty group, tail rows (the third case), and the tail alone writes zeros; fewer rows
   than the large tile but more than the small one (the last case: 20 rows, of which the small
-  tiles must read no row past the end); in either launch order, and on a persistent grid."""
+  tiles must read no row past the end); in either launch order."""
   case, ref, _ = make_case(rng, 5, 128, 64, sum(group_sizes) + 3, group_sizes, bias=True,
                            row_weights=not swiglu, swiglu=swiglu)
-  config = dataclasses.replace(CFG, block_m=32, remainder_block_m=16, columns_first=columns_first,
-                               grid_programs=grid_programs)
+  config = dataclasses.replace(CFG, block_m=32, remainder_block_m=16, columns_first=columns_first)
   out = run(case, "pallas", config=config, out_dtype=jnp.float32)
   check(out, ref, case["group_sizes"], rtol=1e-5)
 
@@ -611,9 +602,8 @@ def test_kernel_config_rejects_bad_blocks():
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, accumulate_in_mma="no")
   with pytest.raises(ValueError, match="decode must be"):
     KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, decode="fast")
-  for name in ("prefetch", "grid_programs"):
-    with pytest.raises(ValueError, match=f"KernelConfig.{name} must be >= 0, got -1"):
-      dataclasses.replace(CFG, **{name: -1})
+  with pytest.raises(ValueError, match="prefetch must be >= 0, got -1"):
+    KernelConfig(block_m=16, block_n=32, num_warps=4, num_stages=2, prefetch=-1)
   for name in ("k_splits", "num_stages"):
     with pytest.raises(ValueError, match=f"KernelConfig.{name} must be an int >= 1, got 0"):
       dataclasses.replace(CFG, **{name: 0})
@@ -666,19 +656,14 @@ def test_paired_halves_block_as_wide_as_the_output_runs(rng):
                                               dataclasses.replace(tuning.TABLE[-1][1],
                                                                   remainder_block_m=0),
                                               dataclasses.replace(tuning.TABLE[0][1],
-                                                                  paired_halves=True),
-                                              dataclasses.replace(tuning.TABLE[-1][1],
-                                                                  grid_programs=132),
-                                              dataclasses.replace(tuning.TABLE[0][1], k_splits=3,
-                                                                  grid_programs=132)],
+                                                                  paired_halves=True)],
     ids=lambda c: (f"bm{c.block_m}_bn{c.block_n}_splits{c.k_splits}_"
                    f"{c.decode}{'_mma' if c.accumulate_in_mma else ''}"
                    f"{'_prefetch' if c.prefetch_scales else ''}{'_straight' if c.unroll_split else ''}"
                    f"{f'_ahead{c.prefetch}' if c.prefetch else ''}"
                    f"{f'_rest{c.remainder_block_m}' if c.remainder_block_m else ''}"
                    f"{'_columns_first' if c.columns_first else ''}"
-                   f"{'_paired' if c.paired_halves else ''}"
-                   f"{f'_programs{c.grid_programs}' if c.grid_programs else ''}"))
+                   f"{'_paired' if c.paired_halves else ''}"))
 @pytest.mark.parametrize("swiglu", [True, False], ids=["gate_up", "down"])
 def test_lowers_to_triton_for_h100(lowered_for_h100, config, swiglu):
   """Lower (no compile) the kernel for CUDA at GPT-OSS-120B expert shapes, on this CPU-only
@@ -708,10 +693,7 @@ def test_lowers_to_triton_for_h100(lowered_for_h100, config, swiglu):
   assert "mxfp4_grouped_matmul" + ("_swiglu" if swiglu else "") in text
   out_bn = config.out_block_n(swiglu)
   grid = (max_tiles(p, e, config.block_m), -(-out_cols // out_bn))
-  if config.grid_programs:  # a persistent grid: its programs, then the splits
-    grid = (min(config.grid_programs, grid[0] * grid[1]), config.k_splits, 1)
-  else:
-    grid = (*(grid[::-1] if config.columns_first else grid), config.k_splits)
+  grid = (*(grid[::-1] if config.columns_first else grid), config.k_splits)
   assert re.search(rf"grid_x = {grid[0]} : i32, grid_y = {grid[1]} : i32, grid_z = {grid[2]}",
                    text)
 

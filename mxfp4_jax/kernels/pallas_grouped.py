@@ -95,41 +95,15 @@ def _decode_tile(packed, scale_low, scale_high, decode: str, tables=None):
   return half("low", scale_low), half("high", scale_high)
 
 
-def _kernel(*refs, cfg: KernelConfig, tiles: tuple[int, int], **static):
-  """One program's tiles: its own, or with ``cfg.grid_programs`` every grid_programs-th of the
-  ``tiles`` grid (axis 0 varying fastest, the launch order of a grid of that shape)."""
-  # Program ids are read here, outside the loop: interpret mode has none inside one.
-  first = pl.program_id(0)
-  split = pl.program_id(1 if cfg.grid_programs else 2) if cfg.k_splits > 1 else 0  # the last axis
-
-  def tile_at(ids, live=True):
-    row_tile, col_tile = ids[::-1] if cfg.columns_first else ids
-    _tile(*refs, tile=row_tile, col_tile=col_tile, split=split, live=live, cfg=cfg, **static)
-
-  if not cfg.grid_programs:
-    tile_at((first, pl.program_id(1)))
-    return
-  total = tiles[0] * tiles[1]
-  programs = min(cfg.grid_programs, total)  # the grid's axis 0
-
-  def visit(i, carry):
-    t = first + i * programs
-    live = t < total  # the last round's overrun: no K steps, no stores
-    t = jnp.minimum(t, total - 1)
-    tile_at((t % tiles[0], t // tiles[0]), live)
-    return carry
-  lax.fori_loop(0, -(-total // programs), visit, 0)
-
-
-def _tile(*refs, tile, col_tile, split, live, cfg: KernelConfig, num_experts: int, num_k_tiles: int,
-          out_cols: int, swiglu_half: int, has_bias: bool, has_row_weights: bool,
-          swiglu_alpha: float, swiglu_limit: float, decode: str, row_tiles: bool,
-          has_written: bool):
-  """Row tile ``tile`` by column tile ``col_tile``, K split ``split``; ``live`` False: nothing
-  (a persistent program's overrun)."""
+def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_cols: int,
+            swiglu_half: int, has_bias: bool, has_row_weights: bool, swiglu_alpha: float,
+            swiglu_limit: float, decode: str, row_tiles: bool, has_written: bool):
   bm, bn = cfg.block_m, cfg.block_n
   out_ref = refs[-1]
   refs = refs[:-2] if has_written else refs[:-1]  # the written input aliases the output
+  tile, col_tile = pl.program_id(0), pl.program_id(1)
+  if cfg.columns_first:
+    col_tile, tile = tile, col_tile
   if row_tiles:  # tile p is row p alone (``row_experts``); an expert outside [0, E) gives zeros
     experts_ref, x_ref, values_ref, scales_ref, *refs = refs
     group = sched.valid_experts(experts_ref[tile], num_experts)
@@ -145,7 +119,7 @@ def _tile(*refs, tile, col_tile, split, live, cfg: KernelConfig, num_experts: in
   bias_ref = refs[0] if has_bias else None
   row_weights_ref = refs[has_bias] if has_row_weights else None
   is_expert = group < num_experts  # else a tail tile (rows past the groups) or an unused one
-  has_work = (is_expert & (start < end) & live).astype(jnp.int32)
+  has_work = (is_expert & (start < end)).astype(jnp.int32)
   group = jnp.minimum(group, num_experts - 1)  # keeps every load in bounds
   tile_rows = window + lax.broadcasted_iota(jnp.int32, (bm,), 0)  # [bm]: x's and out's rows
   # Fewer rows than one tile (decode): the rows past x's end re-read its last row (their output
@@ -158,7 +132,7 @@ def _tile(*refs, tile, col_tile, split, live, cfg: KernelConfig, num_experts: in
   paired = out_bn < bn  # gate_up's glu rows and their linear rows in one block (paired_halves)
   owned = col_tile * out_bn
   col0 = jnp.minimum(owned, out_cols - out_bn)
-  row_mask = (tile_rows >= start) & (tile_rows < end) & live
+  row_mask = (tile_rows >= start) & (tile_rows < end)
   out_columns = col0 + lax.broadcasted_iota(jnp.int32, (out_bn,), 0)
   mask = row_mask[:, None] & (out_columns >= owned)[None, :]  # [bm, out_bn]: in the tile, owned
 
@@ -251,7 +225,7 @@ def _tile(*refs, tile, col_tile, split, live, cfg: KernelConfig, num_experts: in
   # every weight row it read; the caller adds the shares and applies the epilogue.
   split_k = cfg.k_splits > 1
   per_split = pl.cdiv(num_k_tiles, cfg.k_splits)
-  first = split * per_split
+  first = pl.program_id(2) * per_split if split_k else 0
   if split_k and cfg.unroll_split and num_k_tiles % cfg.k_splits == 0:
     accs = lax.cond(has_work != 0, lambda: straight_line(first, per_split), zero_accs)
   elif split_k:  # a split past the last tile (more splits than tiles) runs no step
@@ -265,7 +239,7 @@ def _tile(*refs, tile, col_tile, split, live, cfg: KernelConfig, num_experts: in
     if paired:  # the glu and the linear half, each to its own contiguous columns
       pieces = zip(jnp.split(accs[0], 2), (pl.ds(col0, out_bn), pl.ds(col0 + swiglu_half, out_bn)))
     for sums, columns in pieces:
-      pltriton.store(out_ref.at[split, pl.ds(window, bm), columns], sums.T, mask=mask)
+      pltriton.store(out_ref.at[pl.program_id(2), pl.ds(window, bm), columns], sums.T, mask=mask)
     return
   if has_bias:
     accs = tuple(acc + bias_ref[group, w_rows][:, None] for acc, w_rows in zip(accs, weight_rows))
@@ -321,17 +295,16 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
     """One pallas_call over the tiles of ``schedule``; with ``written`` (an earlier call's
     output, or the poison) it writes its tiles' rows into that buffer and leaves the others as
     they are."""
-    out_bn = cfg.out_block_n(activation == "swiglu")
-    tiles = (schedule[0].shape[0], pl.cdiv(out_cols, out_bn))
-    tiles = tiles[::-1] if cfg.columns_first else tiles  # axis 0 varies fastest in launch order
-    grid = (min(cfg.grid_programs, tiles[0] * tiles[1]),) if cfg.grid_programs else tiles
-    grid += (cfg.k_splits,) if split_k else ()
     kernel = functools.partial(
-        _kernel, cfg=cfg, tiles=tiles, num_experts=w.num_experts, num_k_tiles=w.values.shape[1],
+        _kernel, cfg=cfg, num_experts=w.num_experts, num_k_tiles=w.values.shape[1],
         out_cols=out_cols, swiglu_half=out_cols if activation == "swiglu" else 0,
         has_bias=has_bias, has_row_weights=has_row_weights,
         swiglu_alpha=swiglu_alpha, swiglu_limit=swiglu_limit,
         decode=decode, row_tiles=row_experts is not None, has_written=written is not None)
+    out_bn = cfg.out_block_n(activation == "swiglu")
+    grid = (schedule[0].shape[0], pl.cdiv(out_cols, out_bn))
+    grid = grid[::-1] if cfg.columns_first else grid  # axis 0 varies fastest in launch order
+    grid += (cfg.k_splits,) if split_k else ()
     args = [*schedule, *operands] + ([written] if written is not None else [])
     return pl.pallas_call(
         kernel,
@@ -361,10 +334,8 @@ def grouped_matmul_pallas(x, w: PackedMXFP4, group_sizes, row_weights=None, row_
     # within the first call's padded_rows.
     rest = sched.remainder_schedule(sizes, leave, num_rows, cfg.remainder_block_m,
                                     max(num_rows, cfg.remainder_block_m))
-    # Small tiles run many programs an SM: the remainder call launches one a tile.
     out = run(as_list(rest), dataclasses.replace(cfg, block_m=cfg.remainder_block_m,
-                                                 remainder_block_m=0, grid_programs=0),
-              out, remainders=True)
+                                                 remainder_block_m=0), out, remainders=True)
   else:
     out = run(as_list(sched.tile_schedule(group_sizes, num_rows, cfg.block_m, padded_rows)), cfg,
               poisoned)

@@ -82,12 +82,6 @@ class KernelConfig:
   # (0: off). A tile costs its expert's whole weight decode whatever it holds, and a prefill's
   # groups often end a few rows past a full tile.
   remainder_block_m: int = 0
-  # A persistent grid: this many programs (0: one a tile), each taking every grid_programs-th
-  # tile in launch order, so that tiles are not launched in waves of the programs the GPU holds
-  # at once with a last wave part-empty, and tiles past the schedule's real count (its static
-  # bound) cost a loop step, not a launch. For tiles that fit one program an SM, the GPU's SM
-  # count (the H100's 132) gives one program an SM. Remainder tiles launch one program a tile.
-  grid_programs: int = 0
 
   def out_block_n(self, swiglu: bool) -> int:
     """Output columns a weight block (one dot) feeds."""
@@ -101,9 +95,8 @@ class KernelConfig:
       if kind and type(getattr(self, f.name)).__name__ != f.type:  # not a bool for an int
         raise TypeError(f"KernelConfig.{f.name} must be {kind}, got {getattr(self, f.name)!r}")
     check_launch(self.num_warps, self.num_stages, owner="KernelConfig.", k_splits=self.k_splits)
-    for name in ("prefetch", "grid_programs"):
-      if getattr(self, name) < 0:
-        raise ValueError(f"KernelConfig.{name} must be >= 0, got {getattr(self, name)}")
+    if self.prefetch < 0:
+      raise ValueError(f"KernelConfig.prefetch must be >= 0, got {self.prefetch}")
     rest = self.remainder_block_m
     if rest and not is_block(rest):
       raise ValueError(f"KernelConfig.remainder_block_m={rest} must be 0 or a power of two >= 16")
