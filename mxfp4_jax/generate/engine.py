@@ -32,8 +32,10 @@ from mxfp4_jax.model.gpt_oss import GptOss
 # Prompt tokens per prefill call. Its activations grow with rows x length, so larger batches
 # prefill a group of rows at a time, each call writing its rows into the batch's caches in place.
 # On an 80 GB H100 at batch 256 and a 1k context (BENCHMARKS.md, forty-second round): GPT-OSS-120B
-# fits with 8k-token calls (74.14 GiB peak) and runs out of memory with 32k; GPT-OSS-20B's prefill
-# takes 4.16 s with 8k (22.19 GiB peak), 3.85 s with 32k (24.41 GiB) and 4.46 s with 4k.
+# fits with 8k-token calls (74.14 GiB peak) and runs out of memory with 32k, whose call needs
+# 3.89 GiB of temporaries beside its 72.31 GiB of weights and caches (0.97 GiB with 8k; XLA's
+# figures, forty-third round); GPT-OSS-20B's prefill takes 4.16 s with 8k (22.19 GiB peak),
+# 3.85 s with 32k (24.41 GiB) and 4.46 s with 4k.
 PREFILL_TOKENS = 1 << 13
 # XLA options the decode loop compiles with for batches of two or more rows, unless a Generator
 # is given others. Concurrent command-buffer scheduling runs a step's independent small kernels
