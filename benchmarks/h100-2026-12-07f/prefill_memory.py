@@ -46,4 +46,5 @@ for name, compiled in (("prefill", prefill), ("sample", sample)):
   m = compiled.memory_analysis()
   print(f"{name}: layers {layers}, {rows} rows of {length} tokens, batch {batch}: arguments "
         f"{m.argument_size_in_bytes / GiB:.2f} GiB, outputs {m.output_size_in_bytes / GiB:.2f} "
-        f"(aliased {m.alias_size_in_bytes / GiB:.2f}), temporaries {m.temp_size_in_bytes / GiB:.4f}")
+        f"(aliased {m.alias_size_in_bytes / GiB:.2f}), "
+        f"temporaries {m.temp_size_in_bytes / GiB:.4f}")
