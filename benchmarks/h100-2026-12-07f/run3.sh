@@ -8,11 +8,12 @@ nvidia-smi --query-gpu=name,clocks.current.sm,clocks.current.memory,memory.total
   | tee $OUT/summary.log
 export PYTHONPATH=/tmp/site:.
 for shape in 20b_gate_up 20b_down; do
-  timeout 150 python -m experiments.tune_kernel --config=configs/tune_kernel.py \
+  left=$((${LIMIT:-300} - SECONDS - 3)); [ $left -lt 30 ] && break
+  timeout $((left < 150 ? left : 150)) python -m experiments.tune_kernel --config=configs/tune_kernel.py \
     --config.shapes=$shape --config.rows=16384 --config.block_m=128,256 --config.block_n=128,256 \
     --config.num_warps=8 --config.num_stages=3 --config.decode=bf16x2 \
     --config.accumulate_in_mma=1 --config.prefetch_scales=1 --config.remainder_block_m=32 \
-    --config.columns_first=1 --config.paired_halves=1 --config.confirm_rounds=3 2>&1 \
+    --config.columns_first=1 --config.paired_halves=1 --config.confirm_rounds=2 2>&1 \
     | tee $OUT/tune_$shape.log | grep -E "^  20b|BEST|CONFIRM|NONE|failed|wrong" \
     | sed -E 's/KernelConfig\(block_m=([0-9]+), block_n=([0-9]+).*\)/bm=\1 bn=\2/' \
     | tee -a $OUT/summary.log
