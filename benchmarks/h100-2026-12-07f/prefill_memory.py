@@ -28,7 +28,7 @@ sharding = SingleDeviceSharding(device)
 layers, rows, length, batch = map(int, sys.argv[1:5])
 cfg = common.model_config(gpt_oss_20b.model_config(num_layers=layers, num_experts=128))
 model = nnx.eval_shape(lambda: GptOss(cfg, rngs=nnx.Rngs(0)))
-X
+generator = Generator(model, max_len=length + 65)  # bench_e2e's: 64 decode steps and one more
 on_device = lambda tree: jax.tree.map(
     lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
 caches = on_device(jax.eval_shape(lambda: model.init_cache(batch, length + 65)))
