@@ -32,7 +32,7 @@ from flax import nnx
 
 from experiments import common
 from mxfp4_jax import benchmarking
-from mxfp4_jax.generate.engine import Generator
+from mxfp4_jax.generate.engine import DeviceMemoryError, Generator
 from mxfp4_jax.generate.sampling import SamplingParams
 from mxfp4_jax.kernels import grouped_matmul, tuning
 from mxfp4_jax.kernels.reference import expert_of_row
@@ -176,12 +176,15 @@ def _within_memory(case, kind: str, batch: int, context: int) -> dict:
   its 61 GiB of weights), a row that says so: the cases after it still run."""
   try:
     return case()
-  except jax.errors.JaxRuntimeError as e:
+  except (jax.errors.JaxRuntimeError, DeviceMemoryError) as e:
     if not common.out_of_device_memory(e):
       raise
-    message = common.first_line(e)[:300]
+    # A Generator's error names the phase and its sizes; XLA's is prefixed here.
+    error = common.first_line(e)[:400]
+    if not isinstance(e, DeviceMemoryError):
+      error = f"out of device memory: {error}"
   gc.collect()  # the failed case's buffers, held by the traceback until here
-  return dict(kind=kind, batch=batch, context=context, error=f"out of device memory: {message}")
+  return dict(kind=kind, batch=batch, context=context, error=error)
 
 
 def _cases(model, bench, rng, decode_options: dict) -> list[dict]:

@@ -455,8 +455,12 @@ def _from_checkpoint(read, path, flag: str, model_config):
 
 
 def out_of_device_memory(error: BaseException) -> bool:
-  """Whether XLA ran out of device memory: a case too large for this device, not a bug."""
-  return isinstance(error, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(error)
+  """Whether XLA (or a `Generator`, which names the phase) ran out of device memory: a case too
+  large for this device, not a bug."""
+  from mxfp4_jax.generate.engine import DeviceMemoryError  # noqa: PLC0415
+
+  return isinstance(error, DeviceMemoryError) or (
+      isinstance(error, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(error))
 
 
 def first_line(error: BaseException) -> str:

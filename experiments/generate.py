@@ -19,7 +19,7 @@ from flax import nnx
 from experiments import common
 from mxfp4_jax.argcheck import is_int
 from mxfp4_jax.generate import harmony
-from mxfp4_jax.generate.engine import Generator
+from mxfp4_jax.generate.engine import DeviceMemoryError, Generator
 from mxfp4_jax.generate.sampling import SamplingParams
 from mxfp4_jax.generate.tokenizer import load_tokenizer, tiny_tokenizer
 from mxfp4_jax.model import GptOss
@@ -175,8 +175,11 @@ def main(argv) -> None:
   except ValueError as e:
     raise app.UsageError(f"--config.max_len: {e} (or lower --max_new_tokens)") from None
   printer = _Printer(tokenizer, len(prompts))
-  result = generator.generate(prompts, max_new_tokens=_MAX_NEW.value, params=params,
-                              seed=_SEED.value, on_tokens=printer, trace=trace)
+  try:
+    result = generator.generate(prompts, max_new_tokens=_MAX_NEW.value, params=params,
+                                seed=_SEED.value, on_tokens=printer, trace=trace)
+  except DeviceMemoryError as e:  # the batch is the --prompt count, max_len --config.max_len
+    raise app.UsageError(f"--prompt, --config.max_len: {e}") from None
   printer.finish()
 
   s = result.stats

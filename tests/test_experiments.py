@@ -556,6 +556,23 @@ def test_bench_e2e_reports_a_case_out_of_memory_and_goes_on(monkeypatch, capsys)
     bench_e2e._cases(model, bench, np.random.default_rng(0), {})
 
 
+def test_bench_e2e_reports_a_generators_out_of_memory_as_it_is_worded(monkeypatch):
+  """A Generator's `DeviceMemoryError` already names the phase and its sizes: its line is the
+  row's error, not prefixed again."""
+  import numpy as np
+  from experiments import bench_e2e
+  from mxfp4_jax.generate.engine import DeviceMemoryError
+  model, bench = _tiny_interpreted_model()
+  bench.update(batch_sizes="2", prefill_lengths="", timed_runs=1)
+  message = "out of device memory prefilling 2 prompts of 24 tokens, 1 a call: ..."
+
+  def decode(*args):
+    raise DeviceMemoryError(message + "\nmore")
+  monkeypatch.setattr(bench_e2e, "_decode", decode)
+  [row] = bench_e2e._cases(model, bench, np.random.default_rng(0), {})
+  assert row["error"] == message
+
+
 def test_bench_e2e_checks_kernel_options_against_the_tuned_kernel(monkeypatch):
   """Options are tried on the rows of every batch and prompt of the run, one-row tiles (batch
   1) and groups (the prompt) alike, before anything is timed; one that changes the results is
@@ -853,6 +870,28 @@ printer.finish()
                           timeout=300, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
   assert result.returncode == 0, result.stderr
   assert result.stdout.rstrip("\n") == "x \u20ac"
+
+
+def test_generate_names_the_flags_when_the_device_runs_out_of_memory():
+  """The Generator's one-line out-of-memory error comes with the flags that set the batch and
+  the cache, as a usage error (no traceback). (In a fresh process, the generation failing.)"""
+  code = """
+import sys
+from absl import app
+from experiments import generate
+from mxfp4_jax.generate import engine
+def out_of_memory(self, *args, **kwargs):
+  raise engine.DeviceMemoryError("out of device memory prefilling 1 prompts of 40 tokens")
+engine.Generator.generate = out_of_memory
+sys.argv = ["generate", "--max_new_tokens=2"]
+app.run(generate.main)
+"""
+  result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode != 0
+  assert ("--prompt, --config.max_len: out of device memory prefilling 1 prompts of 40 tokens"
+          in result.stderr)
+  assert "Traceback" not in result.stderr
 
 
 def test_load_ceiling_xors_every_byte_a_program_reads():

@@ -12,8 +12,8 @@ import pytest
 from flax import nnx
 
 from configs import tiny
-from mxfp4_jax.generate.engine import (DECODE_COMPILER_OPTIONS, Generator, left_pad,
-                                       prefill_rows, prefill_starts)
+from mxfp4_jax.generate.engine import (DECODE_COMPILER_OPTIONS, DeviceMemoryError, Generator,
+                                       left_pad, prefill_rows, prefill_starts)
 from mxfp4_jax.generate.sampling import SamplingParams, sample
 from mxfp4_jax.model import GptOss, GptOssConfig
 
@@ -283,6 +283,56 @@ def test_a_loop_compiled_mid_generation_waits_for_the_chunk_in_flight(model):
   generator.generate([[1, 2, 3]], max_new_tokens=7, params=GREEDY,
                      on_tokens=lambda new: events.append("read"))
   assert events == ["read", "compile 4", "launch", "read", "compile 2", "launch", "read"]
+
+
+class _Failing:
+  """A compiled call that fails as XLA does (with ``message``), its memory figures the real
+  executable's."""
+
+  def __init__(self, compiled, message: str):
+    self.compiled, self.message = compiled, message
+
+  def memory_analysis(self):
+    return self.compiled.memory_analysis()
+
+  def __call__(self, *args):
+    raise jax.errors.JaxRuntimeError(self.message)
+
+
+def failing_phase(generator, phase: str, message: str):
+  """Has ``generator``'s compiled ``phase`` ("prefill" or "decode") calls fail with
+  ``message``."""
+  compile_once = generator._compile
+
+  def compile_failing(stats, key, *args, **static):
+    compiled = compile_once(stats, key, *args, **static)
+    return _Failing(compiled, message) if key[0] == phase else compiled
+  generator._compile = compile_failing
+  return generator
+
+
+@pytest.mark.parametrize("phase, what, remedy", [
+    ("prefill", "prefilling 3 prompts of 5 tokens, 3 a call",
+     "lower the batch, max_len=64 or prefill_tokens=16"),
+    ("decode", "decoding 3 rows", "lower the batch or max_len=64")])
+def test_out_of_device_memory_names_the_phase_and_its_sizes(model, phase, what, remedy):
+  """XLA's out-of-memory error (a traceback from deep inside JAX) becomes one line: the phase,
+  the sizes that set its memory, XLA's figures for one call and what to lower."""
+  generator = failing_phase(Generator(model, max_len=64, chunk=8, prefill_tokens=16), phase,
+                            "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 3.44GiB."
+                            "\nthe allocator's summary")
+  with pytest.raises(DeviceMemoryError) as error:
+    generator.generate([[1, 2, 3, 4, 5]] * 3, max_new_tokens=4, params=GREEDY)
+  [stats] = [c.memory_analysis() for key, c in generator._compiled.items() if key[0] == phase]
+  gib = 2**30
+  assert str(error.value) == (
+      f"out of device memory {what}: a call holds {stats.argument_size_in_bytes / gib:.2f} GiB "
+      f"of weights, caches and inputs and needs {stats.temp_size_in_bytes / gib:.2f} GiB more; "
+      f"{remedy} (XLA: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 3.44GiB.)")
+  assert error.value.__suppress_context__  # no traceback from inside JAX under it
+  other = failing_phase(Generator(model, max_len=64), phase, "INTERNAL: something else")
+  with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
+    other.generate([[1, 2, 3]], max_new_tokens=4, params=GREEDY)
 
 
 def test_bad_arguments_fail_before_work(model, generator):

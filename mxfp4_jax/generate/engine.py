@@ -113,6 +113,30 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray,
   return tokens, positions
 
 
+class DeviceMemoryError(MemoryError):
+  """The device ran out of memory for a generation: one line naming the phase and the sizes
+  that set its memory, XLA's figures for one call, and what to lower."""
+
+
+@contextlib.contextmanager
+def _naming_out_of_memory(what: str, compiled: Callable[[], object], remedy: str):
+  """XLA's out-of-memory error inside the block (a traceback from deep in JAX) as a
+  `DeviceMemoryError` that says ``what`` ran out, with the memory figures of the executable
+  ``compiled()`` returns (if any)."""
+  try:
+    yield
+  except jax.errors.JaxRuntimeError as e:
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    executable, gib = compiled(), 2**30
+    stats = executable.memory_analysis() if executable is not None else None
+    needs = "" if stats is None else (
+        f": a call holds {stats.argument_size_in_bytes / gib:.2f} GiB of weights, caches and "
+        f"inputs and needs {stats.temp_size_in_bytes / gib:.2f} GiB more")
+    xla = (str(e).splitlines() or [""])[0][:160]
+    raise DeviceMemoryError(f"out of device memory {what}{needs}; {remedy} (XLA: {xla})") from None
+
+
 def _check_count(name: str, value) -> None:
   if not is_int(value) or value < 1:
     raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -294,7 +318,8 @@ class Generator:
                ) -> Generation:
     """``on_tokens`` gets each chunk's new tokens per row (nothing after a row's stop token).
     ``trace=(chunk, context)`` runs decode chunk number ``chunk`` inside ``context()``, e.g. a
-    `jax.profiler.trace`."""
+    `jax.profiler.trace`. Where the device runs out of memory, a `DeviceMemoryError` names the
+    phase (the prefill or the decode loop) and its sizes."""
     self.check_prompts(prompts, max_new_tokens)
     if not isinstance(params, SamplingParams):
       raise ValueError(f"params must be a SamplingParams, got {params!r:.60}")
@@ -321,11 +346,14 @@ class Generator:
     sample_first = self._compile(stats, ("sample", batch, params), self._sample, filled[0],
                                  first_key, params=params)
     start = time.perf_counter()
-    last_logits, caches = empty()  # [B, V] float32; caches: batch is axis 0
-    for row in prefill_starts(batch, rows):
-      last_logits, caches = prefill(self.state, last_logits, caches, tokens[row:row + rows],
-                                    positions[row:row + rows], np.int32(row))
-    first = np.asarray(sample_first(last_logits, first_key))
+    with _naming_out_of_memory(
+        f"prefilling {batch} prompts of {tokens.shape[1]} tokens, {rows} a call", lambda: prefill,
+        f"lower the batch, max_len={self.max_len} or prefill_tokens={self.prefill_tokens}"):
+      last_logits, caches = empty()  # [B, V] float32; caches: batch is axis 0
+      for row in prefill_starts(batch, rows):
+        last_logits, caches = prefill(self.state, last_logits, caches, tokens[row:row + rows],
+                                      positions[row:row + rows], np.int32(row))
+      first = np.asarray(sample_first(last_logits, first_key))
     del last_logits  # [B, V] float32: 206 MB at batch 256, not to be held through the decode
     stats.prefill_s = time.perf_counter() - start
 
@@ -361,7 +389,11 @@ class Generator:
 
     compiled_before, tracing_s = stats.compile_s, 0.0
     start = time.perf_counter()
-    with contextlib.ExitStack() as tracing:
+    a_decode_loop = lambda: next(
+        (c for entry, c in self._compiled.items() if entry[:2] == ("decode", batch)), None)
+    with (_naming_out_of_memory(f"decoding {batch} rows", a_decode_loop,
+                                f"lower the batch or max_len={self.max_len}"),
+          contextlib.ExitStack() as tracing):
       while True:
         while may_launch():
           steps = next_steps()
