@@ -28,6 +28,8 @@ def get_config(random_model: str = "tiny"):
   # sampled takes no slot).
   c.max_len = 4096
   c.chunk = 16  # decode steps per on-device loop (text streams once per chunk)
+  # Prompt tokens a prefill call; unset: the library's (mxfp4_jax.generate.engine.PREFILL_TOKENS)
+  c.prefill_tokens = ml_collections.config_dict.placeholder(int)
   # XLA options for the decode loop at every batch, NAME=VALUE,...; unset: the library's default
   # (mxfp4_jax.generate.engine.DECODE_COMPILER_OPTIONS); "": none
   c.decode_compiler_options = ml_collections.config_dict.placeholder(str)

@@ -32,7 +32,8 @@ from flax import nnx
 
 from experiments import common
 from mxfp4_jax import benchmarking
-from mxfp4_jax.generate.engine import DeviceMemoryError, Generator
+from mxfp4_jax.device_memory import DeviceMemoryError, out_of_device_memory
+from mxfp4_jax.generate.engine import Generator
 from mxfp4_jax.generate.sampling import SamplingParams
 from mxfp4_jax.kernels import grouped_matmul, tuning
 from mxfp4_jax.kernels.reference import expert_of_row
@@ -177,7 +178,7 @@ def _within_memory(case, kind: str, batch: int, context: int) -> dict:
   try:
     return case()
   except (jax.errors.JaxRuntimeError, DeviceMemoryError) as e:
-    if not common.out_of_device_memory(e):
+    if not out_of_device_memory(e):
       raise
     # A Generator's error names the phase and its sizes; XLA's is prefixed here.
     error = common.first_line(e)[:400]

@@ -26,6 +26,7 @@ from experiments.kernel_problems import (ONE_ROW_TILES, PERTURB, PERTURB_BY_ROW,
                                          model_out_dtype, one_row_tiles, reference_in_chunks,
                                          weight_copies)
 from mxfp4_jax import benchmarking
+from mxfp4_jax.device_memory import out_of_device_memory
 from mxfp4_jax.kernels import grouped_matmul, tuning
 from mxfp4_jax.mxfp4.layout import dequantize_packed, random_packed
 
@@ -164,7 +165,7 @@ def _baseline_seconds(row: dict, name: str, fn, args, config, **kwargs) -> float
     return benchmarking.time_per_call(fn, args, calls=tuple(config.calls),
                                       repeats=config.repeats, **kwargs)
   except jax.errors.JaxRuntimeError as e:
-    if not common.out_of_device_memory(e):
+    if not out_of_device_memory(e):
       raise
     row[f"{name}_error"] = "out of device memory"
     logging.warning("%s baseline out of device memory: %s", name, common.first_line(e))

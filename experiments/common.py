@@ -454,15 +454,6 @@ def _from_checkpoint(read, path, flag: str, model_config):
     raise app.UsageError(f"{flag}: {e}") from None
 
 
-def out_of_device_memory(error: BaseException) -> bool:
-  """Whether XLA (or a `Generator`, which names the phase) ran out of device memory: a case too
-  large for this device, not a bug."""
-  from mxfp4_jax.generate.engine import DeviceMemoryError  # noqa: PLC0415
-
-  return isinstance(error, DeviceMemoryError) or (
-      isinstance(error, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(error))
-
-
 def first_line(error: BaseException) -> str:
   """The first line of an exception's message, or its type where the message is empty (a bare
   ``assert`` inside a compiler)."""

@@ -18,8 +18,9 @@ from flax import nnx
 
 from experiments import common
 from mxfp4_jax.argcheck import is_int
+from mxfp4_jax.device_memory import DeviceMemoryError
 from mxfp4_jax.generate import harmony
-from mxfp4_jax.generate.engine import DeviceMemoryError, Generator
+from mxfp4_jax.generate.engine import Generator
 from mxfp4_jax.generate.sampling import SamplingParams
 from mxfp4_jax.generate.tokenizer import load_tokenizer, tiny_tokenizer
 from mxfp4_jax.model import GptOss
@@ -134,7 +135,9 @@ def main(argv) -> None:
   params = _sampling_params()
   common.seed("--seed", _SEED.value)  # Generator.generate's range, before the model is built
   common.positive("--max_new_tokens", _MAX_NEW.value)
-  for name in ("max_len", "chunk"):
+  # Unset, the Generator's own default.
+  prefill = {} if config.prefill_tokens is None else {"prefill_tokens": config.prefill_tokens}
+  for name in ("max_len", "chunk", *prefill):
     common.positive(f"--config.{name}", config[name])
   cfg = common.model_config(config.model)  # a checkpoint takes its runtime fields
   if _CHECKPOINT.value:
@@ -169,7 +172,7 @@ def main(argv) -> None:
   generator = Generator(model, max_len=config.max_len, stop_ids=_stop_ids(tokenizer),
                         pad_id=tokenizer.token_id(harmony.END_OF_TEXT), chunk=config.chunk,
                         token_limit=min(tokenizer.vocab_size, model.cfg.vocab_size),
-                        decode_compiler_options=decode_options)
+                        decode_compiler_options=decode_options, **prefill)
   try:  # the ids are in the vocabulary (_check_vocab): what can fail is the length
     generator.check_prompts(prompts, _MAX_NEW.value)
   except ValueError as e:
@@ -178,8 +181,9 @@ def main(argv) -> None:
   try:
     result = generator.generate(prompts, max_new_tokens=_MAX_NEW.value, params=params,
                                 seed=_SEED.value, on_tokens=printer, trace=trace)
-  except DeviceMemoryError as e:  # the batch is the --prompt count, max_len --config.max_len
-    raise app.UsageError(f"--prompt, --config.max_len: {e}") from None
+  except DeviceMemoryError as e:  # the batch is the --prompt count
+    printer.finish()
+    raise app.UsageError(f"--prompt, --config.max_len, --config.prefill_tokens: {e}") from None
   printer.finish()
 
   s = result.stats

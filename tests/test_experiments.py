@@ -105,6 +105,7 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
     (("generate", "--temperature=1", "--seed=-1"), "--seed must be an int in [0, 2**32), got -1"),
     (("bench_e2e", "--config=configs/tiny.py", "--config.bench.prefill_tokens=0"),
      "--config.bench.prefill_tokens must be >= 1, got 0"),
+    (("generate", "--config.prefill_tokens=0"), "--config.prefill_tokens must be >= 1, got 0"),
     (("bench_e2e", "--config=configs/tiny.py", "--config.seed=-1"),
      "--config.seed must be an int in [0, 2**32), got -1"),
     (("bench_e2e", "--config=configs/tiny.py", "--config.bench.batch_sizes=",
@@ -215,7 +216,7 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
      "--config: nothing to sweep at 20b_down P=4: every block_m is over 16 there"),
     (("generate", "--config=configs/tiny.py"),
      "--config: no field chunk, decode_compiler_options, gpu_memory_fraction, max_len, "
-     "profile_chunk in that config"),
+     "prefill_tokens, profile_chunk in that config"),
     (("generate", "--config.decode_compiler_options=CONCURRENT"),
      "--config.decode_compiler_options: 'CONCURRENT' is not NAME=VALUE"),
     (("generate", "--config.decode_compiler_options=xla_no_such_option=1"),
@@ -561,7 +562,7 @@ def test_bench_e2e_reports_a_generators_out_of_memory_as_it_is_worded(monkeypatc
   row's error, not prefixed again."""
   import numpy as np
   from experiments import bench_e2e
-  from mxfp4_jax.generate.engine import DeviceMemoryError
+  from mxfp4_jax.device_memory import DeviceMemoryError
   model, bench = _tiny_interpreted_model()
   bench.update(batch_sizes="2", prefill_lengths="", timed_runs=1)
   message = "out of device memory prefilling 2 prompts of 24 tokens, 1 a call: ..."
@@ -879,9 +880,10 @@ def test_generate_names_the_flags_when_the_device_runs_out_of_memory():
 import sys
 from absl import app
 from experiments import generate
+from mxfp4_jax.device_memory import DeviceMemoryError
 from mxfp4_jax.generate import engine
 def out_of_memory(self, *args, **kwargs):
-  raise engine.DeviceMemoryError("out of device memory prefilling 1 prompts of 40 tokens")
+  raise DeviceMemoryError("out of device memory prefilling 1 row of 40 tokens")
 engine.Generator.generate = out_of_memory
 sys.argv = ["generate", "--max_new_tokens=2"]
 app.run(generate.main)
@@ -889,8 +891,8 @@ app.run(generate.main)
   result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
   assert result.returncode != 0
-  assert ("--prompt, --config.max_len: out of device memory prefilling 1 prompts of 40 tokens"
-          in result.stderr)
+  assert ("--prompt, --config.max_len, --config.prefill_tokens: out of device memory prefilling 1 "
+          "row of 40 tokens" in result.stderr)
   assert "Traceback" not in result.stderr
 
 

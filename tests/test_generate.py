@@ -12,8 +12,9 @@ import pytest
 from flax import nnx
 
 from configs import tiny
-from mxfp4_jax.generate.engine import (DECODE_COMPILER_OPTIONS, DeviceMemoryError, Generator,
-                                       left_pad, prefill_rows, prefill_starts)
+from mxfp4_jax.device_memory import DeviceMemoryError
+from mxfp4_jax.generate.engine import (DECODE_COMPILER_OPTIONS, Generator, left_pad,
+                                       prefill_rows, prefill_starts)
 from mxfp4_jax.generate.sampling import SamplingParams, sample
 from mxfp4_jax.model import GptOss, GptOssConfig
 
@@ -312,7 +313,7 @@ def failing_phase(generator, phase: str, message: str):
 
 
 @pytest.mark.parametrize("phase, what, remedy", [
-    ("prefill", "prefilling 3 prompts of 5 tokens, 3 a call",
+    ("prefill", "prefilling 3 rows of 5 tokens, 3 rows a call",
      "lower the batch, max_len=64 or prefill_tokens=16"),
     ("decode", "decoding 3 rows", "lower the batch or max_len=64")])
 def test_out_of_device_memory_names_the_phase_and_its_sizes(model, phase, what, remedy):
@@ -333,6 +334,24 @@ def test_out_of_device_memory_names_the_phase_and_its_sizes(model, phase, what, 
   other = failing_phase(Generator(model, max_len=64), phase, "INTERNAL: something else")
   with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
     other.generate([[1, 2, 3]], max_new_tokens=4, params=GREEDY)
+
+
+def test_a_traced_chunk_out_of_memory_ends_its_trace(model):
+  """The trace a failing decode chunk runs in is closed before the error reaches the caller."""
+  events = []
+
+  @contextlib.contextmanager
+  def trace():  # as jax.profiler.trace: stopped however its block ends
+    events.append("start")
+    try:
+      yield
+    finally:
+      events.append("stop")
+  generator = failing_phase(Generator(model, max_len=64, chunk=4), "decode",
+                            "RESOURCE_EXHAUSTED: Out of memory")
+  with pytest.raises(DeviceMemoryError, match="^out of device memory decoding 1 row: a call"):
+    generator.generate([[1, 2, 3]], max_new_tokens=9, params=GREEDY, trace=(0, trace))
+  assert events == ["start", "stop"]
 
 
 def test_bad_arguments_fail_before_work(model, generator):

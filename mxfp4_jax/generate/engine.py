@@ -25,6 +25,7 @@ import numpy as np
 from flax import nnx
 
 from mxfp4_jax.argcheck import ints_of_array, is_int, is_sequence
+from mxfp4_jax.device_memory import naming_out_of_memory
 from mxfp4_jax.generate.sampling import SamplingParams, sample
 from mxfp4_jax.model.gpt_oss import GptOss
 
@@ -113,28 +114,8 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray,
   return tokens, positions
 
 
-class DeviceMemoryError(MemoryError):
-  """The device ran out of memory for a generation: one line naming the phase and the sizes
-  that set its memory, XLA's figures for one call, and what to lower."""
-
-
-@contextlib.contextmanager
-def _naming_out_of_memory(what: str, compiled: Callable[[], object], remedy: str):
-  """XLA's out-of-memory error inside the block (a traceback from deep in JAX) as a
-  `DeviceMemoryError` that says ``what`` ran out, with the memory figures of the executable
-  ``compiled()`` returns (if any)."""
-  try:
-    yield
-  except jax.errors.JaxRuntimeError as e:
-    if "RESOURCE_EXHAUSTED" not in str(e):
-      raise
-    executable, gib = compiled(), 2**30
-    stats = executable.memory_analysis() if executable is not None else None
-    needs = "" if stats is None else (
-        f": a call holds {stats.argument_size_in_bytes / gib:.2f} GiB of weights, caches and "
-        f"inputs and needs {stats.temp_size_in_bytes / gib:.2f} GiB more")
-    xla = (str(e).splitlines() or [""])[0][:160]
-    raise DeviceMemoryError(f"out of device memory {what}{needs}; {remedy} (XLA: {xla})") from None
+def _rows(count: int) -> str:
+  return f"{count} row{'s' if count != 1 else ''}"
 
 
 def _check_count(name: str, value) -> None:
@@ -318,8 +299,9 @@ class Generator:
                ) -> Generation:
     """``on_tokens`` gets each chunk's new tokens per row (nothing after a row's stop token).
     ``trace=(chunk, context)`` runs decode chunk number ``chunk`` inside ``context()``, e.g. a
-    `jax.profiler.trace`. Where the device runs out of memory, a `DeviceMemoryError` names the
-    phase (the prefill or the decode loop) and its sizes."""
+    `jax.profiler.trace`. Where the device runs out of memory, a
+    `mxfp4_jax.device_memory.DeviceMemoryError` names the phase (the prefill or the decode loop)
+    and its sizes."""
     self.check_prompts(prompts, max_new_tokens)
     if not isinstance(params, SamplingParams):
       raise ValueError(f"params must be a SamplingParams, got {params!r:.60}")
@@ -346,8 +328,9 @@ class Generator:
     sample_first = self._compile(stats, ("sample", batch, params), self._sample, filled[0],
                                  first_key, params=params)
     start = time.perf_counter()
-    with _naming_out_of_memory(
-        f"prefilling {batch} prompts of {tokens.shape[1]} tokens, {rows} a call", lambda: prefill,
+    with naming_out_of_memory(
+        f"prefilling {_rows(batch)} of {tokens.shape[1]} tokens, {_rows(rows)} a call",
+        lambda: prefill,
         f"lower the batch, max_len={self.max_len} or prefill_tokens={self.prefill_tokens}"):
       last_logits, caches = empty()  # [B, V] float32; caches: batch is axis 0
       for row in prefill_starts(batch, rows):
@@ -389,9 +372,9 @@ class Generator:
 
     compiled_before, tracing_s = stats.compile_s, 0.0
     start = time.perf_counter()
-    a_decode_loop = lambda: next(
-        (c for entry, c in self._compiled.items() if entry[:2] == ("decode", batch)), None)
-    with (_naming_out_of_memory(f"decoding {batch} rows", a_decode_loop,
+    steps = None  # the last loop launched: its figures are those an error reports
+    with (naming_out_of_memory(f"decoding {_rows(batch)}",
+                                lambda: self._compiled.get(("decode", batch, steps, params)),
                                 f"lower the batch or max_len={self.max_len}"),
           contextlib.ExitStack() as tracing):
       while True:
