@@ -239,14 +239,14 @@ def test_ragged_edges_exact_zeros(rng, backend):
   check(out, ref, case["group_sizes"])
 
 
-@pytest.mark.parametrize("p,e,block_m", [(5, 32, 16), (120, 4, 32), (250, 2, 128), (288, 2, 128),
-                                          (292, 2, 256), (600, 2, 256)])
-def test_picked_config(rng, p, e, block_m):
-  """The kernel with pick_config's choice for each regime of rows per expert."""
+@pytest.mark.parametrize("p,e,row", [(5, 32, 0), (120, 4, 1), (250, 2, 3), (288, 2, 3), (292, 2, 4),
+                                      (600, 2, 4)])
+def test_picked_config(rng, p, e, row):
+  """The kernel with pick_config's choice for each regime of rows per expert (TABLE[row])."""
   sizes = rng.multinomial(p - 2, np.ones(e) / e)
   case, ref, _ = make_case(rng, e, 64, 64, p, sizes, bias=True, row_weights=True, swiglu=True)
   config = pick_config(p, e, 32, k_tiles=1)
-  assert (config.block_m, config.block_n) == (block_m, 32)
+  assert config == dataclasses.replace(tuning.TABLE[row][1], block_n=32, k_splits=1)
   check(run(case, "pallas", config=None), ref, sizes)
 
 
