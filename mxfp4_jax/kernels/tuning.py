@@ -147,8 +147,9 @@ TABLE: tuple[tuple[int, KernelConfig], ...] = (
     # 1.378 -> 1.238 ms, down 0.735 -> 0.657 ms (the H200 had them within 1% for gate_up).
     # H100, 2026-12-07 (BENCHMARKS.md, forty-fourth round), 128-row tiles by 256-column blocks
     # against 256 by 128: the kernel alone at P=16384 gate_up 1.2859 against 1.2639 ms, down
-    # 0.7160 against 0.7145 (3 stages; 4: 0.7077 for 256 by 128); end to end, where less of a
-    # tile goes empty, prefill 20b 2k +3.3%, 4k +0.8%, 8k +1.2-1.8%, 120b 8k +5.8%.
+    # 0.7160 against 0.7145 (3 stages; 4: 0.7077 for 256 by 128); end to end, prefill 20b 2k
+    # +3.3%, 4k +0.8%, 8k +1.2-1.8%, 120b 8k +5.8% (likely less of a tile empty where the
+    # router loads experts unevenly; not measured).
     (1 << 62, KernelConfig(block_m=128, block_n=256, num_warps=8, num_stages=3, decode="bf16x2",
                            accumulate_in_mma=True, prefetch_scales=True, remainder_block_m=32,
                            columns_first=True, paired_halves=True)),
