@@ -432,6 +432,7 @@ def call(args, **overrides):
     (dict(activation="swiglu"), ValueError, "needs a weight packed with swiglu_halves=True"),
     (dict(activation="gelu"), ValueError, "activation must be one of"),
     (dict(backend="triton"), ValueError, "backend must be one of"),
+    (dict(backend="pallas", interpret="yes"), ValueError, "interpret must be a bool, got 'yes'"),
     (dict(w=np.zeros((3, 1, 32, 32), np.uint8)), TypeError, "w must be a PackedMXFP4"),
     (dict(row_experts=jnp.zeros(7, jnp.int32)), ValueError, "exactly one of group_sizes"),
     (dict(group_sizes=None), ValueError, "exactly one of group_sizes"),

@@ -121,6 +121,7 @@ def test_no_tokens():
     (dict(x=jnp.ones((2, 64), jnp.float32)), "x is float32"),
     (dict(k=3), "k=3 is not a power of two"),
     (dict(backend="fused"), "router backend must be one of"),
+    (dict(interpret=1), "interpret must be a bool, got 1"),
     (dict(x=jnp.ones(64, jnp.bfloat16)), r"router: x must be \[N, D\], got \(64,\)"),
     (dict(x=jnp.ones((1, 2, 64), jnp.bfloat16)), r"router: x must be \[N, D\], got \(1, 2, 64\)"),
     (dict(k=17), "k must be an int from 1 to the 16 experts, got 17"),
@@ -133,10 +134,10 @@ def test_no_tokens():
 ])
 def test_bad_input_errors(change, match):
   x, weight, bias = inputs(2, 64, 16)
-  args = dict(x=x, weight=weight, bias=bias, k=4, backend="top_k") | change
+  args = dict(x=x, weight=weight, bias=bias, k=4, backend="top_k", interpret=True) | change
   with pytest.raises(ValueError, match=match):
     router.route(args["x"], args["weight"], args["bias"], k=args["k"], backend=args["backend"],
-                 interpret=True)
+                 interpret=args["interpret"])
 
 
 @pytest.mark.parametrize("backend", router.BACKENDS)

@@ -128,8 +128,6 @@ def _check_static(what: str, *, window, blocks: dict, num_warps, num_stages, int
   for name, block in blocks.items():
     check_block(name, block)
   check_launch(num_warps, num_stages, **counts)
-  if not isinstance(interpret, bool):
-    raise ValueError(f"interpret must be a bool, got {interpret!r}")
   check_runs_here(what, interpret)
 
 

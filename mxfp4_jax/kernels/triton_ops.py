@@ -45,7 +45,10 @@ def is_block(size) -> bool:
 
 def check_runs_here(what: str, interpret: bool) -> None:
   """The Triton lowering compiles for a GPU only; elsewhere a kernel runs in interpret mode, if
-  asked. Without this check the call fails deep inside Pallas."""
+  asked. Without this check the call fails deep inside Pallas. ``interpret`` must be a bool:
+  jit hashes it as a static argument, and Pallas takes other values for its own options."""
+  if not isinstance(interpret, bool):
+    raise ValueError(f"interpret must be a bool, got {interpret!r}")
   if not interpret and jax.default_backend() != "gpu":
     raise ValueError(f"{what} compiles for a GPU only; on {jax.default_backend()} pass "
                      "interpret=True")
