@@ -92,12 +92,30 @@ def compile_sm90(ttir: str, num_warps: int, num_stages: int, folder: pathlib.Pat
   return compiled
 
 
-def cuobjdump(*args: str) -> str:
-  """The CUDA disassembler's output for ``args`` (e.g. ``"-sass", cubin``): the cuobjdump on the
-  PATH, or the one the triton package brings."""
+def _cuda_tool(name: str) -> str:
+  """A CUDA binary tool: the one on the PATH, or the one the triton package brings."""
   import triton  # noqa: PLC0415
 
-  tool = shutil.which("cuobjdump") or str(
-      next(iter(triton.__path__)) + "/backends/nvidia/bin/cuobjdump")
-  return subprocess.run([tool, *map(str, args)], check=True, capture_output=True,
-                        text=True).stdout
+  return shutil.which(name) or str(next(iter(triton.__path__)) + f"/backends/nvidia/bin/{name}")
+
+
+def cuobjdump(*args: str) -> str:
+  """The CUDA disassembler's output for ``args`` (e.g. ``"-sass", cubin``)."""
+  return subprocess.run([_cuda_tool("cuobjdump"), *map(str, args)], check=True,
+                        capture_output=True, text=True).stdout
+
+
+def wgmma_serialized(ptx: str, folder: pathlib.Path) -> str | None:
+  """Why ptxas serializes a kernel's wgmmas, or None if it does not. ptxas says so only as a
+  "Potential Performance Loss" note under ``-v`` (C7515 and its kin, e.g. when a path defines an
+  accumulator register while a wgmma may still be in flight): each wgmma then waits for the one
+  before, and the tensor cores sit idle while the warps decode. ``ptx`` is compiled again by
+  itself, with the PTX assembler the triton package brings, into ``folder``."""
+  source = folder / "kernel.ptx"
+  source.write_text(ptx)
+  log = subprocess.run([_cuda_tool("ptxas"), "-v", "-arch=sm_90a", str(source), "-o",
+                        str(folder / "ptxas.cubin")], check=True, capture_output=True,
+                       text=True).stderr
+  notes = [line.split("Potential Performance Loss:", 1)[1].strip()
+           for line in log.splitlines() if "Potential Performance Loss: wgmma" in line]
+  return "; ".join(notes) or None

@@ -53,7 +53,7 @@ def main(argv) -> None:
                                        kernel_config)
   compiled = hopper.compile_sm90(kernels[0], config.num_warps, config.num_stages, out)
   (out / "kernel.ttgir").write_text(compiled.asm["ttgir"])
-  (out / "kernel.ptx").write_text(compiled.asm["ptx"])
+  serialized = hopper.wgmma_serialized(compiled.asm["ptx"], out)  # writes kernel.ptx
   sass = hopper.cuobjdump("-sass", out / "kernel.cubin")
   (out / "kernel.sass").write_text(sass)
   usage = hopper.cuobjdump("--dump-resource-usage", out / "kernel.cubin")
@@ -82,6 +82,8 @@ def main(argv) -> None:
     print(f"loop: {loop['instructions']} instructions per iteration = "
           f"{loop['instructions'] * threads / weights_per_iteration:.1f} per decoded weight; "
           f"HGMMA {loop['opcodes'].get('HGMMA', 0)}; {top}")
+  print(f"wgmma serialized by ptxas: {serialized}" if serialized else
+        "wgmma not serialized (ptxas -v has no note)")
   print(f"wrote {out}")
 
 
