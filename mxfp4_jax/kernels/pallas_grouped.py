@@ -232,8 +232,12 @@ def _kernel(*refs, cfg: KernelConfig, num_experts: int, num_k_tiles: int, out_co
     accs = loop(first, has_work * (jnp.minimum(first + per_split, num_k_tiles) - first))
   else:
     # No branch around the K loop (Triton pipelines a loop only outside scf.if): tiles with no
-    # rows, and tail tiles (rows past sum(group_sizes), defined as zero), run it zero times.
-    accs = loop(0, has_work * num_k_tiles)
+    # rows, and tail tiles (rows past sum(group_sizes), defined as zero), run one step, whose
+    # output is masked or zeroed. Not zero steps: that path's zeroed accumulators would meet the
+    # loop's exit before its last wgmma wait, and ptxas then serializes every wgmma of the
+    # kernel (C7515; in the 128 x 256 tiles of TABLE's last row, a wait after each of the 8 a
+    # K tile).
+    accs = loop(0, jnp.maximum(has_work * num_k_tiles, 1))
   if split_k:
     pieces = zip(accs, weight_rows)
     if paired:  # the glu and the linear half, each to its own contiguous columns

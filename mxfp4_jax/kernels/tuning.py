@@ -149,7 +149,9 @@ TABLE: tuple[tuple[int, KernelConfig], ...] = (
     # against 256 by 128: the kernel alone at P=16384 gate_up 1.2859 against 1.2639 ms, down
     # 0.7160 against 0.7145 (3 stages; 4: 0.7077 for 256 by 128); end to end, prefill 20b 2k
     # +3.3%, 4k +0.8%, 8k +1.2-1.8%, 120b 8k +5.8% (likely less of a tile empty where the
-    # router loads experts unevenly; not measured).
+    # router loads experts unevenly; not measured). Those figures are with every wgmma of these
+    # blocks serialized by ptxas, which the K loop's zero-trip path caused (since removed:
+    # `pallas_grouped._kernel`; tests/test_sm90_compile.py); 256 by 128 was not serialized.
     (1 << 62, KernelConfig(block_m=128, block_n=256, num_warps=8, num_stages=3, decode="bf16x2",
                            accumulate_in_mma=True, prefetch_scales=True, remainder_block_m=32,
                            columns_first=True, paired_halves=True)),
