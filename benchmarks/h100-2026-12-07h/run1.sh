@@ -8,8 +8,10 @@
 # wgmma wait: every HGMMA waited for the one before (8 waits a K tile; 2 with a trip count of at
 # least 1). The other rows' kernels are not serialized either way.
 # base: this tree with the trip count as before; fix: this tree.
-# STAGE=1: the kernel alone, 20b at P = 4096 (128 rows an expert: the row above, a control) and
-#   16,384 (512: the last row), alternated; then 20b prefill 2k and 8k end to end, alternated.
+# STAGE=1: the kernel alone, 20b at P = 4096 (128 rows an expert: the row above,
+#   not serialized, where tiles without rows now cost one K step) and
+#   16,384 (512: the last row), alternated; then 20b prefill 1k (that row), 2k and 8k
+#   end to end, alternated.
 # STAGE=2: 20b prefill again, 120b prefill 8k, alternated; the grouped matmul's GPU tests.
 pip install -q --no-deps --target /tmp/site .whl/ml_collections-1.1.0-py3-none-any.whl 2>/dev/null
 nvidia-smi --query-gpu=name,clocks.current.sm,clocks.current.memory,memory.total --format=csv \
@@ -34,7 +36,7 @@ run() {
 K="python -m experiments.bench_kernel --config.shapes=20b_gate_up,20b_down
   --config.rows=4096,16384 --config.baselines= --config.plot=False"
 P20="python -m experiments.bench_e2e --config=configs/gpt_oss_20b.py --config.bench.batch_sizes=
-  --config.bench.prefill_lengths=2048,8192"
+  --config.bench.prefill_lengths=1024,2048,8192"
 P120="python -m experiments.bench_e2e --config=configs/gpt_oss_120b.py
   --config.bench.batch_sizes= --config.bench.prefill_lengths=8192"
 if [ "${STAGE:-1}" = 1 ]; then
@@ -42,12 +44,12 @@ if [ "${STAGE:-1}" = 1 ]; then
     run kernel_base_$round /tmp/base 90 $K
     run kernel_fix_$round $here 90 $K
   done
-  run e2e20_base_1 /tmp/base 100 $P20
-  run e2e20_fix_1 $here 100 $P20
+  run e2e20_base_1 /tmp/base 130 $P20
+  run e2e20_fix_1 $here 130 $P20
   run kernel_fix_256x128 $here 90 $K --config.kernel_options=block_m=256,block_n=128
 else
-  run e2e20_fix_2 $here 100 $P20
-  run e2e20_base_2 /tmp/base 100 $P20
+  run e2e20_fix_2 $here 130 $P20
+  run e2e20_base_2 /tmp/base 130 $P20
   run e2e120_base /tmp/base 130 $P120
   run e2e120_fix $here 130 $P120
   if [ $(left) -gt 60 ]; then
