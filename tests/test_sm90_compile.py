@@ -8,6 +8,8 @@ zero-trip path did this to TABLE's last row: its zeroed accumulators reached the
 loop. Needs the triton package (Triton's compiler and ptxas), part of the test extra.
 """
 
+import dataclasses
+
 import pytest
 
 from configs.bench_kernel import SHAPES
@@ -15,27 +17,35 @@ from mxfp4_jax.kernels import tuning
 from mxfp4_jax.mxfp4.layout import K_TILE
 
 pytest.importorskip("triton")
-hopper = pytest.importorskip("experiments.hopper")
-
-# (shape, P, one tile a row): between them every config pick_config gives the model's calls.
-CASES = [
-    ("20b_gate_up", 4, True),  # decode: one-row tiles, 9 straight splits
-    ("120b_gate_up", 32, True),  # 5 straight splits
-    ("20b_gate_up", 64, False),  # 16-row tiles, 5 straight splits
-    ("20b_gate_up", 1024, False),  # 32-row tiles, the K loop
-    ("20b_down", 2048, False),  # 64-row tiles
-    ("20b_gate_up", 4096, False),  # 128-row tiles by 64 columns, 32-row remainders
-    ("20b_gate_up", 16384, False),  # the last row: 128 by 256, paired halves
-    ("20b_down", 16384, False),
-]
+from experiments import hopper  # noqa: E402
 
 
-@pytest.mark.parametrize("shape, rows, one_row_tiles", CASES)
-def test_table_kernels_keep_wgmma_async(tmp_path, shape, rows, one_row_tiles):
-  num_experts, k, n, activation = SHAPES[shape]
-  out_cols = n // 2 if activation else n
-  config = tuning.pick_config(rows, num_experts, out_cols, -(-k // K_TILE),
-                              one_tile_per_row=one_row_tiles)
+def _cases():
+  """One (shape, P, one tile a row) for each config `pick_config` gives GPT-OSS's expert
+  shapes, decode sizes to prefills; gate_up and down both for the largest tiles."""
+  cases = {}
+  for shape, (num_experts, k, n, activation) in SHAPES.items():
+    for rows in (1, 4, 32, 64, 256, 1024, 2048, 4096, 8192, 16384, 32768):
+      one_row_tiles = tuning.one_row_tiles_suit(rows, num_experts)
+      config = tuning.pick_config(rows, num_experts, n // 2 if activation else n,
+                                  -(-k // K_TILE), one_tile_per_row=one_row_tiles)
+      key = (config, one_row_tiles, activation if config.paired_halves else None)
+      cases.setdefault(key, (shape, rows, one_row_tiles, config))
+  return list(cases.values())
+
+
+CASES = _cases()
+
+
+def test_the_cases_cover_the_table():
+  """Each TABLE row is among the cases (as `pick_config` gives it: K split for 16-row tiles)."""
+  picked = {dataclasses.replace(config, k_splits=1) for *_, config in CASES}
+  assert picked >= {config for _, config in tuning.TABLE}
+
+
+@pytest.mark.parametrize("shape, rows, one_row_tiles, config", CASES,
+                         ids=[f"{c[0]}-P{c[1]}" for c in CASES])
+def test_table_kernels_keep_wgmma_async(tmp_path, shape, rows, one_row_tiles, config):
   kernels, _ = hopper.lower_for_hopper(SHAPES[shape], rows, one_row_tiles, config)
   assert kernels, "no kernel was lowered"
   for i, ttir in enumerate(kernels):  # the main call, then any remainder tiles' call
@@ -43,4 +53,4 @@ def test_table_kernels_keep_wgmma_async(tmp_path, shape, rows, one_row_tiles):
     folder.mkdir()
     compiled = hopper.compile_sm90(ttir, config.num_warps, config.num_stages, folder)
     assert "wgmma.mma_async" in compiled.asm["ptx"], "the kernel has no wgmma to check"
-    assert hopper.wgmma_serialized(compiled.asm["ptx"], folder) is None, (shape, rows, config)
+    assert hopper.wgmma_serialized(compiled.asm["ptx"], folder) is None, config
