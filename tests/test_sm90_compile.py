@@ -12,25 +12,23 @@ import dataclasses
 
 import pytest
 
-from configs.bench_kernel import SHAPES
+from configs import kernel_fingerprint as fingerprint_config
 from mxfp4_jax.kernels import tuning
-from mxfp4_jax.mxfp4.layout import K_TILE
 
 pytest.importorskip("triton")
-from experiments import hopper  # noqa: E402
+from experiments import hopper, kernel_fingerprint  # noqa: E402
 
 
 def _cases():
-  """One (shape, P, one tile a row) for each config `pick_config` gives GPT-OSS's expert
-  shapes, decode sizes to prefills; gate_up and down both for the largest tiles."""
+  """One (name, shape, P, one tile a row, config) for each config `pick_config` gives
+  GPT-OSS's expert shapes at `kernel_fingerprint`'s P (decode sizes to prefills, grouped rows
+  and one tile a row); gate_up and down both for the paired-halves tiles."""
+  config = fingerprint_config.get_config()
+  config.variant_shapes = ""  # the configs as picked, not each row's variants
   cases = {}
-  for shape, (num_experts, k, n, activation) in SHAPES.items():
-    for rows in (1, 4, 32, 64, 256, 1024, 2048, 4096, 8192, 16384, 32768):
-      one_row_tiles = tuning.one_row_tiles_suit(rows, num_experts)
-      config = tuning.pick_config(rows, num_experts, n // 2 if activation else n,
-                                  -(-k // K_TILE), one_tile_per_row=one_row_tiles)
-      key = (config, one_row_tiles, activation if config.paired_halves else None)
-      cases.setdefault(key, (shape, rows, one_row_tiles, config))
+  for case in kernel_fingerprint.cases(config):
+    _, shape, _, row_experts, picked = case
+    cases.setdefault((picked, row_experts, picked.paired_halves and shape[3]), case)
   return list(cases.values())
 
 
@@ -43,10 +41,10 @@ def test_the_cases_cover_the_table():
   assert picked >= {config for _, config in tuning.TABLE}
 
 
-@pytest.mark.parametrize("shape, rows, one_row_tiles, config", CASES,
-                         ids=[f"{c[0]}-P{c[1]}" for c in CASES])
+@pytest.mark.parametrize("shape, rows, one_row_tiles, config", [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
 def test_table_kernels_keep_wgmma_async(tmp_path, shape, rows, one_row_tiles, config):
-  kernels, _ = hopper.lower_for_hopper(SHAPES[shape], rows, one_row_tiles, config)
+  kernels, _ = hopper.lower_for_hopper(shape, rows, one_row_tiles, config)
   assert kernels, "no kernel was lowered"
   for i, ttir in enumerate(kernels):  # the main call, then any remainder tiles' call
     folder = tmp_path / str(i)
