@@ -13,6 +13,8 @@
 #   16,384 (512: the last row), alternated; then 20b prefill 1k (that row), 2k and 8k
 #   end to end, alternated.
 # STAGE=2: 20b prefill again, 120b prefill 8k, alternated; the grouped matmul's GPU tests.
+# STAGE=0 (one call, by priority): the kernel alternated once, the grouped matmul's GPU tests,
+#   20b prefill alternated, the kernel again, 256 x 128 blocks.
 pip install -q --no-deps --target /tmp/site .whl/ml_collections-1.1.0-py3-none-any.whl 2>/dev/null
 nvidia-smi --query-gpu=name,clocks.current.sm,clocks.current.memory,memory.total --format=csv \
   | tee -a $OUT/summary.log
@@ -28,8 +30,9 @@ here=$PWD
 run() {
   local name=$1 tree=$2 limit=$3; shift 3
   [ $(left) -lt $limit ] && { echo "$name skipped: $(left) s left" | tee -a $OUT/summary.log; return; }
+  local start=$SECONDS
   (cd $tree && timeout $limit "$@") > $OUT/$name.log 2>&1
-  echo "$name rc=$?" | tee -a $OUT/summary.log
+  echo "$name rc=$? in $((SECONDS - start)) s" | tee -a $OUT/summary.log
   grep -E "^ +20b|prefill batch|Error" $OUT/$name.log | sed "s/^/  [$name] /" \
     | tee -a $OUT/summary.log
 }
@@ -39,7 +42,23 @@ P20="python -m experiments.bench_e2e --config=configs/gpt_oss_20b.py --config.be
   --config.bench.prefill_lengths=1024,2048,8192"
 P120="python -m experiments.bench_e2e --config=configs/gpt_oss_120b.py
   --config.bench.batch_sizes= --config.bench.prefill_lengths=8192"
-if [ "${STAGE:-1}" = 1 ]; then
+gpu_tests() {
+  if [ $(left) -gt 60 ]; then
+    XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $(left) python -m pytest -q -n 6 \
+      -p no:cacheprovider tests/test_grouped_matmul.py > $OUT/gpu_tests.log 2>&1
+    echo "gpu_tests rc=$?: $(tail -1 $OUT/gpu_tests.log)" | tee -a $OUT/summary.log
+  fi
+}
+if [ "${STAGE:-1}" = 0 ]; then
+  run kernel_base_1 /tmp/base 90 $K
+  run kernel_fix_1 $here 90 $K
+  LIMIT=$((${LIMIT:-590} - 240)) gpu_tests
+  run e2e20_fix_1 $here 130 $P20
+  run e2e20_base_1 /tmp/base 130 $P20
+  run kernel_fix_2 $here 90 $K
+  run kernel_base_2 /tmp/base 90 $K
+  run kernel_fix_256x128 $here 90 $K --config.kernel_options=block_m=256,block_n=128
+elif [ "${STAGE:-1}" = 1 ]; then
   for round in 1 2; do
     run kernel_base_$round /tmp/base 90 $K
     run kernel_fix_$round $here 90 $K
@@ -52,10 +71,6 @@ else
   run e2e20_base_2 /tmp/base 130 $P20
   run e2e120_base /tmp/base 130 $P120
   run e2e120_fix $here 130 $P120
-  if [ $(left) -gt 60 ]; then
-    XLA_PYTHON_CLIENT_PREALLOCATE=false timeout $(left) python -m pytest -q -n 6 \
-      -p no:cacheprovider tests/test_grouped_matmul.py > $OUT/gpu_tests.log 2>&1
-    echo "gpu_tests rc=$?: $(tail -1 $OUT/gpu_tests.log)" | tee -a $OUT/summary.log
-  fi
+  gpu_tests
 fi
 echo "done at ${SECONDS}s" | tee -a $OUT/summary.log
