@@ -37,19 +37,12 @@ def compiling_for_hopper():
     yield
 
 
-def lower_for_hopper(shape, rows: int, row_experts: bool, kernel_config):
-  """The grouped matmul of ``shape`` (E, K, N, activation) at P = ``rows``, with group sizes or
-  one tile a row (``row_experts``: a decode step's rows), lowered for an H100 -> (the Triton IR
-  of each kernel it launches, without debug info; the wrapper's StableHLO text)."""
-  import jax.numpy as jnp  # noqa: PLC0415
+def lower_pallas_for_hopper(fn, *args):
+  """``fn`` (any jax function of Pallas calls) traced at ``args`` (arrays or
+  ShapeDtypeStructs) and lowered for an H100 -> (the Triton IR of each Pallas kernel it
+  launches, without debug info; the StableHLO text of the whole)."""
   from jax._src.pallas.triton import pallas_call_registration  # noqa: PLC0415
 
-  from experiments.kernel_problems import model_out_dtype  # noqa: PLC0415
-  from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas  # noqa: PLC0415
-  from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT  # noqa: PLC0415
-  from mxfp4_jax.mxfp4.layout import PackedMXFP4, packed_shapes  # noqa: PLC0415
-
-  num_experts, k, n, activation = shape
   lowering = pallas_call_registration.lowering
   lower_module, kernels = lowering.lower_jaxpr_to_triton_module, []
 
@@ -58,6 +51,24 @@ def lower_for_hopper(shape, rows: int, row_experts: bool, kernel_config):
     kernels.append(result.module.operation.get_asm(enable_debug_info=False))
     return result
 
+  with compiling_for_hopper(), mock.patch.object(lowering, "lower_jaxpr_to_triton_module",
+                                                  capture):
+    lowered = jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",))
+  return kernels, lowered.as_text(debug_info=False)
+
+
+def lower_for_hopper(shape, rows: int, row_experts: bool, kernel_config):
+  """The grouped matmul of ``shape`` (E, K, N, activation) at P = ``rows``, with group sizes or
+  one tile a row (``row_experts``: a decode step's rows), lowered for an H100 -> (the Triton IR
+  of each kernel it launches, without debug info; the wrapper's StableHLO text)."""
+  import jax.numpy as jnp  # noqa: PLC0415
+
+  from experiments.kernel_problems import model_out_dtype  # noqa: PLC0415
+  from mxfp4_jax.kernels.pallas_grouped import grouped_matmul_pallas  # noqa: PLC0415
+  from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT  # noqa: PLC0415
+  from mxfp4_jax.mxfp4.layout import PackedMXFP4, packed_shapes  # noqa: PLC0415
+
+  num_experts, k, n, activation = shape
   sds = jax.ShapeDtypeStruct
   shapes = packed_shapes(num_experts, k, n)
   w = PackedMXFP4(values=sds(shapes["values"], jnp.uint8), scales=sds(shapes["scales"], jnp.uint8),
@@ -70,15 +81,11 @@ def lower_for_hopper(shape, rows: int, row_experts: bool, kernel_config):
       x, w, groups[0], r, groups[1], cfg=kernel_config, activation=activation,
       out_dtype=model_out_dtype(activation), interpret=False, swiglu_alpha=SWIGLU_ALPHA,
       swiglu_limit=SWIGLU_LIMIT)
-  with compiling_for_hopper(), mock.patch.object(lowering, "lower_jaxpr_to_triton_module",
-                                                  capture):
-    lowered = jax.jit(call).trace(sds((rows, k), jnp.bfloat16), w, row_weights, groups).lower(
-        lowering_platforms=("cuda",))
-  return kernels, lowered.as_text(debug_info=False)
+  return lower_pallas_for_hopper(call, sds((rows, k), jnp.bfloat16), w, row_weights, groups)
 
 
 def compile_sm90(ttir: str, num_warps: int, num_stages: int, folder: pathlib.Path):
-  """One kernel's Triton IR (`lower_for_hopper`'s) compiled by Triton for sm_90, its IR and
+  """One kernel's Triton IR (`lower_pallas_for_hopper`'s) compiled by Triton for sm_90, its IR and
   cubin written to ``folder`` (kernel.ttir, kernel.cubin) -> Triton's compiled kernel (its
   ``asm`` and ``metadata``)."""
   import triton  # noqa: PLC0415

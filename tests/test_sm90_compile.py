@@ -1,5 +1,5 @@
-"""Every kernel the TABLE picks for the model's shapes, compiled for the H100 (sm_90) without a GPU:
-ptxas keeps its wgmmas asynchronous.
+"""Every kernel the TABLE picks for the model's shapes, and the prefill's flash attention,
+compiled for the H100 (sm_90) without a GPU: ptxas keeps their wgmmas asynchronous.
 
 ptxas serializes a kernel's wgmmas when it cannot prove them safe to overlap, and says so only as
 a note under ``-v`` (`experiments.hopper.wgmma_serialized`). Each wgmma then waits for the one
@@ -9,11 +9,16 @@ loop. Needs the triton package (Triton's compiler and ptxas), part of the test e
 """
 
 import dataclasses
+import inspect
 
+import jax
+import jax.numpy as jnp
 import pytest
 
+from configs import gpt_oss_20b
 from configs import kernel_fingerprint as fingerprint_config
 from mxfp4_jax.kernels import tuning
+from mxfp4_jax.kernels import flash_attention
 
 pytest.importorskip("triton")
 from experiments import hopper, kernel_fingerprint  # noqa: E402
@@ -45,10 +50,38 @@ def test_the_cases_cover_the_table():
                          ids=[c[0] for c in CASES])
 def test_table_kernels_keep_wgmma_async(tmp_path, shape, rows, one_row_tiles, config):
   kernels, _ = hopper.lower_for_hopper(shape, rows, one_row_tiles, config)
+  _assert_wgmma_async(tmp_path, kernels, config.num_warps, config.num_stages, config)
+
+
+@pytest.mark.parametrize("window", [None, "sliding"])
+def test_flash_attention_keeps_wgmma_async(tmp_path, window):
+  """The prefill's attention as the model calls it (the kernel's default blocks and launch),
+  20b's heads, a 2k prompt; full and sliding layers (the key loop's bounds differ)."""
+  model = gpt_oss_20b.model_config()
+  window = model.sliding_window if window else None
+  tokens, kv_heads, head_dim = 2048, model.num_kv_heads, model.head_dim
+  group = model.num_heads // kv_heads
+  sds = jax.ShapeDtypeStruct
+  kv = sds((1, tokens, kv_heads, head_dim), jnp.bfloat16)
+  # The public function's defaults, into the jitted call behind its checks (which refuse to
+  # compile for a GPU on a machine without one).
+  defaults = {name: p.default for name, p in
+              inspect.signature(flash_attention.flash_attention).parameters.items()
+              if name in ("block_q", "block_k", "num_warps", "num_stages")}
+  kernels, _ = hopper.lower_pallas_for_hopper(
+      lambda q, k, v, positions, sinks: flash_attention._flash_attention(
+          q, k, v, positions, sinks, window=window, interpret=False, **defaults),
+      sds((1, tokens, kv_heads, group, head_dim), jnp.bfloat16), kv, kv,
+      sds((1, tokens), jnp.int32), sds((kv_heads, group), jnp.float32))
+  _assert_wgmma_async(tmp_path, kernels, defaults["num_warps"], defaults["num_stages"],
+                      f"flash_attention, window {window}, {defaults}")
+
+
+def _assert_wgmma_async(tmp_path, kernels, num_warps: int, num_stages: int, what):
   assert kernels, "no kernel was lowered"
-  for i, ttir in enumerate(kernels):  # the main call, then any remainder tiles' call
+  for i, ttir in enumerate(kernels):  # e.g. the main call, then any remainder tiles' call
     folder = tmp_path / str(i)
     folder.mkdir()
-    compiled = hopper.compile_sm90(ttir, config.num_warps, config.num_stages, folder)
+    compiled = hopper.compile_sm90(ttir, num_warps, num_stages, folder)
     assert "wgmma.mma_async" in compiled.asm["ptx"], "the kernel has no wgmma to check"
-    assert hopper.wgmma_serialized(compiled.asm["ptx"], folder) is None, config
+    assert hopper.wgmma_serialized(compiled.asm["ptx"], folder) is None, what
