@@ -1,5 +1,6 @@
 """Every kernel the TABLE picks for the model's shapes, and the prefill's flash attention,
-compiled for the H100 (sm_90) without a GPU: ptxas keeps their wgmmas asynchronous.
+compiled for the H100 (sm_90) without a GPU: ptxas keeps their wgmmas asynchronous, and no
+register spills to local memory.
 
 ptxas serializes a kernel's wgmmas when it cannot prove them safe to overlap, and says so only as
 a note under ``-v`` (`experiments.hopper.wgmma_serialized`). Each wgmma then waits for the one
@@ -10,6 +11,7 @@ loop. Needs the triton package (Triton's compiler and ptxas), part of the test e
 
 import dataclasses
 import inspect
+import re
 
 import jax
 import jax.numpy as jnp
@@ -85,3 +87,6 @@ def _assert_wgmma_async(tmp_path, kernels, num_warps: int, num_stages: int, what
     compiled = hopper.compile_sm90(ttir, num_warps, num_stages, folder)
     assert "wgmma.mma_async" in compiled.asm["ptx"], "the kernel has no wgmma to check"
     assert hopper.wgmma_serialized(compiled.asm["ptx"], folder) is None, what
+    # Spilled registers go to local memory (STL/LDL): slow loads in the K loop.
+    sass = hopper.cuobjdump("-sass", folder / "kernel.cubin")
+    assert not re.search(r"\b(STL|LDL)\b", sass), f"{what} spills registers"
