@@ -52,7 +52,7 @@ gpu_tests() {
 if [ "${STAGE:-1}" = 0 ]; then
   run kernel_base_1 /tmp/base 90 $K
   run kernel_fix_1 $here 90 $K
-  LIMIT=$((${LIMIT:-590} - 240)) gpu_tests
+  LIMIT=$((${LIMIT:-590} - ${RESERVE:-240})) gpu_tests  # RESERVE: seconds kept for the rest
   run e2e20_fix_1 $here 130 $P20
   run e2e20_base_1 /tmp/base 130 $P20
   run kernel_fix_2 $here 90 $K
