@@ -85,8 +85,8 @@ def lower_for_hopper(shape, rows: int, row_experts: bool, kernel_config):
 
 
 def compile_sm90(ttir: str, num_warps: int, num_stages: int, folder: pathlib.Path):
-  """One kernel's Triton IR (`lower_pallas_for_hopper`'s) compiled by Triton for sm_90, its IR and
-  cubin written to ``folder`` (kernel.ttir, kernel.cubin) -> Triton's compiled kernel (its
+  """One kernel's Triton IR (`lower_pallas_for_hopper`'s) compiled by Triton for sm_90, its IR
+  and cubin written to ``folder`` (kernel.ttir, kernel.cubin) -> Triton's compiled kernel (its
   ``asm`` and ``metadata``)."""
   import triton  # noqa: PLC0415
   from triton.backends.compiler import GPUTarget  # noqa: PLC0415

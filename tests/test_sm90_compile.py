@@ -19,8 +19,7 @@ import pytest
 
 from configs import gpt_oss_20b
 from configs import kernel_fingerprint as fingerprint_config
-from mxfp4_jax.kernels import tuning
-from mxfp4_jax.kernels import flash_attention
+from mxfp4_jax.kernels import flash_attention, tuning
 
 pytest.importorskip("triton")
 from experiments import hopper, kernel_fingerprint  # noqa: E402
@@ -52,7 +51,7 @@ def test_the_cases_cover_the_table():
                          ids=[c[0] for c in CASES])
 def test_table_kernels_keep_wgmma_async(tmp_path, shape, rows, one_row_tiles, config):
   kernels, _ = hopper.lower_for_hopper(shape, rows, one_row_tiles, config)
-  _assert_wgmma_async(tmp_path, kernels, config.num_warps, config.num_stages, config)
+  _assert_async_without_spills(tmp_path, kernels, config.num_warps, config.num_stages, config)
 
 
 @pytest.mark.parametrize("window", [None, "sliding"])
@@ -75,11 +74,12 @@ def test_flash_attention_keeps_wgmma_async(tmp_path, window):
           q, k, v, positions, sinks, window=window, interpret=False, **defaults),
       sds((1, tokens, kv_heads, group, head_dim), jnp.bfloat16), kv, kv,
       sds((1, tokens), jnp.int32), sds((kv_heads, group), jnp.float32))
-  _assert_wgmma_async(tmp_path, kernels, defaults["num_warps"], defaults["num_stages"],
-                      f"flash_attention, window {window}, {defaults}")
+  what = f"flash_attention, window {window}, {defaults}"
+  _assert_async_without_spills(tmp_path, kernels, defaults["num_warps"], defaults["num_stages"],
+                               what)
 
 
-def _assert_wgmma_async(tmp_path, kernels, num_warps: int, num_stages: int, what):
+def _assert_async_without_spills(tmp_path, kernels, num_warps: int, num_stages: int, what):
   assert kernels, "no kernel was lowered"
   for i, ttir in enumerate(kernels):  # e.g. the main call, then any remainder tiles' call
     folder = tmp_path / str(i)
