@@ -46,8 +46,8 @@ def lower_pallas_for_hopper(fn, *args):
   lowering = pallas_call_registration.lowering
   lower_module, kernels = lowering.lower_jaxpr_to_triton_module, []
 
-  def capture(*args, **kwargs):
-    result = lower_module(*args, **kwargs)
+  def capture(*lowering_args, **lowering_kwargs):  # records each kernel as it is lowered
+    result = lower_module(*lowering_args, **lowering_kwargs)
     kernels.append(result.module.operation.get_asm(enable_debug_info=False))
     return result
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Prepared, not run (no GPU was lent). Run twice: STAGE=1, then STAGE=2.
+# Prepared, not run (no GPU was lent). Run twice, STAGE=1 then STAGE=2, or once with STAGE=0.
 # The K loop of the TABLE's last row without a zero-trip path. ptxas (CUDA 12.8, Triton's)
 # reports C7515 for that row's kernels (128-row tiles by 256-column blocks, 8 warps): "wgmma
 # instructions are serialized due to non wgmma instructions defining accumulator registers ...
