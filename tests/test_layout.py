@@ -244,6 +244,8 @@ def test_packed_weights_that_break_the_contract_are_refused(rng):
           w, values=w.values[:, :, :17], scales=w.scales[:, :, :17], bias=w.bias[:, :17]),
       "at least one expert": dataclasses.replace(w, values=w.values[:0], scales=w.scales[:0],
                                                  bias=w.bias[:0]),
+      r"bias must be a float array of shape \(2, 18\), got int32\(2, 18\)":
+          dataclasses.replace(w, bias=w.bias.astype(jnp.int32)),  # else added as numbers
   }
   for match, packed in bad.items():
     for entry in (mxfp4.unpack, mxfp4.dequantize_packed):
@@ -293,6 +295,10 @@ def test_random_packed_keeps_the_layout_contract(in_features):
     layout.random_packed(jax.random.PRNGKey(1), 2, 80, 16)
   with pytest.raises(ValueError, match="out_features even with swiglu_halves"):
     layout.random_packed(jax.random.PRNGKey(1), 2, 64, 17, swiglu_halves=True)
+  with pytest.raises(ValueError, match="in_features=64.0 must be a positive multiple of 32"):
+    layout.random_packed(jax.random.PRNGKey(1), 2, 64.0, 16)  # check_packed would refuse it
+  with pytest.raises(TypeError, match="random_packed: swiglu_halves must be a bool, got 1"):
+    layout.random_packed(jax.random.PRNGKey(1), 2, 64, 16, swiglu_halves=1)
   for scale_range in [(0, 255), (124, 118)]:  # NaN and out-of-range bytes; a reversed range
     with pytest.raises(ValueError, match=re.escape(f"scale_range={scale_range} must be (low, high)")):
       layout.random_packed(jax.random.PRNGKey(1), 2, 64, 16, scale_range=scale_range)

@@ -116,8 +116,10 @@ def check_packed(w: PackedMXFP4, name: str = "w") -> None:
   if 0 in v.shape:
     raise ValueError(f"{name}.values must have at least one expert, K tile and output feature, "
                      f"got shape {tuple(v.shape)}")
-  if w.bias is not None and tuple(w.bias.shape) != (v.shape[0], v.shape[2]):
-    raise ValueError(f"{name}.bias must have shape {(v.shape[0], v.shape[2])}, got {tuple(w.bias.shape)}")
+  if w.bias is not None and (tuple(w.bias.shape) != (v.shape[0], v.shape[2])
+                             or not jnp.issubdtype(w.bias.dtype, jnp.floating)):
+    raise ValueError(f"{name}.bias must be a float array of shape {(v.shape[0], v.shape[2])}, "
+                     f"got {w.bias.dtype}{tuple(w.bias.shape)}")
   if (not is_int(w.in_features) or w.in_features % fmt.BLOCK_SIZE
       or -(-w.in_features // K_TILE) != v.shape[1]):
     raise ValueError(f"{name}.in_features={w.in_features!r} does not fit values of shape "
@@ -283,13 +285,17 @@ def random_packed(key: jax.Array, num_experts: int, in_features: int, out_featur
   Codes are uniform over all 16 E2M1 codes and scale bytes uniform in ``scale_range`` (both
   ends included); speed does not depend on the values. Nothing passes through host memory.
   A K padded up to a whole tile gets the layout's padding (zero codes, scale 127), as `pack`'s.
+  Every weight gets a float32 bias, normal with standard deviation 0.1.
   """
-  if in_features <= 0 or in_features % fmt.BLOCK_SIZE:
-    raise ValueError(f"random_packed: in_features={in_features} must be a positive multiple of "
+  if type(swiglu_halves) is not bool:
+    raise TypeError(f"random_packed: swiglu_halves must be a bool, got {swiglu_halves!r}")
+  if not is_int(in_features) or in_features <= 0 or in_features % fmt.BLOCK_SIZE:
+    raise ValueError(f"random_packed: in_features={in_features!r} must be a positive multiple of "
                      f"{fmt.BLOCK_SIZE}")
-  if num_experts < 1 or out_features < 1 or (swiglu_halves and out_features % 2):
-    raise ValueError(f"random_packed: needs num_experts, out_features >= 1 (out_features even "
-                     f"with swiglu_halves), got {num_experts} and {out_features}")
+  if (not (is_int(num_experts) and is_int(out_features)) or num_experts < 1 or out_features < 1
+      or (swiglu_halves and out_features % 2)):
+    raise ValueError(f"random_packed: needs ints num_experts, out_features >= 1 (out_features "
+                     f"even with swiglu_halves), got {num_experts!r} and {out_features!r}")
   low, high = scale_range
   if not fmt.KERNEL_SCALE_MIN <= low <= high <= fmt.KERNEL_SCALE_MAX:
     raise ValueError(f"random_packed: scale_range={scale_range} must be (low, high) with "
