@@ -404,18 +404,13 @@ def within_context(flag: str, positions: int, cfg) -> None:
 
 
 def check_kernels_run_here(cfg, flag: str = "--config.model") -> None:
-  """Off a GPU, the MoE and router kernels of ``cfg`` (the `GptOssConfig` of ``flag``) run only
-  in interpret mode: asking for them without it is a usage error naming the field, not a
+  """`GptOssConfig.check_moe_kernels_run_here` as a usage error naming ``flag``'s fields, not a
   traceback from the model's first trace. Call it after `gpu_memory_fraction` (it starts the
   backend)."""
-  here = jax.default_backend()
-  if here == "gpu" or cfg.moe_interpret:
-    return
-  for field, kernel in (("moe_backend", cfg.resolved_moe_backend == "pallas"),
-                        ("router_backend", cfg.resolved_router_backend == "top_k")):
-    if kernel:
-      raise app.UsageError(f"{flag}.{field}={getattr(cfg, field)!r} compiles for a GPU only; "
-                           f"on {here} set {flag}.moe_interpret=True")
+  try:
+    cfg.check_moe_kernels_run_here(owner=f"{flag}.")
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
 
 
 def load_checkpoint(path, flag: str, model_config):

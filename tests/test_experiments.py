@@ -133,8 +133,8 @@ def test_mxfp4_demo_rejects_a_bad_flag_in_one_line():
     (("bench_attention", "--config.output_dir=README.md/a/b"),
      "--config.output_dir: README.md exists and is not a directory"),
     (("generate", "--config.model.moe_backend=pallas"),
-     "--config.model.moe_backend='pallas' compiles for a GPU only; on cpu set "
-     "--config.model.moe_interpret=True"),
+     "--config.model.moe_backend='pallas' and --config.model.router_backend='auto' (here "
+     "'top_k') compile for a GPU only; on cpu set --config.model.moe_interpret=True"),
     (("bench_e2e", "--config=configs/tiny.py", "--config.model.router_backend=top_k"),
      "--config.model.router_backend='top_k' compiles for a GPU only"),
     (("generate", "--profile_dir=README.md/trace"),

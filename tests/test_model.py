@@ -364,18 +364,25 @@ def test_float32_models_run_experts_in_float32():
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(moe_backend="pallas", router_backend="xla"), "grouped_matmul's backend='pallas'"),
-    (dict(moe_backend="reference", router_backend="top_k"), "the router's top-k kernel"),
+    (dict(moe_backend="pallas", router_backend="xla"), "GptOssConfig.moe_backend='pallas' compiles"),
+    (dict(moe_backend="reference", router_backend="top_k"),
+     "GptOssConfig.router_backend='top_k' compiles"),
+    (dict(moe_backend="pallas", router_backend="auto"),  # auto resolves to the top-k kernel
+     "GptOssConfig.moe_backend='pallas' and GptOssConfig.router_backend='auto' \\(here "
+     "'top_k'\\) compile"),
     (dict(moe_backend="reference", attention_backend="pallas"), None)])
 def test_kernels_off_the_gpu_need_interpret_mode(monkeypatch, change, message):
-  """A Pallas kernel named off a GPU errors with the way out rather than deep inside Pallas;
-  attention, which the model runs in interpret mode by itself off a GPU, just runs."""
+  """A Pallas kernel named off a GPU errors with the model config's way out (not the kernels'
+  own ``interpret=True``, which the model has no argument for); attention, which the model runs
+  in interpret mode by itself off a GPU, just runs."""
   monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
   model = GptOss(CFG.replace(dtype="bfloat16", **change), rngs=nnx.Rngs(0))
   tokens = jnp.ones((1, 4), jnp.int32)
   if message is None:
     assert model(tokens).shape == (1, 4, CFG.vocab_size)
     return
-  with pytest.raises(ValueError, match=f"{message} compiles for a GPU only; on cpu pass "
-                                       "interpret=True"):
+  with pytest.raises(ValueError, match=f"{message} for a GPU only; on cpu set "
+                                       "GptOssConfig.moe_interpret=True"):
     model(tokens)
+  model = GptOss(CFG.replace(dtype="bfloat16", moe_interpret=True, **change), rngs=nnx.Rngs(0))
+  assert model(tokens).shape == (1, 4, CFG.vocab_size)

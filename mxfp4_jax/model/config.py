@@ -45,7 +45,9 @@ class GptOssConfig:
   # "pallas" (GPU), "reference" (jnp), "auto": pallas on GPU or with moe_interpret, the
   # reference elsewhere and for a float32 model (`resolved_moe_backend`)
   moe_backend: str = "auto"
-  moe_interpret: bool = False  # run the Pallas kernel in interpret mode (CPU tests)
+  # Run the MoE's Pallas kernels (the grouped matmuls and the router's) in interpret mode: off
+  # a GPU, the only way they run (CPU tests).
+  moe_interpret: bool = False
   # Attention: "pallas" (the flash kernels for prefill and decode; interpret mode off the GPU),
   # "xla" (jnp), "auto": pallas on GPU in bfloat16.
   attention_backend: str = "auto"
@@ -157,6 +159,22 @@ class GptOssConfig:
     kernel = self.resolved_moe_backend == "pallas" and not kernel_unsupported_reason(
         self.jnp_dtype, self.experts_per_token, self.num_experts)
     return "top_k" if kernel else "xla"
+
+  def check_moe_kernels_run_here(self, owner: str = "GptOssConfig.") -> None:
+    """The MoE's Pallas kernels compile for a GPU only: chosen elsewhere without
+    ``moe_interpret``, a one-line error naming the fields (``owner`` before each: a class or a
+    flag), not one from inside the kernels."""
+    here = jax.default_backend()
+    if here == "gpu" or self.moe_interpret:
+      return
+    chosen = [f"{owner}{name}={getattr(self, name)!r}"
+              + (f" (here {kernel!r})" if getattr(self, name) == "auto" else "")
+              for name, kernel in (("moe_backend", self.resolved_moe_backend),
+                                   ("router_backend", self.resolved_router_backend))
+              if kernel in ("pallas", "top_k")]
+    if chosen:
+      raise ValueError(f"{' and '.join(chosen)} compile{'s' * (len(chosen) == 1)} for a GPU "
+                       f"only; on {here} set {owner}moe_interpret=True")
 
   @property
   def resolved_attention_backend(self) -> str:

@@ -261,6 +261,7 @@ class MoE(nnx.Module):
     """x [B, T, D]: the MoE's input, or with ``norm`` the residual that ``norm`` normalizes
     first (a decode step's tokens then take the norm inside the router's kernel)."""
     cfg = self.cfg
+    cfg.check_moe_kernels_run_here()
     b, t, d = x.shape
     k = cfg.experts_per_token
     kernel_args = dict(backend=cfg.resolved_moe_backend, interpret=cfg.moe_interpret)
