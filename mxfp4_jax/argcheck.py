@@ -1,5 +1,6 @@
 """Tests of arguments that the public API shares (what counts as an int, a real number, a power
-of two, a sequence, a value whose contents can be read), so each reads the same everywhere."""
+of two, a sequence, a value whose contents can be read; host integers that fit int32), so each
+reads the same everywhere."""
 
 from __future__ import annotations
 
@@ -46,3 +47,14 @@ def is_concrete(value) -> bool:
   """A value whose contents Python can read, not a tracer: checks of contents (ranges, sums,
   finiteness) run where this holds and are left to the caller's contract under a trace."""
   return not isinstance(value, jax.core.Tracer)
+
+
+def check_int32_range(**arrays) -> None:
+  """Host integers past int32, which jnp.asarray would wrap before the value checks see them."""
+  for name, a in arrays.items():
+    if a is None or isinstance(a, jax.Array):
+      continue
+    host = np.asarray(a)
+    if host.dtype.kind in "iu" and host.size and not (
+        np.iinfo(np.int32).min <= host.min() and host.max() <= np.iinfo(np.int32).max):
+      raise ValueError(f"{name} holds values outside int32: from {host.min()} to {host.max()}")

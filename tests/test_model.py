@@ -364,7 +364,8 @@ def test_float32_models_run_experts_in_float32():
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(moe_backend="pallas", router_backend="xla"), "GptOssConfig.moe_backend='pallas' compiles"),
+    (dict(moe_backend="pallas", router_backend="xla"),
+     "GptOssConfig.moe_backend='pallas' compiles"),
     (dict(moe_backend="reference", router_backend="top_k"),
      "GptOssConfig.router_backend='top_k' compiles"),
     (dict(moe_backend="pallas", router_backend="auto"),  # auto resolves to the top-k kernel

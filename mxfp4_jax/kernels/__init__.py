@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mxfp4_jax.argcheck import is_concrete
+from mxfp4_jax.argcheck import check_int32_range, is_concrete
 from mxfp4_jax.kernels.reference import grouped_matmul_reference
 from mxfp4_jax.kernels.schedule import check_experts_in_range, clip_group_sizes
 from mxfp4_jax.kernels.swiglu import SWIGLU_ALPHA, SWIGLU_LIMIT, swiglu
@@ -68,17 +68,6 @@ def _check_row_experts(row_experts, num_rows: int, num_experts: int) -> None:
     raise ValueError(f"row_experts must be an integer array of shape [{num_rows}] (one per row "
                      f"of x), got {row_experts.dtype}{list(row_experts.shape)}")
   check_experts_in_range(row_experts, num_experts, "row_experts")
-
-
-def check_int32_range(**arrays) -> None:
-  """Host integers past int32, which jnp.asarray would wrap before the value checks see them."""
-  for name, a in arrays.items():
-    if a is None or isinstance(a, jax.Array):
-      continue
-    host = np.asarray(a)
-    if host.dtype.kind in "iu" and host.size and not (
-        np.iinfo(np.int32).min <= host.min() and host.max() <= np.iinfo(np.int32).max):
-      raise ValueError(f"{name} holds values outside int32: from {host.min()} to {host.max()}")
 
 
 def _number(value, name: str) -> float:
@@ -199,4 +188,4 @@ def _reference_backward(static, inputs, out_cotangent):
 _pallas_with_reference_gradient.defvjp(_kernel_forward, _reference_backward)
 
 
-__all__ = ["KernelConfig", "check_int32_range", "grouped_matmul", "pick_config", "swiglu"]
+__all__ = ["KernelConfig", "grouped_matmul", "pick_config", "swiglu"]

@@ -29,8 +29,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from mxfp4_jax.argcheck import is_concrete, is_int
-from mxfp4_jax.kernels import check_int32_range
+from mxfp4_jax.argcheck import check_int32_range, is_concrete, is_int
 from mxfp4_jax.kernels.triton_ops import (check_arrays, check_eps, check_float, check_launch,
                                            check_runs_here, dot_accumulate, is_block,
                                            load_row_rms)

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mxfp4_jax.argcheck import is_concrete, is_int
-from mxfp4_jax.kernels import check_int32_range, grouped_matmul
+from mxfp4_jax.argcheck import check_int32_range, is_concrete, is_int
+from mxfp4_jax.kernels import grouped_matmul
 from mxfp4_jax.kernels.flash_attention import (decode_attention_update, flash_attention,
                                                visible_keys)
 from mxfp4_jax.kernels.router import PRODUCT_AS_SUM_TOKENS, route, route_normalized
@@ -103,7 +103,7 @@ def decode_block(keys: int) -> int:
 
 
 # float32 scores [B, K, G, T, S] per attention step (1 GiB): long or batched prompts are cut into
-# query chunks to stay under it (an 8k prompt: 512 queries a step; 256 prompts of 1k: 16).
+# query chunks to stay under it (an 8k prompt: 512 queries a step; 8 prompts of 1k: 512).
 SCORE_ELEMENTS = 1 << 28
 
 
@@ -177,9 +177,11 @@ class Attention(nnx.Module):
   def __call__(self, x, cos, sin, positions, cache: LayerCache | None = None, start=0,
                norm: RMSNorm | None = None):
     """x [B, T, D]: the attention's input, or with ``norm`` the residual that ``norm``
-    normalizes first; positions [B, T] (-1: padding). With a cache, attention runs over the
-    cached keys and the T new ones, which are then stored at global step ``start``;
-    -> (out, cache)."""
+    normalizes first; positions [B, T] (-1: padding); -> (out, cache). With a cache, the T new
+    keys are stored at global step ``start``, and attention runs over
+    - a prefill (``start`` the int 0): the new keys alone (the cache is empty);
+    - a decode step (T = 1, ``start`` not the int 0): the cache, the new key stored first;
+    - a continuation (T > 1 after a prefill): the cached keys and the new ones."""
     cfg = self.cfg
     b, t, _ = x.shape
     sinks = self.sinks[...].reshape(cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads)
