@@ -95,7 +95,8 @@ def test_right_padding_and_gaps_keep_the_contract(rng, window):
     (None, [5, 4, 3, 2, 1, 0, -1, -1], "position 4 at index 1"),
     (None, [0, 1, 1, 2, 3, 4, 5, 6], "position 1 at index 2"),
     # Padding between tokens: a window counts keys back by position, the kernel by index.
-    (4, [0, 1, 2, -1, -1, 3, 4, 5], r"rise by at least one a token \(there is a window\).*"
+    (4, [0, 1, 2, -1, -1, 3, 4, 5], r"rise by at least one an index \(there is a window; "
+                                    "padding between tokens counts as an index\).*"
                                     "position 3 at index 5"),
 ])
 def test_positions_that_break_the_contract_error(rng, window, row, message):
@@ -297,6 +298,8 @@ def test_bad_arguments_name_the_argument(change, message):
      r"k_positions must be a signed int array .*, got float32"),
     (dict(k_positions=jnp.zeros((1, 16), jnp.uint32)),
      r"k_positions must be a signed int .*uint32"),
+    (dict(q_positions=np.array([2**32 + 3])),  # jit would wrap it to position 3
+     r"q_positions holds values outside int32: from 4294967299 to 4294967299"),
     (dict(sinks=jnp.zeros((2, 3), jnp.int32)), "sinks must be a float array, got int32"),
     (dict(window=2**31), r"window must be None or an int from 1 to 2\*\*31 - 1, got 2147483648"),
     (dict(k_positions=jnp.zeros((1, 8), jnp.int32)), r"k_positions .*\[1, 16\], got int32\[1, 8\]"),
@@ -355,6 +358,21 @@ def test_a_list_for_an_array_is_named(kernel):
   on a list (or a trace failing deep in JAX)."""
   with pytest.raises(TypeError, match="sinks must be an array, got list"):
     _call_small(kernel, sinks=[[0.0] * 2] * 2)
+
+
+def test_none_for_a_required_array_is_named():
+  """None passes jit as an empty tree: named here, not an AttributeError on its shape."""
+  q, kv, sinks = jnp.zeros((1, 8, 2, 2, 16)), jnp.zeros((1, 8, 2, 16)), jnp.zeros((2, 2))
+  with pytest.raises(TypeError, match="sinks must be an array, got NoneType"):
+    flash_attention(q, kv, kv, jnp.zeros((1, 8), jnp.int32), None, interpret=True)
+  cache, slots = jnp.zeros((1, 16, 2, 16)), jnp.zeros((1, 16), jnp.int32)
+  with pytest.raises(TypeError, match="v must be an array, got NoneType"):
+    decode_attention(q[:, 0], cache, None, jnp.zeros(1, jnp.int32), slots, sinks, block_k=16,
+                     interpret=True)
+  with pytest.raises(TypeError, match="cos must be an array, got NoneType"):
+    decode_attention_update(jnp.zeros((1, 8, 16)), None, jnp.zeros((1, 8)), cache, cache,
+                            jnp.zeros(1, jnp.int32), slots, 0, sinks, block_k=16,
+                            interpret=True)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

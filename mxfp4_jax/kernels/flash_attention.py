@@ -84,9 +84,10 @@ def _prefill_kernel(q_ref, k_ref, v_ref, pos_ref, sinks_ref, out_ref, *, block_q
     visible = visible_keys(q_pos[:, None], pos_ref[keys][None, :], window)
     return _online_softmax(carry, q, k_ref[keys, :], v_ref[keys, :], visible, scale)
 
-  # Key blocks this query block can see, by index: positions rise by one along a row after its
-  # padding (`flash_attention`'s contract), so later keys are in the future and keys `window`
-  # or more indices back are out of the window. The mask above is exact within the blocks.
+  # Key blocks this query block can see, by index: positions rise along a row, with a window by
+  # at least one an index (`flash_attention`'s contract), so later keys are in the future and
+  # keys `window` or more indices back are out of the window. The mask above is exact within
+  # the blocks.
   stop = lax.div(first_query + block_q + block_k - 1, block_k)
   start = 0 if window is None else lax.div(jnp.maximum(first_query - window + 1, 0), block_k)
   init = (jnp.zeros((block_q, head_dim), jnp.float32),
@@ -168,7 +169,8 @@ def _check_positions_rise(positions, window: int | None) -> None:
   fallen = (p >= 0) & ((key <= earlier) if window is None else (key < earlier))
   if fallen.any():
     row, index = (int(i[0]) for i in np.nonzero(fallen))
-    rule = "rise" if window is None else "rise by at least one a token (there is a window)"
+    rule = "rise" if window is None else ("rise by at least one an index (there is a window; "
+                                          "padding between tokens counts as an index)")
     raise ValueError(f"positions[{row}] must {rule} along the row, padding aside, as a "
                      f"prompt's do: position {p[row, index]} at index {index} does not")
 
@@ -182,9 +184,10 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
     q: ``[B, T, K, G, hd]`` queries; query head ``k G + g`` reads KV head ``k``.
     k, v: ``[B, T, K, hd]``.
     positions: ``[B, T]`` int; -1 marks padding (no key there; a padding query outputs 0).
-      Along each row the other positions rise, and with a window by at least one a token, as
-      a prompt's do (a left-padded prefill's by exactly one): the kernel skips key blocks by
-      index on that basis. Checked where ``positions`` is concrete (not under jit).
+      Along each row the other positions rise, and with a window by at least one an index
+      (padding between two tokens counts as an index), as a prompt's do (a left-padded
+      prefill's by exactly one): the kernel skips key blocks by index on that basis. Checked
+      where ``positions`` is concrete (not under jit).
     sinks: ``[K, G]`` one logit per query head.
     window: keys fewer than ``window`` positions back are visible (sliding layers); None: all.
     block_q, block_k: query and key rows a program takes at a time (powers of two >= 16).
@@ -373,6 +376,7 @@ def decode_attention(q, k, v, q_positions, k_positions, sinks, *, window: int | 
   _check_static("decode_attention", window=window, blocks=dict(block_k=block_k),
                 num_warps=num_warps, num_stages=num_stages, interpret=interpret,
                 num_programs=num_programs)
+  check_int32_range(q_positions=q_positions, k_positions=k_positions)  # before jit wraps them
   return _decode_attention(q, k, v, q_positions, k_positions, sinks, window=window,
                            block_k=block_k, num_programs=num_programs, num_warps=num_warps,
                            num_stages=num_stages, interpret=interpret)
@@ -427,6 +431,7 @@ def decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step,
   _check_static("decode_attention_update", window=window, blocks=dict(block_k=block_k),
                 num_warps=num_warps, num_stages=num_stages, interpret=interpret,
                 num_programs=num_programs)
+  check_int32_range(q_positions=q_positions, k_positions=k_positions, step=step)
   return _decode_attention_update(
       qkv, cos, sin, k, v, q_positions, k_positions, step, sinks, qkv_bias, norm_rows,
       norm_eps=check_eps(norm_eps, "norm_eps"), window=window, block_k=block_k,
@@ -438,7 +443,8 @@ def _decode_attention_update(qkv, cos, sin, k, v, q_positions, k_positions, step
                              qkv_bias, norm_rows, *, norm_eps, window, block_k, num_programs,
                              num_warps, num_stages, interpret):
   check_arrays(qkv=qkv, cos=cos, sin=sin, k=k, v=v, q_positions=q_positions,
-               k_positions=k_positions, sinks=sinks, qkv_bias=qkv_bias, norm_rows=norm_rows)
+               k_positions=k_positions, sinks=sinks, qkv_bias=qkv_bias, norm_rows=norm_rows,
+               optional=("qkv_bias", "norm_rows"))
   if qkv.ndim != 3:
     raise ValueError(f"qkv must be [batch, heads + 2 kv_heads, head_dim], got {list(qkv.shape)}")
   b, _, head_dim = qkv.shape

@@ -88,12 +88,12 @@ dot_accumulate_p.def_impl(_reference)
 mlir.register_lowering(dot_accumulate_p, mlir.lower_fun(_reference, multiple_results=False))
 
 
-def check_arrays(where: str = "", **arrays) -> None:
-  """A kernel's inputs are arrays (jax or numpy; None for an absent optional one): a list, which
-  ``jit`` would take as a tree of scalars, gets a one-line error naming it instead of failing in
-  a shape check or deep in a trace."""
+def check_arrays(where: str = "", optional: tuple[str, ...] = (), **arrays) -> None:
+  """A kernel's inputs are arrays (jax or numpy; None only for the names in ``optional``): a
+  list, which ``jit`` would take as a tree of scalars, or a None, gets a one-line error naming
+  it instead of failing in a shape check or deep in a trace."""
   for name, a in arrays.items():
-    if a is not None and not isinstance(a, (jax.Array, np.ndarray)):
+    if not (a is None and name in optional or isinstance(a, (jax.Array, np.ndarray))):
       raise TypeError(f"{where}{name} must be an array, got {type(a).__name__}")
 
 
