@@ -173,8 +173,8 @@ def _prefill(model, bench, length: int, rng) -> dict:
 
 
 def _within_memory(case, kind: str, batch: int, context: int) -> dict:
-  """``case()``'s row, or, where the device runs out of memory for it (120b at batch 256 beside
-  its 61 GiB of weights), a row that says so: the cases after it still run."""
+  """``case()``'s row, or, where the device runs out of memory for it (a batch or a prefill
+  call too large beside the weights), a row that says so: the cases after it still run."""
   try:
     return case()
   except (jax.errors.JaxRuntimeError, DeviceMemoryError) as e:

@@ -210,7 +210,13 @@ def write_results(config, name: str, results: list) -> pathlib.Path:
 def kernel_field_cast(field_type: str):
   """How a `KernelConfig` field of ``field_type`` (its annotation) is written on the command
   line -> its parser: ints, bools as 0 or 1, strings as they are."""
-  return {"int": int, "bool": lambda v: bool(int(v))}.get(field_type, str)
+  return {"int": int, "bool": _zero_or_one}.get(field_type, str)
+
+
+def _zero_or_one(text: str) -> bool:
+  if text not in ("0", "1"):
+    raise ValueError(f"a bool option must be 0 or 1, got {text!r}")
+  return text == "1"
 
 
 def kernel_options(text: str, flag: str = "--config.kernel_options") -> dict:

@@ -123,7 +123,7 @@ class _Printer:
     for row, stream in enumerate(self.streams):
       self._show(row, stream.finish())  # an unfinished character held back at the end
       if not harmony.final_text(stream.messages):
-        raw = self.tokenizer.decode(self.ids[row])[:200].replace("\n", "\\n")
+        raw = self.tokenizer.decode(self.ids[row])[:200]  # !r shows its newlines as \n
         print(f"\n[{row}] no final-channel text; the raw completion begins: {raw!r}")
     print()
 

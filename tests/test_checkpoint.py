@@ -168,6 +168,17 @@ def test_single_file_hf_checkpoint(written, tmp_path):
     assert_identical(array, written["hf_dict"][key], key)
 
 
+@pytest.mark.parametrize("args, error, message", [
+    (dict(num_shards=0), ValueError, r"num_shards must be in \[1, \d+\], got 0"),
+    (dict(num_shards=2.0), TypeError, "num_shards must be an int or None, got 2.0"),
+    (dict(num_shards=True), TypeError, "num_shards must be an int or None, got True"),
+    (dict(nested=True), ValueError, "True only for the original layout, got True with "
+                                    "layout='hf'")])
+def test_random_checkpoint_refuses_what_it_would_ignore(tmp_path, args, error, message):
+  with pytest.raises(error, match=message):
+    ckpt.write_random_checkpoint(tmp_path, HPARAMS, "hf", SEED, **args)
+
+
 @pytest.mark.parametrize("with_index", [True, False])
 def test_sharded_original_checkpoint(written, tmp_path, with_index):
   """original/ in shards, as gpt-oss-120b's (model--0000k-of-0000n.safetensors), with or without

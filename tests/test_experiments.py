@@ -334,7 +334,8 @@ def test_ceilings_runs_and_writes_both(tmp_path):
 
 @pytest.mark.parametrize("option, message", [("decode=fast", "decode must be one of"),
                                              ("block_q=16", "is not NAME=VALUE"),
-                                             ("k_splits=two", "invalid literal")])
+                                             ("k_splits=two", "invalid literal"),
+                                             ("accumulate_in_mma=2", "must be 0 or 1, got '2'")])
 def test_bench_kernel_rejects_a_bad_kernel_option_in_one_line(option, message):
   result = _run("experiments.bench_kernel", f"--config.kernel_options={option}",
                 "--config.rows=4", "--config.shapes=20b_down", "--config.baselines=")

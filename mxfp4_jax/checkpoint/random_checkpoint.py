@@ -15,6 +15,7 @@ import ml_dtypes
 import numpy as np
 from safetensors.numpy import save_file
 
+from mxfp4_jax.argcheck import is_int
 from mxfp4_jax.checkpoint import config_json, names
 from mxfp4_jax.checkpoint.safetensors_io import CONFIG, INDEX, ORIGINAL_SUBDIR
 from mxfp4_jax.mxfp4 import format as fmt
@@ -64,6 +65,13 @@ def write_random_checkpoint(path, hparams: dict, layout: str, seed: int,
   """
   if layout not in names.LAYOUTS:
     raise ValueError(f"layout must be one of {names.LAYOUTS}, got {layout!r}")
+  if num_shards is None:
+    num_shards = 2 if layout == "hf" else 1
+  if not is_int(num_shards):
+    raise TypeError(f"num_shards must be an int or None, got {num_shards!r}")
+  if type(nested) is not bool or (nested and layout == "hf"):
+    raise ValueError(f"nested must be a bool, and True only for the original layout, got "
+                     f"{nested!r} with layout={layout!r}")
   # What loaders refuse is refused here; what they read back (Python numbers: NumPy ones would
   # not go into config.json) is what gets written.
   hparams = config_json.parse_config(config_json.to_hf_config(hparams), "hparams")
@@ -83,7 +91,7 @@ def write_random_checkpoint(path, hparams: dict, layout: str, seed: int,
   shard_name = "model-{:05d}-of-{:05d}.safetensors" if layout == "hf" else (
       "model--{:05d}-of-{:05d}.safetensors")
   _write_shards(path, names.to_disk(canonical, hparams, layout),
-                num_shards or (2 if layout == "hf" else 1), shard_name,
+                num_shards, shard_name,
                 metadata={"format": "pt"} if layout == "hf" else None)  # what transformers writes
   (path / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
   return path
