@@ -95,7 +95,7 @@ def test_right_padding_and_gaps_keep_the_contract(rng, window):
     (None, [5, 4, 3, 2, 1, 0, -1, -1], "position 4 at index 1"),
     (None, [0, 1, 1, 2, 3, 4, 5, 6], "position 1 at index 2"),
     # Padding between tokens: a window counts keys back by position, the kernel by index.
-    (4, [0, 1, 2, -1, -1, 3, 4, 5], r"rise by at least one an index \(there is a window; "
+    (4, [0, 1, 2, -1, -1, 3, 4, 5], r"rise by at least one per index \(there is a window; "
                                     "padding between tokens counts as an index\).*"
                                     "position 3 at index 5"),
 ])

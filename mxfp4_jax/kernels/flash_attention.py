@@ -85,7 +85,7 @@ def _prefill_kernel(q_ref, k_ref, v_ref, pos_ref, sinks_ref, out_ref, *, block_q
     return _online_softmax(carry, q, k_ref[keys, :], v_ref[keys, :], visible, scale)
 
   # Key blocks this query block can see, by index: positions rise along a row, with a window by
-  # at least one an index (`flash_attention`'s contract), so later keys are in the future and
+  # at least one per index (`flash_attention`'s contract), so later keys are in the future and
   # keys `window` or more indices back are out of the window. The mask above is exact within
   # the blocks.
   stop = lax.div(first_query + block_q + block_k - 1, block_k)
@@ -169,7 +169,7 @@ def _check_positions_rise(positions, window: int | None) -> None:
   fallen = (p >= 0) & ((key <= earlier) if window is None else (key < earlier))
   if fallen.any():
     row, index = (int(i[0]) for i in np.nonzero(fallen))
-    rule = "rise" if window is None else ("rise by at least one an index (there is a window; "
+    rule = "rise" if window is None else ("rise by at least one per index (there is a window; "
                                           "padding between tokens counts as an index)")
     raise ValueError(f"positions[{row}] must {rule} along the row, padding aside, as a "
                      f"prompt's do: position {p[row, index]} at index {index} does not")
@@ -184,7 +184,7 @@ def flash_attention(q, k, v, positions, sinks, *, window: int | None = None, blo
     q: ``[B, T, K, G, hd]`` queries; query head ``k G + g`` reads KV head ``k``.
     k, v: ``[B, T, K, hd]``.
     positions: ``[B, T]`` int; -1 marks padding (no key there; a padding query outputs 0).
-      Along each row the other positions rise, and with a window by at least one an index
+      Along each row the other positions rise, and with a window by at least one per index
       (padding between two tokens counts as an index), as a prompt's do (a left-padded
       prefill's by exactly one): the kernel skips key blocks by index on that basis. Checked
       where ``positions`` is concrete (not under jit).
