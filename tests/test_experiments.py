@@ -874,6 +874,26 @@ printer.finish()
   assert result.stdout.rstrip("\n") == "x \u20ac"
 
 
+def test_generate_shows_a_completion_without_final_text_raw():
+  """No final channel: the completion's start is shown as Python's repr, a newline as one
+  escape (not escaped twice)."""
+  code = """
+from absl import flags
+from experiments import generate
+from mxfp4_jax.generate.tokenizer import tiny_tokenizer
+flags.FLAGS.mark_as_parsed()
+tokenizer = tiny_tokenizer()
+printer = generate._Printer(tokenizer, rows=1)
+printer([tokenizer.encode("<|channel|>analysis<|message|>a\\nb")])
+printer.finish()
+"""
+  result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert "no final-channel text; the raw completion begins: '" in result.stdout
+  assert "a\\nb'" in result.stdout and "a\\\\nb" not in result.stdout, result.stdout
+
+
 def test_generate_names_the_flags_when_the_device_runs_out_of_memory():
   """The Generator's one-line out-of-memory error comes with the flags that set the batch and
   the cache, as a usage error (no traceback). (In a fresh process, the generation failing.)"""
