@@ -175,8 +175,11 @@ def test_single_file_hf_checkpoint(written, tmp_path):
     (dict(nested=True), ValueError, "True only for the original layout, got True with "
                                     "layout='hf'")])
 def test_random_checkpoint_refuses_what_it_would_ignore(tmp_path, args, error, message):
+  """Refused before anything in the folder is touched."""
+  (tmp_path / "model.safetensors").write_bytes(b"kept")
   with pytest.raises(error, match=message):
     ckpt.write_random_checkpoint(tmp_path, HPARAMS, "hf", SEED, **args)
+  assert (tmp_path / "model.safetensors").read_bytes() == b"kept"
 
 
 @pytest.mark.parametrize("with_index", [True, False])

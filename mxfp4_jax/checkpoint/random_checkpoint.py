@@ -65,16 +65,20 @@ def write_random_checkpoint(path, hparams: dict, layout: str, seed: int,
   """
   if layout not in names.LAYOUTS:
     raise ValueError(f"layout must be one of {names.LAYOUTS}, got {layout!r}")
-  if num_shards is None:
-    num_shards = 2 if layout == "hf" else 1
-  if not is_int(num_shards):
-    raise TypeError(f"num_shards must be an int or None, got {num_shards!r}")
   if type(nested) is not bool or (nested and layout == "hf"):
     raise ValueError(f"nested must be a bool, and True only for the original layout, got "
                      f"{nested!r} with layout={layout!r}")
   # What loaders refuse is refused here; what they read back (Python numbers: NumPy ones would
   # not go into config.json) is what gets written.
   hparams = config_json.parse_config(config_json.to_hf_config(hparams), "hparams")
+  # Checked before any stale file is removed: a shard holds at least one tensor.
+  if num_shards is None:
+    num_shards = 2 if layout == "hf" else 1
+  if not is_int(num_shards):
+    raise TypeError(f"num_shards must be an int or None, got {num_shards!r}")
+  num_tensors = sum(len(rule.disk) for rule in names.layout_rules(hparams, layout))
+  if not 1 <= num_shards <= num_tensors:
+    raise ValueError(f"num_shards must be in [1, {num_tensors}], got {num_shards}")
   path = pathlib.Path(path)
   if layout == "original" and nested:
     path = path / ORIGINAL_SUBDIR
@@ -90,8 +94,7 @@ def write_random_checkpoint(path, hparams: dict, layout: str, seed: int,
     config = config_json.to_original_config(hparams)
   shard_name = "model-{:05d}-of-{:05d}.safetensors" if layout == "hf" else (
       "model--{:05d}-of-{:05d}.safetensors")
-  _write_shards(path, names.to_disk(canonical, hparams, layout),
-                num_shards, shard_name,
+  _write_shards(path, names.to_disk(canonical, hparams, layout), num_shards, shard_name,
                 metadata={"format": "pt"} if layout == "hf" else None)  # what transformers writes
   (path / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
   return path
@@ -99,8 +102,6 @@ def write_random_checkpoint(path, hparams: dict, layout: str, seed: int,
 
 def _write_shards(path: pathlib.Path, disk: dict[str, np.ndarray], num_shards: int,
                   shard_name: str, metadata: dict | None) -> None:
-  if not 1 <= num_shards <= len(disk):
-    raise ValueError(f"num_shards must be in [1, {len(disk)}], got {num_shards}")
   if num_shards == 1:
     save_file(disk, path / "model.safetensors", metadata=metadata)
     return

@@ -167,11 +167,13 @@ class GptOssConfig:
     here = jax.default_backend()
     if here == "gpu" or self.moe_interpret:
       return
-    chosen = [f"{owner}{name}={getattr(self, name)!r}"
-              + (f" (here {kernel!r})" if getattr(self, name) == "auto" else "")
-              for name, kernel in (("moe_backend", self.resolved_moe_backend),
-                                   ("router_backend", self.resolved_router_backend))
-              if kernel in ("pallas", "top_k")]
+    chosen = []
+    for name, resolved in (("moe_backend", self.resolved_moe_backend),
+                           ("router_backend", self.resolved_router_backend)):
+      if resolved in ("pallas", "top_k"):  # the Pallas kernels, not "reference" or "xla"
+        value = getattr(self, name)
+        resolved_note = f" (here {resolved!r})" if value == "auto" else ""
+        chosen.append(f"{owner}{name}={value!r}{resolved_note}")
     if chosen:
       raise ValueError(f"{' and '.join(chosen)} compile{'s' * (len(chosen) == 1)} for a GPU "
                        f"only; on {here} set {owner}moe_interpret=True")
